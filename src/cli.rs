@@ -1,0 +1,180 @@
+//! Command-line types (clap derive) and nothing else. Values are parsed into
+//! their typed form here (durations, counts, addresses), but merging with a
+//! scenario file and validation happen in `scenario`; these types stop at
+//! `cmd/`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::scenario::units::{
+    self, CloseMode, HoldMode, PortRange, RampSpec, SourceSpec, TargetSpec,
+};
+
+/// Connection-limit stress tester and capacity explorer: opens TCP
+/// connections at a controlled rate, holds them, and names the limit that
+/// fails first.
+#[derive(Debug, Parser)]
+#[command(name = "ceiling", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open, hold and close connections; classify failures; write results.
+    ///
+    /// With no target (neither --target nor in the scenario file), ceiling
+    /// starts its built-in target server in this process on a free loopback
+    /// port and runs against it.
+    Run(RunArgs),
+    /// The built-in target server: accepts and holds, echoes or closes.
+    Serve(ServeArgs),
+}
+
+/// `ceiling run`. Every flag overrides the same field of the scenario file.
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// Scenario file (TOML); flags given here override its fields.
+    pub scenario: Option<PathBuf>,
+
+    /// Target ADDR:PORT or ADDR:PORT-PORT (repeatable), e.g. 127.0.0.1:7070,
+    /// [::1]:7070, 127.0.0.1:7070-7079.
+    #[arg(long = "target", value_name = "ADDR:PORT[-PORT]", value_parser = units::parse_target)]
+    pub targets: Vec<TargetSpec>,
+
+    /// Source IP to bind (repeatable): IP, IP-IP or CIDR, e.g. 127.0.0.2,
+    /// 127.0.0.2-127.0.0.9, 127.0.1.0/24. Connections round-robin over every
+    /// (source, target) pair.
+    #[arg(long = "source", value_name = "IP|IP-IP|CIDR", value_parser = units::parse_source)]
+    pub sources: Vec<SourceSpec>,
+
+    /// Bind explicit source ports LO-HI instead of letting the kernel pick.
+    #[arg(long, value_name = "LO-HI", value_parser = units::parse_port_range)]
+    pub source_ports: Option<PortRange>,
+
+    /// Exactly this many connection attempts (accepts 10k, 1m).
+    #[arg(long, short = 'c', value_name = "N", value_parser = units::parse_count)]
+    pub connections: Option<u64>,
+
+    /// Connects per second (accepts 5k); 0 means as fast as possible.
+    #[arg(long, short = 'r', value_name = "R", value_parser = units::parse_rate, conflicts_with = "ramp")]
+    pub rate: Option<f64>,
+
+    /// Linear rate ramp FROM..TO/OVER, e.g. 0..20000/30s; TO holds after.
+    #[arg(long, value_name = "FROM..TO/OVER", value_parser = units::parse_ramp)]
+    pub ramp: Option<RampSpec>,
+
+    /// How long each connection is held once established, then closed
+    /// (e.g. 500ms, 10s, 2m; 0s closes at once); `end` holds until
+    /// --duration ends the run.
+    #[arg(long, value_name = "DURATION|end", value_parser = units::parse_hold)]
+    pub hold: Option<HoldMode>,
+
+    /// Hard bound on the whole run; held connections are closed at it.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    pub duration: Option<Duration>,
+
+    /// Give up on a handshake after this long.
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    pub connect_timeout: Option<Duration>,
+
+    /// idle: hold silently; echo: send --message every --interval and time
+    /// the reply.
+    #[arg(long, value_enum)]
+    pub mode: Option<units::DriverMode>,
+
+    /// Echo payload (echo mode).
+    #[arg(long, value_name = "TEXT")]
+    pub message: Option<String>,
+
+    /// Time between echo messages on each connection (echo mode).
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    pub interval: Option<Duration>,
+
+    /// How ceiling closes: fin (orderly) or rst (SO_LINGER 0, no TIME_WAIT).
+    #[arg(long, value_enum)]
+    pub close: Option<CloseMode>,
+
+    /// Set this process's soft RLIMIT_NOFILE (to reproduce the fd limit).
+    /// By default the soft limit is raised to the hard limit.
+    #[arg(long, value_name = "N", value_parser = units::parse_count)]
+    pub fd_limit: Option<u64>,
+
+    /// Stop opening and end the run at the first limit.
+    #[arg(long)]
+    pub stop_at_first_limit: bool,
+
+    /// Worker threads (default: one per core, at most one per connection).
+    #[arg(long, value_name = "N", value_parser = units::parse_count)]
+    pub threads: Option<u64>,
+
+    /// Name of the run, used in the results directory name.
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// Results directory (default results/<UTC time>-<name>/); must not
+    /// exist or be empty.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Live output: auto (progress bar on a terminal, plain lines
+    /// otherwise), progress, plain (one line a second), none.
+    #[arg(long, value_enum, default_value_t = UiMode::Auto)]
+    pub ui: UiMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum UiMode {
+    #[default]
+    Auto,
+    Progress,
+    Plain,
+    None,
+}
+
+/// What `serve` does with an accepted connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ServeMode {
+    /// Hold it and echo every byte back.
+    Echo,
+    /// Hold it; read and discard what arrives.
+    #[default]
+    Hold,
+    /// Close it at once.
+    Close,
+}
+
+/// `ceiling serve`.
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Listen on ADDR:PORT (repeatable); PORT-PORT listens on each port of
+    /// the range; port 0 picks a free port. Default 127.0.0.1:0.
+    #[arg(long = "listen", value_name = "ADDR:PORT[-PORT]", value_parser = units::parse_listen)]
+    pub listen: Vec<TargetSpec>,
+
+    /// What to do with each accepted connection.
+    #[arg(long, value_enum, default_value_t = ServeMode::Hold)]
+    pub mode: ServeMode,
+
+    /// listen() backlog; the kernel caps it at net.core.somaxconn.
+    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = units::parse_backlog)]
+    pub backlog: u32,
+
+    /// Listen but never accept (reproduces listen backlog overflow).
+    #[arg(long)]
+    pub no_accept: bool,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        ServeArgs {
+            listen: Vec::new(),
+            mode: ServeMode::Hold,
+            backlog: 4096,
+            no_accept: false,
+        }
+    }
+}

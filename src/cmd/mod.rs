@@ -1,0 +1,5 @@
+//! One module per subcommand: turns flags into validated values, starts the
+//! work, wires snapshots to the UI and the results directory.
+
+pub mod run;
+pub mod serve;

@@ -1,0 +1,1 @@
+//! Opens, holds and closes connections. STUB.

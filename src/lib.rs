@@ -1,0 +1,68 @@
+//! ceiling: a connection-limit stress tester and capacity explorer.
+//!
+//! It opens TCP connections at a controlled rate from chosen source IPs and
+//! ports, holds them, names the limit that fails first (from the syscall,
+//! the errno and the kernel's counters) and writes results a spreadsheet
+//! opens.
+//!
+//! # Layout
+//! - [`cli`]: clap types only; they stop at `cmd`.
+//! - [`cmd`]: one module per subcommand; orchestration and `anyhow` live here.
+//! - [`model`]: plain serde types shared by all (limit kinds, failure events,
+//!   the summary).
+//! - [`scenario`]: scenario files and flags → a validated [`scenario::Scenario`].
+//! - [`engine`]: the plan (sources × targets), pacing, sockets, holding,
+//!   worker threads and shutdown.
+//! - [`classify`]: (syscall, errno, context) → limit kind, evidence, remedy;
+//!   host probe (rlimits, sysctls, kernel counters).
+//! - [`stats`]: mergeable counters and histograms, snapshots, per-second rows.
+//! - [`sink`]: the results directory, one file format per module.
+//! - [`ui`]: live progress output; reads snapshots only.
+//! - [`server`]: the built-in target server.
+//!
+//! `run` is synchronous: `ceiling run` drives one single-threaded tokio
+//! runtime per worker thread (so each worker's statistics stay its own), and
+//! `ceiling serve` builds its own runtime.
+
+pub mod classify;
+pub mod cli;
+pub mod cmd;
+pub mod engine;
+pub mod model;
+pub mod scenario;
+pub mod server;
+pub mod sink;
+pub mod stats;
+pub mod ui;
+
+use std::process::ExitCode;
+
+/// Bad input: printed as is, exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Exit status 2 for [`UsageError`] anywhere in the chain, 1 otherwise.
+pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+    if err
+        .chain()
+        .any(|cause| cause.is::<UsageError>() || cause.is::<scenario::ScenarioError>())
+    {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Runs one command to completion and returns the process exit status.
+pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        cli::Command::Run(args) => cmd::run::run(args),
+        cli::Command::Serve(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(cmd::serve::serve(args))
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Plain data shared by every module: the kinds of limit ceiling can name,
+//! the raw failure events the engine reports, and the `Summary` written to
+//! `summary.json`.
+//!
+//! Nothing here imports from the rest of the crate, so every other module can
+//! depend on it without creating cycles.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the `summary.json` layout; bump on any incompatible change and
+/// keep `src/sink/summary.schema.json` in step.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What a failed attempt (or a held connection's end) says about the limit
+/// that was hit. See DESIGN.md, "Limit classification".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    PortExhaustion,
+    SourceAddressInvalid,
+    FdLimitProcess,
+    FdLimitSystem,
+    KernelMemory,
+    BacklogOverflow,
+    ServerClosed,
+    ConntrackFull,
+    ConnectTimeout,
+    PortSearchSlow,
+    Refused,
+    Reset,
+    Unreachable,
+    Other,
+}
+
+impl LimitKind {
+    /// Every kind, in the order used for columns and tables.
+    pub const ALL: [LimitKind; 14] = [
+        LimitKind::PortExhaustion,
+        LimitKind::SourceAddressInvalid,
+        LimitKind::FdLimitProcess,
+        LimitKind::FdLimitSystem,
+        LimitKind::KernelMemory,
+        LimitKind::BacklogOverflow,
+        LimitKind::ServerClosed,
+        LimitKind::ConntrackFull,
+        LimitKind::ConnectTimeout,
+        LimitKind::PortSearchSlow,
+        LimitKind::Refused,
+        LimitKind::Reset,
+        LimitKind::Unreachable,
+        LimitKind::Other,
+    ];
+
+    /// Position in [`LimitKind::ALL`], for per-kind counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The snake_case name used in files and on screen.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::PortExhaustion => "port_exhaustion",
+            LimitKind::SourceAddressInvalid => "source_address_invalid",
+            LimitKind::FdLimitProcess => "fd_limit_process",
+            LimitKind::FdLimitSystem => "fd_limit_system",
+            LimitKind::KernelMemory => "kernel_memory",
+            LimitKind::BacklogOverflow => "backlog_overflow",
+            LimitKind::ServerClosed => "server_closed",
+            LimitKind::ConntrackFull => "conntrack_full",
+            LimitKind::ConnectTimeout => "connect_timeout",
+            LimitKind::PortSearchSlow => "port_search_slow",
+            LimitKind::Refused => "refused",
+            LimitKind::Reset => "reset",
+            LimitKind::Unreachable => "unreachable",
+            LimitKind::Other => "other",
+        }
+    }
+
+    /// True for kinds that are a capacity limit: the candidates for
+    /// `first_limit`. Config errors, refusals and warnings are not.
+    pub fn is_limit(self) -> bool {
+        matches!(
+            self,
+            LimitKind::PortExhaustion
+                | LimitKind::FdLimitProcess
+                | LimitKind::FdLimitSystem
+                | LimitKind::KernelMemory
+                | LimitKind::BacklogOverflow
+                | LimitKind::ServerClosed
+                | LimitKind::ConntrackFull
+                | LimitKind::ConnectTimeout
+        )
+    }
+
+    /// A plain-words name for summaries and banners.
+    pub fn describe(self) -> &'static str {
+        match self {
+            LimitKind::PortExhaustion => "ephemeral ports exhausted",
+            LimitKind::SourceAddressInvalid => "source address is not local",
+            LimitKind::FdLimitProcess => "per-process fd limit (RLIMIT_NOFILE)",
+            LimitKind::FdLimitSystem => "system-wide file limit (fs.file-max)",
+            LimitKind::KernelMemory => "kernel memory",
+            LimitKind::BacklogOverflow => "listen backlog overflow",
+            LimitKind::ServerClosed => "target closed established connections",
+            LimitKind::ConntrackFull => "conntrack table full",
+            LimitKind::ConnectTimeout => "connect timed out",
+            LimitKind::PortSearchSlow => "connect() slow: kernel port search",
+            LimitKind::Refused => "connection refused",
+            LimitKind::Reset => "connection reset",
+            LimitKind::Unreachable => "host or network unreachable",
+            LimitKind::Other => "other error",
+        }
+    }
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The operation that failed. `Timeout` is ceiling's own connect timeout;
+/// `Read`/`Write` are on an established, held connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Syscall {
+    Socket,
+    Setsockopt,
+    Bind,
+    Connect,
+    Timeout,
+    Read,
+    Write,
+}
+
+impl Syscall {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Syscall::Socket => "socket",
+            Syscall::Setsockopt => "setsockopt",
+            Syscall::Bind => "bind",
+            Syscall::Connect => "connect",
+            Syscall::Timeout => "timeout",
+            Syscall::Read => "read",
+            Syscall::Write => "write",
+        }
+    }
+}
+
+impl fmt::Display for Syscall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a held connection ended when the server ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerClose {
+    /// Orderly close: read() returned 0.
+    Eof,
+    /// ECONNRESET / EPIPE on an established connection.
+    Rst,
+}
+
+/// Facts about one failed attempt, as the engine saw them, before any host
+/// evidence is attached. Small and `Clone`: only the first event of each
+/// group is kept, never one per connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureEvent {
+    pub kind: LimitKind,
+    pub syscall: Syscall,
+    /// errno, when the failure came with one (a ceiling timeout has none).
+    pub errno: Option<i32>,
+    /// 1-based attempt number of the connection concerned.
+    pub attempt: u64,
+    /// Seconds since the run started.
+    pub elapsed_s: f64,
+    /// Connections held (established, not yet closed) at that moment, in the
+    /// worker that saw it; the aggregator replaces it with the run-wide count
+    /// when it knows better.
+    pub active: u64,
+    pub source: String,
+    pub target: String,
+    /// For a held connection ended by the server: EOF or RST.
+    pub peer_close: Option<PeerClose>,
+    /// For a held connection: its age at close, in milliseconds.
+    pub age_ms: Option<u64>,
+    /// The first bytes the server sent before closing, printable.
+    pub server_bytes: Option<String>,
+    /// SYN retransmissions seen on the socket (TCP_INFO), where read.
+    pub syn_retransmits: Option<u32>,
+}
+
+/// Why the first limit happened, for people and for scripts.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Evidence {
+    /// One line a person reads.
+    pub message: String,
+    /// Named facts: host values, counter deltas, socket observations.
+    pub facts: BTreeMap<String, serde_json::Value>,
+}
+
+/// The first failure that was a capacity limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FirstLimit {
+    pub kind: LimitKind,
+    pub errno: Option<i32>,
+    /// Symbolic errno name, e.g. "EADDRNOTAVAIL".
+    pub errno_name: Option<String>,
+    pub syscall: Syscall,
+    pub at_attempt: u64,
+    pub at_elapsed_s: f64,
+    pub active_at: u64,
+    pub source: String,
+    pub target: String,
+    pub evidence: Evidence,
+    pub remedy: String,
+}
+
+/// A failure group: one row of `failures.csv` and one entry of
+/// `summary.json`'s `failures`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureGroup {
+    pub kind: LimitKind,
+    pub syscall: Syscall,
+    pub errno: Option<i32>,
+    pub errno_name: Option<String>,
+    pub count: u64,
+    pub first_attempt: u64,
+    pub first_elapsed_s: f64,
+    pub last_elapsed_s: f64,
+    /// Source and target of the first failure of the group.
+    pub source: String,
+    pub target: String,
+}
+
+/// Latency percentiles of one metric, in microseconds.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+/// Counts over the whole run.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Totals {
+    pub attempted: u64,
+    pub established: u64,
+    pub failed: u64,
+    pub peak_active: u64,
+    /// Held connections closed by ceiling (hold ended, run ended).
+    pub closed_by_driver: u64,
+    /// Held connections the target closed first (EOF or RST).
+    pub closed_by_server: u64,
+}
+
+/// Signals that are not failures but explain a slowdown.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Warnings {
+    /// connect() calls whose own CPU time passed the threshold: the kernel
+    /// searching a nearly full port space.
+    pub port_search_slow: u64,
+    /// Longest connect() call, CPU microseconds.
+    pub connect_syscall_max_us: u64,
+    /// Handshakes that needed at least one SYN retransmission (TCP_INFO):
+    /// the client-side signature of a dropped SYN.
+    pub syn_retransmit_handshakes: u64,
+    /// Echo requests that got no reply within the interval.
+    pub echo_unanswered: u64,
+}
+
+/// Per source IP, one row of `sources.csv`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SourceSummary {
+    pub source: String,
+    pub attempted: u64,
+    pub established: u64,
+    pub failed: u64,
+    /// Most connections from this source held at once (ports in use), as
+    /// sampled every tick.
+    pub peak_ports_in_use: u64,
+}
+
+/// Host values and counters ceiling read, so a reader of the results knows
+/// the box the numbers came from.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct HostReport {
+    /// Values read once at start: rlimits, sysctls.
+    pub values: BTreeMap<String, serde_json::Value>,
+    /// Kernel counters (netstat/snmp), change over the run.
+    pub counter_deltas: BTreeMap<String, i64>,
+}
+
+/// Everything `summary.json` holds. Field names are the results contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema_version: u32,
+    pub ceiling_version: String,
+    pub scenario: serde_json::Value,
+    pub started_at: String,
+    pub duration_s: f64,
+    pub aborted: bool,
+    pub totals: Totals,
+    pub first_limit: Option<FirstLimit>,
+    pub failures_by_kind: BTreeMap<String, u64>,
+    pub failures: Vec<FailureGroup>,
+    pub warnings: Warnings,
+    /// Keyed by metric: `connect_us`, and `rtt_us` in echo mode.
+    pub latency: BTreeMap<String, Percentiles>,
+    pub sources: Vec<SourceSummary>,
+    pub host: HostReport,
+}
+
+/// The symbolic name of an errno, e.g. `EADDRNOTAVAIL`, for the errnos that
+/// matter to connection limits; `None` for others (the number is kept).
+pub fn errno_name(errno: i32) -> Option<&'static str> {
+    Some(match errno {
+        libc::EPERM => "EPERM",
+        libc::EINTR => "EINTR",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::EPIPE => "EPIPE",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::EINPROGRESS => "EINPROGRESS",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_match_serde() {
+        for kind in LimitKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(LimitKind::ALL[kind.index()], kind);
+        }
+    }
+
+    #[test]
+    fn config_errors_and_refusals_are_not_limits() {
+        assert!(!LimitKind::SourceAddressInvalid.is_limit());
+        assert!(!LimitKind::Refused.is_limit());
+        assert!(!LimitKind::PortSearchSlow.is_limit());
+        assert!(LimitKind::PortExhaustion.is_limit());
+        assert!(LimitKind::ServerClosed.is_limit());
+    }
+}

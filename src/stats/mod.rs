@@ -1,0 +1,525 @@
+//! Mergeable run statistics: what workers record on the hot path and what
+//! the aggregator turns into snapshots, per-second rows and the summary.
+//!
+//! Everything here merges by addition (counters add, HdrHistograms add,
+//! first events keep the earliest), so the same code serves worker threads
+//! now and worker processes or machines later. A worker records into its own
+//! [`Delta`]; the [`Aggregator`] takes each worker's delta every tick, folds
+//! it into the run's cumulative totals and publishes an immutable
+//! [`Snapshot`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::model::{FailureEvent, LimitKind, Percentiles, SourceSummary, Syscall, Warnings};
+
+/// Highest latency a histogram tracks, in microseconds (10 minutes); larger
+/// values are clamped to it rather than dropped.
+const HIST_MAX_US: u64 = 600_000_000;
+
+/// A latency histogram in microseconds, 3 significant figures.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid histogram bounds")
+}
+
+/// Records one microsecond value, clamping to the histogram's range.
+pub fn record_us(hist: &mut Histogram<u64>, us: u64) {
+    hist.saturating_record(us.clamp(1, HIST_MAX_US));
+}
+
+/// Percentiles of a histogram; all zero when it is empty.
+pub fn percentiles(hist: &Histogram<u64>) -> Percentiles {
+    if hist.is_empty() {
+        return Percentiles::default();
+    }
+    Percentiles {
+        count: hist.len(),
+        min: hist.min(),
+        mean: hist.mean(),
+        p50: hist.value_at_quantile(0.50),
+        p90: hist.value_at_quantile(0.90),
+        p99: hist.value_at_quantile(0.99),
+        p999: hist.value_at_quantile(0.999),
+        max: hist.max(),
+    }
+}
+
+/// Key of a failure group: what failed, how, with which errno.
+pub type GroupKey = (LimitKind, Syscall, Option<i32>);
+
+/// Failures sharing a [`GroupKey`]: a count and the first event only.
+#[derive(Debug, Clone)]
+pub struct GroupStats {
+    pub count: u64,
+    pub first: FailureEvent,
+    pub last_elapsed_s: f64,
+}
+
+impl GroupStats {
+    fn merge(&mut self, other: &GroupStats) {
+        self.count += other.count;
+        if other.first.elapsed_s < self.first.elapsed_s {
+            self.first = other.first.clone();
+        }
+        self.last_elapsed_s = self.last_elapsed_s.max(other.last_elapsed_s);
+    }
+}
+
+/// Per source IP counters; "in use" is established minus closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceCounters {
+    pub attempted: u64,
+    pub established: u64,
+    pub failed: u64,
+    pub closed: u64,
+}
+
+impl SourceCounters {
+    fn merge(&mut self, other: &SourceCounters) {
+        self.attempted += other.attempted;
+        self.established += other.established;
+        self.failed += other.failed;
+        self.closed += other.closed;
+    }
+
+    /// Connections from this source held now (cumulative counters only).
+    pub fn in_use(&self) -> u64 {
+        self.established.saturating_sub(self.closed)
+    }
+}
+
+/// Everything one worker recorded since its delta was last taken. Merging
+/// deltas in any order gives the same totals.
+#[derive(Debug, Clone)]
+pub struct Delta {
+    pub attempted: u64,
+    pub established: u64,
+    pub failed: u64,
+    pub closed_by_driver: u64,
+    pub closed_by_server: u64,
+    pub failures_by_kind: [u64; LimitKind::ALL.len()],
+    pub groups: HashMap<GroupKey, GroupStats>,
+    /// Earliest failure whose kind is a limit.
+    pub first_limit: Option<FailureEvent>,
+    pub warnings: Warnings,
+    pub connect_us: Histogram<u64>,
+    pub rtt_us: Histogram<u64>,
+    /// Indexed like the plan's source list.
+    pub sources: Vec<SourceCounters>,
+}
+
+impl Delta {
+    pub fn new(source_count: usize) -> Delta {
+        Delta {
+            attempted: 0,
+            established: 0,
+            failed: 0,
+            closed_by_driver: 0,
+            closed_by_server: 0,
+            failures_by_kind: [0; LimitKind::ALL.len()],
+            groups: HashMap::new(),
+            first_limit: None,
+            warnings: Warnings::default(),
+            connect_us: new_histogram(),
+            rtt_us: new_histogram(),
+            sources: vec![SourceCounters::default(); source_count],
+        }
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Delta) {
+        self.attempted += other.attempted;
+        self.established += other.established;
+        self.failed += other.failed;
+        self.closed_by_driver += other.closed_by_driver;
+        self.closed_by_server += other.closed_by_server;
+        for (mine, theirs) in self.failures_by_kind.iter_mut().zip(other.failures_by_kind) {
+            *mine += theirs;
+        }
+        for (key, group) in &other.groups {
+            match self.groups.get_mut(key) {
+                Some(mine) => mine.merge(group),
+                None => {
+                    self.groups.insert(*key, group.clone());
+                }
+            }
+        }
+        if let Some(event) = &other.first_limit {
+            keep_earliest(&mut self.first_limit, event);
+        }
+        let (w, o) = (&mut self.warnings, &other.warnings);
+        w.port_search_slow += o.port_search_slow;
+        w.connect_syscall_max_us = w.connect_syscall_max_us.max(o.connect_syscall_max_us);
+        w.syn_retransmit_handshakes += o.syn_retransmit_handshakes;
+        w.echo_unanswered += o.echo_unanswered;
+        self.connect_us
+            .add(&other.connect_us)
+            .expect("histograms share bounds");
+        self.rtt_us
+            .add(&other.rtt_us)
+            .expect("histograms share bounds");
+        if self.sources.len() < other.sources.len() {
+            self.sources
+                .resize(other.sources.len(), SourceCounters::default());
+        }
+        for (mine, theirs) in self.sources.iter_mut().zip(&other.sources) {
+            mine.merge(theirs);
+        }
+    }
+
+    /// Returns what was recorded and leaves `self` empty (same shape).
+    pub fn take(&mut self) -> Delta {
+        let empty = Delta::new(self.sources.len());
+        std::mem::replace(self, empty)
+    }
+
+    /// Connections established and not yet closed.
+    pub fn active(&self) -> u64 {
+        self.established
+            .saturating_sub(self.closed_by_driver + self.closed_by_server)
+    }
+
+    /// Records a failed attempt or a held connection the server ended.
+    pub fn record_failure(&mut self, event: FailureEvent, source_index: usize) {
+        self.failed += 1;
+        self.failures_by_kind[event.kind.index()] += 1;
+        if let Some(source) = self.sources.get_mut(source_index) {
+            source.failed += 1;
+        }
+        if event.kind.is_limit() {
+            keep_earliest(&mut self.first_limit, &event);
+        }
+        let key = (event.kind, event.syscall, event.errno);
+        match self.groups.get_mut(&key) {
+            Some(group) => {
+                group.count += 1;
+                group.last_elapsed_s = group.last_elapsed_s.max(event.elapsed_s);
+            }
+            None => {
+                let last_elapsed_s = event.elapsed_s;
+                self.groups.insert(
+                    key,
+                    GroupStats {
+                        count: 1,
+                        first: event,
+                        last_elapsed_s,
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn keep_earliest(slot: &mut Option<FailureEvent>, event: &FailureEvent) {
+    let earlier = match slot {
+        None => true,
+        Some(current) => (event.elapsed_s, event.attempt) < (current.elapsed_s, current.attempt),
+    };
+    if earlier {
+        *slot = Some(event.clone());
+    }
+}
+
+/// Where the run is, for the progress line and the time series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Still opening connections.
+    Opening,
+    /// Every attempt made; holding what was established.
+    Holding,
+    /// Stopping: closing what is held.
+    Draining,
+    Done,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Opening => "opening",
+            Phase::Holding => "holding",
+            Phase::Draining => "draining",
+            Phase::Done => "done",
+        }
+    }
+}
+
+/// One second of the run: a row of `timeseries.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecondRow {
+    /// Whole seconds since start at the end of this row's interval.
+    pub elapsed_s: u64,
+    /// Wall-clock time at the end of the interval, RFC 3339 UTC.
+    pub utc: String,
+    pub attempted: u64,
+    pub established: u64,
+    pub failed: u64,
+    pub active: u64,
+    /// Connects per second asked for at the end of the interval.
+    pub target_rate_per_s: f64,
+    /// Attempts started during the interval, per second.
+    pub attempt_rate_per_s: f64,
+    /// Connections established during the interval, per second.
+    pub establish_rate_per_s: f64,
+    /// Failures during the interval, indexed like [`LimitKind::ALL`].
+    pub failures_by_kind: [u64; LimitKind::ALL.len()],
+    pub syn_retransmit_handshakes: u64,
+    pub port_search_slow: u64,
+    /// Connect latency of the connections established during the interval.
+    pub connect: Percentiles,
+}
+
+/// The run as of one tick; immutable once published.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub elapsed: Duration,
+    pub phase: Phase,
+    pub target_rate_per_s: f64,
+    pub planned_connections: u64,
+    /// Everything recorded since the start.
+    pub total: Delta,
+    pub peak_active: u64,
+    /// Highest `in_use` seen per source, indexed like `total.sources`.
+    pub peak_ports_in_use: Vec<u64>,
+    /// Rows completed so far (only the newest are kept, see
+    /// [`Aggregator::take_rows`]).
+    pub last_row: Option<SecondRow>,
+}
+
+impl Snapshot {
+    pub fn active(&self) -> u64 {
+        self.total.active()
+    }
+
+    /// Per source rows for `sources.csv` and the summary.
+    pub fn source_summaries(&self, source_names: &[String]) -> Vec<SourceSummary> {
+        source_names
+            .iter()
+            .zip(&self.total.sources)
+            .zip(&self.peak_ports_in_use)
+            .map(|((name, counters), peak)| SourceSummary {
+                source: name.clone(),
+                attempted: counters.attempted,
+                established: counters.established,
+                failed: counters.failed,
+                peak_ports_in_use: *peak,
+            })
+            .collect()
+    }
+}
+
+/// Folds worker deltas into cumulative totals and per-second rows.
+pub struct Aggregator {
+    total: Delta,
+    /// What happened since the last completed second.
+    second: Delta,
+    peak_active: u64,
+    peak_ports_in_use: Vec<u64>,
+    planned_connections: u64,
+    /// Rows completed but not yet handed to a sink.
+    pending_rows: Vec<SecondRow>,
+    last_row: Option<SecondRow>,
+    next_row_at: u64,
+}
+
+impl Aggregator {
+    pub fn new(source_count: usize, planned_connections: u64) -> Aggregator {
+        Aggregator {
+            total: Delta::new(source_count),
+            second: Delta::new(source_count),
+            peak_active: 0,
+            peak_ports_in_use: vec![0; source_count],
+            planned_connections,
+            pending_rows: Vec::new(),
+            last_row: None,
+            next_row_at: 1,
+        }
+    }
+
+    /// Adds one worker's delta.
+    pub fn absorb(&mut self, delta: &Delta) {
+        self.total.merge(delta);
+        self.second.merge(delta);
+        self.peak_active = self.peak_active.max(self.total.active());
+        for (peak, counters) in self.peak_ports_in_use.iter_mut().zip(&self.total.sources) {
+            *peak = (*peak).max(counters.in_use());
+        }
+    }
+
+    /// Closes every whole second that `elapsed` has passed (the final call
+    /// passes `force_row` to close the partial last second too) and returns
+    /// the snapshot.
+    pub fn snapshot(
+        &mut self,
+        elapsed: Duration,
+        phase: Phase,
+        target_rate_per_s: f64,
+        utc_now: impl Fn() -> String,
+        force_row: bool,
+    ) -> Snapshot {
+        let whole_seconds = elapsed.as_secs();
+        if whole_seconds >= self.next_row_at || (force_row && self.second_has_data(elapsed)) {
+            // Rows are cut at tick time: a tick that runs late folds its
+            // extra milliseconds into that row rather than inventing empty
+            // rows in between.
+            let span = (elapsed.as_secs_f64() - (self.next_row_at - 1) as f64).max(1e-3);
+            let interval = self.second.take();
+            let row = SecondRow {
+                elapsed_s: whole_seconds.max(self.next_row_at),
+                utc: utc_now(),
+                attempted: self.total.attempted,
+                established: self.total.established,
+                failed: self.total.failed,
+                active: self.total.active(),
+                target_rate_per_s,
+                attempt_rate_per_s: interval.attempted as f64 / span,
+                establish_rate_per_s: interval.established as f64 / span,
+                failures_by_kind: interval.failures_by_kind,
+                syn_retransmit_handshakes: interval.warnings.syn_retransmit_handshakes,
+                port_search_slow: interval.warnings.port_search_slow,
+                connect: percentiles(&interval.connect_us),
+            };
+            self.next_row_at = whole_seconds.max(self.next_row_at) + 1;
+            self.pending_rows.push(row.clone());
+            self.last_row = Some(row);
+        }
+        Snapshot {
+            elapsed,
+            phase,
+            target_rate_per_s,
+            planned_connections: self.planned_connections,
+            total: self.total.clone(),
+            peak_active: self.peak_active,
+            peak_ports_in_use: self.peak_ports_in_use.clone(),
+            last_row: self.last_row.clone(),
+        }
+    }
+
+    fn second_has_data(&self, elapsed: Duration) -> bool {
+        elapsed.as_secs_f64() > (self.next_row_at - 1) as f64 + 0.05
+            || self.second.attempted > 0
+            || self.second.failed > 0
+    }
+
+    /// Rows completed since the last call, oldest first.
+    pub fn take_rows(&mut self) -> Vec<SecondRow> {
+        std::mem::take(&mut self.pending_rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: LimitKind, elapsed_s: f64, attempt: u64) -> FailureEvent {
+        FailureEvent {
+            kind,
+            syscall: Syscall::Connect,
+            errno: Some(libc::EADDRNOTAVAIL),
+            attempt,
+            elapsed_s,
+            active: 0,
+            source: "127.0.0.1".into(),
+            target: "127.0.0.1:7070".into(),
+            peer_close: None,
+            age_ms: None,
+            server_bytes: None,
+            syn_retransmits: None,
+        }
+    }
+
+    #[test]
+    fn merge_adds_counts_histograms_and_keeps_earliest_limit() {
+        let mut a = Delta::new(2);
+        a.attempted = 3;
+        a.established = 2;
+        record_us(&mut a.connect_us, 100);
+        a.record_failure(event(LimitKind::PortExhaustion, 2.0, 12), 0);
+        let mut b = Delta::new(2);
+        b.attempted = 5;
+        b.established = 5;
+        b.closed_by_driver = 1;
+        record_us(&mut b.connect_us, 300);
+        b.record_failure(event(LimitKind::PortExhaustion, 1.5, 13), 1);
+        b.record_failure(event(LimitKind::Refused, 0.5, 1), 1);
+
+        let mut merged = Delta::new(2);
+        merged.merge(&a);
+        merged.merge(&b);
+        assert_eq!(merged.attempted, 8);
+        assert_eq!(merged.failed, 3);
+        assert_eq!(merged.active(), 6);
+        assert_eq!(merged.connect_us.len(), 2);
+        // Refused is not a limit: the first limit is the earliest limit.
+        assert_eq!(merged.first_limit.as_ref().unwrap().attempt, 13);
+        let group = &merged.groups[&(
+            LimitKind::PortExhaustion,
+            Syscall::Connect,
+            Some(libc::EADDRNOTAVAIL),
+        )];
+        assert_eq!(group.count, 2);
+        assert_eq!(group.first.attempt, 13);
+        assert_eq!(group.last_elapsed_s, 2.0);
+        assert_eq!(merged.sources[1].failed, 2);
+        assert_eq!(merged.failures_by_kind[LimitKind::Refused.index()], 1);
+    }
+
+    #[test]
+    fn take_leaves_an_empty_delta_of_the_same_shape() {
+        let mut d = Delta::new(3);
+        d.attempted = 4;
+        record_us(&mut d.rtt_us, 10);
+        let taken = d.take();
+        assert_eq!(taken.attempted, 4);
+        assert_eq!(d.attempted, 0);
+        assert!(d.rtt_us.is_empty());
+        assert_eq!(d.sources.len(), 3);
+    }
+
+    #[test]
+    fn aggregator_cuts_one_row_per_second_with_interval_rates() {
+        let mut agg = Aggregator::new(1, 100);
+        let mut d = Delta::new(1);
+        d.attempted = 10;
+        d.established = 10;
+        agg.absorb(&d);
+        let snap = agg.snapshot(
+            Duration::from_millis(500),
+            Phase::Opening,
+            20.0,
+            String::new,
+            false,
+        );
+        assert!(snap.last_row.is_none());
+        assert_eq!(snap.peak_active, 10);
+        agg.absorb(&d);
+        let snap = agg.snapshot(
+            Duration::from_millis(1000),
+            Phase::Opening,
+            20.0,
+            String::new,
+            false,
+        );
+        let row = snap.last_row.unwrap();
+        assert_eq!(row.elapsed_s, 1);
+        assert_eq!(row.attempted, 20);
+        assert!((row.attempt_rate_per_s - 20.0).abs() < 1e-9);
+        // A partial last second is closed only when forced.
+        let mut closing = Delta::new(1);
+        closing.closed_by_driver = 20;
+        agg.absorb(&closing);
+        let snap = agg.snapshot(
+            Duration::from_millis(1500),
+            Phase::Done,
+            0.0,
+            String::new,
+            true,
+        );
+        let row = snap.last_row.unwrap();
+        assert_eq!(row.elapsed_s, 2);
+        assert_eq!(row.active, 0);
+        assert_eq!(agg.take_rows().len(), 2);
+        assert_eq!(snap.peak_active, 20);
+    }
+}

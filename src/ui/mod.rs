@@ -1,0 +1,1 @@
+//! Live output while a run goes: reads snapshots only. STUB.
