@@ -1,10 +1,423 @@
-//! `ceiling run`. STUB.
+//! `ceiling run`: scenario + flags → validated scenario → host preparation
+//! (fd limit, source checks, embedded target) → engine → a tick loop that
+//! aggregates, feeds the live output and appends the time series → summary
+//! and results files.
 
+use std::io::IsTerminal;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
-use crate::cli::RunArgs;
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::UsageError;
+use crate::classify::{self, RunFacts, host};
+use crate::cli::{RunArgs, UiMode};
+use crate::engine::hold::Echo;
+use crate::engine::plan::Plan;
+use crate::engine::{Engine, Settings, StopReason};
+use crate::model::{
+    FailureGroup, FirstLimit, HostReport, LimitKind, SCHEMA_VERSION, Summary, errno_name,
+};
+use crate::scenario::units::DriverMode;
+use crate::scenario::{self, Scenario, ScenarioSpec};
+use crate::server::{self, ServerConfig};
+use crate::sink::{self, ResultsDir};
+use crate::stats::{Aggregator, Phase, Snapshot, percentiles};
+use crate::ui::{Live, Output};
+
+/// How often workers' deltas are merged and the live output refreshed.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Exit status of a run stopped by Ctrl-C or SIGTERM.
+const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let _ = args;
-    unimplemented!()
+    let ui_mode = args.ui;
+    let out = args.out.clone();
+    let mut scenario = build_scenario(args)?;
+    let (fd_soft, fd_hard) = apply_fd_limit(scenario.fd_limit)?;
+    for ip in &scenario.sources {
+        host::check_local_address(*ip).map_err(|e| {
+            UsageError(format!(
+                "source {ip} is not an address of this host ({e}): use addresses shown by `ip addr` \
+                 (on Linux every 127.0.0.0/8 address is local)"
+            ))
+        })?;
+    }
+    let out = out.unwrap_or_else(|| default_results_dir(&scenario.name));
+    let mut results = ResultsDir::create(&out)
+        .map_err(|e| UsageError(format!("cannot write results to '{}': {e}", out.display())))?;
+
+    let embedded = scenario
+        .uses_embedded_target()
+        .then(start_embedded_target)
+        .transpose()?;
+    let embedded_target = embedded.is_some();
+    if let Some(target) = &embedded {
+        scenario.targets = target.addrs.clone();
+        eprintln!(
+            "ceiling: no target given: running against the built-in server on {} (in this process)",
+            target.addrs[0]
+        );
+    }
+
+    let host_start = host::probe();
+    let listen_drops_at_start = host::listen_drop_count();
+    let target_local: Vec<bool> = scenario
+        .targets
+        .iter()
+        .map(|t| host::is_local_target(*t))
+        .collect();
+    let plan = Plan::new(
+        scenario.sources.clone(),
+        scenario.targets.clone(),
+        scenario.source_ports,
+        scenario.connections,
+    );
+    let threads = worker_threads(&scenario);
+    let started_at = SystemTime::now();
+    let engine = Engine::start(
+        plan,
+        settings(&scenario),
+        threads,
+        target_local,
+        listen_drops_at_start,
+    )
+    .context("cannot start worker threads")?;
+
+    let output = match ui_mode {
+        UiMode::Auto if std::io::stderr().is_terminal() => Output::Progress,
+        UiMode::Auto | UiMode::Plain => Output::Plain,
+        UiMode::Progress => Output::Progress,
+        UiMode::None => Output::Silent,
+    };
+    let mut live = Live::new(output, scenario.connections);
+    let mut agg = Aggregator::new(scenario.sources.len(), scenario.connections);
+    let last = drive(&engine, &mut agg, &mut live, &mut results)?;
+    live.finish();
+    let interrupted = engine.stop_reason() == Some(StopReason::Interrupted);
+    engine.join();
+    if let Some(target) = embedded {
+        target.stop();
+    }
+
+    let host_end = host::probe();
+    let facts = RunFacts {
+        source_count: scenario.sources.len(),
+        target_count: scenario.targets.len(),
+        explicit_source_ports: scenario.source_ports.map(|r| (r.lo, r.hi)),
+        embedded_target,
+        connections_requested: scenario.connections,
+        established: last.total.established,
+        peak_active: last.peak_active,
+        connect_timeout_ms: scenario.connect_timeout.as_millis() as u64,
+    };
+    let summary = summarize(
+        &scenario,
+        &facts,
+        &last,
+        &host_start,
+        &host_end,
+        started_at,
+        interrupted,
+        (fd_soft, fd_hard),
+    );
+    results
+        .finish(&summary, &last)
+        .with_context(|| format!("cannot write results to '{}'", results.path().display()))?;
+    print!("{}", sink::text::render(&summary, results.path()));
+    Ok(if interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Merges the scenario file (if any) and the flags, then validates.
+fn build_scenario(args: RunArgs) -> anyhow::Result<Scenario> {
+    let file = match &args.scenario {
+        Some(path) => scenario::load_file(path)?,
+        None => ScenarioSpec::default(),
+    };
+    let flags = ScenarioSpec {
+        name: args.name,
+        targets: args.targets,
+        sources: args.sources,
+        source_ports: args.source_ports,
+        connections: args.connections,
+        rate: args.rate,
+        ramp: args.ramp,
+        hold: args.hold,
+        duration: args.duration,
+        connect_timeout: args.connect_timeout,
+        mode: args.mode,
+        message: args.message,
+        interval: args.interval,
+        close: args.close,
+        fd_limit: args.fd_limit,
+        stop_at_first_limit: args.stop_at_first_limit.then_some(true),
+        threads: args.threads,
+    };
+    let mut merged = file.overridden_by(flags);
+    if merged.name.is_none() {
+        merged.name = args
+            .scenario
+            .as_deref()
+            .and_then(Path::file_stem)
+            .map(|stem| stem.to_string_lossy().into_owned());
+    }
+    Ok(Scenario::validate(merged)?)
+}
+
+/// Sets the soft fd limit as asked, or raises it to the hard limit.
+fn apply_fd_limit(wanted: Option<u64>) -> anyhow::Result<(u64, u64)> {
+    let (soft, hard) = host::nofile_limits().context("cannot read RLIMIT_NOFILE")?;
+    let target = match wanted {
+        Some(n) if n > hard => {
+            return Err(UsageError(format!(
+                "--fd-limit {n} is above the hard limit {hard}: use at most {hard} (only root can raise the hard limit)"
+            ))
+            .into());
+        }
+        Some(n) => n,
+        None => hard,
+    };
+    if target != soft {
+        host::set_nofile_soft(target)
+            .with_context(|| format!("cannot set the soft fd limit to {target}"))?;
+    }
+    Ok((target, hard))
+}
+
+/// `results/<UTC time>-<name>`, with a numeric suffix if that exists.
+fn default_results_dir(name: &str) -> PathBuf {
+    let stamp: String = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    let base = PathBuf::from("results").join(format!("{stamp}-{name}"));
+    let mut candidate = base.clone();
+    let mut n = 2;
+    while candidate.exists() {
+        candidate = PathBuf::from(format!("{}-{n}", base.display()));
+        n += 1;
+    }
+    candidate
+}
+
+fn worker_threads(scenario: &Scenario) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    scenario
+        .threads
+        .unwrap_or(cores)
+        .min(scenario.connections)
+        .max(1) as usize
+}
+
+fn settings(scenario: &Scenario) -> Settings {
+    Settings {
+        pace: scenario.pace,
+        hold: scenario.hold,
+        duration: scenario.duration,
+        connect_timeout: scenario.connect_timeout,
+        echo: (scenario.mode == DriverMode::Echo).then(|| Echo {
+            message: scenario.message.as_bytes().into(),
+            interval: scenario.interval,
+        }),
+        close: scenario.close,
+        stop_at_first_limit: scenario.stop_at_first_limit,
+    }
+}
+
+/// The tick loop: aggregate, show, append rows; stop on a signal. Returns
+/// the final snapshot once every worker has finished.
+fn drive(
+    engine: &Engine,
+    agg: &mut Aggregator,
+    live: &mut Live,
+    results: &mut ResultsDir,
+) -> anyhow::Result<Snapshot> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = interrupt.recv() => on_signal(engine),
+                _ = terminate.recv() => on_signal(engine),
+            }
+            let finished = engine.is_finished();
+            engine.drain_into(agg);
+            let elapsed = engine.start_instant().elapsed();
+            let phase = if finished {
+                Phase::Done
+            } else {
+                engine.phase()
+            };
+            let snapshot = agg.snapshot(elapsed, phase, engine.target_rate(), utc_now, finished);
+            results.append_rows(&agg.take_rows()).with_context(|| {
+                format!(
+                    "cannot append to {}",
+                    results.path().join("timeseries.csv").display()
+                )
+            })?;
+            live.update(&snapshot);
+            if finished {
+                return Ok(snapshot);
+            }
+        }
+    })
+}
+
+/// First signal: stop gracefully. Second: the user means it.
+fn on_signal(engine: &Engine) {
+    if engine.stop_reason() == Some(StopReason::Interrupted) {
+        eprintln!("ceiling: interrupted again: exiting without waiting for connections to close");
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
+    }
+    eprintln!(
+        "ceiling: stopping: closing connections and writing results (Ctrl-C again to quit at once)"
+    );
+    engine.stop(StopReason::Interrupted);
+}
+
+fn utc_now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// The embedded target server, on its own thread and runtime.
+struct EmbeddedTarget {
+    addrs: Vec<SocketAddr>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl EmbeddedTarget {
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}
+
+fn start_embedded_target() -> anyhow::Result<EmbeddedTarget> {
+    let bound = server::bind(ServerConfig {
+        listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
+        mode: server::Mode::Hold,
+        backlog: 4096,
+        accept: true,
+    })
+    .context("cannot start the built-in target server on 127.0.0.1")?;
+    let addrs = bound.local_addrs();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name("ceiling-target".into())
+        .spawn(move || {
+            runtime.block_on(bound.run(async {
+                let _ = stopped.await;
+            }));
+        })?;
+    Ok(EmbeddedTarget {
+        addrs,
+        stop,
+        thread,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summarize(
+    scenario: &Scenario,
+    facts: &RunFacts,
+    last: &Snapshot,
+    host_start: &host::HostState,
+    host_end: &host::HostState,
+    started_at: SystemTime,
+    aborted: bool,
+    (fd_soft, fd_hard): (u64, u64),
+) -> Summary {
+    let total = &last.total;
+    let first_limit = total.first_limit.as_ref().map(|event| {
+        let (evidence, remedy) = classify::explain(event, host_start, host_end, facts);
+        FirstLimit {
+            kind: event.kind,
+            errno: event.errno,
+            errno_name: event.errno.and_then(errno_name).map(str::to_string),
+            syscall: event.syscall,
+            at_attempt: event.attempt,
+            at_elapsed_s: event.elapsed_s,
+            active_at: event.active,
+            source: event.source.clone(),
+            target: event.target.clone(),
+            evidence,
+            remedy,
+        }
+    });
+    let mut failures: Vec<FailureGroup> = total
+        .groups
+        .iter()
+        .map(|(&(kind, syscall, errno), group)| FailureGroup {
+            kind,
+            syscall,
+            errno,
+            errno_name: errno.and_then(errno_name).map(str::to_string),
+            count: group.count,
+            first_attempt: group.first.attempt,
+            first_elapsed_s: group.first.elapsed_s,
+            last_elapsed_s: group.last_elapsed_s,
+            source: group.first.source.clone(),
+            target: group.first.target.clone(),
+        })
+        .collect();
+    failures.sort_by(|a, b| a.first_elapsed_s.total_cmp(&b.first_elapsed_s));
+    let mut latency = std::collections::BTreeMap::new();
+    latency.insert("connect_us".to_string(), percentiles(&total.connect_us));
+    if scenario.mode == DriverMode::Echo {
+        latency.insert("rtt_us".to_string(), percentiles(&total.rtt_us));
+    }
+    let mut scenario_json = serde_json::to_value(scenario).unwrap_or_default();
+    scenario_json["embedded_target"] = facts.embedded_target.into();
+    let mut values = host_start.values.clone();
+    values.insert("rlimit_nofile_soft".into(), fd_soft.into());
+    values.insert("rlimit_nofile_hard".into(), fd_hard.into());
+    let source_names: Vec<String> = scenario.sources.iter().map(ToString::to_string).collect();
+    Summary {
+        schema_version: SCHEMA_VERSION,
+        ceiling_version: env!("CARGO_PKG_VERSION").to_string(),
+        scenario: scenario_json,
+        started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
+        duration_s: last.elapsed.as_secs_f64(),
+        aborted,
+        totals: crate::model::Totals {
+            attempted: total.attempted,
+            established: total.established,
+            failed: total.failed,
+            peak_active: last.peak_active,
+            closed_by_driver: total.closed_by_driver,
+            closed_by_server: total.closed_by_server,
+        },
+        first_limit,
+        failures_by_kind: LimitKind::ALL
+            .iter()
+            .map(|k| (k.as_str().to_string(), total.failures_by_kind[k.index()]))
+            .collect(),
+        failures,
+        warnings: total.warnings.clone(),
+        latency,
+        sources: last.source_summaries(&source_names),
+        host: HostReport {
+            values,
+            counter_deltas: host::counter_deltas(host_start, host_end),
+        },
+    }
 }

@@ -1,1 +1,213 @@
-//! Opens, holds and closes connections. STUB.
+//! The load engine: turns a plan into paced connection attempts on worker
+//! threads, holds what is established, and closes it.
+//!
+//! - [`plan`]: (source IP, source port, target) of each attempt; segments.
+//! - [`rate`]: when each attempt is meant to start; the pacer.
+//! - [`conn`]: socket(), bind(), connect(), the handshake wait, TCP_INFO.
+//! - [`hold`]: idle or echo holding with read interest.
+//! - [`worker`]: one thread, one runtime, one segment, one stats delta.
+//!
+//! The engine never talks to the UI or the sinks: the caller drains the
+//! workers' deltas into a [`stats::Aggregator`] every tick.
+
+pub mod conn;
+pub mod hold;
+pub mod plan;
+pub mod rate;
+pub mod worker;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::scenario::Pace;
+use crate::scenario::units::{CloseMode, HoldMode};
+use crate::stats::{self, Delta, Phase};
+use hold::Echo;
+use plan::Plan;
+
+/// What the workers do with a connection, apart from where it goes.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub pace: Pace,
+    pub hold: HoldMode,
+    /// Hard bound of the run, from its start.
+    pub duration: Option<Duration>,
+    pub connect_timeout: Duration,
+    /// Echo traffic; None holds idle.
+    pub echo: Option<Echo>,
+    pub close: CloseMode,
+    pub stop_at_first_limit: bool,
+}
+
+/// Why a run stops before it ends by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+    /// `--stop-at-first-limit` and a limit was hit.
+    FirstLimit,
+}
+
+/// The coordinator's word to the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Running,
+    Stop(StopReason),
+}
+
+/// Far enough ahead to mean "never" for a timer, near enough not to overflow.
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// State the workers share; read-mostly.
+pub struct Shared {
+    pub plan: Plan,
+    pub settings: Settings,
+    pub start: Instant,
+    /// Whether each target (indexed like `plan.targets`) is on this host,
+    /// so this host's listen counters speak for it.
+    pub target_local: Vec<bool>,
+    /// ListenOverflows + ListenDrops when the run started.
+    pub listen_drops_at_start: Option<u64>,
+    control: watch::Sender<RunState>,
+    /// Connections held right now, all workers together (for evidence).
+    active: AtomicU64,
+    opening_workers: AtomicUsize,
+    running_workers: AtomicUsize,
+}
+
+impl Shared {
+    /// The instant the run must end by (far away without --duration).
+    pub fn run_deadline(&self) -> Instant {
+        self.start + self.settings.duration.unwrap_or(NEVER)
+    }
+
+    /// Asks every worker to stop (first reason wins).
+    pub fn stop(&self, reason: StopReason) {
+        self.control.send_if_modified(|state| {
+            if *state == RunState::Running {
+                *state = RunState::Stop(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// A running engine.
+pub struct Engine {
+    shared: Arc<Shared>,
+    recorders: Vec<Arc<Mutex<Delta>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts `threads` workers, each on its own segment of the plan.
+    pub fn start(
+        plan: Plan,
+        settings: Settings,
+        threads: usize,
+        target_local: Vec<bool>,
+        listen_drops_at_start: Option<u64>,
+    ) -> std::io::Result<Engine> {
+        let threads = threads.max(1);
+        let source_count = plan.sources.len();
+        let (control, _) = watch::channel(RunState::Running);
+        let shared = Arc::new(Shared {
+            plan,
+            settings,
+            start: Instant::now(),
+            target_local,
+            listen_drops_at_start,
+            control,
+            active: AtomicU64::new(0),
+            opening_workers: AtomicUsize::new(threads),
+            running_workers: AtomicUsize::new(threads),
+        });
+        let recorders: Vec<_> = (0..threads)
+            .map(|_| Arc::new(Mutex::new(Delta::new(source_count))))
+            .collect();
+        let mut handles = Vec::with_capacity(threads);
+        for (k, recorder) in recorders.iter().enumerate() {
+            let segment = shared.plan.segment(k as u64, threads as u64);
+            let (shared, recorder) = (Arc::clone(&shared), Arc::clone(recorder));
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("ceiling-worker-{k}"))
+                    .spawn(move || worker::run(shared, segment, recorder))?,
+            );
+        }
+        Ok(Engine {
+            shared,
+            recorders,
+            threads: handles,
+        })
+    }
+
+    /// When the run started.
+    pub fn start_instant(&self) -> Instant {
+        self.shared.start
+    }
+
+    /// Moves what every worker recorded since the last call into `agg`.
+    pub fn drain_into(&self, agg: &mut stats::Aggregator) {
+        for recorder in &self.recorders {
+            let delta = recorder.lock().unwrap_or_else(|e| e.into_inner()).take();
+            agg.absorb(&delta);
+        }
+    }
+
+    /// Asks the workers to stop opening and close what they hold.
+    pub fn stop(&self, reason: StopReason) {
+        self.shared.stop(reason);
+    }
+
+    /// Why the run was stopped, if it was.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        match *self.shared.control.borrow() {
+            RunState::Running => None,
+            RunState::Stop(reason) => Some(reason),
+        }
+    }
+
+    /// Every worker has finished.
+    pub fn is_finished(&self) -> bool {
+        self.shared.running_workers.load(Ordering::SeqCst) == 0
+    }
+
+    pub fn phase(&self) -> Phase {
+        if self.is_finished() {
+            Phase::Done
+        } else if self.stop_reason().is_some() || Instant::now() >= self.shared.run_deadline() {
+            Phase::Draining
+        } else if self.shared.opening_workers.load(Ordering::SeqCst) > 0 {
+            Phase::Opening
+        } else {
+            Phase::Holding
+        }
+    }
+
+    /// The connect rate asked for now.
+    pub fn target_rate(&self) -> f64 {
+        if self.shared.opening_workers.load(Ordering::SeqCst) == 0 {
+            return 0.0;
+        }
+        rate::rate_at(self.shared.settings.pace, self.shared.start.elapsed())
+    }
+
+    /// Waits for every worker thread to end.
+    pub fn join(self) {
+        for handle in self.threads {
+            if handle.join().is_err() {
+                eprintln!(
+                    "ceiling: a worker thread panicked; its last second of results may be missing"
+                );
+            }
+        }
+    }
+}

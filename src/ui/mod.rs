@@ -1,1 +1,120 @@
-//! Live output while a run goes: reads snapshots only. STUB.
+//! Live output while a run goes: an indicatif progress bar on a terminal, or
+//! one plain line a second for logs and pipes. Reads snapshots only; all of
+//! it goes to stderr so stdout stays for the final summary.
+
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::model::LimitKind;
+use crate::stats::Snapshot;
+
+/// Which live output to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Progress,
+    Plain,
+    Silent,
+}
+
+/// The live output of one run.
+pub enum Live {
+    Progress(ProgressBar),
+    /// Prints a line whenever a new second is complete.
+    Plain {
+        last_row: Option<u64>,
+    },
+    Silent,
+}
+
+impl Live {
+    pub fn new(output: Output, planned_connections: u64) -> Live {
+        match output {
+            Output::Progress => {
+                let bar = ProgressBar::with_draw_target(
+                    Some(planned_connections),
+                    ProgressDrawTarget::stderr_with_hz(10),
+                );
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {elapsed:>4} [{bar:24}] {human_pos}/{human_len} attempted  {msg}",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                bar.enable_steady_tick(Duration::from_millis(100));
+                Live::Progress(bar)
+            }
+            Output::Plain => Live::Plain { last_row: None },
+            Output::Silent => Live::Silent,
+        }
+    }
+
+    pub fn update(&mut self, snapshot: &Snapshot) {
+        match self {
+            Live::Progress(bar) => {
+                bar.set_position(snapshot.total.attempted);
+                bar.set_message(status(snapshot));
+            }
+            Live::Plain { last_row } => {
+                let Some(row) = &snapshot.last_row else {
+                    return;
+                };
+                if *last_row == Some(row.elapsed_s) {
+                    return;
+                }
+                *last_row = Some(row.elapsed_s);
+                eprintln!(
+                    "[{:>4}s] {:<8} attempted {}/{}  {}",
+                    row.elapsed_s,
+                    snapshot.phase.as_str(),
+                    snapshot.total.attempted,
+                    snapshot.planned_connections,
+                    status(snapshot)
+                );
+            }
+            Live::Silent => {}
+        }
+    }
+
+    /// Leaves the terminal clean for the summary.
+    pub fn finish(&mut self) {
+        if let Live::Progress(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// One line: active, rates, failures, the first limit.
+fn status(snapshot: &Snapshot) -> String {
+    let total = &snapshot.total;
+    let mut line = format!(
+        "active {}  established {}  failed {}",
+        snapshot.active(),
+        total.established,
+        total.failed
+    );
+    if let Some(row) = &snapshot.last_row {
+        line.push_str(&format!("  {:.0}/s", row.establish_rate_per_s));
+        if snapshot.target_rate_per_s > 0.0 {
+            line.push_str(&format!(" (target {:.0}/s)", snapshot.target_rate_per_s));
+        }
+    }
+    if let Some(event) = &total.first_limit {
+        line.push_str(&format!(
+            "  first limit: {} at attempt {}",
+            event.kind.as_str(),
+            event.attempt
+        ));
+    } else if let Some(kind) = most_common_failure(snapshot) {
+        line.push_str(&format!("  mostly {kind}"));
+    }
+    line
+}
+
+fn most_common_failure(snapshot: &Snapshot) -> Option<LimitKind> {
+    LimitKind::ALL
+        .into_iter()
+        .filter(|k| snapshot.total.failures_by_kind[k.index()] > 0)
+        .max_by_key(|k| snapshot.total.failures_by_kind[k.index()])
+}

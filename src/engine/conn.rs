@@ -1,0 +1,169 @@
+//! One connection attempt at the socket level: socket(), optional bind(),
+//! non-blocking connect() timed in CPU time, the wait for the handshake, and
+//! the one TCP_INFO read of an established connection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::model::Syscall;
+use crate::scenario::units::CloseMode;
+
+/// How the socket is bound before connect().
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindPolicy {
+    /// Source address (explicit IP and/or port), if any.
+    pub addr: Option<SocketAddr>,
+    /// The port was chosen by the user (`--source-ports`): set SO_REUSEADDR
+    /// so the same port can serve several targets.
+    pub explicit_port: bool,
+}
+
+/// A failed attempt, as the kernel reported it.
+#[derive(Debug)]
+pub struct AttemptError {
+    pub syscall: Syscall,
+    /// None for ceiling's own timeout.
+    pub errno: Option<i32>,
+    /// SYN retransmissions of a socket that timed out (TCP_INFO).
+    pub syn_retransmits: Option<u32>,
+}
+
+impl AttemptError {
+    fn from_io(syscall: Syscall, err: io::Error) -> AttemptError {
+        AttemptError {
+            syscall,
+            errno: err.raw_os_error(),
+            syn_retransmits: None,
+        }
+    }
+}
+
+/// The outcome of the connect() call itself, reported whether or not the
+/// attempt then succeeded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectCall {
+    /// CPU time the calling thread spent inside connect(), µs: immune to
+    /// preemption, so a large value means the kernel itself was busy (port
+    /// search in a nearly full range).
+    pub cpu_us: u64,
+}
+
+/// Opens one connection: returns the established stream, or the failure.
+/// `connect_call` is filled in as soon as connect() returns.
+pub async fn open(
+    bind: BindPolicy,
+    target: SocketAddr,
+    deadline: Instant,
+    close: CloseMode,
+    connect_call: &mut ConnectCall,
+) -> Result<TcpStream, AttemptError> {
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )
+    .map_err(|e| AttemptError::from_io(Syscall::Socket, e))?;
+    if let Some(addr) = bind.addr {
+        let setup = if bind.explicit_port {
+            socket.set_reuse_address(true)
+        } else {
+            // Only the IP is fixed: let connect() pick the port, so the
+            // kernel can reuse a port for different targets (the full
+            // 4-tuple space instead of bind()'s 2-tuple).
+            set_bind_address_no_port(&socket)
+        };
+        setup.map_err(|e| AttemptError::from_io(Syscall::Setsockopt, e))?;
+        socket
+            .bind(&addr.into())
+            .map_err(|e| AttemptError::from_io(Syscall::Bind, e))?;
+    }
+    let before = thread_cpu_time();
+    let result = socket.connect(&target.into());
+    connect_call.cpu_us = thread_cpu_time().saturating_sub(before).as_micros() as u64;
+    match result {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(AttemptError::from_io(Syscall::Connect, e)),
+    }
+    if close == CloseMode::Rst {
+        // Linger 0 turns the eventual close() into a RST: no TIME_WAIT.
+        socket
+            .set_linger(Some(Duration::ZERO))
+            .map_err(|e| AttemptError::from_io(Syscall::Setsockopt, e))?;
+    }
+    let stream = TcpStream::from_std(socket.into())
+        .map_err(|e| AttemptError::from_io(Syscall::Connect, e))?;
+    match tokio::time::timeout_at(deadline, stream.writable()).await {
+        Err(_elapsed) => Err(AttemptError {
+            syscall: Syscall::Timeout,
+            errno: None,
+            syn_retransmits: tcp_info(&stream).map(|info| u32::from(info.tcpi_retransmits)),
+        }),
+        Ok(Err(e)) => Err(AttemptError::from_io(Syscall::Connect, e)),
+        Ok(Ok(())) => match stream.take_error() {
+            Ok(None) => Ok(stream),
+            Ok(Some(e)) | Err(e) => Err(AttemptError::from_io(Syscall::Connect, e)),
+        },
+    }
+}
+
+fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid fd and a c_int option of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// CPU time consumed by the calling thread so far.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The socket's TCP_INFO, when the kernel gives it.
+pub fn tcp_info(stream: &TcpStream) -> Option<libc::tcp_info> {
+    let fd = SockRef::from(stream).as_raw_fd();
+    // SAFETY: tcp_info is plain old data; zeroed is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(info)
+}
+
+/// SYN retransmissions an established connection needed: at establish time
+/// nothing but the SYN can have been retransmitted, so the total counts them.
+pub fn handshake_retransmits(stream: &TcpStream) -> u32 {
+    tcp_info(stream).map_or(0, |info| info.tcpi_total_retrans)
+}

@@ -1,0 +1,354 @@
+//! A worker thread: one single-threaded tokio runtime running one segment of
+//! the plan. It paces attempts, runs each connection as a small local task,
+//! and records every outcome into its own [`Delta`] (an uncontended lock the
+//! aggregator takes once a tick).
+//!
+//! Stopping drops the worker's task set: every held socket is closed by its
+//! destructor (FIN, or RST when SO_LINGER 0 was set at establish), and the
+//! closes are counted in one step.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::LocalSet;
+use tokio::time::{Instant, sleep_until};
+
+use super::conn::{self, AttemptError, BindPolicy, ConnectCall};
+use super::hold::{self, HoldEnd, HoldObserver};
+use super::plan::{Endpoint, Segment};
+use super::rate::Pacer;
+use super::{RunState, Shared, StopReason};
+use crate::classify::{self, AttemptContext};
+use crate::model::{FailureEvent, Syscall};
+use crate::scenario::units::HoldMode;
+use crate::stats::{Delta, record_us};
+
+/// connect() calls that use this much CPU are the kernel searching a nearly
+/// full port space (normal loopback connects use tens of µs).
+pub const PORT_SEARCH_SLOW: Duration = Duration::from_millis(1);
+
+/// How often a worker re-reads the host's listen-drop counters when it needs
+/// them to classify a failure.
+const LISTEN_COUNTER_MAX_AGE: Duration = Duration::from_millis(100);
+
+/// Attempts a worker starts back to back before letting its tasks run.
+const SPAWN_BATCH: u32 = 64;
+
+/// Runs segment `segment` of the plan on this thread until it is done or
+/// stopped.
+pub fn run(shared: Arc<Shared>, segment: Segment, recorder: Arc<Mutex<Delta>>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a worker runtime can be built");
+    let local = LocalSet::new();
+    let worker = Rc::new(Worker {
+        active_by_source: RefCell::new(vec![0; shared.plan.sources.len()]),
+        shared,
+        recorder,
+        active: Cell::new(0),
+        live_tasks: Cell::new(0),
+        all_done: Notify::new(),
+        listen_counter: Cell::new(None),
+    });
+    local.block_on(&runtime, Rc::clone(&worker).drive(segment));
+    // Tasks still holding connections are dropped here; their sockets close.
+    drop(local);
+    worker.count_dropped_connections();
+    worker.shared.running_workers.fetch_sub(1, Ordering::SeqCst);
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    recorder: Arc<Mutex<Delta>>,
+    /// Connections this worker holds now (for closing them in one step).
+    active: Cell<u64>,
+    active_by_source: RefCell<Vec<u64>>,
+    /// Attempt tasks not yet finished.
+    live_tasks: Cell<u64>,
+    /// Signalled when `live_tasks` drops to zero.
+    all_done: Notify,
+    /// (when read, whether ListenOverflows/ListenDrops had moved).
+    listen_counter: Cell<Option<(Instant, Option<bool>)>>,
+}
+
+impl Worker {
+    async fn drive(self: Rc<Self>, segment: Segment) {
+        let shared = Arc::clone(&self.shared);
+        let mut control = shared.control.subscribe();
+        let run_end = sleep_until(shared.run_deadline());
+        tokio::pin!(run_end);
+        let mut pacer = Pacer::new(
+            shared.settings.pace,
+            segment,
+            shared.plan.connections,
+            shared.start,
+        );
+        let mut batch = 0;
+        while let Some((index, intended)) = pacer.peek() {
+            if *control.borrow() != RunState::Running {
+                break;
+            }
+            if intended > Instant::now() {
+                tokio::select! {
+                    _ = sleep_until(intended) => {}
+                    _ = control.changed() => continue,
+                    _ = &mut run_end => break,
+                }
+            }
+            pacer.advance();
+            self.live_tasks.set(self.live_tasks.get() + 1);
+            tokio::task::spawn_local(Rc::clone(&self).attempt(index, intended));
+            batch += 1;
+            if batch >= SPAWN_BATCH {
+                batch = 0;
+                tokio::task::yield_now().await;
+            }
+        }
+        shared.opening_workers.fetch_sub(1, Ordering::SeqCst);
+        while self.live_tasks.get() > 0 && *control.borrow() == RunState::Running {
+            tokio::select! {
+                _ = self.all_done.notified() => {}
+                _ = control.changed() => {}
+                _ = &mut run_end => return,
+            }
+        }
+    }
+
+    /// One attempt, from socket() to the close of the held connection.
+    async fn attempt(self: Rc<Self>, index: u64, intended: Instant) {
+        let endpoint = self.shared.plan.endpoint(index);
+        self.record(|d| {
+            d.attempted += 1;
+            if let Some(i) = endpoint.source_index {
+                d.sources[i].attempted += 1;
+            }
+        });
+        let settings = &self.shared.settings;
+        let bind = BindPolicy {
+            addr: endpoint.bind,
+            explicit_port: self.shared.plan.source_ports.is_some(),
+        };
+        let deadline = Instant::now() + settings.connect_timeout;
+        let mut call = ConnectCall::default();
+        let opened = conn::open(bind, endpoint.target, deadline, settings.close, &mut call).await;
+        self.note_connect_call(call);
+        match opened {
+            Err(error) => self.attempt_failed(index, &endpoint, error),
+            Ok(stream) => {
+                let latency = intended.elapsed();
+                let retransmits = conn::handshake_retransmits(&stream);
+                self.established(&endpoint, latency, retransmits);
+                let established_at = Instant::now();
+                let until = match settings.hold {
+                    HoldMode::For(hold) => established_at + hold,
+                    HoldMode::UntilEnd => self.shared.run_deadline(),
+                };
+                let end = hold::hold(&stream, until, settings.echo.as_ref(), &*self).await;
+                drop(stream);
+                let age = established_at.elapsed();
+                self.closed(index, &endpoint, end, age);
+            }
+        }
+        let live = self.live_tasks.get() - 1;
+        self.live_tasks.set(live);
+        if live == 0 {
+            self.all_done.notify_one();
+        }
+    }
+
+    fn record(&self, update: impl FnOnce(&mut Delta)) {
+        let mut delta = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+        update(&mut delta);
+    }
+
+    fn note_connect_call(&self, call: ConnectCall) {
+        if call.cpu_us >= PORT_SEARCH_SLOW.as_micros() as u64 {
+            self.record(|d| {
+                d.warnings.port_search_slow += 1;
+                d.warnings.connect_syscall_max_us =
+                    d.warnings.connect_syscall_max_us.max(call.cpu_us);
+            });
+        } else if call.cpu_us > 0 {
+            self.record(|d| {
+                d.warnings.connect_syscall_max_us =
+                    d.warnings.connect_syscall_max_us.max(call.cpu_us);
+            });
+        }
+    }
+
+    fn established(&self, endpoint: &Endpoint, latency: Duration, retransmits: u32) {
+        self.active.set(self.active.get() + 1);
+        if let Some(i) = endpoint.source_index {
+            self.active_by_source.borrow_mut()[i] += 1;
+        }
+        self.shared.active.fetch_add(1, Ordering::Relaxed);
+        self.record(|d| {
+            d.established += 1;
+            record_us(&mut d.connect_us, latency.as_micros() as u64);
+            if retransmits > 0 {
+                d.warnings.syn_retransmit_handshakes += 1;
+            }
+            if let Some(i) = endpoint.source_index {
+                d.sources[i].established += 1;
+            }
+        });
+    }
+
+    fn closed(&self, index: u64, endpoint: &Endpoint, end: HoldEnd, age: Duration) {
+        self.active.set(self.active.get() - 1);
+        if let Some(i) = endpoint.source_index {
+            self.active_by_source.borrow_mut()[i] -= 1;
+        }
+        let active_before = self.shared.active.fetch_sub(1, Ordering::Relaxed);
+        let source_closed = |d: &mut Delta| {
+            if let Some(i) = endpoint.source_index {
+                d.sources[i].closed += 1;
+            }
+        };
+        match end {
+            HoldEnd::Expired => self.record(|d| {
+                d.closed_by_driver += 1;
+                source_closed(d);
+            }),
+            HoldEnd::ServerClosed { how, errno, bytes } => {
+                let age_ms = age.as_millis() as u64;
+                let syscall = Syscall::Read;
+                let ctx = AttemptContext {
+                    established: true,
+                    age_ms: Some(age_ms),
+                    ..self.context(endpoint, errno)
+                };
+                let mut event = self.event(index, endpoint, syscall, errno, &ctx);
+                event.active = active_before;
+                event.peer_close = Some(how);
+                event.age_ms = Some(age_ms);
+                event.server_bytes = bytes;
+                self.record(|d| {
+                    d.closed_by_server += 1;
+                    source_closed(d);
+                });
+                self.failed(event, endpoint);
+            }
+        }
+    }
+
+    fn attempt_failed(&self, index: u64, endpoint: &Endpoint, error: AttemptError) {
+        let ctx = self.context(endpoint, error.errno);
+        let mut event = self.event(index, endpoint, error.syscall, error.errno, &ctx);
+        event.syn_retransmits = error.syn_retransmits;
+        self.failed(event, endpoint);
+    }
+
+    fn context(&self, endpoint: &Endpoint, errno: Option<i32>) -> AttemptContext {
+        let explicit_port = self.shared.plan.source_ports.is_some();
+        let target_local = self.shared.target_local[endpoint.target_index];
+        // The listen counters only matter for timeouts and resets; reading
+        // them for every refusal would cost a file read per failure.
+        let needs_counters = target_local
+            && matches!(
+                errno,
+                None | Some(libc::ECONNRESET | libc::EPIPE | libc::ETIMEDOUT)
+            );
+        AttemptContext {
+            source_bound: endpoint.source_index.is_some(),
+            explicit_source_port: explicit_port,
+            no_port_bind: endpoint.source_index.is_some() && !explicit_port,
+            established: false,
+            target_local,
+            listen_overflows_moved: if needs_counters {
+                self.listen_overflows_moved()
+            } else {
+                None
+            },
+            age_ms: None,
+        }
+    }
+
+    fn event(
+        &self,
+        index: u64,
+        endpoint: &Endpoint,
+        syscall: Syscall,
+        errno: Option<i32>,
+        ctx: &AttemptContext,
+    ) -> FailureEvent {
+        FailureEvent {
+            kind: classify::classify(syscall, errno, ctx),
+            syscall,
+            errno,
+            attempt: index + 1,
+            elapsed_s: self.shared.start.elapsed().as_secs_f64(),
+            active: self.shared.active.load(Ordering::Relaxed),
+            source: match endpoint.source_index {
+                Some(i) => self.shared.plan.sources[i].to_string(),
+                None => "(kernel)".into(),
+            },
+            target: endpoint.target.to_string(),
+            peer_close: None,
+            age_ms: None,
+            server_bytes: None,
+            syn_retransmits: None,
+        }
+    }
+
+    fn failed(&self, event: FailureEvent, endpoint: &Endpoint) {
+        let is_limit = event.kind.is_limit();
+        let source_index = endpoint.source_index.unwrap_or(usize::MAX);
+        self.record(|d| d.record_failure(event, source_index));
+        if is_limit && self.shared.settings.stop_at_first_limit {
+            self.shared.stop(StopReason::FirstLimit);
+        }
+    }
+
+    /// Whether the host's ListenOverflows + ListenDrops moved since the run
+    /// started, read at most every [`LISTEN_COUNTER_MAX_AGE`].
+    fn listen_overflows_moved(&self) -> Option<bool> {
+        let now = Instant::now();
+        if let Some((read_at, moved)) = self.listen_counter.get()
+            && now - read_at < LISTEN_COUNTER_MAX_AGE
+        {
+            return moved;
+        }
+        let moved = match (
+            self.shared.listen_drops_at_start,
+            classify::host::listen_drop_count(),
+        ) {
+            (Some(start), Some(now)) => Some(now > start),
+            _ => None,
+        };
+        self.listen_counter.set(Some((now, moved)));
+        moved
+    }
+
+    /// Counts the connections the task set held when it was dropped as
+    /// closed by ceiling.
+    fn count_dropped_connections(&self) {
+        let active = self.active.replace(0);
+        if active == 0 {
+            return;
+        }
+        self.shared.active.fetch_sub(active, Ordering::Relaxed);
+        let by_source = std::mem::take(&mut *self.active_by_source.borrow_mut());
+        self.record(|d| {
+            d.closed_by_driver += active;
+            for (counters, held) in d.sources.iter_mut().zip(by_source) {
+                counters.closed += held;
+            }
+        });
+    }
+}
+
+impl HoldObserver for Worker {
+    fn rtt(&self, rtt: Duration) {
+        self.record(|d| record_us(&mut d.rtt_us, rtt.as_micros() as u64));
+    }
+
+    fn echo_unanswered(&self) {
+        self.record(|d| d.warnings.echo_unanswered += 1);
+    }
+}
