@@ -1,0 +1,241 @@
+//! `ceiling run` end to end on real loopback sockets.
+
+use std::time::Duration;
+
+use crate::util::{Server, ceiling, out_dir, run_bounded, summary, text};
+
+const BOUND: Duration = Duration::from_secs(60);
+
+fn run_args(out: &std::path::Path) -> Vec<String> {
+    vec![
+        "run".into(),
+        "--ui".into(),
+        "none".into(),
+        "--out".into(),
+        out.display().to_string(),
+    ]
+}
+
+#[test]
+fn opens_exactly_n_connections_against_serve_and_writes_every_file() {
+    let server = Server::start(&["--listen", "127.0.0.1:0"]);
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(run_args(&out)).args([
+        "--target",
+        &server.addr(),
+        "--connections",
+        "3k",
+        "--rate",
+        "0",
+        "--hold",
+        "1s",
+    ]);
+    let output = run_bounded(cmd, BOUND);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let s = summary(&out);
+    assert_eq!(s["totals"]["attempted"], 3000);
+    assert_eq!(s["totals"]["established"], 3000);
+    assert_eq!(s["totals"]["failed"], 0);
+    assert_eq!(s["totals"]["peak_active"], 3000);
+    assert_eq!(s["totals"]["closed_by_driver"], 3000);
+    assert!(s["first_limit"].is_null());
+    assert_eq!(s["aborted"], false);
+    assert_eq!(s["latency"]["connect_us"]["count"], 3000);
+    for file in ["timeseries.csv", "failures.csv", "sources.csv", "latency.csv", "connect.hgrm"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    assert!(!out.join("rtt.hgrm").exists(), "rtt.hgrm written without echo mode");
+    let series = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
+    let last = series.lines().last().unwrap();
+    assert!(series.lines().count() >= 2, "{series}");
+    // attempted and established columns of the last row.
+    let cols: Vec<&str> = last.split(',').collect();
+    assert_eq!((cols[2], cols[3]), ("3000", "3000"), "{last}");
+    let printed = text(&output.stdout);
+    assert!(printed.contains("3000") || printed.contains("3,000"), "{printed}");
+}
+
+#[test]
+fn the_embedded_default_target_needs_no_setup() {
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(run_args(&out))
+        .args(["--connections", "500", "--rate", "2k", "--hold", "300ms"]);
+    let output = run_bounded(cmd, BOUND);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let s = summary(&out);
+    assert_eq!(s["totals"]["established"], 500);
+    assert_eq!(s["scenario"]["embedded_target"], true);
+    assert!(text(&output.stderr).contains("built-in server"));
+}
+
+#[test]
+fn echo_mode_measures_round_trips() {
+    let server = Server::start(&["--mode", "echo"]);
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(run_args(&out)).args([
+        "--target",
+        &server.addr(),
+        "--connections",
+        "40",
+        "--rate",
+        "400",
+        "--mode",
+        "echo",
+        "--interval",
+        "200ms",
+        "--hold",
+        "1s",
+    ]);
+    let output = run_bounded(cmd, BOUND);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let s = summary(&out);
+    let rtt = &s["latency"]["rtt_us"];
+    // 40 connections × about 5 messages in 1 s.
+    assert!(rtt["count"].as_u64().unwrap() >= 120, "{rtt}");
+    assert!(rtt["p50"].as_u64().unwrap() > 0);
+    assert_eq!(s["warnings"]["echo_unanswered"], 0);
+    assert!(out.join("rtt.hgrm").is_file());
+}
+
+#[test]
+fn a_server_that_closes_is_named_server_closed_with_evidence() {
+    let server = Server::start(&["--mode", "close"]);
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(run_args(&out)).args([
+        "--target",
+        &server.addr(),
+        "--connections",
+        "20",
+        "--rate",
+        "200",
+        "--hold",
+        "2s",
+    ]);
+    let output = run_bounded(cmd, BOUND);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let s = summary(&out);
+    assert_eq!(s["totals"]["closed_by_server"], 20);
+    assert_eq!(s["failures_by_kind"]["server_closed"], 20);
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "server_closed");
+    assert_eq!(first["at_attempt"], 1);
+    assert_eq!(first["syscall"], "read");
+    assert!(first["remedy"].as_str().unwrap().len() > 10);
+}
+
+#[test]
+fn refusals_are_counted_but_are_not_a_limit() {
+    // A port nothing listens on: bind one, note it, close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(run_args(&out)).args([
+        "--target",
+        &format!("127.0.0.1:{port}"),
+        "--connections",
+        "10",
+        "--rate",
+        "0",
+    ]);
+    let output = run_bounded(cmd, BOUND);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let s = summary(&out);
+    assert_eq!(s["failures_by_kind"]["refused"], 10);
+    assert!(s["first_limit"].is_null());
+    let failures = std::fs::read_to_string(out.join("failures.csv")).unwrap();
+    assert!(failures.contains("ECONNREFUSED"), "{failures}");
+}
+
+#[test]
+fn a_target_that_dies_mid_run_is_recorded_and_the_run_goes_on() {
+    let mut server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(run_args(&out)).args([
+        "--target",
+        &server.addr(),
+        "--connections",
+        "60",
+        "--rate",
+        "30",
+        "--hold",
+        "5s",
+    ]);
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    server.kill();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let s = summary(&out);
+    let held_then_closed = s["failures_by_kind"]["server_closed"].as_u64().unwrap();
+    let refused = s["failures_by_kind"]["refused"].as_u64().unwrap();
+    assert!(held_then_closed >= 10, "{s}");
+    assert!(refused >= 10, "{s}");
+    assert_eq!(s["totals"]["attempted"], 60);
+    assert_eq!(s["aborted"], false);
+}
+
+#[test]
+fn sigint_stops_the_run_and_leaves_complete_files() {
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(run_args(&out))
+        .args(["--connections", "1000", "--rate", "100", "--hold", "1m"]);
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "stderr: {}", text(&output.stderr));
+    let s = summary(&out);
+    assert_eq!(s["aborted"], true);
+    let attempted = s["totals"]["attempted"].as_u64().unwrap();
+    assert!((100..1000).contains(&attempted), "{attempted}");
+    assert_eq!(s["totals"]["closed_by_driver"], s["totals"]["established"]);
+    for file in ["timeseries.csv", "failures.csv", "sources.csv", "latency.csv", "connect.hgrm"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let series = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
+    assert!(series.lines().count() >= 3, "{series}");
+}
+
+#[test]
+fn sources_spread_connections_round_robin() {
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(run_args(&out)).args([
+        "--target",
+        &server.addr(),
+        "--source",
+        "127.0.0.2-127.0.0.4",
+        "--connections",
+        "300",
+        "--rate",
+        "0",
+        "--hold",
+        "500ms",
+    ]);
+    let output = run_bounded(cmd, BOUND);
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    let s = summary(&out);
+    let sources = s["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 3);
+    for source in sources {
+        assert_eq!(source["established"], 100, "{source}");
+        assert_eq!(source["peak_ports_in_use"], 100, "{source}");
+    }
+    let csv = std::fs::read_to_string(out.join("sources.csv")).unwrap();
+    assert!(csv.contains("127.0.0.3"), "{csv}");
+}
