@@ -29,7 +29,7 @@ pub enum Command {
     /// With no target (neither --target nor in the scenario file), ceiling
     /// starts its built-in target server in this process on a free loopback
     /// port and runs against it.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// The built-in target server: accepts and holds, echoes or closes.
     Serve(ServeArgs),
 }

@@ -57,7 +57,7 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
 /// Runs one command to completion and returns the process exit status.
 pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        cli::Command::Run(args) => cmd::run::run(args),
+        cli::Command::Run(args) => cmd::run::run(*args),
         cli::Command::Serve(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -257,7 +257,7 @@ impl Scenario {
                 }
                 Pace::Ramp(ramp)
             }
-            (Some(rate), None) if rate == 0.0 => Pace::Unlimited,
+            (Some(0.0), None) => Pace::Unlimited,
             (Some(rate), None) => Pace::Constant { per_s: rate },
             (None, None) => Pace::Constant {
                 per_s: DEFAULT_RATE,

@@ -1,25 +1,146 @@
-//! Writes a run's results directory, one file format per module. STUB.
+//! Writes a run's results directory (DESIGN.md, "Results contract").
+//!
+//! `timeseries.csv` is appended and flushed every second while the run goes,
+//! so an aborted run loses nothing. The other files are written once at the
+//! end, each by one [`Exporter`] (one format per module, as hyperfine's
+//! exporters): each file is written whole to a temporary name and renamed,
+//! so a reader never sees half a file.
+//!
+//! - [`timeseries`]: `timeseries.csv`, one row per second.
+//! - [`json`]: `summary.json` and its JSON Schema.
+//! - [`csv`]: `failures.csv`, `sources.csv`, `latency.csv`.
+//! - [`hgrm`]: `connect.hgrm`, `rtt.hgrm` (HdrHistogram percentile text).
+//! - [`text`]: the short summary printed at the end of a run.
 
+pub mod csv;
+pub mod hgrm;
+pub mod json;
 pub mod text;
+pub mod timeseries;
 
-use std::io;
+#[cfg(test)]
+mod tests;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use hdrhistogram::Histogram;
 
 use crate::model::Summary;
 use crate::stats::{SecondRow, Snapshot};
+
+pub use json::SUMMARY_SCHEMA;
+
+/// What the end-of-run files are made from.
+pub struct RunResults<'a> {
+    pub summary: &'a Summary,
+    /// The final snapshot: its histograms hold the whole run's latencies.
+    pub last: &'a Snapshot,
+}
+
+/// One results file written whole at the end of a run.
+pub trait Exporter {
+    /// The file's complete content.
+    fn serialize(&self, run: &RunResults<'_>) -> io::Result<Vec<u8>>;
+}
+
+/// A latency metric with a histogram in the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Intended start of the attempt to established, µs.
+    Connect,
+    /// Echo request to reply, µs (echo mode only).
+    Rtt,
+}
+
+impl Metric {
+    /// The name used in `latency.csv` and in the `.hgrm` file name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::Connect => "connect",
+            Metric::Rtt => "rtt",
+        }
+    }
+
+    pub fn histogram(self, last: &Snapshot) -> &Histogram<u64> {
+        match self {
+            Metric::Connect => &last.total.connect_us,
+            Metric::Rtt => &last.total.rtt_us,
+        }
+    }
+
+    /// The metrics the run measured: connect always, rtt when it has
+    /// samples.
+    pub fn measured(last: &Snapshot) -> Vec<Metric> {
+        let mut metrics = vec![Metric::Connect];
+        if !last.total.rtt_us.is_empty() {
+            metrics.push(Metric::Rtt);
+        }
+        metrics
+    }
+}
+
+/// The files written at the end of a run, by name.
+fn end_of_run_files(last: &Snapshot) -> Vec<(String, Box<dyn Exporter>)> {
+    let mut files: Vec<(String, Box<dyn Exporter>)> = vec![
+        ("summary.json".into(), Box::new(json::SummaryJson)),
+        ("failures.csv".into(), Box::new(csv::FailuresCsv)),
+        ("sources.csv".into(), Box::new(csv::SourcesCsv)),
+        ("latency.csv".into(), Box::new(csv::LatencyCsv)),
+    ];
+    for metric in Metric::measured(last) {
+        files.push((
+            format!("{}.hgrm", metric.as_str()),
+            Box::new(hgrm::Hgrm(metric)),
+        ));
+    }
+    files
+}
 
 /// An open results directory: `timeseries.csv` is written as the run goes,
 /// the other files at the end.
 pub struct ResultsDir {
     path: PathBuf,
+    timeseries: timeseries::TimeseriesWriter<File>,
 }
 
 impl ResultsDir {
     /// Creates `path` (and parents). Refuses a path that exists and is not an
     /// empty directory, so a run never overwrites another.
     pub fn create(path: &Path) -> io::Result<ResultsDir> {
-        let _ = path;
-        unimplemented!()
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent)
+                .map_err(|e| with_context(e, "creating the parent of results directory", parent))?;
+        }
+        match fs::create_dir(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if !is_empty_dir(path)? {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!(
+                            "results directory \"{}\" already exists and is not an empty \
+                             directory; choose another --out (a run never overwrites another)",
+                            path.display()
+                        ),
+                    ));
+                }
+            }
+            Err(e) => return Err(with_context(e, "creating results directory", path)),
+        }
+        let timeseries_path = path.join("timeseries.csv");
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&timeseries_path)
+            .map_err(|e| with_context(e, "creating", &timeseries_path))?;
+        let timeseries = timeseries::TimeseriesWriter::new(file)
+            .map_err(|e| with_context(e, "writing", &timeseries_path))?;
+        Ok(ResultsDir {
+            path: path.to_path_buf(),
+            timeseries,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -28,14 +149,52 @@ impl ResultsDir {
 
     /// Appends rows to `timeseries.csv` and flushes.
     pub fn append_rows(&mut self, rows: &[SecondRow]) -> io::Result<()> {
-        let _ = rows;
-        unimplemented!()
+        self.timeseries
+            .append(rows)
+            .map_err(|e| with_context(e, "writing", &self.path.join("timeseries.csv")))
     }
 
     /// Writes summary.json, failures.csv, sources.csv, latency.csv,
     /// connect.hgrm (and rtt.hgrm when the run measured RTT).
     pub fn finish(&mut self, summary: &Summary, last: &Snapshot) -> io::Result<()> {
-        let _ = (summary, last);
-        unimplemented!()
+        self.append_rows(&[])?;
+        let run = RunResults { summary, last };
+        for (name, exporter) in end_of_run_files(last) {
+            let path = self.path.join(&name);
+            let content = exporter
+                .serialize(&run)
+                .map_err(|e| with_context(e, "formatting", &path))?;
+            write_atomically(&path, &content)?;
+        }
+        Ok(())
     }
+}
+
+/// Writes `content` to a temporary file next to `path`, then renames it.
+fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let written = File::create(&tmp).and_then(|mut file| {
+        file.write_all(content)?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(with_context(e, "writing", path));
+    }
+    Ok(())
+}
+
+fn is_empty_dir(path: &Path) -> io::Result<bool> {
+    if !path.is_dir() {
+        return Ok(false);
+    }
+    let mut entries =
+        fs::read_dir(path).map_err(|e| with_context(e, "reading results directory", path))?;
+    Ok(entries.next().is_none())
+}
+
+/// The same error, its message naming the operation and the path.
+fn with_context(e: io::Error, doing: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{doing} \"{}\": {e}", path.display()))
 }

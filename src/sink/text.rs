@@ -1,11 +1,287 @@
-//! The short human summary printed at the end of a run. STUB.
+//! The short human summary printed at the end of a run: what was asked,
+//! what was reached, the first limit in plain words with its remedy, and
+//! where the files are. Fits 80 columns (long evidence and remedies wrap).
 
+use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
-use crate::model::Summary;
+use crate::model::{FirstLimit, LimitKind, Percentiles, Summary, Syscall, errno_name};
+
+/// Lines are wrapped to this many columns.
+const WIDTH: usize = 80;
 
 /// Renders the summary a person reads at the end of a run.
 pub fn render(summary: &Summary, results_dir: &Path) -> String {
-    let _ = (summary, results_dir);
-    unimplemented!()
+    let mut out = String::new();
+    header(&mut out, summary);
+    totals(&mut out, summary);
+    match &summary.first_limit {
+        Some(limit) => first_limit(&mut out, limit),
+        None => out.push_str("\nfirst limit: no limit hit\n"),
+    }
+    failures(&mut out, summary);
+    warnings(&mut out, summary);
+    latency(&mut out, summary);
+    let _ = writeln!(out, "\nresults: {}", results_dir.display());
+    out
+}
+
+fn header(out: &mut String, summary: &Summary) {
+    let name = summary
+        .scenario
+        .get("name")
+        .and_then(|n| n.as_str())
+        .unwrap_or("(unnamed scenario)");
+    let status = if summary.aborted {
+        "aborted before the end"
+    } else {
+        "completed"
+    };
+    let _ = writeln!(out, "{name}: ran {}, {status}", seconds(summary.duration_s));
+}
+
+fn totals(out: &mut String, summary: &Summary) {
+    let t = &summary.totals;
+    let rows = [
+        ("attempted", t.attempted),
+        ("established", t.established),
+        ("failed", t.failed),
+        ("peak active", t.peak_active),
+    ];
+    out.push_str("\nconnections\n");
+    table(
+        out,
+        &rows.map(|(label, n)| (label.to_string(), n, String::new())),
+    );
+}
+
+fn first_limit(out: &mut String, limit: &FirstLimit) {
+    let _ = writeln!(
+        out,
+        "\nfirst limit: {} ({})",
+        limit.kind.describe(),
+        limit.kind
+    );
+    let _ = writeln!(
+        out,
+        "  at attempt {}, after {}, with {} active",
+        thousands(limit.at_attempt),
+        seconds(limit.at_elapsed_s),
+        thousands(limit.active_at)
+    );
+    let _ = writeln!(out, "  {} → {}", limit.source, limit.target);
+    let _ = writeln!(out, "  {}", failed_call(limit));
+    if !limit.evidence.message.is_empty() {
+        wrap(out, "  evidence: ", &limit.evidence.message);
+    }
+    if !limit.remedy.is_empty() {
+        wrap(out, "  remedy: ", &limit.remedy);
+    }
+}
+
+/// "connect() failed: EADDRNOTAVAIL (errno 99)", or why there is no errno.
+fn failed_call(limit: &FirstLimit) -> String {
+    match limit.errno {
+        Some(errno) => {
+            let name = limit
+                .errno_name
+                .as_deref()
+                .or_else(|| errno_name(errno))
+                .map(|name| format!("{name} (errno {errno})"))
+                .unwrap_or_else(|| format!("errno {errno}"));
+            format!("{}() failed: {name}", limit.syscall)
+        }
+        None if limit.syscall == Syscall::Timeout => {
+            "connect() did not finish within the connect timeout (no errno)".into()
+        }
+        None => format!("{}(): no errno", limit.syscall),
+    }
+}
+
+fn failures(out: &mut String, summary: &Summary) {
+    let rows: Vec<_> = LimitKind::ALL
+        .iter()
+        .filter_map(|kind| {
+            let count = summary.failures_by_kind.get(kind.as_str()).copied()?;
+            (count > 0).then(|| (kind.as_str().to_string(), count, kind.describe().into()))
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push_str("\nfailures by kind\n");
+        table(out, &rows);
+    }
+}
+
+fn warnings(out: &mut String, summary: &Summary) {
+    let w = &summary.warnings;
+    let slow_note = if w.connect_syscall_max_us > 0 {
+        format!("longest {}", micros(w.connect_syscall_max_us))
+    } else {
+        String::new()
+    };
+    let rows: Vec<_> = [
+        ("slow connect(): port search", w.port_search_slow, slow_note),
+        (
+            "handshakes with a SYN retransmit",
+            w.syn_retransmit_handshakes,
+            String::new(),
+        ),
+        ("echo requests unanswered", w.echo_unanswered, String::new()),
+    ]
+    .into_iter()
+    .filter(|(_, count, _)| *count > 0)
+    .map(|(label, count, note)| (label.to_string(), count, note))
+    .collect();
+    if !rows.is_empty() {
+        out.push_str("\nwarnings\n");
+        table(out, &rows);
+    }
+}
+
+fn latency(out: &mut String, summary: &Summary) {
+    let metrics: Vec<(&str, &Percentiles)> = [("connect", "connect_us"), ("rtt", "rtt_us")]
+        .into_iter()
+        .filter_map(|(label, key)| Some((label, summary.latency.get(key)?)))
+        .filter(|(label, p)| *label == "connect" || p.count > 0)
+        .collect();
+    if metrics.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>12}",
+        "latency", "p50", "p90", "p99", "p99.9", "max", "samples"
+    );
+    for (label, p) in metrics {
+        if p.count == 0 {
+            let _ = writeln!(out, "  {label:<8}no samples");
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "  {label:<8}{:>10}{:>10}{:>10}{:>10}{:>10}{:>12}",
+            micros(p.p50),
+            micros(p.p90),
+            micros(p.p99),
+            micros(p.p999),
+            micros(p.max),
+            thousands(p.count)
+        );
+    }
+}
+
+/// Rows of label, count, note: labels padded, counts right-aligned.
+fn table(out: &mut String, rows: &[(String, u64, String)]) {
+    let label_width = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+    let counts: Vec<String> = rows.iter().map(|r| thousands(r.1)).collect();
+    let count_width = counts.iter().map(String::len).max().unwrap_or(0);
+    for ((label, _, note), count) in rows.iter().zip(&counts) {
+        let line = format!("  {label:<label_width$}  {count:>count_width$}  {note}");
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+/// Appends `prefix` + `text`, wrapped at [`WIDTH`] with continuation lines
+/// indented under the text.
+fn wrap(out: &mut String, prefix: &str, text: &str) {
+    let indent = " ".repeat(prefix.chars().count());
+    let mut line = prefix.to_string();
+    let mut line_has_words = false;
+    for word in text.split_whitespace() {
+        if line_has_words && line.chars().count() + 1 + word.chars().count() > WIDTH {
+            let _ = writeln!(out, "{line}");
+            line = indent.clone();
+            line_has_words = false;
+        }
+        if line_has_words {
+            line.push(' ');
+        }
+        line.push_str(word);
+        line_has_words = true;
+    }
+    let _ = writeln!(out, "{line}");
+}
+
+/// 1234567 → "1,234,567".
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Microseconds in a readable unit, about three significant digits:
+/// "850 µs", "1.25 ms", "12.5 ms", "2.50 s".
+fn micros(us: u64) -> String {
+    if us < 1_000 {
+        format!("{us} µs")
+    } else if us < 999_500 {
+        format!("{} ms", three_digits(us as f64 / 1e3))
+    } else {
+        format!("{} s", three_digits(us as f64 / 1e6))
+    }
+}
+
+/// Seconds for durations: "850 ms", "12.3 s", "1m 5s".
+fn seconds(s: f64) -> String {
+    if !s.is_finite() || s < 0.0 {
+        return format!("{s} s");
+    }
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1e3)
+    } else if s < 59.95 {
+        format!("{s:.1} s")
+    } else {
+        humantime::format_duration(Duration::from_secs(s.round() as u64)).to_string()
+    }
+}
+
+fn three_digits(x: f64) -> String {
+    if x < 9.995 {
+        format!("{x:.2}")
+    } else if x < 99.95 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped_and_units_readable() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(28_232), "28,232");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(micros(850), "850 µs");
+        assert_eq!(micros(1_250), "1.25 ms");
+        assert_eq!(micros(9_999), "10.0 ms");
+        assert_eq!(micros(12_500), "12.5 ms");
+        assert_eq!(micros(999_499), "999 ms");
+        assert_eq!(micros(999_500), "1.00 s");
+        assert_eq!(micros(125_000_000), "125 s");
+        assert_eq!(seconds(0.25), "250 ms");
+        assert_eq!(seconds(12.34), "12.3 s");
+        assert_eq!(seconds(65.2), "1m 5s");
+    }
+
+    #[test]
+    fn long_text_wraps_under_its_label() {
+        let mut out = String::new();
+        wrap(&mut out, "  remedy: ", &"word ".repeat(30));
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines.len() > 1);
+        assert!(lines.iter().all(|l| l.chars().count() <= WIDTH));
+        assert!(lines[1].starts_with("          word"));
+    }
 }

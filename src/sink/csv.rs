@@ -1,0 +1,173 @@
+//! The end-of-run CSV tables: `failures.csv`, `sources.csv`, `latency.csv`.
+//! Each row is a struct handed to `csv::Writer::serialize`; its field names
+//! are the header, units in the names.
+
+use std::io;
+
+use serde::Serialize;
+
+use super::hgrm::{self, TICKS_PER_HALF_DISTANCE};
+use super::{Exporter, Metric, RunResults};
+use crate::model::{FailureGroup, SourceSummary};
+
+/// Serializes `rows` as CSV, the header from the row's field names. With no
+/// rows the header is `empty_header`, so the file still says what it holds
+/// (a test checks the two agree).
+fn table<R: Serialize>(
+    empty_header: &[&str],
+    rows: impl IntoIterator<Item = R>,
+) -> io::Result<Vec<u8>> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut empty = true;
+    for row in rows {
+        out.serialize(row)?;
+        empty = false;
+    }
+    if empty {
+        out.write_record(empty_header)?;
+    }
+    out.into_inner().map_err(|e| e.into_error())
+}
+
+/// One row of `failures.csv`: a failure group.
+#[derive(Serialize)]
+struct FailureRow<'a> {
+    kind: &'static str,
+    syscall: &'static str,
+    errno: Option<i32>,
+    errno_name: Option<&'a str>,
+    count: u64,
+    first_attempt: u64,
+    first_elapsed_s: f64,
+    last_elapsed_s: f64,
+    source: &'a str,
+    target: &'a str,
+}
+
+const FAILURE_HEADER: [&str; 10] = [
+    "kind",
+    "syscall",
+    "errno",
+    "errno_name",
+    "count",
+    "first_attempt",
+    "first_elapsed_s",
+    "last_elapsed_s",
+    "source",
+    "target",
+];
+
+impl<'a> From<&'a FailureGroup> for FailureRow<'a> {
+    fn from(g: &'a FailureGroup) -> FailureRow<'a> {
+        FailureRow {
+            kind: g.kind.as_str(),
+            syscall: g.syscall.as_str(),
+            errno: g.errno,
+            errno_name: g.errno_name.as_deref(),
+            count: g.count,
+            first_attempt: g.first_attempt,
+            first_elapsed_s: millis(g.first_elapsed_s),
+            last_elapsed_s: millis(g.last_elapsed_s),
+            source: &g.source,
+            target: &g.target,
+        }
+    }
+}
+
+/// Writes `failures.csv`: one row per failure group, as in the summary.
+pub struct FailuresCsv;
+
+impl Exporter for FailuresCsv {
+    fn serialize(&self, run: &RunResults<'_>) -> io::Result<Vec<u8>> {
+        table(
+            &FAILURE_HEADER,
+            run.summary.failures.iter().map(FailureRow::from),
+        )
+    }
+}
+
+/// One row of `sources.csv`.
+#[derive(Serialize)]
+struct SourceRow<'a> {
+    source: &'a str,
+    attempted: u64,
+    established: u64,
+    failed: u64,
+    peak_ports_in_use: u64,
+}
+
+const SOURCE_HEADER: [&str; 5] = [
+    "source",
+    "attempted",
+    "established",
+    "failed",
+    "peak_ports_in_use",
+];
+
+impl<'a> From<&'a SourceSummary> for SourceRow<'a> {
+    fn from(s: &'a SourceSummary) -> SourceRow<'a> {
+        SourceRow {
+            source: &s.source,
+            attempted: s.attempted,
+            established: s.established,
+            failed: s.failed,
+            peak_ports_in_use: s.peak_ports_in_use,
+        }
+    }
+}
+
+/// Writes `sources.csv`: one row per source IP.
+pub struct SourcesCsv;
+
+impl Exporter for SourcesCsv {
+    fn serialize(&self, run: &RunResults<'_>) -> io::Result<Vec<u8>> {
+        table(
+            &SOURCE_HEADER,
+            run.summary.sources.iter().map(SourceRow::from),
+        )
+    }
+}
+
+/// One row of `latency.csv`: a step of a metric's percentile distribution
+/// (the same steps as the `.hgrm` files).
+#[derive(Serialize)]
+struct LatencyRow {
+    metric: &'static str,
+    /// 0 to 100.
+    percentile: f64,
+    /// Highest value of the histogram bucket the percentile falls in.
+    value_us: u64,
+    /// Samples at or below `value_us` (cumulative).
+    count: u64,
+}
+
+const LATENCY_HEADER: [&str; 4] = ["metric", "percentile", "value_us", "count"];
+
+/// Writes `latency.csv`: the percentile distribution of connect latency,
+/// and of RTT when the run measured it.
+pub struct LatencyCsv;
+
+impl Exporter for LatencyCsv {
+    fn serialize(&self, run: &RunResults<'_>) -> io::Result<Vec<u8>> {
+        let rows = Metric::measured(run.last).into_iter().flat_map(|metric| {
+            hgrm::steps(metric.histogram(run.last), TICKS_PER_HALF_DISTANCE)
+                .into_iter()
+                .map(move |step| LatencyRow {
+                    metric: metric.as_str(),
+                    percentile: round_to(step.percentile, 1e6),
+                    value_us: step.value,
+                    count: step.total_count,
+                })
+        });
+        table(&LATENCY_HEADER, rows)
+    }
+}
+
+/// Seconds rounded to the millisecond: enough for a spreadsheet.
+fn millis(s: f64) -> f64 {
+    round_to(s, 1e3)
+}
+
+fn round_to(x: f64, per_unit: f64) -> f64 {
+    (x * per_unit).round() / per_unit
+}
