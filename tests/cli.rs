@@ -7,7 +7,9 @@ use std::time::Duration;
 use crate::util::{ceiling, out_dir, run_bounded, text};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// Runs `ceiling ARGS`, expects exit 2 and stderr containing every needle.
@@ -19,32 +21,50 @@ fn refused(args: &[&str], needles: &[&str]) {
     assert_eq!(output.status.code(), Some(2), "{args:?}\nstderr: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     for needle in needles {
-        assert!(stderr.contains(needle), "{args:?}: stderr lacks {needle:?}:\n{stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: stderr lacks {needle:?}:\n{stderr}"
+        );
     }
 }
 
 #[test]
 fn bad_toml_names_file_line_and_column() {
     let path = fixture("bad-syntax.toml");
-    refused(&["run", path.to_str().unwrap()], &["bad-syntax.toml", "line 3", "column"]);
+    refused(
+        &["run", path.to_str().unwrap()],
+        &["bad-syntax.toml", "line 3", "column"],
+    );
 }
 
 #[test]
 fn an_unknown_field_is_named_with_the_accepted_ones() {
     let path = fixture("unknown-field.toml");
-    refused(&["run", path.to_str().unwrap()], &["unknown field `conections`", "line 2", "connections"]);
+    refused(
+        &["run", path.to_str().unwrap()],
+        &["unknown field `conections`", "line 2", "connections"],
+    );
 }
 
 #[test]
 fn a_bad_value_in_a_file_names_the_value_and_the_forms() {
     let path = fixture("bad-target.toml");
-    refused(&["run", path.to_str().unwrap()], &["127.0.0.1:99999", "out of range", "line 2"]);
+    refused(
+        &["run", path.to_str().unwrap()],
+        &["127.0.0.1:99999", "out of range", "line 2"],
+    );
 }
 
 #[test]
 fn bad_flags_name_the_value_and_the_accepted_forms() {
-    refused(&["run", "--target", "127.0.0.1"], &["'127.0.0.1'", "IP:PORT"]);
-    refused(&["run", "--target", "127.0.0.1:70000"], &["70000", "out of range"]);
+    refused(
+        &["run", "--target", "127.0.0.1"],
+        &["'127.0.0.1'", "IP:PORT"],
+    );
+    refused(
+        &["run", "--target", "127.0.0.1:70000"],
+        &["70000", "out of range"],
+    );
     refused(&["run", "--source", "127.0.0.1/40"], &["/40", "prefix"]);
     refused(&["run", "--source", "127.0.0.9-127.0.0.1"], &["reversed"]);
     refused(&["run", "--connections", "0"], &["'0'", "whole number"]);
@@ -57,7 +77,10 @@ fn bad_flags_name_the_value_and_the_accepted_forms() {
 
 #[test]
 fn a_missing_scenario_file_is_a_usage_error() {
-    refused(&["run", "/nonexistent/scenario.toml"], &["/nonexistent/scenario.toml", "cannot read"]);
+    refused(
+        &["run", "/nonexistent/scenario.toml"],
+        &["/nonexistent/scenario.toml", "cannot read"],
+    );
 }
 
 #[test]
@@ -66,10 +89,21 @@ fn a_source_that_is_not_local_is_refused_before_any_load() {
     // is tried on it; nothing is sent anywhere.
     let (_tmp, out) = out_dir();
     refused(
-        &["run", "--source", "192.0.2.1", "--target", "127.0.0.1:9", "--out", out.to_str().unwrap()],
+        &[
+            "run",
+            "--source",
+            "192.0.2.1",
+            "--target",
+            "127.0.0.1:9",
+            "--out",
+            out.to_str().unwrap(),
+        ],
         &["192.0.2.1", "not an address of this host"],
     );
-    assert!(!out.exists(), "a results directory was created for a refused run");
+    assert!(
+        !out.exists(),
+        "a results directory was created for a refused run"
+    );
 }
 
 #[test]
@@ -79,15 +113,24 @@ fn an_fd_limit_above_the_hard_limit_is_refused() {
 
 #[test]
 fn an_unwritable_or_used_results_directory_is_refused() {
-    refused(&["run", "--out", "/proc/ceiling-results"], &["/proc/ceiling-results", "cannot write results"]);
+    refused(
+        &["run", "--out", "/proc/ceiling-results"],
+        &["/proc/ceiling-results", "cannot write results"],
+    );
     let (_tmp, out) = out_dir();
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("summary.json"), "{}").unwrap();
-    refused(&["run", "--out", out.to_str().unwrap()], &["cannot write results", "--out"]);
+    refused(
+        &["run", "--out", out.to_str().unwrap()],
+        &["cannot write results", "--out"],
+    );
 }
 
 #[test]
 fn serve_refuses_bad_listen_values() {
-    refused(&["serve", "--listen", "localhost:80"], &["localhost", "not resolved"]);
+    refused(
+        &["serve", "--listen", "localhost:80"],
+        &["localhost", "not resolved"],
+    );
     refused(&["serve", "--backlog", "0"], &["'0'"]);
 }

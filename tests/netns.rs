@@ -68,7 +68,10 @@ fn netns_port_exhaustion_at_attempt_12_with_11_established() {
     assert_eq!(s["failures_by_kind"]["port_exhaustion"], 9);
     let evidence = first["evidence"].to_string();
     assert!(evidence.contains("50000"), "{evidence}");
-    assert!(first["remedy"].as_str().unwrap().contains("--source"), "{first}");
+    assert!(
+        first["remedy"].as_str().unwrap().contains("--source"),
+        "{first}"
+    );
 }
 
 #[test]
@@ -102,7 +105,10 @@ fn netns_stop_at_first_limit_ends_the_run_there() {
     assert_eq!(s["first_limit"]["kind"], "port_exhaustion");
     assert_eq!(s["totals"]["established"], 11);
     let attempted = s["totals"]["attempted"].as_u64().unwrap();
-    assert!(attempted < 20, "kept opening after the first limit: {attempted}");
+    assert!(
+        attempted < 20,
+        "kept opening after the first limit: {attempted}"
+    );
     assert!(s["duration_s"].as_f64().unwrap() < 10.0);
 }
 
@@ -123,7 +129,10 @@ fn netns_fd_limit_is_emfile_from_socket() {
     let established = s["totals"]["established"].as_u64().unwrap();
     assert!((150..200).contains(&established), "{established}");
     assert_eq!(s["host"]["values"]["rlimit_nofile_soft"], 200);
-    assert!(first["remedy"].as_str().unwrap().contains("20000") || first["remedy"].as_str().unwrap().contains("hard"));
+    assert!(
+        first["remedy"].as_str().unwrap().contains("20000")
+            || first["remedy"].as_str().unwrap().contains("hard")
+    );
 }
 
 #[test]
@@ -149,5 +158,8 @@ fn netns_backlog_overflow_without_accept() {
         .map(|(_, v)| v.as_i64().unwrap())
         .expect("ListenOverflows delta reported");
     assert!(overflows > 0, "{s}");
-    assert!(first["evidence"].to_string().contains("ListenOverflows"), "{first}");
+    assert!(
+        first["evidence"].to_string().contains("ListenOverflows"),
+        "{first}"
+    );
 }

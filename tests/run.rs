@@ -42,10 +42,19 @@ fn opens_exactly_n_connections_against_serve_and_writes_every_file() {
     assert!(s["first_limit"].is_null());
     assert_eq!(s["aborted"], false);
     assert_eq!(s["latency"]["connect_us"]["count"], 3000);
-    for file in ["timeseries.csv", "failures.csv", "sources.csv", "latency.csv", "connect.hgrm"] {
+    for file in [
+        "timeseries.csv",
+        "failures.csv",
+        "sources.csv",
+        "latency.csv",
+        "connect.hgrm",
+    ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
-    assert!(!out.join("rtt.hgrm").exists(), "rtt.hgrm written without echo mode");
+    assert!(
+        !out.join("rtt.hgrm").exists(),
+        "rtt.hgrm written without echo mode"
+    );
     let series = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
     let last = series.lines().last().unwrap();
     assert!(series.lines().count() >= 2, "{series}");
@@ -53,7 +62,10 @@ fn opens_exactly_n_connections_against_serve_and_writes_every_file() {
     let cols: Vec<&str> = last.split(',').collect();
     assert_eq!((cols[2], cols[3]), ("3000", "3000"), "{last}");
     let printed = text(&output.stdout);
-    assert!(printed.contains("3000") || printed.contains("3,000"), "{printed}");
+    assert!(
+        printed.contains("3000") || printed.contains("3,000"),
+        "{printed}"
+    );
 }
 
 #[test]
@@ -130,7 +142,11 @@ fn a_server_that_closes_is_named_server_closed_with_evidence() {
 #[test]
 fn refusals_are_counted_but_are_not_a_limit() {
     // A port nothing listens on: bind one, note it, close it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let (_tmp, out) = out_dir();
     let mut cmd = ceiling();
     cmd.args(run_args(&out)).args([
@@ -197,13 +213,24 @@ fn sigint_stops_the_run_and_leaves_complete_files() {
     std::thread::sleep(Duration::from_millis(2500));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(130), "stderr: {}", text(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "stderr: {}",
+        text(&output.stderr)
+    );
     let s = summary(&out);
     assert_eq!(s["aborted"], true);
     let attempted = s["totals"]["attempted"].as_u64().unwrap();
     assert!((100..1000).contains(&attempted), "{attempted}");
     assert_eq!(s["totals"]["closed_by_driver"], s["totals"]["established"]);
-    for file in ["timeseries.csv", "failures.csv", "sources.csv", "latency.csv", "connect.hgrm"] {
+    for file in [
+        "timeseries.csv",
+        "failures.csv",
+        "sources.csv",
+        "latency.csv",
+        "connect.hgrm",
+    ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
     let series = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();

@@ -44,12 +44,19 @@ impl Server {
             }
         });
         let mut addrs = Vec::new();
-        while let Ok(line) = rx.recv_timeout(if addrs.is_empty() { Duration::from_secs(5) } else { Duration::from_millis(300) }) {
+        while let Ok(line) = rx.recv_timeout(if addrs.is_empty() {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_millis(300)
+        }) {
             if let Some(addr) = line.strip_prefix("listening on ") {
                 addrs.push(addr.trim().parse().expect("listening line has an address"));
             }
         }
-        assert!(!addrs.is_empty(), "ceiling serve did not print 'listening on' within 5 s");
+        assert!(
+            !addrs.is_empty(),
+            "ceiling serve did not print 'listening on' within 5 s"
+        );
         Server { child, addrs }
     }
 
@@ -120,9 +127,14 @@ pub fn require_netns(test: &str) -> bool {
             .args(["-n", "true"])
             .status()
             .is_ok_and(|s| s.success())
-        && Command::new("ip").arg("-V").output().is_ok_and(|o| o.status.success());
+        && Command::new("ip")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
     if !ok {
-        let reason = format!("{test}: skipped: needs root, unshare and ip (iproute2) to create a network namespace");
+        let reason = format!(
+            "{test}: skipped: needs root, unshare and ip (iproute2) to create a network namespace"
+        );
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{reason}; under CI=true a skip is a failure");
         }

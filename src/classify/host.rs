@@ -1,8 +1,21 @@
-//! Reads the host values and kernel counters that explain a limit. STUB.
+//! Reads the host values and kernel counters that explain a limit: sysctls
+//! and rlimits ([`probe`]), TCP counters ([`read_counters`]), whether an
+//! address is local, and a listener's accept queue.
+//!
+//! A thin layer over files and syscalls: all parsing is in
+//! [`super::procfs`] and [`super::diag`]. Nothing here writes a sysctl; the
+//! only setting it changes is this process's own soft RLIMIT_NOFILE. A file
+//! that is missing (no netfilter, no cgroup) is left out, not an error.
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+
+use serde_json::Value;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::{diag, procfs};
 
 /// Host values and counters at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -13,49 +26,306 @@ pub struct HostState {
     pub counters: BTreeMap<String, u64>,
 }
 
+/// Single-number sysctls read by [`probe`], by value name.
+const SYSCTLS: &[(&str, &str)] = &[
+    ("somaxconn", "/proc/sys/net/core/somaxconn"),
+    (
+        "tcp_max_syn_backlog",
+        "/proc/sys/net/ipv4/tcp_max_syn_backlog",
+    ),
+    ("tcp_syncookies", "/proc/sys/net/ipv4/tcp_syncookies"),
+    (
+        "tcp_abort_on_overflow",
+        "/proc/sys/net/ipv4/tcp_abort_on_overflow",
+    ),
+    (
+        "tcp_max_tw_buckets",
+        "/proc/sys/net/ipv4/tcp_max_tw_buckets",
+    ),
+    ("tcp_tw_reuse", "/proc/sys/net/ipv4/tcp_tw_reuse"),
+    ("tcp_syn_retries", "/proc/sys/net/ipv4/tcp_syn_retries"),
+    ("file_max", "/proc/sys/fs/file-max"),
+    (
+        "nf_conntrack_count",
+        "/proc/sys/net/netfilter/nf_conntrack_count",
+    ),
+    (
+        "nf_conntrack_max",
+        "/proc/sys/net/netfilter/nf_conntrack_max",
+    ),
+];
+
+/// TcpExt counters kept: listen queue overflows, SYN loss, TIME_WAIT and
+/// memory aborts.
+const TCP_EXT: &[&str] = &[
+    "ListenOverflows",
+    "ListenDrops",
+    "TCPSynRetrans",
+    "TCPTimeouts",
+    "TCPTimeWaitOverflow",
+    "TCPReqQFullDrop",
+    "TCPReqQFullDoCookies",
+    "SyncookiesSent",
+    "SyncookiesRecv",
+    "SyncookiesFailed",
+    "EmbryonicRsts",
+    "TCPBacklogDrop",
+    "TCPAbortOnData",
+    "TCPAbortOnClose",
+    "TCPAbortOnMemory",
+    "TCPAbortOnTimeout",
+    "TCPAbortOnLinger",
+    "TCPAbortFailed",
+    "TCPMemoryPressures",
+    "TW",
+];
+
+/// Tcp (snmp) counters kept.
+const TCP: &[&str] = &[
+    "ActiveOpens",
+    "PassiveOpens",
+    "AttemptFails",
+    "EstabResets",
+    "CurrEstab",
+    "RetransSegs",
+    "OutRsts",
+    "InErrs",
+];
+
+/// sockstat gauges kept.
+const SOCKSTAT: &[&str] = &[
+    "sockstat.sockets_used",
+    "sockstat.tcp_inuse",
+    "sockstat.tcp_orphan",
+    "sockstat.tcp_tw",
+    "sockstat.tcp_alloc",
+    "sockstat.tcp_mem",
+    "sockstat.tcp6_inuse",
+];
+
+/// True for counters that are a level, not a running total (sockstat,
+/// Tcp.CurrEstab): their value at the end says more than their change.
+pub fn is_gauge(key: &str) -> bool {
+    key.starts_with("sockstat.") || key == "Tcp.CurrEstab"
+}
+
+fn read(path: &str) -> Option<String> {
+    fs::read_to_string(path).ok()
+}
+
+/// True when the connection tracking table is full (count at max); false
+/// when it is not, or when conntrack is not loaded here.
+pub fn conntrack_full() -> bool {
+    let value = |name| {
+        read(&format!("/proc/sys/net/netfilter/{name}"))
+            .as_deref()
+            .and_then(procfs::parse_u64)
+    };
+    match (value("nf_conntrack_count"), value("nf_conntrack_max")) {
+        (Some(count), Some(max)) => max > 0 && count >= max,
+        _ => false,
+    }
+}
+
 /// Reads everything (values and counters).
 pub fn probe() -> HostState {
-    unimplemented!()
+    let mut values = BTreeMap::new();
+    for (name, path) in SYSCTLS {
+        if let Some(v) = read(path).as_deref().and_then(procfs::parse_u64) {
+            values.insert(name.to_string(), Value::from(v));
+        }
+    }
+    let range = read("/proc/sys/net/ipv4/ip_local_port_range");
+    if let Some((lo, hi)) = range.as_deref().and_then(procfs::parse_port_range) {
+        values.insert(
+            "ip_local_port_range".into(),
+            Value::from(format!("{lo}-{hi}")),
+        );
+        let count = u64::from(hi - lo) + 1;
+        values.insert("ip_local_port_count".into(), Value::from(count));
+    }
+    if let Some((allocated, _, _)) = read("/proc/sys/fs/file-nr")
+        .as_deref()
+        .and_then(procfs::parse_file_nr)
+    {
+        values.insert("file_nr_allocated".into(), Value::from(allocated));
+    }
+    if let Some(mem) = read("/proc/sys/net/ipv4/tcp_mem") {
+        let pages: Vec<&str> = mem.split_whitespace().collect();
+        values.insert("tcp_mem_pages".into(), Value::from(pages.join(" ")));
+    }
+    if let Ok((soft, hard)) = nofile_limits() {
+        values.insert("rlimit_nofile_soft".into(), Value::from(soft));
+        values.insert("rlimit_nofile_hard".into(), Value::from(hard));
+    }
+    if let Some(limit) = cgroup_memory_limit() {
+        values.insert("cgroup_memory_limit_bytes".into(), Value::from(limit));
+    }
+    HostState {
+        values,
+        counters: read_counters(),
+    }
+}
+
+/// This process's memory cgroup limit in bytes, when there is one.
+fn cgroup_memory_limit() -> Option<u64> {
+    let (dir, file) = match procfs::parse_cgroup_memory(&read("/proc/self/cgroup")?)? {
+        procfs::CgroupMemory::V1(path) => (
+            format!("/sys/fs/cgroup/memory{path}"),
+            "memory.limit_in_bytes",
+        ),
+        procfs::CgroupMemory::V2(path) => (format!("/sys/fs/cgroup{path}"), "memory.max"),
+    };
+    read(&format!("{}/{file}", dir.trim_end_matches('/')))
+        .as_deref()
+        .and_then(procfs::parse_memory_limit)
+}
+
+/// Keeps the counters ceiling reports from the parsed netstat, snmp and
+/// sockstat tables.
+pub fn select_counters(all: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    let tcp_ext = TCP_EXT.iter().map(|n| format!("TcpExt.{n}"));
+    let tcp = TCP.iter().map(|n| format!("Tcp.{n}"));
+    let sockstat = SOCKSTAT.iter().map(|n| n.to_string());
+    tcp_ext
+        .chain(tcp)
+        .chain(sockstat)
+        .filter_map(|key| all.get(&key).map(|v| (key, *v)))
+        .collect()
 }
 
 /// Reads only the counters (cheaper than [`probe`]).
 pub fn read_counters() -> BTreeMap<String, u64> {
-    unimplemented!()
+    let mut all = BTreeMap::new();
+    for path in ["/proc/net/netstat", "/proc/net/snmp"] {
+        if let Some(text) = read(path) {
+            all.extend(procfs::parse_counter_tables(&text));
+        }
+    }
+    for path in ["/proc/net/sockstat", "/proc/net/sockstat6"] {
+        if let Some(text) = read(path) {
+            all.extend(procfs::parse_sockstat(&text));
+        }
+    }
+    select_counters(&all)
 }
 
 /// end - start for every counter present in both.
 pub fn counter_deltas(start: &HostState, end: &HostState) -> BTreeMap<String, i64> {
-    let _ = (start, end);
-    unimplemented!()
+    start
+        .counters
+        .iter()
+        .filter_map(|(key, &a)| {
+            let b = *end.counters.get(key)?;
+            let delta = i128::from(b) - i128::from(a);
+            Some((
+                key.clone(),
+                delta.clamp(i64::MIN.into(), i64::MAX.into()) as i64,
+            ))
+        })
+        .collect()
 }
 
-/// ListenOverflows + ListenDrops of this network namespace, fast path.
+/// ListenOverflows + ListenDrops of this network namespace, fast path (one
+/// file). The kernel counts every overflow as a drop too, so the sum only
+/// says whether anything moved, not how many SYNs were lost.
 pub fn listen_drop_count() -> Option<u64> {
-    unimplemented!()
+    listen_drops_from(&read("/proc/net/netstat")?)
 }
 
-/// (soft, hard) RLIMIT_NOFILE.
+/// [`listen_drop_count`] on given /proc/net/netstat text.
+pub fn listen_drops_from(netstat: &str) -> Option<u64> {
+    let c = procfs::parse_counter_tables(netstat);
+    let overflows = c.get("TcpExt.ListenOverflows");
+    let drops = c.get("TcpExt.ListenDrops");
+    match (overflows, drops) {
+        (None, None) => None,
+        (a, b) => Some(a.copied().unwrap_or(0) + b.copied().unwrap_or(0)),
+    }
+}
+
+/// (soft, hard) RLIMIT_NOFILE. `RLIM_INFINITY` reads as `u64::MAX`.
 pub fn nofile_limits() -> io::Result<(u64, u64)> {
-    unimplemented!()
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
 }
 
-/// Sets the soft RLIMIT_NOFILE (keeps the hard one).
+/// Sets the soft RLIMIT_NOFILE (keeps the hard one). Asking for more than
+/// the hard limit is an `InvalidInput` error naming the hard limit.
 pub fn set_nofile_soft(soft: u64) -> io::Result<()> {
-    let _ = soft;
-    unimplemented!()
+    let (_, hard) = nofile_limits()?;
+    if soft > hard {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "soft fd limit {soft} is above the hard limit {hard}: ask for at most {hard}, \
+                 or use more processes"
+            ),
+        ));
+    }
+    let lim = libc::rlimit {
+        rlim_cur: soft as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads one rlimit struct we own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("setrlimit(RLIMIT_NOFILE, soft {soft}, hard {hard}): {err}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Ok when `ip` is an address of this host (bind test); the bind error
-/// (EADDRNOTAVAIL) otherwise.
+/// (EADDRNOTAVAIL) otherwise, with its raw errno kept for [`super::classify_io`].
+///
+/// Binds a throwaway socket to `ip:0` with IP_BIND_ADDRESS_NO_PORT, so no
+/// ephemeral port is taken (the check works even when ports are exhausted)
+/// and nothing is sent. With `net.ipv4.ip_nonlocal_bind = 1` every address
+/// binds, so every address looks local.
 pub fn check_local_address(ip: IpAddr) -> io::Result<()> {
-    let _ = ip;
-    unimplemented!()
+    let addr = SocketAddr::new(ip, 0);
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if ip.is_ipv4() {
+        // Best effort: an old kernel without it just takes a port briefly.
+        let _ = set_bind_address_no_port(&sock);
+    }
+    sock.bind(&SockAddr::from(addr))
+}
+
+fn set_bind_address_no_port(sock: &Socket) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid fd and a c_int option value of the declared size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// True when `addr`'s IP is loopback or an address of this host.
 pub fn is_local_target(addr: SocketAddr) -> bool {
-    let _ = addr;
-    unimplemented!()
+    let ip = addr.ip().to_canonical();
+    ip.is_loopback() || ip.is_unspecified() || check_local_address(ip).is_ok()
 }
 
 /// A listening socket's accept queue, from /proc/net/tcp{,6} LISTEN rows.
@@ -63,12 +333,200 @@ pub fn is_local_target(addr: SocketAddr) -> bool {
 pub struct ListenerQueue {
     /// Connections waiting in the accept queue.
     pub queued: u64,
-    /// The listen backlog.
+    /// The listen backlog (after the kernel's somaxconn cap); 0 when
+    /// `source` is [`QueueSource::ProcNetTcp`], which does not carry it.
     pub backlog: u64,
+    /// Where the numbers came from.
+    pub source: QueueSource,
 }
 
-/// The accept queue of the listener bound to `addr` on this host, if any.
+/// Which kernel interface a [`ListenerQueue`] was read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueSource {
+    /// sock_diag netlink (as `ss -ltn`): queue and backlog.
+    SockDiag,
+    /// /proc/net/tcp{,6}: the queue only (fallback when netlink fails).
+    ProcNetTcp,
+}
+
+impl ListenerQueue {
+    /// True when the backlog is known.
+    pub fn backlog_known(&self) -> bool {
+        self.source == QueueSource::SockDiag
+    }
+
+    /// The accept queue is full: the next SYN is dropped.
+    pub fn is_full(&self) -> bool {
+        self.backlog_known() && self.queued > self.backlog
+    }
+}
+
+/// The accept queue of the listener bound to `addr` on this host (exact IP
+/// or wildcard, same port), if any.
 pub fn listener_queue(addr: SocketAddr) -> Option<ListenerQueue> {
-    let _ = addr;
-    unimplemented!()
+    listener_from_diag(addr).or_else(|| listener_from_proc(addr))
+}
+
+fn listener_from_diag(addr: SocketAddr) -> Option<ListenerQueue> {
+    // A v4 target may be served by a dual-stack [::] listener.
+    let families: &[i32] = if addr.is_ipv4() {
+        &[libc::AF_INET, libc::AF_INET6]
+    } else {
+        &[libc::AF_INET6]
+    };
+    let dumps: Vec<_> = families
+        .iter()
+        .filter_map(|&f| diag::dump_listeners(f).ok())
+        .collect();
+    if dumps.is_empty() {
+        return None;
+    }
+    let found = procfs::pick_listener(dumps.into_iter().flatten(), addr, |l| l.local)?;
+    Some(ListenerQueue {
+        queued: u64::from(found.queued),
+        backlog: u64::from(found.backlog),
+        source: QueueSource::SockDiag,
+    })
+}
+
+fn listener_from_proc(addr: SocketAddr) -> Option<ListenerQueue> {
+    let mut rows = Vec::new();
+    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Some(text) = read(path) {
+            rows.extend(procfs::parse_proc_net_tcp(&text));
+        }
+    }
+    let row = procfs::find_listener(&rows, addr)?;
+    Some(ListenerQueue {
+        queued: row.rx_queue,
+        backlog: 0,
+        source: QueueSource::ProcNetTcp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpStream;
+
+    use super::*;
+
+    #[test]
+    fn selected_counters_from_fixtures() {
+        let mut all = procfs::parse_counter_tables(include_str!("fixtures/netstat.txt"));
+        all.extend(procfs::parse_counter_tables(include_str!(
+            "fixtures/snmp.txt"
+        )));
+        all.extend(procfs::parse_sockstat(include_str!(
+            "fixtures/sockstat.txt"
+        )));
+        let c = select_counters(&all);
+        assert_eq!(c["TcpExt.ListenOverflows"], 6);
+        assert_eq!(c["TcpExt.TCPSynRetrans"], 3);
+        assert!(c.contains_key("Tcp.AttemptFails"));
+        assert_eq!(c["sockstat.tcp_inuse"], 11);
+        assert!(!c.contains_key("IpExt.InOctets"), "only chosen counters");
+        assert!(
+            !c.contains_key("sockstat.tcp6_inuse"),
+            "sockstat6 not given"
+        );
+        assert!(is_gauge("sockstat.tcp_tw") && is_gauge("Tcp.CurrEstab"));
+        assert!(!is_gauge("TcpExt.ListenOverflows"));
+    }
+
+    #[test]
+    fn listen_drops_sum() {
+        assert_eq!(
+            listen_drops_from(include_str!("fixtures/netstat.txt")),
+            Some(12)
+        );
+        assert_eq!(listen_drops_from("Ip: A\nIp: 1\n"), None);
+    }
+
+    #[test]
+    fn deltas_only_for_shared_keys() {
+        let state = |pairs: &[(&str, u64)]| HostState {
+            values: BTreeMap::new(),
+            counters: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        };
+        let start = state(&[("a", 10), ("b", 5), ("only_start", 1)]);
+        let end = state(&[("a", 283), ("b", 2), ("only_end", 9)]);
+        let d = counter_deltas(&start, &end);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d["a"], 273);
+        assert_eq!(d["b"], -3);
+    }
+
+    #[test]
+    fn probe_reads_this_host() {
+        let h = probe();
+        let count = h.values["ip_local_port_count"].as_u64().unwrap();
+        let range = h.values["ip_local_port_range"].as_str().unwrap();
+        let (lo, hi) = procfs::parse_port_range(&range.replace('-', " ")).unwrap();
+        assert_eq!(count, u64::from(hi - lo) + 1);
+        assert!(h.values["somaxconn"].as_u64().unwrap() > 0);
+        assert!(h.values["file_max"].as_u64().unwrap() > 0);
+        assert!(h.values.contains_key("rlimit_nofile_hard"));
+        assert!(h.counters.contains_key("TcpExt.ListenOverflows"));
+        assert!(h.counters.contains_key("Tcp.ActiveOpens"));
+        assert!(h.counters.contains_key("sockstat.tcp_tw"));
+        assert!(listen_drop_count().is_some());
+    }
+
+    #[test]
+    fn local_address_check_binds_only() {
+        check_local_address("127.0.0.2".parse().unwrap()).expect("127.0.0.2 is on lo");
+        // TEST-NET-1 (RFC 5737): never assigned, never routed. Bind only.
+        let err = check_local_address("192.0.2.1".parse().unwrap()).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EADDRNOTAVAIL));
+        assert!(is_local_target("127.0.0.9:80".parse().unwrap()));
+        assert!(!is_local_target("192.0.2.1:80".parse().unwrap()));
+    }
+
+    #[test]
+    fn listener_queue_reports_backlog_and_queue() {
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        sock.bind(&SockAddr::from(
+            "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+        ))
+        .unwrap();
+        sock.listen(7).unwrap();
+        let addr = sock.local_addr().unwrap().as_socket().unwrap();
+        let q = listener_queue(addr).expect("our listener");
+        assert_eq!(q.source, QueueSource::SockDiag);
+        assert_eq!(q.backlog, 7);
+        assert_eq!(q.queued, 0);
+        // Two handshakes complete in the kernel; nobody accepts.
+        let _c1 = TcpStream::connect(addr).unwrap();
+        let _c2 = TcpStream::connect(addr).unwrap();
+        // The final ACK reaches the listener in softirq: allow it a moment.
+        let mut queued = 0;
+        for _ in 0..100 {
+            queued = listener_queue(addr).unwrap().queued;
+            if queued == 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(queued, 2);
+        assert_eq!(listener_from_proc(addr).unwrap().queued, 2);
+        // Closed: no listener any more.
+        drop(sock);
+        assert_eq!(listener_queue(addr), None);
+    }
+
+    #[test]
+    fn nofile_soft_round_trips() {
+        let (soft, hard) = nofile_limits().unwrap();
+        let want = soft.min(hard).saturating_sub(1).max(64);
+        set_nofile_soft(want).unwrap();
+        let got = nofile_limits();
+        set_nofile_soft(soft).unwrap();
+        assert_eq!(got.unwrap(), (want, hard));
+        assert_eq!(nofile_limits().unwrap(), (soft, hard));
+        if hard < u64::MAX {
+            let err = set_nofile_soft(hard + 1).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains(&format!("hard limit {hard}")));
+        }
+    }
 }

@@ -105,6 +105,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let host_end = host::probe();
+    let first_target: Option<SocketAddr> = last
+        .total
+        .first_limit
+        .as_ref()
+        .and_then(|e| e.target.parse().ok());
     let facts = RunFacts {
         source_count: scenario.sources.len(),
         target_count: scenario.targets.len(),
@@ -114,6 +119,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         established: last.total.established,
         peak_active: last.peak_active,
         connect_timeout_ms: scenario.connect_timeout.as_millis() as u64,
+        target_local: first_target.is_some_and(host::is_local_target),
+        target_listener: first_target
+            .filter(|t| host::is_local_target(*t))
+            .and_then(host::listener_queue),
     };
     let summary = summarize(
         &scenario,

@@ -31,9 +31,18 @@ use crate::stats::{Delta, record_us};
 /// full port space (normal loopback connects use tens of µs).
 pub const PORT_SEARCH_SLOW: Duration = Duration::from_millis(1);
 
-/// How often a worker re-reads the host's listen-drop counters when it needs
-/// them to classify a failure.
-const LISTEN_COUNTER_MAX_AGE: Duration = Duration::from_millis(100);
+/// How often a worker re-reads the host's counters when it needs them to
+/// classify a failure.
+const HOST_SIGNALS_MAX_AGE: Duration = Duration::from_millis(100);
+
+/// What the host's counters say about dropped SYNs.
+#[derive(Debug, Clone, Copy, Default)]
+struct HostSignals {
+    /// ListenOverflows + ListenDrops moved since the run started (None:
+    /// unreadable).
+    listen_overflows_moved: Option<bool>,
+    conntrack_full: bool,
+}
 
 /// Attempts a worker starts back to back before letting its tasks run.
 const SPAWN_BATCH: u32 = 64;
@@ -53,7 +62,7 @@ pub fn run(shared: Arc<Shared>, segment: Segment, recorder: Arc<Mutex<Delta>>) {
         active: Cell::new(0),
         live_tasks: Cell::new(0),
         all_done: Notify::new(),
-        listen_counter: Cell::new(None),
+        host_signals: Cell::new(None),
     });
     local.block_on(&runtime, Rc::clone(&worker).drive(segment));
     // Tasks still holding connections are dropped here; their sockets close.
@@ -72,8 +81,8 @@ struct Worker {
     live_tasks: Cell<u64>,
     /// Signalled when `live_tasks` drops to zero.
     all_done: Notify,
-    /// (when read, whether ListenOverflows/ListenDrops had moved).
-    listen_counter: Cell<Option<(Instant, Option<bool>)>>,
+    /// Host counters behind timeouts and resets, and when they were read.
+    host_signals: Cell<Option<(Instant, HostSignals)>>,
 }
 
 impl Worker {
@@ -247,24 +256,29 @@ impl Worker {
     fn context(&self, endpoint: &Endpoint, errno: Option<i32>) -> AttemptContext {
         let explicit_port = self.shared.plan.source_ports.is_some();
         let target_local = self.shared.target_local[endpoint.target_index];
-        // The listen counters only matter for timeouts and resets; reading
+        // The host's counters only matter for timeouts and resets; reading
         // them for every refusal would cost a file read per failure.
-        let needs_counters = target_local
-            && matches!(
-                errno,
-                None | Some(libc::ECONNRESET | libc::EPIPE | libc::ETIMEDOUT)
-            );
+        let needs_counters = matches!(
+            errno,
+            None | Some(libc::ECONNRESET | libc::EPIPE | libc::ETIMEDOUT)
+        );
+        let signals = if needs_counters {
+            self.host_signals()
+        } else {
+            HostSignals::default()
+        };
         AttemptContext {
             source_bound: endpoint.source_index.is_some(),
             explicit_source_port: explicit_port,
             no_port_bind: endpoint.source_index.is_some() && !explicit_port,
             established: false,
             target_local,
-            listen_overflows_moved: if needs_counters {
-                self.listen_overflows_moved()
+            listen_overflows_moved: if target_local {
+                signals.listen_overflows_moved
             } else {
                 None
             },
+            conntrack_full: signals.conntrack_full,
             age_ms: None,
         }
     }
@@ -305,24 +319,28 @@ impl Worker {
         }
     }
 
-    /// Whether the host's ListenOverflows + ListenDrops moved since the run
-    /// started, read at most every [`LISTEN_COUNTER_MAX_AGE`].
-    fn listen_overflows_moved(&self) -> Option<bool> {
+    /// The host's listen-drop and conntrack state, read at most every
+    /// [`HOST_SIGNALS_MAX_AGE`].
+    fn host_signals(&self) -> HostSignals {
         let now = Instant::now();
-        if let Some((read_at, moved)) = self.listen_counter.get()
-            && now - read_at < LISTEN_COUNTER_MAX_AGE
+        if let Some((read_at, signals)) = self.host_signals.get()
+            && now - read_at < HOST_SIGNALS_MAX_AGE
         {
-            return moved;
+            return signals;
         }
-        let moved = match (
+        let listen_overflows_moved = match (
             self.shared.listen_drops_at_start,
             classify::host::listen_drop_count(),
         ) {
             (Some(start), Some(now)) => Some(now > start),
             _ => None,
         };
-        self.listen_counter.set(Some((now, moved)));
-        moved
+        let signals = HostSignals {
+            listen_overflows_moved,
+            conntrack_full: classify::host::conntrack_full(),
+        };
+        self.host_signals.set(Some((now, signals)));
+        signals
     }
 
     /// Counts the connections the task set held when it was dropped as

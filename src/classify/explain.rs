@@ -1,0 +1,737 @@
+//! Turns the first limit's event into what a person acts on: one line of
+//! evidence naming the facts (attempt, held count, addresses, the host
+//! values and counters that explain it), the facts themselves for scripts,
+//! and a one-line remedy with the real numbers of this host.
+//!
+//! Pure: it reads only its arguments, so every message is testable.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use serde_json::Value;
+
+use super::host::{self, HostState, ListenerQueue};
+use crate::model::{Evidence, FailureEvent, LimitKind, PeerClose, Syscall, errno_name};
+
+/// Facts about the run the explanation needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFacts {
+    /// How many source IPs the plan used (0 = none bound: kernel default).
+    pub source_count: usize,
+    pub target_count: usize,
+    pub explicit_source_ports: Option<(u16, u16)>,
+    /// The target is ceiling's embedded server, sharing this process's fds.
+    pub embedded_target: bool,
+    pub connections_requested: u64,
+    pub established: u64,
+    pub peak_active: u64,
+    pub connect_timeout_ms: u64,
+    /// The target is on this host, so "ListenOverflows did not move" is
+    /// evidence (for a remote target those counters are not ours).
+    pub target_local: bool,
+    /// The target's listener queue, read when the limit was hit (target on
+    /// this host only): says at which count it stopped accepting.
+    pub target_listener: Option<ListenerQueue>,
+}
+
+/// Counter deltas always shown in the facts, even when zero: a zero here is
+/// evidence too (no overflow, no SYN loss).
+const KEY_COUNTERS: &[&str] = &[
+    "TcpExt.ListenOverflows",
+    "TcpExt.ListenDrops",
+    "TcpExt.TCPSynRetrans",
+    "TcpExt.TCPTimeWaitOverflow",
+];
+
+/// Evidence (one line + facts) and a one-line remedy for the first limit.
+pub fn explain(
+    event: &FailureEvent,
+    start: &HostState,
+    end: &HostState,
+    facts: &RunFacts,
+) -> (Evidence, String) {
+    let x = Explainer {
+        ev: event,
+        run: facts,
+        host: HostView::new(start, end),
+    };
+    let evidence = Evidence {
+        message: x.message(),
+        facts: x.facts(),
+    };
+    (evidence, x.remedy())
+}
+
+/// Host values (end overriding start), counter deltas and end counters.
+struct HostView {
+    values: BTreeMap<String, Value>,
+    deltas: BTreeMap<String, i64>,
+    end: BTreeMap<String, u64>,
+}
+
+impl HostView {
+    fn new(start: &HostState, end: &HostState) -> Self {
+        let mut values = start.values.clone();
+        values.extend(end.values.clone());
+        HostView {
+            values,
+            deltas: host::counter_deltas(start, end),
+            end: end.counters.clone(),
+        }
+    }
+
+    fn num(&self, key: &str) -> Option<u64> {
+        self.values.get(key)?.as_u64()
+    }
+
+    fn text(&self, key: &str) -> Option<String> {
+        match self.values.get(key)? {
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// A counter's change over the run, as "+N".
+    fn delta(&self, key: &str) -> Option<String> {
+        self.deltas.get(key).map(|d| format!("{d:+}"))
+    }
+
+    fn ports(&self) -> Option<u64> {
+        self.num("ip_local_port_count")
+    }
+
+    fn port_range(&self) -> String {
+        self.text("ip_local_port_range")
+            .unwrap_or_else(|| "?".into())
+    }
+}
+
+struct Explainer<'a> {
+    ev: &'a FailureEvent,
+    run: &'a RunFacts,
+    host: HostView,
+}
+
+impl Explainer<'_> {
+    fn message(&self) -> String {
+        let ev = self.ev;
+        let mut m = match ev.kind {
+            LimitKind::ServerClosed => self.closed_head(),
+            LimitKind::BacklogOverflow if is_held(ev.syscall) => self.closed_head(),
+            LimitKind::PortSearchSlow => format!(
+                "connect() slow at attempt {} with {} held{}: the kernel is searching a nearly \
+                 full port space",
+                ev.attempt,
+                ev.active,
+                self.route()
+            ),
+            _ if ev.syscall == Syscall::Timeout => self.timeout_head(),
+            _ => self.failed_head(),
+        };
+        let h = &self.host;
+        match ev.kind {
+            LimitKind::PortExhaustion | LimitKind::PortSearchSlow => {
+                let _ = write!(m, "; {}", self.port_space());
+                if let Some(tw) = h.end.get("sockstat.tcp_tw").filter(|&&tw| tw > 0) {
+                    let _ = write!(m, "; {tw} sockets in TIME_WAIT hold ports");
+                }
+            }
+            LimitKind::SourceAddressInvalid => {
+                let _ = write!(m, "; {} is not an address of this host", or_q(&ev.source));
+            }
+            LimitKind::FdLimitProcess => {
+                let _ = write!(
+                    m,
+                    "; RLIMIT_NOFILE soft {}, hard {}",
+                    limit(h.num("rlimit_nofile_soft")),
+                    limit(h.num("rlimit_nofile_hard"))
+                );
+                if self.run.embedded_target {
+                    m.push_str(
+                        "; the embedded target server holds the other end of each connection \
+                         in this process (2 fds per connection)",
+                    );
+                }
+            }
+            LimitKind::FdLimitSystem => {
+                let _ = write!(
+                    m,
+                    "; fs.file-nr {} allocated of fs.file-max {} (host-wide)",
+                    limit(h.num("file_nr_allocated")),
+                    limit(h.num("file_max"))
+                );
+            }
+            LimitKind::KernelMemory => {
+                if let Some(mem) = h.end.get("sockstat.tcp_mem") {
+                    let _ = write!(m, "; TCP memory {mem} pages");
+                    if let Some(tcp_mem) = h.text("tcp_mem_pages") {
+                        let _ = write!(m, " (tcp_mem {tcp_mem})");
+                    }
+                }
+                for key in ["TcpExt.TCPAbortOnMemory", "TcpExt.TCPMemoryPressures"] {
+                    if let Some(d) = h.deltas.get(key).filter(|&&d| d != 0) {
+                        let _ = write!(m, "; {} {d:+}", short(key));
+                    }
+                }
+                if let Some(bytes) = h.num("cgroup_memory_limit_bytes") {
+                    let _ = write!(m, "; cgroup memory limit {}", mib(bytes));
+                }
+            }
+            LimitKind::BacklogOverflow => {
+                m.push_str(&self.listen_counters());
+                m.push_str(&self.syn_clauses());
+                m.push_str(&self.listener_clause());
+            }
+            LimitKind::ConntrackFull => {
+                let _ = write!(
+                    m,
+                    "; nf_conntrack_count {} of nf_conntrack_max {}",
+                    limit(h.num("nf_conntrack_count")),
+                    limit(h.num("nf_conntrack_max"))
+                );
+                m.push_str(&self.syn_clauses());
+            }
+            LimitKind::ConnectTimeout => {
+                m.push_str(&self.syn_clauses());
+                if self.run.target_local {
+                    m.push_str(&self.listen_counters());
+                } else {
+                    m.push_str(
+                        "; target not on this host: its ListenOverflows are not visible here",
+                    );
+                }
+            }
+            LimitKind::Refused => {
+                let _ = write!(m, "; nothing listens on {}", or_q(&ev.target));
+            }
+            LimitKind::Reset => m.push_str("; the handshake was answered with RST"),
+            LimitKind::ServerClosed | LimitKind::Unreachable | LimitKind::Other => {}
+        }
+        m
+    }
+
+    /// `connect() failed with EADDRNOTAVAIL at attempt 12 with 11 held from
+    /// 127.0.0.1 to 127.0.0.1:7070`
+    fn failed_head(&self) -> String {
+        let ev = self.ev;
+        let mut m = format!(
+            "{}() failed with {} at attempt {} with {} held",
+            ev.syscall,
+            errno_text(ev.errno),
+            ev.attempt,
+            ev.active
+        );
+        // socket() has no addresses yet.
+        if ev.syscall != Syscall::Socket {
+            m.push_str(&self.route());
+        }
+        if ev.syscall == Syscall::Connect && ev.errno == Some(libc::ETIMEDOUT) {
+            match self.host.num("tcp_syn_retries") {
+                Some(n) => {
+                    let _ = write!(m, " (the kernel gave up after tcp_syn_retries {n})");
+                }
+                None => m.push_str(" (the kernel gave up retrying the SYN)"),
+            }
+        }
+        m
+    }
+
+    /// `no SYN-ACK within 2 s for attempt 10 with 9 held to 127.0.0.1:7070`
+    fn timeout_head(&self) -> String {
+        let ev = self.ev;
+        let within = match self.run.connect_timeout_ms {
+            0 => "before the connect timeout".to_string(),
+            ms => format!("within {}", duration(ms)),
+        };
+        format!(
+            "no SYN-ACK {within} for attempt {} with {} held{}",
+            ev.attempt,
+            ev.active,
+            self.route()
+        )
+    }
+
+    /// `target 127.0.0.1:6379 closed a held connection (EOF) after 1.2 s
+    /// with 50 held (attempt 51 from 127.0.0.1); it sent: '…'`
+    fn closed_head(&self) -> String {
+        let ev = self.ev;
+        let how = match (ev.peer_close, ev.errno) {
+            (Some(PeerClose::Eof), _) | (None, None) => "closed a held connection (EOF)".into(),
+            (Some(PeerClose::Rst), _) | (None, Some(libc::ECONNRESET | libc::EPIPE)) => {
+                "reset a held connection (RST)".into()
+            }
+            (None, Some(libc::ETIMEDOUT)) => {
+                "stopped answering on a held connection (ETIMEDOUT)".into()
+            }
+            (None, Some(e)) => format!("ended a held connection ({})", errno_text(Some(e))),
+        };
+        let target = if ev.target.is_empty() {
+            "target".to_string()
+        } else {
+            format!("target {}", ev.target)
+        };
+        let mut m = format!("{target} {how}");
+        if let Some(age) = ev.age_ms {
+            let _ = write!(m, " after {}", duration(age));
+        }
+        let _ = write!(m, " with {} held (attempt {}", ev.active, ev.attempt);
+        if !ev.source.is_empty() {
+            let _ = write!(m, " from {}", ev.source);
+        }
+        m.push(')');
+        if ev.kind == LimitKind::BacklogOverflow {
+            m.push_str(": the accept queue overflowed, the server never accepted it");
+        }
+        match ev.server_bytes.as_deref() {
+            Some(bytes) if !bytes.is_empty() => {
+                let _ = write!(m, "; it sent: '{}'", one_line(bytes, 80));
+            }
+            _ if ev.kind == LimitKind::ServerClosed => m.push_str("; it sent nothing"),
+            _ => {}
+        }
+        m
+    }
+
+    fn route(&self) -> String {
+        let ev = self.ev;
+        let mut r = String::new();
+        if !ev.source.is_empty() {
+            let _ = write!(r, " from {}", ev.source);
+        }
+        if !ev.target.is_empty() {
+            let _ = write!(r, " to {}", ev.target);
+        }
+        r
+    }
+
+    /// `ip_local_port_range 50000-50010 gives 11 ports per (source IP,
+    /// target): ≈ 11 connections for 1 source IP × 1 target`
+    fn port_space(&self) -> String {
+        let run = self.run;
+        let sources = run.source_count.max(1) as u64;
+        let targets = run.target_count.max(1) as u64;
+        let (what, ports, per_target) = match run.explicit_source_ports {
+            Some((lo, hi)) => (
+                format!("--source-ports {lo}-{hi}"),
+                Some(u64::from(hi.saturating_sub(lo)) + 1),
+                self.ev.syscall != Syscall::Bind,
+            ),
+            None => (
+                format!("ip_local_port_range {}", self.host.port_range()),
+                self.host.ports(),
+                // bind(ip, 0) takes a port for every target at once.
+                self.ev.syscall != Syscall::Bind,
+            ),
+        };
+        let Some(ports) = ports else {
+            return format!("{what} unknown");
+        };
+        let (per, total) = if per_target {
+            ("per (source IP, target)", ports * sources * targets)
+        } else {
+            ("per source IP", ports * sources)
+        };
+        let mut s = format!(
+            "{what} gives {ports} ports {per}: ≈ {total} connections for {sources} source IP"
+        );
+        if sources != 1 {
+            s.push('s');
+        }
+        if per_target {
+            let _ = write!(
+                s,
+                " × {targets} target{}",
+                if targets == 1 { "" } else { "s" }
+            );
+        }
+        s
+    }
+
+    /// `; ListenOverflows +273, ListenDrops +273 on this host`
+    fn listen_counters(&self) -> String {
+        let h = &self.host;
+        match (
+            h.delta("TcpExt.ListenOverflows"),
+            h.delta("TcpExt.ListenDrops"),
+        ) {
+            (Some(o), Some(d)) => format!("; ListenOverflows {o}, ListenDrops {d} on this host"),
+            (Some(o), None) => format!("; ListenOverflows {o} on this host"),
+            _ => String::new(),
+        }
+    }
+
+    /// `; SYN retransmits 2 (TCPSynRetrans +546 on this host)`
+    fn syn_clauses(&self) -> String {
+        let host = self
+            .host
+            .deltas
+            .get("TcpExt.TCPSynRetrans")
+            .filter(|&&d| d != 0)
+            .map(|d| format!("{d:+}"));
+        match (self.ev.syn_retransmits, host) {
+            (Some(n), Some(h)) => format!("; SYN retransmits {n} (TCPSynRetrans {h} on this host)"),
+            (Some(n), None) => format!("; SYN retransmits {n}"),
+            (None, Some(h)) => format!("; TCPSynRetrans {h} on this host"),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// `; listener: 9 queued, backlog 8 (full)`
+    fn listener_clause(&self) -> String {
+        match self.run.target_listener {
+            Some(q) if q.backlog_known() => format!(
+                "; listener: {} queued, backlog {}{}",
+                q.queued,
+                q.backlog,
+                if q.is_full() { " (full)" } else { "" }
+            ),
+            Some(q) => format!("; listener: {} queued", q.queued),
+            None => String::new(),
+        }
+    }
+
+    fn remedy(&self) -> String {
+        let ev = self.ev;
+        let h = &self.host;
+        let run = self.run;
+        match ev.kind {
+            LimitKind::PortExhaustion => self.port_remedy(),
+            LimitKind::PortSearchSlow => format!(
+                "add source IPs{} or target ports, so each (source IP, target) uses fewer of its \
+                 {} ports",
+                self.source_example(),
+                limit(h.ports())
+            ),
+            LimitKind::SourceAddressInvalid => format!(
+                "use source IPs assigned to this host ({} is not): any 127.0.0.0/8 address works \
+                 on lo; add others with `ip addr add`",
+                or_q(&ev.source)
+            ),
+            LimitKind::FdLimitProcess => {
+                let soft = h.num("rlimit_nofile_soft");
+                let hard = h.num("rlimit_nofile_hard");
+                let mut r = match (soft, hard) {
+                    (Some(s), Some(hd)) if s >= hd => format!(
+                        "the soft fd limit is already the hard limit ({}): use more processes, \
+                         or raise the hard limit as root (limits.conf nofile, systemd LimitNOFILE=)",
+                        limit(Some(hd))
+                    ),
+                    (_, Some(hd)) => format!(
+                        "raise the soft fd limit (hard is {0}): drop --fd-limit or `ulimit -n {0}`; \
+                         beyond the hard limit use more processes",
+                        limit(Some(hd))
+                    ),
+                    _ => {
+                        "raise the soft fd limit (`ulimit -n`, up to the hard limit `ulimit -Hn`); \
+                          beyond it use more processes"
+                            .to_string()
+                    }
+                };
+                if run.embedded_target {
+                    r.push_str(
+                        "; the embedded server shares this process's fds: run `ceiling serve` \
+                         separately and point --target at it",
+                    );
+                }
+                r
+            }
+            LimitKind::FdLimitSystem => format!(
+                "raise fs.file-max (now {}, {} allocated; host-wide, not per namespace) or close \
+                 files held by other processes",
+                limit(h.num("file_max")),
+                limit(h.num("file_nr_allocated"))
+            ),
+            LimitKind::KernelMemory => {
+                let cgroup = match h.num("cgroup_memory_limit_bytes") {
+                    Some(b) => format!(", now {}", mib(b)),
+                    None => String::new(),
+                };
+                let tcp_mem = match h.text("tcp_mem_pages") {
+                    Some(t) => format!(" (now {t} pages)"),
+                    None => String::new(),
+                };
+                format!(
+                    "free memory or raise the memory limit (cgroup memory.limit_in_bytes or \
+                     memory.max{cgroup}); TCP's own limit is net.ipv4.tcp_mem{tcp_mem}"
+                )
+            }
+            LimitKind::BacklogOverflow => {
+                let backlog = match run.target_listener {
+                    Some(q) if q.backlog_known() => format!(" (now {})", q.backlog),
+                    _ => String::new(),
+                };
+                format!(
+                    "the target does not accept fast enough: raise its listen backlog{backlog} \
+                     and the kernel caps above it (net.core.somaxconn {}, \
+                     net.ipv4.tcp_max_syn_backlog {}), or make it accept faster",
+                    limit(h.num("somaxconn")),
+                    limit(h.num("tcp_max_syn_backlog"))
+                )
+            }
+            LimitKind::ServerClosed => {
+                let age = ev.age_ms.map(duration).unwrap_or_else(|| "?".into());
+                let mut r = format!(
+                    "the target closes connections itself: check its connection cap or idle \
+                     timeout (closes began with {} held, at age {age}: closes at one held count \
+                     point to a cap, e.g. Redis maxclients; at one age, to a timeout)",
+                    ev.active
+                );
+                if let Some(b) = ev.server_bytes.as_deref().filter(|b| !b.is_empty()) {
+                    let _ = write!(r, "; its message: '{}'", one_line(b, 60));
+                }
+                r
+            }
+            LimitKind::ConntrackFull => format!(
+                "raise net.netfilter.nf_conntrack_max (now {}) where the connections are \
+                 tracked, or exempt the test traffic from conntrack (raw table, NOTRACK)",
+                limit(h.num("nf_conntrack_max"))
+            ),
+            LimitKind::ConnectTimeout => {
+                let timeout = match run.connect_timeout_ms {
+                    0 => String::new(),
+                    ms => format!(" (now {})", duration(ms)),
+                };
+                let overflows = h.deltas.get("TcpExt.ListenOverflows").copied().unwrap_or(0);
+                if run.target_local && overflows > 0 {
+                    format!(
+                        "the target's accept queue overflowed later in the run (ListenOverflows \
+                         {overflows:+}): raise its listen backlog or make it accept faster; or \
+                         raise --connect-timeout{timeout}"
+                    )
+                } else if run.target_local {
+                    format!(
+                        "the target is on this host and its accept queue did not overflow: check \
+                         it is running and accepting (`ss -ltn`), or raise --connect-timeout{timeout}"
+                    )
+                } else {
+                    format!(
+                        "on the target host check the listen queue (`ss -ltn`: Recv-Q at Send-Q, \
+                         `nstat -az TcpExtListenOverflows`) and firewalls or conntrack on the \
+                         path; or raise --connect-timeout{timeout}"
+                    )
+                }
+            }
+            LimitKind::Refused => format!(
+                "start the target or fix --target: nothing listens on {}",
+                or_q(&ev.target)
+            ),
+            LimitKind::Reset => "check the target's logs and firewalls on the path; a target \
+                                 with tcp_abort_on_overflow=1 also resets when its accept queue \
+                                 is full"
+                .to_string(),
+            LimitKind::Unreachable => format!(
+                "check the route to {} (`ip route get`) and that the target address is right",
+                or_q(&ev.target)
+            ),
+            LimitKind::Other => format!(
+                "not a known connection limit: look up {} for {}()",
+                errno_text(ev.errno),
+                ev.syscall
+            ),
+        }
+    }
+
+    fn port_remedy(&self) -> String {
+        let h = &self.host;
+        if let Some((lo, hi)) = self.run.explicit_source_ports {
+            return format!(
+                "widen --source-ports (now {lo}-{hi}) or add source IPs{}",
+                self.source_example()
+            );
+        }
+        if self.ev.syscall == Syscall::Bind {
+            return format!(
+                "let the kernel pick the port at connect time (don't bind explicit ports/port 0; \
+                 ceiling sets IP_BIND_ADDRESS_NO_PORT): each (source IP, target) then gets all {} \
+                 ports; or add source IPs{}",
+                limit(h.ports()),
+                self.source_example()
+            );
+        }
+        let mut r = format!(
+            "add source IPs{} or target ports, or widen net.ipv4.ip_local_port_range (now {})",
+            self.source_example_with_ports(),
+            h.port_range()
+        );
+        if h.end.get("sockstat.tcp_tw").is_some_and(|&tw| tw > 0) {
+            r.push_str("; `--close rst` leaves no TIME_WAIT behind");
+        }
+        r
+    }
+
+    /// ` (e.g. --source 127.0.0.2-127.0.0.9)`, or "" when no safe example.
+    fn source_example(&self) -> String {
+        self.suggested_sources()
+            .map(|s| format!(" (e.g. --source {s})"))
+            .unwrap_or_default()
+    }
+
+    /// ` (e.g. --source 127.0.0.2-127.0.0.9: each adds ~11 ports per target)`
+    fn source_example_with_ports(&self) -> String {
+        let each = self
+            .host
+            .ports()
+            .map(|n| format!(": each adds ~{n} ports per target"))
+            .unwrap_or_default();
+        match self.suggested_sources() {
+            Some(s) => format!(" (e.g. --source {s}{each})"),
+            None if !each.is_empty() => format!(" ({})", &each[2..]),
+            None => String::new(),
+        }
+    }
+
+    /// Eight loopback addresses after the one in use, when the run used at
+    /// most one source and it (or the target) is IPv4 loopback: those are
+    /// always local. None otherwise: other addresses may not be ours.
+    fn suggested_sources(&self) -> Option<String> {
+        if self.run.source_count > 1 {
+            return None;
+        }
+        let base = match parse_ip(&self.ev.source) {
+            Some(IpAddr::V4(ip)) if ip.is_loopback() => ip,
+            Some(_) => return None,
+            None => match parse_ip(&self.ev.target) {
+                Some(IpAddr::V4(ip)) if ip.is_loopback() => Ipv4Addr::new(127, 0, 0, 1),
+                _ => return None,
+            },
+        };
+        let [a, b, c, d] = base.octets();
+        let first = d.checked_add(1).filter(|&f| f <= 246)?;
+        Some(format!("{a}.{b}.{c}.{first}-{a}.{b}.{c}.{}", first + 7))
+    }
+
+    fn facts(&self) -> BTreeMap<String, Value> {
+        let ev = self.ev;
+        let run = self.run;
+        let h = &self.host;
+        let mut f: BTreeMap<String, Value> = h.values.clone();
+        for (key, &d) in &h.deltas {
+            if host::is_gauge(key) {
+                continue;
+            }
+            if d != 0 || KEY_COUNTERS.contains(&key.as_str()) {
+                f.insert(format!("delta.{key}"), Value::from(d));
+            }
+        }
+        for (key, &v) in &h.end {
+            if host::is_gauge(key) {
+                f.insert(key.clone(), Value::from(v));
+            }
+        }
+        f.insert("source_count".into(), Value::from(run.source_count));
+        f.insert("target_count".into(), Value::from(run.target_count));
+        f.insert("embedded_target".into(), Value::from(run.embedded_target));
+        if let Some((lo, hi)) = run.explicit_source_ports {
+            f.insert(
+                "explicit_source_ports".into(),
+                Value::from(format!("{lo}-{hi}")),
+            );
+        }
+        if run.connect_timeout_ms > 0 {
+            f.insert(
+                "connect_timeout_ms".into(),
+                Value::from(run.connect_timeout_ms),
+            );
+        }
+        if let Some(q) = run.target_listener {
+            f.insert("listener_queued".into(), Value::from(q.queued));
+            if q.backlog_known() {
+                f.insert("listener_backlog".into(), Value::from(q.backlog));
+            }
+        }
+        if let Some(n) = ev.syn_retransmits {
+            f.insert("syn_retransmits".into(), Value::from(n));
+        }
+        if let Some(age) = ev.age_ms {
+            f.insert("age_ms".into(), Value::from(age));
+        }
+        if let Some(close) = ev.peer_close {
+            let name = match close {
+                PeerClose::Eof => "eof",
+                PeerClose::Rst => "rst",
+            };
+            f.insert("peer_close".into(), Value::from(name));
+        }
+        if let Some(bytes) = &ev.server_bytes {
+            f.insert("server_bytes".into(), Value::from(bytes.clone()));
+        }
+        f
+    }
+}
+
+fn is_held(syscall: Syscall) -> bool {
+    matches!(syscall, Syscall::Read | Syscall::Write)
+}
+
+fn errno_text(errno: Option<i32>) -> String {
+    match errno {
+        Some(e) => errno_name(e).map_or_else(|| format!("errno {e}"), str::to_string),
+        None => "no errno".into(),
+    }
+}
+
+/// A limit or count; `RLIM_INFINITY` reads "unlimited", unknown "?".
+fn limit(v: Option<u64>) -> String {
+    match v {
+        Some(u64::MAX) => "unlimited".into(),
+        Some(v) => v.to_string(),
+        None => "?".into(),
+    }
+}
+
+fn or_q(s: &str) -> &str {
+    if s.is_empty() { "?" } else { s }
+}
+
+/// "TcpExt.TCPAbortOnMemory" → "TCPAbortOnMemory".
+fn short(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", bytes / (1024 * 1024))
+}
+
+/// 120 → "120 ms", 2000 → "2 s", 1234 → "1.2 s".
+fn duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+/// Control characters escaped, cut at `max` chars: the message stays one
+/// line whatever the server sent.
+fn one_line(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// "127.0.0.1", "127.0.0.1:50001" or "[::1]:7070" → the IP.
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
+#[cfg(test)]
+mod tests;

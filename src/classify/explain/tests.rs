@@ -1,0 +1,529 @@
+use std::fmt::Write as _;
+
+use super::*;
+use crate::classify::host::QueueSource;
+
+/// A host like the lab netns: range 50000-50010, soft fd 1000 / hard 20000.
+fn host(counters: &[(&str, u64)]) -> HostState {
+    let values = serde_json::json!({
+        "ip_local_port_range": "50000-50010",
+        "ip_local_port_count": 11,
+        "somaxconn": 4096,
+        "tcp_max_syn_backlog": 2048,
+        "tcp_syn_retries": 6,
+        "rlimit_nofile_soft": 1000,
+        "rlimit_nofile_hard": 20000,
+        "file_nr_allocated": 2466000,
+        "file_max": 2466177,
+        "tcp_mem_pages": "287901 383868 575802",
+        "nf_conntrack_count": 262144,
+        "nf_conntrack_max": 262144,
+    });
+    let base: &[(&str, u64)] = &[
+        ("TcpExt.ListenOverflows", 10),
+        ("TcpExt.ListenDrops", 10),
+        ("TcpExt.TCPSynRetrans", 3),
+        ("TcpExt.TCPTimeWaitOverflow", 0),
+        ("TcpExt.TCPAbortOnMemory", 0),
+        ("Tcp.ActiveOpens", 100),
+        ("Tcp.AttemptFails", 0),
+        ("sockstat.tcp_tw", 0),
+        ("sockstat.tcp_mem", 259),
+    ];
+    let mut map: BTreeMap<String, u64> = base.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    map.extend(counters.iter().map(|(k, v)| (k.to_string(), *v)));
+    HostState {
+        values: serde_json::from_value(values).unwrap(),
+        counters: map,
+    }
+}
+
+fn event(
+    kind: LimitKind,
+    syscall: Syscall,
+    errno: Option<i32>,
+    attempt: u64,
+    active: u64,
+) -> FailureEvent {
+    FailureEvent {
+        kind,
+        syscall,
+        errno,
+        attempt,
+        elapsed_s: 1.5,
+        active,
+        source: "127.0.0.1".into(),
+        target: "127.0.0.1:7070".into(),
+        peer_close: None,
+        age_ms: None,
+        server_bytes: None,
+        syn_retransmits: None,
+    }
+}
+
+fn one_source() -> RunFacts {
+    RunFacts {
+        source_count: 1,
+        target_count: 1,
+        connect_timeout_ms: 2000,
+        target_local: true,
+        ..RunFacts::default()
+    }
+}
+
+fn run(ev: &FailureEvent, end_counters: &[(&str, u64)], facts: &RunFacts) -> (Evidence, String) {
+    explain(ev, &host(&[]), &host(end_counters), facts)
+}
+
+#[test]
+fn port_exhaustion_on_connect() {
+    let ev = event(
+        LimitKind::PortExhaustion,
+        Syscall::Connect,
+        Some(libc::EADDRNOTAVAIL),
+        12,
+        11,
+    );
+    let (evidence, remedy) = run(&ev, &[("Tcp.ActiveOpens", 111)], &one_source());
+    assert_eq!(
+        evidence.message,
+        "connect() failed with EADDRNOTAVAIL at attempt 12 with 11 held from 127.0.0.1 to \
+         127.0.0.1:7070; ip_local_port_range 50000-50010 gives 11 ports per (source IP, target): \
+         ≈ 11 connections for 1 source IP × 1 target"
+    );
+    assert_eq!(
+        remedy,
+        "add source IPs (e.g. --source 127.0.0.2-127.0.0.9: each adds ~11 ports per target) or \
+         target ports, or widen net.ipv4.ip_local_port_range (now 50000-50010)"
+    );
+    assert_eq!(evidence.facts["ip_local_port_range"], "50000-50010");
+    assert_eq!(evidence.facts["delta.Tcp.ActiveOpens"], 11);
+}
+
+#[test]
+fn port_exhaustion_with_time_wait_and_two_targets() {
+    let ev = event(
+        LimitKind::PortExhaustion,
+        Syscall::Connect,
+        Some(libc::EADDRNOTAVAIL),
+        21,
+        20,
+    );
+    let facts = RunFacts {
+        target_count: 2,
+        ..one_source()
+    };
+    let (evidence, remedy) = run(&ev, &[("sockstat.tcp_tw", 2)], &facts);
+    assert!(
+        evidence
+            .message
+            .contains("≈ 22 connections for 1 source IP × 2 targets")
+    );
+    assert!(
+        evidence
+            .message
+            .ends_with("; 2 sockets in TIME_WAIT hold ports")
+    );
+    assert!(remedy.ends_with("`--close rst` leaves no TIME_WAIT behind"));
+    assert_eq!(evidence.facts["sockstat.tcp_tw"], 2);
+}
+
+#[test]
+fn port_exhaustion_on_bind_without_no_port() {
+    let ev = event(
+        LimitKind::PortExhaustion,
+        Syscall::Bind,
+        Some(libc::EADDRINUSE),
+        23,
+        22,
+    );
+    let facts = RunFacts {
+        source_count: 2,
+        ..one_source()
+    };
+    let (evidence, remedy) = run(&ev, &[], &facts);
+    assert!(
+        evidence.message.contains(
+            "bind() failed with EADDRINUSE at attempt 23 with 22 held from 127.0.0.1 to 127.0.0.1:7070; \
+             ip_local_port_range 50000-50010 gives 11 ports per source IP: ≈ 22 connections for 2 source IPs"
+        ),
+        "{}",
+        evidence.message
+    );
+    assert!(remedy.starts_with("let the kernel pick the port at connect time"));
+    assert!(remedy.contains("IP_BIND_ADDRESS_NO_PORT"));
+    assert!(remedy.contains("gets all 11 ports"));
+}
+
+#[test]
+fn port_exhaustion_with_explicit_source_ports() {
+    let ev = event(
+        LimitKind::PortExhaustion,
+        Syscall::Bind,
+        Some(libc::EADDRINUSE),
+        11,
+        10,
+    );
+    let facts = RunFacts {
+        explicit_source_ports: Some((40000, 40009)),
+        ..one_source()
+    };
+    let (evidence, remedy) = run(&ev, &[], &facts);
+    assert!(
+        evidence
+            .message
+            .contains("--source-ports 40000-40009 gives 10 ports per source IP")
+    );
+    assert_eq!(
+        remedy,
+        "widen --source-ports (now 40000-40009) or add source IPs (e.g. --source 127.0.0.2-127.0.0.9)"
+    );
+    assert_eq!(evidence.facts["explicit_source_ports"], "40000-40009");
+}
+
+#[test]
+fn fd_limit_process() {
+    let ev = event(
+        LimitKind::FdLimitProcess,
+        Syscall::Socket,
+        Some(libc::EMFILE),
+        997,
+        993,
+    );
+    let (evidence, remedy) = run(&ev, &[], &one_source());
+    assert_eq!(
+        evidence.message,
+        "socket() failed with EMFILE at attempt 997 with 993 held; RLIMIT_NOFILE soft 1000, hard 20000"
+    );
+    assert_eq!(
+        remedy,
+        "raise the soft fd limit (hard is 20000): drop --fd-limit or `ulimit -n 20000`; beyond \
+         the hard limit use more processes"
+    );
+    assert_eq!(evidence.facts["rlimit_nofile_soft"], 1000);
+    assert_eq!(evidence.facts["embedded_target"], false);
+}
+
+#[test]
+fn fd_limit_process_with_embedded_target() {
+    let ev = event(
+        LimitKind::FdLimitProcess,
+        Syscall::Socket,
+        Some(libc::EMFILE),
+        498,
+        497,
+    );
+    let facts = RunFacts {
+        embedded_target: true,
+        ..one_source()
+    };
+    let (evidence, remedy) = run(&ev, &[], &facts);
+    assert!(
+        evidence
+            .message
+            .contains("hard 20000; the embedded target server")
+    );
+    assert!(evidence.message.contains("2 fds per connection"));
+    assert!(remedy.starts_with("raise the soft fd limit (hard is 20000)"));
+    assert!(remedy.ends_with("run `ceiling serve` separately and point --target at it"));
+    assert_eq!(evidence.facts["embedded_target"], true);
+}
+
+#[test]
+fn fd_limit_at_the_hard_limit() {
+    let ev = event(
+        LimitKind::FdLimitProcess,
+        Syscall::Socket,
+        Some(libc::EMFILE),
+        19996,
+        19990,
+    );
+    let mut end = host(&[]);
+    end.values
+        .insert("rlimit_nofile_soft".into(), Value::from(20000));
+    let (_, remedy) = explain(&ev, &host(&[]), &end, &one_source());
+    assert!(
+        remedy
+            .starts_with("the soft fd limit is already the hard limit (20000): use more processes")
+    );
+}
+
+fn backlog_facts() -> RunFacts {
+    RunFacts {
+        target_listener: Some(ListenerQueue {
+            queued: 9,
+            backlog: 8,
+            source: QueueSource::SockDiag,
+        }),
+        ..one_source()
+    }
+}
+
+#[test]
+fn backlog_overflow_by_timeout() {
+    let mut ev = event(LimitKind::BacklogOverflow, Syscall::Timeout, None, 10, 9);
+    ev.syn_retransmits = Some(2);
+    let end = [
+        ("TcpExt.ListenOverflows", 283),
+        ("TcpExt.ListenDrops", 283),
+        ("TcpExt.TCPSynRetrans", 185),
+    ];
+    let (evidence, remedy) = run(&ev, &end, &backlog_facts());
+    assert_eq!(
+        evidence.message,
+        "no SYN-ACK within 2 s for attempt 10 with 9 held from 127.0.0.1 to 127.0.0.1:7070; \
+         ListenOverflows +273, ListenDrops +273 on this host; SYN retransmits 2 \
+         (TCPSynRetrans +182 on this host); listener: 9 queued, backlog 8 (full)"
+    );
+    assert_eq!(
+        remedy,
+        "the target does not accept fast enough: raise its listen backlog (now 8) and the kernel \
+         caps above it (net.core.somaxconn 4096, net.ipv4.tcp_max_syn_backlog 2048), or make it \
+         accept faster"
+    );
+    let f = &evidence.facts;
+    assert_eq!(f["delta.TcpExt.ListenOverflows"], 273);
+    assert_eq!(f["delta.TcpExt.TCPSynRetrans"], 182);
+    assert_eq!(
+        f["delta.TcpExt.TCPTimeWaitOverflow"], 0,
+        "key counters kept at zero"
+    );
+    assert!(
+        !f.contains_key("delta.TcpExt.TCPAbortOnMemory"),
+        "other zero deltas left out"
+    );
+    assert_eq!(f["syn_retransmits"], 2);
+    assert_eq!(f["listener_queued"], 9);
+    assert_eq!(f["listener_backlog"], 8);
+    assert_eq!(f["somaxconn"], 4096);
+    assert_eq!(f["connect_timeout_ms"], 2000);
+}
+
+#[test]
+fn backlog_overflow_reset_of_unaccepted_held_connection() {
+    let mut ev = event(
+        LimitKind::BacklogOverflow,
+        Syscall::Read,
+        Some(libc::ECONNRESET),
+        40,
+        39,
+    );
+    ev.peer_close = Some(PeerClose::Rst);
+    ev.age_ms = Some(120);
+    let (evidence, _) = run(&ev, &[("TcpExt.ListenOverflows", 15)], &one_source());
+    assert_eq!(
+        evidence.message,
+        "target 127.0.0.1:7070 reset a held connection (RST) after 120 ms with 39 held (attempt \
+         40 from 127.0.0.1): the accept queue overflowed, the server never accepted it; \
+         ListenOverflows +5, ListenDrops +0 on this host"
+    );
+    assert_eq!(evidence.facts["peer_close"], "rst");
+    assert_eq!(evidence.facts["age_ms"], 120);
+}
+
+#[test]
+fn server_closed_with_its_message() {
+    let mut ev = event(LimitKind::ServerClosed, Syscall::Read, None, 51, 50);
+    ev.target = "127.0.0.1:6379".into();
+    ev.peer_close = Some(PeerClose::Eof);
+    ev.age_ms = Some(1234);
+    ev.server_bytes = Some("-ERR max number of clients reached\r\n".into());
+    let (evidence, remedy) = run(&ev, &[], &one_source());
+    assert_eq!(
+        evidence.message,
+        "target 127.0.0.1:6379 closed a held connection (EOF) after 1.2 s with 50 held (attempt \
+         51 from 127.0.0.1); it sent: '-ERR max number of clients reached\\r\\n'"
+    );
+    assert!(remedy.starts_with(
+        "the target closes connections itself: check its connection cap or idle timeout"
+    ));
+    assert!(remedy.contains("closes began with 50 held, at age 1.2 s"));
+    assert_eq!(
+        evidence.facts["server_bytes"],
+        "-ERR max number of clients reached\r\n"
+    );
+    assert_eq!(evidence.facts["peer_close"], "eof");
+}
+
+#[test]
+fn server_closed_silently_by_reset() {
+    let mut ev = event(
+        LimitKind::ServerClosed,
+        Syscall::Write,
+        Some(libc::EPIPE),
+        3,
+        300,
+    );
+    ev.age_ms = Some(30_000);
+    let (evidence, _) = run(&ev, &[], &one_source());
+    assert!(
+        evidence
+            .message
+            .starts_with("target 127.0.0.1:7070 reset a held connection (RST) after 30 s")
+    );
+    assert!(evidence.message.ends_with("; it sent nothing"));
+}
+
+#[test]
+fn limits_this_machine_cannot_produce() {
+    let ev = event(
+        LimitKind::FdLimitSystem,
+        Syscall::Socket,
+        Some(libc::ENFILE),
+        5,
+        4,
+    );
+    let (evidence, remedy) = run(&ev, &[], &one_source());
+    assert!(evidence.message.contains("ENFILE"));
+    assert!(
+        evidence
+            .message
+            .contains("fs.file-nr 2466000 allocated of fs.file-max 2466177")
+    );
+    assert!(remedy.starts_with("raise fs.file-max (now 2466177"));
+
+    let ev = event(
+        LimitKind::KernelMemory,
+        Syscall::Connect,
+        Some(libc::ENOBUFS),
+        8400,
+        8399,
+    );
+    let mut end = host(&[("TcpExt.TCPAbortOnMemory", 7), ("sockstat.tcp_mem", 600000)]);
+    end.values
+        .insert("cgroup_memory_limit_bytes".into(), Value::from(32u64 << 20));
+    let (evidence, remedy) = explain(&ev, &host(&[]), &end, &one_source());
+    assert!(
+        evidence
+            .message
+            .contains("connect() failed with ENOBUFS at attempt 8400")
+    );
+    assert!(
+        evidence
+            .message
+            .contains("TCP memory 600000 pages (tcp_mem 287901 383868 575802)")
+    );
+    assert!(evidence.message.contains("TCPAbortOnMemory +7"));
+    assert!(evidence.message.contains("cgroup memory limit 32 MiB"));
+    assert!(remedy.contains("memory.max, now 32 MiB"));
+    assert!(remedy.contains("net.ipv4.tcp_mem (now 287901 383868 575802 pages)"));
+
+    let ev = event(LimitKind::ConntrackFull, Syscall::Timeout, None, 9, 8);
+    let (evidence, remedy) = run(&ev, &[], &one_source());
+    assert!(
+        evidence
+            .message
+            .contains("nf_conntrack_count 262144 of nf_conntrack_max 262144")
+    );
+    assert!(remedy.contains("nf_conntrack_max (now 262144)"));
+}
+
+#[test]
+fn connect_timeout_local_and_remote() {
+    let mut ev = event(LimitKind::ConnectTimeout, Syscall::Timeout, None, 4, 3);
+    ev.syn_retransmits = Some(1);
+    let (evidence, remedy) = run(&ev, &[], &one_source());
+    assert!(evidence.message.contains("SYN retransmits 1"));
+    assert!(
+        evidence
+            .message
+            .ends_with("ListenOverflows +0, ListenDrops +0 on this host")
+    );
+    assert!(remedy.contains("did not overflow"));
+    assert!(remedy.ends_with("raise --connect-timeout (now 2 s)"));
+
+    let (_, remedy) = run(&ev, &[("TcpExt.ListenOverflows", 12)], &one_source());
+    assert!(
+        remedy.starts_with(
+            "the target's accept queue overflowed later in the run (ListenOverflows +2)"
+        )
+    );
+
+    ev.target = "10.1.2.3:80".into();
+    let remote = RunFacts {
+        target_local: false,
+        ..one_source()
+    };
+    let (evidence, remedy) = run(&ev, &[], &remote);
+    assert!(
+        evidence
+            .message
+            .ends_with("its ListenOverflows are not visible here")
+    );
+    assert!(remedy.starts_with("on the target host check the listen queue"));
+
+    let ev = event(
+        LimitKind::ConnectTimeout,
+        Syscall::Connect,
+        Some(libc::ETIMEDOUT),
+        4,
+        3,
+    );
+    let (evidence, _) = run(&ev, &[], &one_source());
+    assert!(evidence.message.contains("ETIMEDOUT at attempt 4 with 3 held from 127.0.0.1 to 127.0.0.1:7070 (the kernel gave up after tcp_syn_retries 6)"));
+}
+
+/// Every kind's message and remedy in one reviewable snapshot; each is one
+/// line and names the attempt.
+#[test]
+fn every_kind_snapshot() {
+    use libc::*;
+    let cases: &[(LimitKind, Syscall, Option<i32>)] = &[
+        (
+            LimitKind::PortExhaustion,
+            Syscall::Connect,
+            Some(EADDRNOTAVAIL),
+        ),
+        (
+            LimitKind::SourceAddressInvalid,
+            Syscall::Bind,
+            Some(EADDRNOTAVAIL),
+        ),
+        (LimitKind::FdLimitProcess, Syscall::Socket, Some(EMFILE)),
+        (LimitKind::FdLimitSystem, Syscall::Socket, Some(ENFILE)),
+        (LimitKind::KernelMemory, Syscall::Socket, Some(ENOMEM)),
+        (LimitKind::BacklogOverflow, Syscall::Timeout, None),
+        (LimitKind::ServerClosed, Syscall::Read, None),
+        (LimitKind::ConntrackFull, Syscall::Timeout, None),
+        (LimitKind::ConnectTimeout, Syscall::Timeout, None),
+        (LimitKind::PortSearchSlow, Syscall::Connect, None),
+        (LimitKind::Refused, Syscall::Connect, Some(ECONNREFUSED)),
+        (LimitKind::Reset, Syscall::Connect, Some(ECONNRESET)),
+        (LimitKind::Unreachable, Syscall::Connect, Some(ENETUNREACH)),
+        (LimitKind::Other, Syscall::Setsockopt, Some(95)),
+    ];
+    assert_eq!(cases.len(), LimitKind::ALL.len(), "one case per kind");
+    let end = [("TcpExt.ListenOverflows", 40), ("TcpExt.ListenDrops", 40)];
+    let mut out = String::new();
+    for &(kind, syscall, errno) in cases {
+        let mut ev = event(kind, syscall, errno, 42, 41);
+        if kind == LimitKind::ServerClosed {
+            ev.age_ms = Some(5000);
+        }
+        let (evidence, remedy) = run(&ev, &end, &backlog_facts());
+        for line in [&evidence.message, &remedy] {
+            assert!(!line.contains('\n'), "{kind}: one line: {line}");
+        }
+        assert!(evidence.message.contains("42"), "{kind}: names the attempt");
+        let _ = writeln!(
+            out,
+            "{kind}\n  evidence: {}\n  remedy:   {remedy}",
+            evidence.message
+        );
+    }
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn formatting_helpers() {
+    assert_eq!(duration(120), "120 ms");
+    assert_eq!(duration(2000), "2 s");
+    assert_eq!(duration(1234), "1.2 s");
+    assert_eq!(limit(Some(u64::MAX)), "unlimited");
+    assert_eq!(limit(None), "?");
+    assert_eq!(one_line("a\r\nb\x07", 80), "a\\r\\nb\\x07");
+    assert_eq!(one_line("abcdef", 3), "abc…");
+    assert_eq!(parse_ip("[::1]:7070"), Some("::1".parse().unwrap()));
+    assert_eq!(parse_ip("127.0.0.1"), Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(parse_ip(""), None);
+}

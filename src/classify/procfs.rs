@@ -1,0 +1,367 @@
+//! Pure parsers for the /proc and /sys text the host probe reads: the
+//! netstat/snmp counter tables, sockstat, sysctl values, `file-nr`,
+//! /proc/net/tcp{,6} rows and /proc/self/cgroup.
+//!
+//! Each takes the file's text and returns what it could read: a missing
+//! field or a malformed line is skipped, never an error, so a kernel that
+//! adds or drops a counter cannot break a run.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// TCP state number of a listening socket in /proc/net/tcp (`st` column).
+pub const TCP_LISTEN: u8 = 0x0A;
+
+/// Parses the paired-line tables of /proc/net/netstat and /proc/net/snmp
+/// (`TcpExt: Name1 Name2 …` followed by `TcpExt: 1 2 …`) into
+/// `"TcpExt.Name1" → 1`. Negative values (`Tcp.MaxConn` is -1) are skipped.
+pub fn parse_counter_tables(text: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let mut header: Option<(&str, Vec<&str>)> = None;
+    for line in text.lines() {
+        let Some((prefix, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let is_values = !fields.is_empty() && fields.iter().all(|f| f.parse::<i64>().is_ok());
+        match header.take() {
+            Some((name, names)) if is_values && name == prefix => {
+                for (key, value) in names.iter().zip(&fields) {
+                    if let Ok(v) = value.parse::<u64>() {
+                        out.insert(format!("{prefix}.{key}"), v);
+                    }
+                }
+            }
+            _ if !is_values => header = Some((prefix, fields)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Parses /proc/net/sockstat (or sockstat6): `TCP: inuse 11 orphan 0 tw 0`
+/// becomes `"sockstat.tcp_inuse" → 11`, …; `sockets: used 29` becomes
+/// `"sockstat.sockets_used"`.
+pub fn parse_sockstat(text: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some((proto, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let proto = proto.trim().to_ascii_lowercase();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        for pair in fields.chunks_exact(2) {
+            if let Ok(v) = pair[1].parse::<u64>() {
+                out.insert(format!("sockstat.{proto}_{}", pair[0]), v);
+            }
+        }
+    }
+    out
+}
+
+/// A single-number sysctl file, e.g. `4096\n`.
+pub fn parse_u64(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// `net.ipv4.ip_local_port_range`: `"32768\t60999\n"` → (32768, 60999).
+pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    let lo = it.next()?.ok()?;
+    let hi = it.next()?.ok()?;
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// `fs.file-nr`: (allocated, allocated but unused, max).
+pub fn parse_file_nr(text: &str) -> Option<(u64, u64, u64)> {
+    let mut it = text.split_whitespace().map(str::parse::<u64>);
+    Some((it.next()?.ok()?, it.next()?.ok()?, it.next()?.ok()?))
+}
+
+/// One row of /proc/net/tcp or /proc/net/tcp6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpRow {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// Kernel TCP state number ([`TCP_LISTEN`] = 0x0A).
+    pub state: u8,
+    /// For a listener: always 0 (write_seq - snd_una); the listen backlog is
+    /// not in this file (only inet_diag carries it).
+    pub tx_queue: u64,
+    /// For a listener: connections waiting in the accept queue.
+    pub rx_queue: u64,
+}
+
+/// Parses every row of /proc/net/tcp or /proc/net/tcp6, skipping the
+/// header and anything malformed.
+pub fn parse_proc_net_tcp(text: &str) -> Vec<TcpRow> {
+    text.lines().filter_map(parse_tcp_row).collect()
+}
+
+fn parse_tcp_row(line: &str) -> Option<TcpRow> {
+    let mut fields = line.split_whitespace();
+    let _slot = fields.next()?.strip_suffix(':')?;
+    let local = parse_hex_socket_addr(fields.next()?)?;
+    let remote = parse_hex_socket_addr(fields.next()?)?;
+    let state = u8::from_str_radix(fields.next()?, 16).ok()?;
+    let (tx, rx) = fields.next()?.split_once(':')?;
+    Some(TcpRow {
+        local,
+        remote,
+        state,
+        tx_queue: u64::from_str_radix(tx, 16).ok()?,
+        rx_queue: u64::from_str_radix(rx, 16).ok()?,
+    })
+}
+
+/// `0100007F:1B9E` → 127.0.0.1:7070. The kernel prints each 32-bit word of
+/// the address as a host-order integer, so on little-endian machines the
+/// bytes of each word appear reversed; the port is plain big-endian hex.
+pub fn parse_hex_socket_addr(field: &str) -> Option<SocketAddr> {
+    let (ip_hex, port_hex) = field.split_once(':')?;
+    let port = u16::from_str_radix(port_hex, 16).ok()?;
+    let ip = match ip_hex.len() {
+        8 => IpAddr::V4(Ipv4Addr::from(hex_word(ip_hex)?)),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in bytes.chunks_exact_mut(4).enumerate() {
+                chunk.copy_from_slice(&hex_word(&ip_hex[i * 8..i * 8 + 8])?);
+            }
+            IpAddr::V6(Ipv6Addr::from(bytes))
+        }
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Eight hex digits printed from a u32 in host byte order → the four bytes
+/// as they were in memory (network order).
+fn hex_word(hex: &str) -> Option<[u8; 4]> {
+    u32::from_str_radix(hex, 16).ok().map(u32::to_ne_bytes)
+}
+
+/// The LISTEN row serving `addr`: same port, and the same IP or a wildcard
+/// one (0.0.0.0, or :: which also takes IPv4 unless IPV6_V6ONLY). An exact
+/// IP match wins over a wildcard.
+pub fn find_listener(rows: &[TcpRow], addr: SocketAddr) -> Option<TcpRow> {
+    let listeners = rows.iter().filter(|r| r.state == TCP_LISTEN).copied();
+    pick_listener(listeners, addr, |r| r.local)
+}
+
+/// Of listening sockets `items` (local address from `local_of`), the one
+/// that serves connections to `addr`, as [`find_listener`] chooses.
+pub fn pick_listener<T>(
+    items: impl IntoIterator<Item = T>,
+    addr: SocketAddr,
+    local_of: impl Fn(&T) -> SocketAddr,
+) -> Option<T> {
+    let want = addr.ip().to_canonical();
+    let mut wildcard = None;
+    for item in items {
+        let local = local_of(&item);
+        if local.port() != addr.port() {
+            continue;
+        }
+        let ip = local.ip().to_canonical();
+        if ip == want {
+            return Some(item);
+        }
+        let serves = match ip {
+            IpAddr::V4(v4) => v4.is_unspecified() && want.is_ipv4(),
+            IpAddr::V6(v6) => v6.is_unspecified(),
+        };
+        if serves && wildcard.is_none() {
+            wildcard = Some(item);
+        }
+    }
+    wildcard
+}
+
+/// Where this process's memory cgroup lives, from /proc/self/cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupMemory {
+    /// cgroup v1: `N:memory:/path` → /sys/fs/cgroup/memory/path.
+    V1(String),
+    /// cgroup v2: `0::/path` → /sys/fs/cgroup/path.
+    V2(String),
+}
+
+/// The memory cgroup path; a v1 memory controller line wins over the v2
+/// unified line (on hybrid hosts the v1 controller holds the limit).
+pub fn parse_cgroup_memory(text: &str) -> Option<CgroupMemory> {
+    let mut v2 = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == "memory") {
+            return Some(CgroupMemory::V1(path.to_string()));
+        }
+        if controllers.is_empty() {
+            v2 = Some(CgroupMemory::V2(path.to_string()));
+        }
+    }
+    v2
+}
+
+/// A cgroup memory limit file: a byte count, or None when unlimited (`max`
+/// in v2; v1 reports unlimited as a number near 2^63).
+pub fn parse_memory_limit(text: &str) -> Option<u64> {
+    let v = parse_u64(text)?;
+    (v < 1 << 62).then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NETSTAT: &str = include_str!("fixtures/netstat.txt");
+    const SNMP: &str = include_str!("fixtures/snmp.txt");
+    const SOCKSTAT: &str = include_str!("fixtures/sockstat.txt");
+    const SOCKSTAT6: &str = include_str!("fixtures/sockstat6.txt");
+    const TCP: &str = include_str!("fixtures/tcp.txt");
+    const TCP6: &str = include_str!("fixtures/tcp6.txt");
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn netstat_counters_by_name() {
+        let c = parse_counter_tables(NETSTAT);
+        // Captured right after 6 connects to a listen(2) socket that never
+        // accepted: 3 queued, 3 SYNs dropped twice each (SYN + retransmit).
+        assert_eq!(c["TcpExt.ListenOverflows"], 6);
+        assert_eq!(c["TcpExt.ListenDrops"], 6);
+        assert_eq!(c["TcpExt.TCPSynRetrans"], 3);
+        assert_eq!(c["TcpExt.TCPTimeWaitOverflow"], 0);
+        assert!(c.contains_key("IpExt.InOctets"));
+        assert!(c.contains_key("MPTcpExt.MPCapableSYNRX"));
+        assert!(!c.contains_key("TcpExt.TcpExt"));
+    }
+
+    #[test]
+    fn snmp_counters_skip_negative_maxconn() {
+        let c = parse_counter_tables(SNMP);
+        assert!(c["Tcp.ActiveOpens"] >= 6);
+        assert_eq!(c["Tcp.RtoMin"], 200);
+        assert!(!c.contains_key("Tcp.MaxConn"), "MaxConn is -1");
+        assert!(c.contains_key("Udp.InDatagrams"));
+        // IcmpMsg has its own header/value pair.
+        assert_eq!(c.get("IcmpMsg.InType3"), Some(&1));
+    }
+
+    #[test]
+    fn counter_tables_tolerate_garbage() {
+        let c = parse_counter_tables("junk\nTcp: A B\nTcp: 1\nFoo: X\nBar: 2\n");
+        assert_eq!(c.len(), 1);
+        assert_eq!(c["Tcp.A"], 1);
+        assert!(parse_counter_tables("").is_empty());
+    }
+
+    #[test]
+    fn sockstat_fields() {
+        let c = parse_sockstat(SOCKSTAT);
+        assert_eq!(c["sockstat.sockets_used"], 29);
+        assert_eq!(c["sockstat.tcp_inuse"], 11);
+        assert_eq!(c["sockstat.tcp_tw"], 0);
+        assert_eq!(c["sockstat.tcp_alloc"], 14);
+        assert_eq!(c["sockstat.tcp_mem"], 259);
+        assert_eq!(c["sockstat.frag_memory"], 0);
+        let c6 = parse_sockstat(SOCKSTAT6);
+        assert_eq!(
+            c6["sockstat.tcp6_inuse"], 3,
+            "the ::1 listener and its two ends"
+        );
+    }
+
+    #[test]
+    fn sysctl_values() {
+        assert_eq!(parse_port_range("32768\t60999\n"), Some((32768, 60999)));
+        assert_eq!(parse_port_range("50000 50010"), Some((50000, 50010)));
+        assert_eq!(parse_port_range("60999 32768"), None);
+        assert_eq!(parse_port_range("1"), None);
+        assert_eq!(parse_file_nr("414\t0\t2466177\n"), Some((414, 0, 2466177)));
+        assert_eq!(parse_u64(" 4096\n"), Some(4096));
+        assert_eq!(parse_u64("max\n"), None);
+    }
+
+    #[test]
+    fn hex_addresses_v4_and_v6() {
+        assert_eq!(
+            parse_hex_socket_addr("0100007F:1B9E"),
+            Some(sa("127.0.0.1:7070"))
+        );
+        assert_eq!(
+            parse_hex_socket_addr("00000000:07E8"),
+            Some(sa("0.0.0.0:2024"))
+        );
+        assert_eq!(
+            parse_hex_socket_addr("00000000000000000000000001000000:1B9F"),
+            Some(sa("[::1]:7071"))
+        );
+        // 2001:db8::5 as the kernel prints it on little-endian.
+        assert_eq!(
+            parse_hex_socket_addr("B80D0120000000000000000005000000:0050"),
+            Some(sa("[2001:db8::5]:80"))
+        );
+        assert_eq!(parse_hex_socket_addr("0100007F"), None);
+        assert_eq!(parse_hex_socket_addr("01007F:0050"), None);
+    }
+
+    #[test]
+    fn tcp_rows_and_listener_lookup_by_port() {
+        let rows = parse_proc_net_tcp(TCP);
+        assert_eq!(rows.len(), 11, "header skipped");
+        let l = find_listener(&rows, sa("127.0.0.1:7070")).expect("listener on 7070");
+        assert_eq!(l.state, TCP_LISTEN);
+        assert_eq!(l.local, sa("127.0.0.1:7070"));
+        assert_eq!(l.rx_queue, 3, "accept queue: backlog 2 holds 3");
+        // An established row on the same port is not the listener.
+        assert!(rows.iter().any(|r| r.state == 1 && r.local.port() == 7070));
+        // Wildcard 0.0.0.0:2024 serves any local IPv4 address.
+        let w = find_listener(&rows, sa("127.0.0.5:2024")).unwrap();
+        assert_eq!(w.local, sa("0.0.0.0:2024"));
+        assert_eq!(find_listener(&rows, sa("127.0.0.2:7070")), None);
+        assert_eq!(find_listener(&rows, sa("127.0.0.1:9")), None);
+        // SYN-SENT rows carry the retransmitted SYN in tx_queue.
+        assert!(rows.iter().any(|r| r.state == 2 && r.tx_queue == 1));
+    }
+
+    #[test]
+    fn tcp6_listener_lookup() {
+        let rows = parse_proc_net_tcp(TCP6);
+        assert_eq!(rows.len(), 3);
+        let l = find_listener(&rows, sa("[::1]:7071")).unwrap();
+        assert_eq!(l.local, sa("[::1]:7071"));
+        assert_eq!(l.rx_queue, 1);
+        assert_eq!(find_listener(&rows, sa("127.0.0.1:7071")), None);
+        // A [::] listener is dual-stack: it serves IPv4 too.
+        let wild = "  0: 00000000000000000000000000000000:1B9F 00000000000000000000000000000000:0000 0A 00000000:00000002 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0";
+        let rows = parse_proc_net_tcp(wild);
+        assert_eq!(
+            find_listener(&rows, sa("127.0.0.1:7071")).unwrap().rx_queue,
+            2
+        );
+        assert_eq!(find_listener(&rows, sa("[::1]:7071")).unwrap().rx_queue, 2);
+    }
+
+    #[test]
+    fn cgroup_memory_paths_and_limits() {
+        let v1 = "9:name=systemd:/\n4:memory:/process_api/91be\n0::/\n";
+        assert_eq!(
+            parse_cgroup_memory(v1),
+            Some(CgroupMemory::V1("/process_api/91be".into()))
+        );
+        assert_eq!(
+            parse_cgroup_memory("0::/user.slice/a.scope\n"),
+            Some(CgroupMemory::V2("/user.slice/a.scope".into()))
+        );
+        assert_eq!(parse_cgroup_memory("garbage"), None);
+        assert_eq!(parse_memory_limit("33554432\n"), Some(33554432));
+        assert_eq!(parse_memory_limit("9223372036854771712\n"), None);
+        assert_eq!(parse_memory_limit("max\n"), None);
+    }
+}
