@@ -264,12 +264,19 @@ pub struct Totals {
     pub closed_by_server: u64,
 }
 
+/// Slow connect() calls a second must have before it counts as a stall.
+pub const STALL_MIN_SLOW_CALLS: u64 = 10;
+
 /// Signals that are not failures but explain a slowdown.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Warnings {
     /// connect() calls whose own CPU time passed the threshold: the kernel
     /// searching a nearly full port space.
     pub port_search_slow: u64,
+    /// Seconds in which most connect() calls (and at least
+    /// [`STALL_MIN_SLOW_CALLS`]) were slow: a sustained port search stall,
+    /// unlike an isolated slow call, which the noise of a busy host explains.
+    pub port_search_stall_seconds: u64,
     /// Longest connect() call, CPU microseconds.
     pub connect_syscall_max_us: u64,
     /// Handshakes that needed at least one SYN retransmission (TCP_INFO):

@@ -44,6 +44,9 @@ struct HostSignals {
     conntrack_full: bool,
 }
 
+/// How early the pacer may start an attempt: the timer's granularity.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
+
 /// Attempts a worker starts back to back before letting its tasks run.
 const SPAWN_BATCH: u32 = 64;
 
@@ -102,16 +105,20 @@ impl Worker {
             if *control.borrow() != RunState::Running {
                 break;
             }
-            if intended > Instant::now() {
+            // Tokio's timer fires on whole milliseconds, up to 1 ms late:
+            // wake up to TIMER_SLACK early instead, and measure latency from
+            // the earlier of the intended and the actual start.
+            if intended > Instant::now() + TIMER_SLACK {
                 tokio::select! {
-                    _ = sleep_until(intended) => {}
+                    _ = sleep_until(intended - TIMER_SLACK) => {}
                     _ = control.changed() => continue,
                     _ = &mut run_end => break,
                 }
             }
             pacer.advance();
             self.live_tasks.set(self.live_tasks.get() + 1);
-            tokio::task::spawn_local(Rc::clone(&self).attempt(index, intended));
+            let origin = intended.min(Instant::now());
+            tokio::task::spawn_local(Rc::clone(&self).attempt(index, origin));
             batch += 1;
             if batch >= SPAWN_BATCH {
                 batch = 0;
@@ -129,7 +136,9 @@ impl Worker {
     }
 
     /// One attempt, from socket() to the close of the held connection.
-    async fn attempt(self: Rc<Self>, index: u64, intended: Instant) {
+    /// `origin` is the intended start, or the actual one when the pacer
+    /// started it early: latency is measured from it.
+    async fn attempt(self: Rc<Self>, index: u64, origin: Instant) {
         let endpoint = self.shared.plan.endpoint(index);
         self.record(|d| {
             d.attempted += 1;
@@ -149,7 +158,7 @@ impl Worker {
         match opened {
             Err(error) => self.attempt_failed(index, &endpoint, error),
             Ok(stream) => {
-                let latency = intended.elapsed();
+                let latency = origin.elapsed();
                 let retransmits = conn::handshake_retransmits(&stream);
                 self.established(&endpoint, latency, retransmits);
                 let established_at = Instant::now();

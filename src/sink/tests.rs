@@ -128,6 +128,7 @@ fn fixture() -> (Summary, Snapshot) {
         failures,
         warnings: Warnings {
             port_search_slow: 12,
+            port_search_stall_seconds: 1,
             connect_syscall_max_us: 1_840,
             syn_retransmit_handshakes: 3,
             echo_unanswered: 0,

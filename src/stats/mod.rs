@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::model::{FailureEvent, LimitKind, Percentiles, SourceSummary, Syscall, Warnings};
+use crate::model::{
+    FailureEvent, LimitKind, Percentiles, STALL_MIN_SLOW_CALLS, SourceSummary, Syscall, Warnings,
+};
 
 /// Highest latency a histogram tracks, in microseconds (10 minutes); larger
 /// values are clamped to it rather than dropped.
@@ -151,6 +153,7 @@ impl Delta {
         }
         let (w, o) = (&mut self.warnings, &other.warnings);
         w.port_search_slow += o.port_search_slow;
+        w.port_search_stall_seconds += o.port_search_stall_seconds;
         w.connect_syscall_max_us = w.connect_syscall_max_us.max(o.connect_syscall_max_us);
         w.syn_retransmit_handshakes += o.syn_retransmit_handshakes;
         w.echo_unanswered += o.echo_unanswered;
@@ -365,6 +368,10 @@ impl Aggregator {
             // rows in between.
             let span = (elapsed.as_secs_f64() - (self.next_row_at - 1) as f64).max(1e-3);
             let interval = self.second.take();
+            let slow = interval.warnings.port_search_slow;
+            if slow >= STALL_MIN_SLOW_CALLS && slow * 2 >= interval.attempted {
+                self.total.warnings.port_search_stall_seconds += 1;
+            }
             let row = SecondRow {
                 elapsed_s: whole_seconds.max(self.next_row_at),
                 utc: utc_now(),
@@ -521,5 +528,35 @@ mod tests {
         assert_eq!(row.active, 0);
         assert_eq!(agg.take_rows().len(), 2);
         assert_eq!(snap.peak_active, 20);
+    }
+
+    #[test]
+    fn only_seconds_where_most_connects_were_slow_count_as_a_stall() {
+        let mut agg = Aggregator::new(0, 1000);
+        let second = |attempted, slow| {
+            let mut d = Delta::new(0);
+            d.attempted = attempted;
+            d.warnings.port_search_slow = slow;
+            d
+        };
+        // Isolated slow calls: 9 of 10, or 12 of 100, are not a stall.
+        for (i, (attempted, slow)) in [(10, 9), (100, 12), (20, 10), (200, 150)]
+            .into_iter()
+            .enumerate()
+        {
+            agg.absorb(&second(attempted, slow));
+            let snap = agg.snapshot(
+                Duration::from_secs(i as u64 + 1),
+                Phase::Opening,
+                0.0,
+                String::new,
+                false,
+            );
+            let expected = [0, 0, 1, 2][i];
+            assert_eq!(
+                snap.total.warnings.port_search_stall_seconds, expected,
+                "second {i}"
+            );
+        }
     }
 }
