@@ -3,4 +3,5 @@
 mod cli;
 mod netns;
 mod run;
+mod serve;
 mod util;

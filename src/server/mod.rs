@@ -1,14 +1,60 @@
 //! The built-in target server (`ceiling serve`, and the embedded default
-//! target of `ceiling run`). STUB: being written.
+//! target of `ceiling run`).
+//!
+//! [`bind`] creates one listener per configured address (socket2:
+//! `SO_REUSEADDR`, `IPV6_V6ONLY` on IPv6, the configured backlog) and returns
+//! a [`Bound`] that is already listening, so its real addresses can be
+//! printed before any connection is accepted. [`Bound::run`] then accepts on
+//! every listener until its shutdown future completes, and returns what the
+//! server did as [`ServerTotals`].
+//!
+//! Shutdown has the shape of mini-redis: the accept loops stop first (so the
+//! totals are final), then a watch channel tells every connection task to
+//! close, and the server waits, bounded, until the last task has dropped its
+//! completion sender.
+//!
+//! A held connection costs one small task and no buffer: it waits for read
+//! readiness and reads into a stack scratch buffer that never lives across
+//! an await (see the `conn` submodule).
 
+mod accept;
+mod conn;
+
+use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{self, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+pub use accept::{AcceptBackoff, AcceptErrorKind, classify_accept_error};
+
+/// The address `ceiling serve` listens on when none is given: loopback, so
+/// the server is never reachable from outside unless asked.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(net::IpAddr::V4(net::Ipv4Addr::LOCALHOST), 0);
+
+/// The listen backlog when none is given (the kernel caps it at
+/// `net.core.somaxconn`).
+pub const DEFAULT_BACKLOG: u32 = 4096;
+
+/// How long [`Bound::run`] waits for connection tasks to finish after it
+/// told them to stop. They stop at their next poll, so this only matters if
+/// the runtime is starved; it keeps shutdown from hanging.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What the server does with an accepted connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// Hold it and write back every byte that arrives.
     Echo,
+    /// Hold it; read and discard what arrives.
     Hold,
+    /// Close it at once (an orderly FIN).
     Close,
 }
 
@@ -18,38 +64,278 @@ pub struct ServerConfig {
     /// Addresses to listen on; port 0 picks a free port.
     pub listen: Vec<SocketAddr>,
     pub mode: Mode,
+    /// Passed to listen(); the kernel caps it at `net.core.somaxconn`. Small
+    /// values reproduce accept-queue overflow.
     pub backlog: u32,
     /// false: listen but never accept.
     pub accept: bool,
 }
 
+impl Default for ServerConfig {
+    /// One loopback listener on a free port, holding what it accepts.
+    fn default() -> Self {
+        ServerConfig {
+            listen: vec![DEFAULT_LISTEN],
+            mode: Mode::Hold,
+            backlog: DEFAULT_BACKLOG,
+            accept: true,
+        }
+    }
+}
+
 /// What the server did, printed at exit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerTotals {
+    /// Connections accepted since start.
     pub accepted: u64,
+    /// Connections held now (from [`Bound::run`]: when shutdown began).
     pub held: u64,
+    /// The most connections held at once.
     pub peak_held: u64,
+    /// accept() failures that made the server back off (EMFILE, ENFILE,
+    /// ENOBUFS, ENOMEM, ...). Errors about one aborted connection are not
+    /// counted.
     pub accept_errors: u64,
 }
 
+/// Live counters shared by the accept loops and connection tasks. Reading
+/// them is a few relaxed atomic loads, cheap enough to poll every second.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Counted by the accept loops, once per accepted connection.
+    accepted: AtomicU64,
+    /// Incremented when a connection task starts holding, decremented (by
+    /// [`HeldGuard`]'s drop) whenever it ends, however it ends.
+    held: AtomicU64,
+    /// Raised with `fetch_max` on every increment of `held`.
+    peak_held: AtomicU64,
+    /// Counted by the accept loops on errors that make them back off.
+    accept_errors: AtomicU64,
+}
+
+impl ServerStats {
+    /// The counters now. Each is exact; they are not read as one atomic
+    /// snapshot, which is fine for a live display.
+    pub fn totals(&self) -> ServerTotals {
+        ServerTotals {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            held: self.held.load(Ordering::Relaxed),
+            peak_held: self.peak_held.load(Ordering::Relaxed),
+            accept_errors: self.accept_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Counts one more held connection until the guard drops.
+    fn hold(self: &Arc<Self>) -> HeldGuard {
+        let now = self.held.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak_held.fetch_max(now, Ordering::Relaxed);
+        HeldGuard(Arc::clone(self))
+    }
+}
+
+/// One held connection in [`ServerStats::held`]; dropping it (EOF, error,
+/// shutdown, or the runtime dropping the task) takes it back out.
+struct HeldGuard(Arc<ServerStats>);
+
+impl Drop for HeldGuard {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A listen failure, naming the step and the address. It travels inside an
+/// [`io::Error`] of the same kind; the OS error is its `source()`.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {addr}: {step}")]
+pub struct ListenError {
+    /// The configured address (port 0 as given).
+    pub addr: SocketAddr,
+    /// The call that failed: socket, setsockopt, bind or listen.
+    pub step: &'static str,
+    #[source]
+    pub source: io::Error,
+}
+
 /// Listeners bound and listening, not yet accepting.
-pub struct Bound {}
+pub struct Bound {
+    /// Non-blocking std listeners; they are registered with the tokio
+    /// reactor inside [`Bound::run`], so [`bind`] works outside a runtime.
+    listeners: Vec<net::TcpListener>,
+    /// The real addresses (port 0 resolved), in config order.
+    addrs: Vec<SocketAddr>,
+    mode: Mode,
+    /// false: keep the listeners open but never accept (`--no-accept`).
+    accept: bool,
+    /// Shared with every accept loop and connection task.
+    stats: Arc<ServerStats>,
+}
 
 impl Bound {
     /// The addresses actually bound (port 0 resolved), in config order.
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        unimplemented!()
+        self.addrs.clone()
+    }
+
+    /// The live counters; they keep counting while [`Bound::run`] runs.
+    pub fn stats(&self) -> Arc<ServerStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Serves until `shutdown` completes, then closes everything.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send) -> ServerTotals {
-        let _ = shutdown;
-        unimplemented!()
+    ///
+    /// Works on a current-thread or a multi-thread runtime; it needs the
+    /// runtime's I/O and time drivers.
+    ///
+    /// # Panics
+    /// If a listener cannot be registered with the runtime's reactor (no
+    /// I/O driver enabled).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> ServerTotals {
+        let Bound {
+            listeners,
+            mode,
+            accept,
+            stats,
+            ..
+        } = self;
+        if !accept {
+            // The kernel completes handshakes into the accept queue until it
+            // is full; nobody takes them out.
+            shutdown.await;
+            drop(listeners);
+            return stats.totals();
+        }
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let mut accepting = JoinSet::new();
+        for listener in listeners {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .expect("registering a listener needs a tokio runtime with I/O enabled");
+            accepting.spawn(accept::accept_loop(accept::AcceptLoop {
+                listener,
+                mode,
+                stats: Arc::clone(&stats),
+                stop: stop_rx.clone(),
+                done: done_tx.clone(),
+            }));
+        }
+        drop(stop_rx);
+
+        shutdown.await;
+        // Stop accepting first (dropping the listeners), so the totals
+        // cannot move after they are read.
+        accepting.shutdown().await;
+        let totals = stats.totals();
+        stop_tx.send_replace(true);
+        drop(done_tx);
+        // recv() returns None once every connection task dropped its sender.
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv()).await;
+        totals
     }
 }
 
 /// Binds and listens on every configured address (IPv4 and IPv6).
+///
+/// Errors are [`ListenError`]s inside an [`io::Error`] of the OS error's
+/// kind (`AddrInUse`, `AddrNotAvailable`, `PermissionDenied`, ...).
 pub fn bind(config: ServerConfig) -> io::Result<Bound> {
-    let _ = config;
-    unimplemented!()
+    if config.listen.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no address to listen on",
+        ));
+    }
+    let mut listeners = Vec::with_capacity(config.listen.len());
+    let mut addrs = Vec::with_capacity(config.listen.len());
+    for &addr in &config.listen {
+        let listener = listen_on(addr, config.backlog)?;
+        addrs.push(listener.local_addr()?);
+        listeners.push(listener);
+    }
+    Ok(Bound {
+        listeners,
+        addrs,
+        mode: config.mode,
+        accept: config.accept,
+        stats: Arc::default(),
+    })
+}
+
+/// One non-blocking listener on `addr`.
+fn listen_on(addr: SocketAddr, backlog: u32) -> io::Result<net::TcpListener> {
+    let fail = |step: &'static str| {
+        move |source: io::Error| io::Error::new(source.kind(), ListenError { addr, step, source })
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(fail("socket"))?;
+    if addr.is_ipv6() {
+        // Without it a [::]:P listener would also take 0.0.0.0:P.
+        socket.set_only_v6(true).map_err(fail("IPV6_V6ONLY"))?;
+    }
+    // A restarted server can bind while old connections sit in TIME_WAIT.
+    socket
+        .set_reuse_address(true)
+        .map_err(fail("SO_REUSEADDR"))?;
+    socket.set_nonblocking(true).map_err(fail("O_NONBLOCK"))?;
+    socket.bind(&addr.into()).map_err(fail("bind"))?;
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    socket.listen(backlog).map_err(fail("listen"))?;
+    Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// `ceiling run` moves the server to its own runtime thread, and
+    /// `ceiling serve` may spawn it on a multi-thread runtime.
+    #[test]
+    fn bound_and_its_run_future_are_send() {
+        let bound = bind(ServerConfig::default()).expect("bind 127.0.0.1:0");
+        assert_send(&bound);
+        assert_send(&bound.run(async {}));
+    }
+
+    #[test]
+    fn peak_held_keeps_the_highest_count() {
+        let stats = Arc::new(ServerStats::default());
+        let first = stats.hold();
+        let second = stats.hold();
+        drop(first);
+        let third = stats.hold();
+        assert_eq!((stats.totals().held, stats.totals().peak_held), (2, 2));
+        drop((second, third));
+        assert_eq!((stats.totals().held, stats.totals().peak_held), (0, 2));
+    }
+
+    #[test]
+    fn no_address_is_an_error_not_a_silent_server() {
+        let config = ServerConfig {
+            listen: Vec::new(),
+            ..ServerConfig::default()
+        };
+        let err = bind(config).err().expect("an error");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn listen_errors_name_the_address_and_keep_the_os_error() {
+        let taken = net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = bind(ServerConfig {
+            listen: vec![addr],
+            ..ServerConfig::default()
+        })
+        .err()
+        .expect("the port is taken");
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(err.to_string(), format!("cannot listen on {addr}: bind"));
+        let inner = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<ListenError>())
+            .expect("a ListenError inside");
+        assert_eq!(inner.source.raw_os_error(), Some(libc::EADDRINUSE));
+    }
 }

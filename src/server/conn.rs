@@ -1,0 +1,144 @@
+//! One held connection: hold (read and discard) or echo, until EOF, an
+//! error, or the server's stop signal.
+//!
+//! The task keeps read interest (tokio registers EPOLLIN | EPOLLRDHUP), so a
+//! peer's FIN or RST ends it at once instead of leaving a dead socket counted
+//! as held. It owns no buffer: reads go into a stack scratch buffer inside a
+//! plain function, which is never part of the task's state. Only when an echo
+//! peer stops reading are the bytes it has not taken kept, at most one
+//! scratch buffer's worth, until they can be written.
+
+use std::io;
+
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use super::{HeldGuard, Mode};
+
+/// Bytes read per read() call.
+const SCRATCH: usize = 8 * 1024;
+
+/// Reads per readiness event before yielding to other connections, so one
+/// fast sender cannot starve the rest.
+const READS_PER_WAKE: usize = 16;
+
+/// Serves one accepted connection; every argument is held only to be
+/// dropped when it ends (the socket closes, `held` goes down, the server's
+/// completion channel loses a sender).
+pub(super) async fn serve(
+    stream: TcpStream,
+    mode: Mode,
+    held: HeldGuard,
+    mut stop: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+) {
+    tokio::select! {
+        _ = handle(&stream, mode) => {}
+        _ = stop.wait_for(|stop| *stop) => {}
+    }
+    drop(stream);
+    drop(held);
+    drop(done);
+}
+
+/// Runs until EOF or an error; both end the connection the same way.
+async fn handle(stream: &TcpStream, mode: Mode) -> io::Result<()> {
+    // Empty until an echo peer stops reading; an empty Vec owns no memory.
+    let mut unsent: Vec<u8> = Vec::new();
+    loop {
+        if !unsent.is_empty() {
+            stream.writable().await?;
+            write_some(stream, &mut unsent)?;
+            continue;
+        }
+        stream.readable().await?;
+        if let Step::Eof = read_some(stream, mode, &mut unsent)? {
+            return Ok(());
+        }
+    }
+}
+
+/// What a burst of reads found.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Nothing more to read now (or the burst limit was reached).
+    Open,
+    /// The peer closed its side.
+    Eof,
+}
+
+/// Reads what is there (up to [`READS_PER_WAKE`] times): discards it (hold)
+/// or writes it back (echo), keeping in `unsent` what the peer's window
+/// cannot take; stops reading as soon as anything is unsent.
+fn read_some(stream: &TcpStream, mode: Mode, unsent: &mut Vec<u8>) -> io::Result<Step> {
+    let mut scratch = [0u8; SCRATCH];
+    for _ in 0..READS_PER_WAKE {
+        let n = match stream.try_read(&mut scratch) {
+            Ok(0) => return Ok(Step::Eof),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Open),
+            Err(err) => return Err(err),
+        };
+        if mode == Mode::Echo {
+            let written = write_now(stream, &scratch[..n])?;
+            if written < n {
+                unsent.extend_from_slice(&scratch[written..n]);
+                return Ok(Step::Open);
+            }
+        }
+    }
+    Ok(Step::Open)
+}
+
+/// Writes from the front of `unsent` what the socket takes now.
+fn write_some(stream: &TcpStream, unsent: &mut Vec<u8>) -> io::Result<()> {
+    let written = write_now(stream, unsent)?;
+    unsent.drain(..written);
+    if unsent.is_empty() {
+        // Give the memory back: the connection is idle-sized again.
+        *unsent = Vec::new();
+    }
+    Ok(())
+}
+
+/// Writes as much of `bytes` as the socket takes without waiting.
+fn write_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match stream.try_write(&bytes[written..]) {
+            Ok(0) => break,
+            Ok(n) => written += n,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::super::ServerStats;
+    use super::*;
+
+    /// The whole per-connection task (socket, counters guard, stop and
+    /// completion handles, the state machine) stays a few hundred bytes:
+    /// the read scratch buffer is not in it (512 bytes in a debug build).
+    #[tokio::test]
+    async fn connection_task_holds_no_buffer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let stats = Arc::new(ServerStats::default());
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, _done_rx) = mpsc::channel(1);
+        let task = serve(stream, Mode::Echo, stats.hold(), stop_rx, done_tx);
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 1024, "connection task is {size} bytes");
+        assert!(size < SCRATCH);
+        drop(task);
+        assert_eq!(stats.totals().held, 0, "dropping the task releases held");
+    }
+}
