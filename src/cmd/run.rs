@@ -96,7 +96,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let mut live = Live::new(output, scenario.connections);
     let mut agg = Aggregator::new(scenario.sources.len(), scenario.connections);
-    let last = drive(&engine, &mut agg, &mut live, &mut results)?;
+    let Driven {
+        last,
+        host_at_limit,
+    } = drive(&engine, &mut agg, &mut live, &mut results)?;
     live.finish();
     let interrupted = engine.stop_reason() == Some(StopReason::Interrupted);
     engine.join();
@@ -105,11 +108,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let host_end = host::probe();
-    let first_target: Option<SocketAddr> = last
-        .total
-        .first_limit
-        .as_ref()
-        .and_then(|e| e.target.parse().ok());
     let facts = RunFacts {
         source_count: scenario.sources.len(),
         target_count: scenario.targets.len(),
@@ -119,17 +117,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         established: last.total.established,
         peak_active: last.peak_active,
         connect_timeout_ms: scenario.connect_timeout.as_millis() as u64,
-        target_local: first_target.is_some_and(host::is_local_target),
-        target_listener: first_target
-            .filter(|t| host::is_local_target(*t))
-            .and_then(host::listener_queue),
+        target_local: host_at_limit.as_ref().is_some_and(|at| at.target_local),
+        target_listener: host_at_limit.as_ref().and_then(|at| at.listener),
+    };
+    let hosts = Hosts {
+        start: &host_start,
+        at_limit: host_at_limit.as_ref().map_or(&host_end, |at| &at.state),
+        end: &host_end,
     };
     let summary = summarize(
         &scenario,
         &facts,
         &last,
-        &host_start,
-        &host_end,
+        hosts,
         started_at,
         interrupted,
         (fd_soft, fd_hard),
@@ -242,6 +242,36 @@ fn settings(scenario: &Scenario) -> Settings {
     }
 }
 
+/// The host as it was when the first limit was seen: the evidence for it.
+/// Read at the next tick (within [`TICK`]), before the run's own closes
+/// change it (TIME_WAIT, queues).
+struct HostAtLimit {
+    state: host::HostState,
+    target_local: bool,
+    /// The target's listener queue, when the target is on this host.
+    listener: Option<host::ListenerQueue>,
+}
+
+impl HostAtLimit {
+    fn read(target: &str) -> HostAtLimit {
+        let target: Option<SocketAddr> = target.parse().ok();
+        let target_local = target.is_some_and(host::is_local_target);
+        HostAtLimit {
+            state: host::probe(),
+            target_local,
+            listener: target
+                .filter(|_| target_local)
+                .and_then(host::listener_queue),
+        }
+    }
+}
+
+/// What the tick loop leaves behind.
+struct Driven {
+    last: Snapshot,
+    host_at_limit: Option<HostAtLimit>,
+}
+
 /// The tick loop: aggregate, show, append rows; stop on a signal. Returns
 /// the final snapshot once every worker has finished.
 fn drive(
@@ -249,7 +279,7 @@ fn drive(
     agg: &mut Aggregator,
     live: &mut Live,
     results: &mut ResultsDir,
-) -> anyhow::Result<Snapshot> {
+) -> anyhow::Result<Driven> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -257,6 +287,7 @@ fn drive(
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut tick = tokio::time::interval(TICK);
+        let mut host_at_limit = None;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -280,8 +311,16 @@ fn drive(
                 )
             })?;
             live.update(&snapshot);
+            if host_at_limit.is_none()
+                && let Some(event) = &snapshot.total.first_limit
+            {
+                host_at_limit = Some(HostAtLimit::read(&event.target));
+            }
             if finished {
-                return Ok(snapshot);
+                return Ok(Driven {
+                    last: snapshot,
+                    host_at_limit,
+                });
             }
         }
     })
@@ -344,20 +383,25 @@ fn start_embedded_target() -> anyhow::Result<EmbeddedTarget> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Host readings: at the start, when the first limit was seen, at the end.
+struct Hosts<'a> {
+    start: &'a host::HostState,
+    at_limit: &'a host::HostState,
+    end: &'a host::HostState,
+}
+
 fn summarize(
     scenario: &Scenario,
     facts: &RunFacts,
     last: &Snapshot,
-    host_start: &host::HostState,
-    host_end: &host::HostState,
+    hosts: Hosts<'_>,
     started_at: SystemTime,
     aborted: bool,
     (fd_soft, fd_hard): (u64, u64),
 ) -> Summary {
     let total = &last.total;
     let first_limit = total.first_limit.as_ref().map(|event| {
-        let (evidence, remedy) = classify::explain(event, host_start, host_end, facts);
+        let (evidence, remedy) = classify::explain(event, hosts.start, hosts.at_limit, facts);
         FirstLimit {
             kind: event.kind,
             errno: event.errno,
@@ -396,7 +440,7 @@ fn summarize(
     }
     let mut scenario_json = serde_json::to_value(scenario).unwrap_or_default();
     scenario_json["embedded_target"] = facts.embedded_target.into();
-    let mut values = host_start.values.clone();
+    let mut values = hosts.start.values.clone();
     values.insert("rlimit_nofile_soft".into(), fd_soft.into());
     values.insert("rlimit_nofile_hard".into(), fd_hard.into());
     let source_names: Vec<String> = scenario.sources.iter().map(ToString::to_string).collect();
@@ -426,7 +470,7 @@ fn summarize(
         sources: last.source_summaries(&source_names),
         host: HostReport {
             values,
-            counter_deltas: host::counter_deltas(host_start, host_end),
+            counter_deltas: host::counter_deltas(hosts.start, hosts.end),
         },
     }
 }
