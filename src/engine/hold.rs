@@ -97,7 +97,9 @@ pub async fn hold(
 ) -> HoldEnd {
     match echo {
         None => hold_idle(stream, until).await,
-        Some(echo) => hold_echo(stream, until, echo, observer).await,
+        // Echo state (two timers, a write in flight) is boxed so that it
+        // does not enlarge every idle connection's task.
+        Some(echo) => Box::pin(hold_echo(stream, until, echo, observer)).await,
     }
 }
 

@@ -379,3 +379,59 @@ impl HoldObserver for Worker {
         self.record(|d| d.warnings.echo_unanswered += 1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{RunState, Settings};
+    use crate::scenario::Pace;
+    use crate::scenario::units::CloseMode;
+
+    /// Every held connection is one of these futures: a buffer or a second
+    /// timer kept across an await shows up here first.
+    #[test]
+    fn a_connection_task_stays_small() {
+        let (control, _) = tokio::sync::watch::channel(RunState::Running);
+        let shared = Arc::new(Shared {
+            plan: crate::engine::plan::Plan::new(
+                vec![],
+                vec!["127.0.0.1:9".parse().unwrap()],
+                None,
+                1,
+            ),
+            settings: Settings {
+                pace: Pace::Unlimited,
+                hold: HoldMode::For(Duration::from_secs(1)),
+                duration: None,
+                connect_timeout: Duration::from_secs(1),
+                echo: None,
+                close: CloseMode::Fin,
+                stop_at_first_limit: false,
+            },
+            start: Instant::now(),
+            target_local: vec![true],
+            listen_drops_at_start: None,
+            control,
+            active: Default::default(),
+            opening_workers: Default::default(),
+            running_workers: Default::default(),
+        });
+        let worker = Rc::new(Worker {
+            active_by_source: RefCell::new(vec![]),
+            shared,
+            recorder: Arc::new(Mutex::new(Delta::new(0))),
+            active: Cell::new(0),
+            live_tasks: Cell::new(0),
+            all_done: Notify::new(),
+            host_signals: Cell::new(None),
+        });
+        let task = worker.attempt(0, Instant::now());
+        let size = std::mem::size_of_val(&task);
+        // 664 bytes in a release build, 680 in a debug build.
+        let limit = 768;
+        assert!(
+            size <= limit,
+            "a connection's task takes {size} bytes (limit {limit})"
+        );
+    }
+}
