@@ -2,6 +2,7 @@
 
 mod cli;
 mod netns;
+mod results;
 mod run;
 mod serve;
 mod util;
