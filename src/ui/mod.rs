@@ -37,7 +37,7 @@ impl Live {
                 );
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{spinner} {elapsed:>4} [{bar:24}] {human_pos}/{human_len} attempted  {msg}",
+                        "{spinner} {elapsed:>4} [{bar:20}] {human_pos}/{human_len} attempted  {wide_msg}",
                     )
                     .expect("valid template")
                     .progress_chars("=> "),
@@ -65,11 +65,11 @@ impl Live {
                 }
                 *last_row = Some(row.elapsed_s);
                 eprintln!(
-                    "[{:>4}s] {:<8} attempted {}/{}  {}",
+                    "[{:>4}s] attempted {}/{}  established {}  {}",
                     row.elapsed_s,
-                    snapshot.phase.as_str(),
                     snapshot.total.attempted,
                     snapshot.planned_connections,
+                    snapshot.total.established,
                     status(snapshot)
                 );
             }
@@ -89,15 +89,15 @@ impl Live {
 fn status(snapshot: &Snapshot) -> String {
     let total = &snapshot.total;
     let mut line = format!(
-        "active {}  established {}  failed {}",
+        "{}  active {}  failed {}",
+        snapshot.phase.as_str(),
         snapshot.active(),
-        total.established,
         total.failed
     );
     if let Some(row) = &snapshot.last_row {
         line.push_str(&format!("  {:.0}/s", row.establish_rate_per_s));
         if snapshot.target_rate_per_s > 0.0 {
-            line.push_str(&format!(" (target {:.0}/s)", snapshot.target_rate_per_s));
+            line.push_str(&format!(" of {:.0}/s", snapshot.target_rate_per_s));
         }
     }
     if let Some(event) = &total.first_limit {
