@@ -298,10 +298,11 @@ fn drive(
             let finished = engine.is_finished();
             engine.drain_into(agg);
             let elapsed = engine.start_instant().elapsed();
-            let phase = if finished {
-                Phase::Done
-            } else {
-                engine.phase()
+            let phase = match engine.phase() {
+                _ if finished => Phase::Done,
+                // Every attempt started, but handshakes are still pending.
+                Phase::Holding if agg.in_flight() > 0 => Phase::Opening,
+                phase => phase,
             };
             let snapshot = agg.snapshot(elapsed, phase, engine.target_rate(), utc_now, finished);
             results.append_rows(&agg.take_rows()).with_context(|| {

@@ -178,6 +178,14 @@ impl Delta {
         std::mem::replace(self, empty)
     }
 
+    /// Attempts started whose connect has not resolved yet (cumulative
+    /// counters only).
+    pub fn in_flight(&self) -> u64 {
+        let attempt_failures = self.failed.saturating_sub(self.closed_by_server);
+        self.attempted
+            .saturating_sub(self.established + attempt_failures)
+    }
+
     /// Connections established and not yet closed.
     pub fn active(&self) -> u64 {
         self.established
@@ -407,6 +415,11 @@ impl Aggregator {
         elapsed.as_secs_f64() > (self.next_row_at - 1) as f64 + 0.05
             || self.second.attempted > 0
             || self.second.failed > 0
+    }
+
+    /// Attempts whose connect has not resolved yet, run-wide.
+    pub fn in_flight(&self) -> u64 {
+        self.total.in_flight()
     }
 
     /// Rows completed since the last call, oldest first.
