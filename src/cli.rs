@@ -55,11 +55,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "LO-HI", value_parser = units::parse_port_range)]
     pub source_ports: Option<PortRange>,
 
-    /// Exactly this many connection attempts (accepts 10k, 1m).
+    /// Exactly this many connection attempts (accepts 10k, 1m). Default 8k.
     #[arg(long, short = 'c', value_name = "N", value_parser = units::parse_count)]
     pub connections: Option<u64>,
 
     /// Connects per second (accepts 5k); 0 means as fast as possible.
+    /// Default 4k.
     #[arg(long, short = 'r', value_name = "R", value_parser = units::parse_rate, conflicts_with = "ramp")]
     pub rate: Option<f64>,
 
@@ -69,7 +70,7 @@ pub struct RunArgs {
 
     /// How long each connection is held once established, then closed
     /// (e.g. 500ms, 10s, 2m; 0s closes at once); `end` holds until
-    /// --duration ends the run.
+    /// --duration ends the run. Default 3s.
     #[arg(long, value_name = "DURATION|end", value_parser = units::parse_hold)]
     pub hold: Option<HoldMode>,
 
@@ -77,24 +78,26 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub duration: Option<Duration>,
 
-    /// Give up on a handshake after this long.
+    /// Give up on a handshake after this long. Default 3s.
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub connect_timeout: Option<Duration>,
 
     /// idle: hold silently; echo: send --message every --interval and time
-    /// the reply.
+    /// the reply. Default idle.
     #[arg(long, value_enum)]
     pub mode: Option<units::DriverMode>,
 
-    /// Echo payload (echo mode).
+    /// Echo payload (echo mode). Default "ping" and a newline.
     #[arg(long, value_name = "TEXT")]
     pub message: Option<String>,
 
-    /// Time between echo messages on each connection (echo mode).
+    /// Time between echo messages on each connection (echo mode). Default
+    /// 1s.
     #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
     pub interval: Option<Duration>,
 
-    /// How ceiling closes: fin (orderly) or rst (SO_LINGER 0, no TIME_WAIT).
+    /// How ceiling closes: fin (orderly; TIME_WAIT stays on this side) or
+    /// rst (SO_LINGER 0, no TIME_WAIT). Default fin.
     #[arg(long, value_enum)]
     pub close: Option<CloseMode>,
 

@@ -468,7 +468,19 @@ fn summarize(
         failures,
         warnings: total.warnings.clone(),
         latency,
-        sources: last.source_summaries(&source_names),
+        sources: if source_names.is_empty() {
+            // No --source: the kernel chose, and every connection counts
+            // against the one (kernel-chosen) source.
+            vec![crate::model::SourceSummary {
+                source: "(kernel-chosen)".into(),
+                attempted: total.attempted,
+                established: total.established,
+                failed: total.failed,
+                peak_ports_in_use: last.peak_active,
+            }]
+        } else {
+            last.source_summaries(&source_names)
+        },
         host: HostReport {
             values,
             counter_deltas: host::counter_deltas(hosts.start, hosts.end),

@@ -309,7 +309,7 @@ impl Worker {
             active: self.shared.active.load(Ordering::Relaxed),
             source: match endpoint.source_index {
                 Some(i) => self.shared.plan.sources[i].to_string(),
-                None => "(kernel)".into(),
+                None => "(kernel-chosen)".into(),
             },
             target: endpoint.target.to_string(),
             peer_close: None,
