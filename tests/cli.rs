@@ -134,3 +134,31 @@ fn serve_refuses_bad_listen_values() {
     );
     refused(&["serve", "--backlog", "0"], &["'0'"]);
 }
+
+#[test]
+fn help_states_the_defaults_the_code_uses() {
+    use ceiling::scenario::{DEFAULT_CONNECTIONS, DEFAULT_RATE};
+    let output = run_bounded(
+        {
+            let mut cmd = ceiling();
+            cmd.args(["run", "--help"]);
+            cmd
+        },
+        Duration::from_secs(10),
+    );
+    let help = text(&output.stdout);
+    assert!(
+        help.contains(&format!("Default {}k", DEFAULT_CONNECTIONS / 1000)),
+        "{help}"
+    );
+    assert!(
+        help.contains(&format!("Default {}k", DEFAULT_RATE as u64 / 1000)),
+        "{help}"
+    );
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("| {}k |", DEFAULT_CONNECTIONS / 1000)),
+        "README's flag table disagrees"
+    );
+}

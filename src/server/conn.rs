@@ -23,7 +23,7 @@ const SCRATCH: usize = 8 * 1024;
 const READS_PER_WAKE: usize = 16;
 
 /// Serves one accepted connection; every argument is held only to be
-/// dropped when it ends (the socket closes, `held` goes down, the server's
+/// dropped when it ends (`held` goes down, the socket closes, the server's
 /// completion channel loses a sender).
 pub(super) async fn serve(
     stream: TcpStream,
@@ -36,8 +36,10 @@ pub(super) async fn serve(
         _ = handle(&stream, mode) => {}
         _ = stop.wait_for(|stop| *stop) => {}
     }
-    drop(stream);
+    // `held` goes down before the socket closes: whoever sees the close
+    // (a client reading EOF) must find the count already updated.
     drop(held);
+    drop(stream);
     drop(done);
 }
 
