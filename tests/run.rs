@@ -16,12 +16,44 @@ fn run_args(out: &std::path::Path) -> Vec<String> {
     ]
 }
 
+/// A finished `ceiling run ARGS` that exited 0: its output, its results
+/// directory and its summary.json.
+struct Finished {
+    output: std::process::Output,
+    out: std::path::PathBuf,
+    summary: serde_json::Value,
+    _tmp: tempfile::TempDir,
+}
+
+fn run_ok(args: &[&str]) -> Finished {
+    let (tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(run_args(&out)).args(args);
+    let output = run_bounded(cmd, BOUND);
+    assert!(
+        output.status.success(),
+        "{args:?}: stderr: {}",
+        text(&output.stderr)
+    );
+    let summary = summary(&out);
+    Finished {
+        output,
+        out,
+        summary,
+        _tmp: tmp,
+    }
+}
+
 #[test]
 fn opens_exactly_n_connections_against_serve_and_writes_every_file() {
     let server = Server::start(&["--listen", "127.0.0.1:0"]);
-    let (_tmp, out) = out_dir();
-    let mut cmd = ceiling();
-    cmd.args(run_args(&out)).args([
+    let Finished {
+        output,
+        out,
+        summary: s,
+        _tmp,
+        ..
+    } = run_ok(&[
         "--target",
         &server.addr(),
         "--connections",
@@ -31,9 +63,6 @@ fn opens_exactly_n_connections_against_serve_and_writes_every_file() {
         "--hold",
         "1s",
     ]);
-    let output = run_bounded(cmd, BOUND);
-    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
-    let s = summary(&out);
     assert_eq!(s["totals"]["attempted"], 3000);
     assert_eq!(s["totals"]["established"], 3000);
     assert_eq!(s["totals"]["failed"], 0);
@@ -70,13 +99,12 @@ fn opens_exactly_n_connections_against_serve_and_writes_every_file() {
 
 #[test]
 fn the_embedded_default_target_needs_no_setup() {
-    let (_tmp, out) = out_dir();
-    let mut cmd = ceiling();
-    cmd.args(run_args(&out))
-        .args(["--connections", "500", "--rate", "2k", "--hold", "300ms"]);
-    let output = run_bounded(cmd, BOUND);
-    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
-    let s = summary(&out);
+    let Finished {
+        output,
+        summary: s,
+        _tmp,
+        ..
+    } = run_ok(&["--connections", "500", "--rate", "2k", "--hold", "300ms"]);
     assert_eq!(s["totals"]["established"], 500);
     assert_eq!(s["scenario"]["embedded_target"], true);
     assert!(text(&output.stderr).contains("built-in server"));
@@ -85,9 +113,12 @@ fn the_embedded_default_target_needs_no_setup() {
 #[test]
 fn echo_mode_measures_round_trips() {
     let server = Server::start(&["--mode", "echo"]);
-    let (_tmp, out) = out_dir();
-    let mut cmd = ceiling();
-    cmd.args(run_args(&out)).args([
+    let Finished {
+        out,
+        summary: s,
+        _tmp,
+        ..
+    } = run_ok(&[
         "--target",
         &server.addr(),
         "--connections",
@@ -101,9 +132,6 @@ fn echo_mode_measures_round_trips() {
         "--hold",
         "1s",
     ]);
-    let output = run_bounded(cmd, BOUND);
-    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
-    let s = summary(&out);
     let rtt = &s["latency"]["rtt_us"];
     // 40 connections × about 5 messages in 1 s.
     assert!(rtt["count"].as_u64().unwrap() >= 120, "{rtt}");
@@ -115,9 +143,9 @@ fn echo_mode_measures_round_trips() {
 #[test]
 fn a_server_that_closes_is_named_server_closed_with_evidence() {
     let server = Server::start(&["--mode", "close"]);
-    let (_tmp, out) = out_dir();
-    let mut cmd = ceiling();
-    cmd.args(run_args(&out)).args([
+    let Finished {
+        summary: s, _tmp, ..
+    } = run_ok(&[
         "--target",
         &server.addr(),
         "--connections",
@@ -127,9 +155,6 @@ fn a_server_that_closes_is_named_server_closed_with_evidence() {
         "--hold",
         "2s",
     ]);
-    let output = run_bounded(cmd, BOUND);
-    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
-    let s = summary(&out);
     assert_eq!(s["totals"]["closed_by_server"], 20);
     assert_eq!(s["failures_by_kind"]["server_closed"], 20);
     let first = &s["first_limit"];
@@ -147,9 +172,12 @@ fn refusals_are_counted_but_are_not_a_limit() {
         .local_addr()
         .unwrap()
         .port();
-    let (_tmp, out) = out_dir();
-    let mut cmd = ceiling();
-    cmd.args(run_args(&out)).args([
+    let Finished {
+        out,
+        summary: s,
+        _tmp,
+        ..
+    } = run_ok(&[
         "--target",
         &format!("127.0.0.1:{port}"),
         "--connections",
@@ -157,9 +185,6 @@ fn refusals_are_counted_but_are_not_a_limit() {
         "--rate",
         "0",
     ]);
-    let output = run_bounded(cmd, BOUND);
-    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
-    let s = summary(&out);
     assert_eq!(s["failures_by_kind"]["refused"], 10);
     assert!(s["first_limit"].is_null());
     let failures = std::fs::read_to_string(out.join("failures.csv")).unwrap();
@@ -240,9 +265,12 @@ fn sigint_stops_the_run_and_leaves_complete_files() {
 #[test]
 fn sources_spread_connections_round_robin() {
     let server = Server::start(&[]);
-    let (_tmp, out) = out_dir();
-    let mut cmd = ceiling();
-    cmd.args(run_args(&out)).args([
+    let Finished {
+        out,
+        summary: s,
+        _tmp,
+        ..
+    } = run_ok(&[
         "--target",
         &server.addr(),
         "--source",
@@ -254,9 +282,6 @@ fn sources_spread_connections_round_robin() {
         "--hold",
         "500ms",
     ]);
-    let output = run_bounded(cmd, BOUND);
-    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
-    let s = summary(&out);
     let sources = s["sources"].as_array().unwrap();
     assert_eq!(sources.len(), 3);
     for source in sources {
@@ -265,4 +290,66 @@ fn sources_spread_connections_round_robin() {
     }
     let csv = std::fs::read_to_string(out.join("sources.csv")).unwrap();
     assert!(csv.contains("127.0.0.3"), "{csv}");
+}
+
+#[test]
+fn explicit_source_ports_run_out_as_port_exhaustion() {
+    // Five ports below the ephemeral range, so no outgoing connection of
+    // another test holds one of them.
+    let server = Server::start(&[]);
+    let base = 20_000 + (std::process::id() % 10_000) as u16;
+    let range = format!("{base}-{}", base + 4);
+    let Finished {
+        out,
+        summary: s,
+        _tmp,
+        ..
+    } = run_ok(&[
+        "--target",
+        &server.addr(),
+        "--source",
+        "127.0.0.5",
+        "--source-ports",
+        &range,
+        "--connections",
+        "8",
+        "--rate",
+        "100",
+        "--hold",
+        "1s",
+    ]);
+    assert_eq!(s["totals"]["established"], 5, "{s}");
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "port_exhaustion", "{s}");
+    assert_eq!(first["at_attempt"], 6);
+    assert!(
+        first["remedy"].as_str().unwrap().contains("--source-ports"),
+        "{first}"
+    );
+    let failures = std::fs::read_to_string(out.join("failures.csv")).unwrap();
+    assert!(failures.contains("port_exhaustion"), "{failures}");
+}
+
+#[test]
+fn hold_until_end_closes_everything_at_the_duration() {
+    let server = Server::start(&[]);
+    let Finished {
+        summary: s, _tmp, ..
+    } = run_ok(&[
+        "--target",
+        &server.addr(),
+        "--connections",
+        "200",
+        "--rate",
+        "1k",
+        "--hold",
+        "end",
+        "--duration",
+        "1500ms",
+    ]);
+    assert_eq!(s["totals"]["established"], 200);
+    assert_eq!(s["totals"]["closed_by_driver"], 200);
+    let duration = s["duration_s"].as_f64().unwrap();
+    assert!((1.4..4.0).contains(&duration), "ran {duration} s");
+    assert_eq!(s["aborted"], false);
 }

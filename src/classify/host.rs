@@ -302,7 +302,9 @@ pub fn check_local_address(ip: IpAddr) -> io::Result<()> {
     sock.bind(&SockAddr::from(addr))
 }
 
-fn set_bind_address_no_port(sock: &Socket) -> io::Result<()> {
+/// Sets IP_BIND_ADDRESS_NO_PORT: a later bind(ip, 0) fixes only the IP and
+/// connect() picks the port, per destination (IPv4 and IPv6 sockets).
+pub fn set_bind_address_no_port(sock: &Socket) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let one: libc::c_int = 1;
     // SAFETY: a valid fd and a c_int option value of the declared size.

@@ -11,6 +11,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use crate::classify::host;
 use crate::model::Syscall;
 use crate::scenario::units::CloseMode;
 
@@ -76,7 +77,7 @@ pub async fn open(
             // Only the IP is fixed: let connect() pick the port, so the
             // kernel can reuse a port for different targets (the full
             // 4-tuple space instead of bind()'s 2-tuple).
-            set_bind_address_no_port(&socket)
+            host::set_bind_address_no_port(&socket)
         };
         setup.map_err(|e| AttemptError::from_io(Syscall::Setsockopt, e))?;
         socket
@@ -110,25 +111,6 @@ pub async fn open(
             Ok(None) => Ok(stream),
             Ok(Some(e)) | Err(e) => Err(AttemptError::from_io(Syscall::Connect, e)),
         },
-    }
-}
-
-fn set_bind_address_no_port(socket: &Socket) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid fd and a c_int option of the right size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

@@ -156,8 +156,15 @@ impl Engine {
 
     /// Moves what every worker recorded since the last call into `agg`.
     pub fn drain_into(&self, agg: &mut stats::Aggregator) {
+        let source_count = self.shared.plan.sources.len();
         for recorder in &self.recorders {
-            let delta = recorder.lock().unwrap_or_else(|e| e.into_inner()).take();
+            // The empty replacement is built before taking the lock, so a
+            // worker never waits for its histograms to be allocated.
+            let fresh = Delta::new(source_count);
+            let delta = std::mem::replace(
+                &mut *recorder.lock().unwrap_or_else(|e| e.into_inner()),
+                fresh,
+            );
             agg.absorb(&delta);
         }
     }
