@@ -123,8 +123,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 
-    /// Live output: auto (progress bar on a terminal, plain lines
-    /// otherwise), progress, plain (one line a second), none.
+    /// Live output: auto (the dashboard on a terminal, plain lines
+    /// otherwise), tui (full-screen dashboard), progress (one-line bar),
+    /// plain (one line a second), none.
     #[arg(long, value_enum, default_value_t = UiMode::Auto)]
     pub ui: UiMode,
 }
@@ -133,6 +134,7 @@ pub struct RunArgs {
 pub enum UiMode {
     #[default]
     Auto,
+    Tui,
     Progress,
     Plain,
     None,

@@ -91,7 +91,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let output = match ui_mode {
         UiMode::Auto if std::io::stderr().is_terminal() => Output::Progress,
         UiMode::Auto | UiMode::Plain => Output::Plain,
-        UiMode::Progress => Output::Progress,
+        UiMode::Progress | UiMode::Tui => Output::Progress,
         UiMode::None => Output::Silent,
     };
     let mut live = Live::new(output, scenario.connections);

@@ -1,6 +1,9 @@
-//! Live output while a run goes: an indicatif progress bar on a terminal, or
-//! one plain line a second for logs and pipes. Reads snapshots only; all of
-//! it goes to stderr so stdout stays for the final summary.
+//! Live output while a run goes: the full-screen dashboard ([`tui`]), an
+//! indicatif progress bar, or one plain line a second for logs and pipes.
+//! Reads snapshots only; the bar and the lines go to stderr so stdout stays
+//! for the final summary.
+
+pub mod tui;
 
 use std::time::Duration;
 
