@@ -29,6 +29,7 @@ use crate::scenario::units::{CloseMode, HoldMode};
 use crate::stats::{self, Delta, Phase};
 use hold::Echo;
 use plan::Plan;
+use rate::Schedule;
 
 /// What the workers do with a connection, apart from where it goes.
 #[derive(Debug, Clone)]
@@ -53,12 +54,16 @@ pub enum StopReason {
     FirstLimit,
 }
 
-/// The coordinator's word to the workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunState {
-    Running,
-    Stop(StopReason),
+/// The coordinator's word to the workers: stop or not, and the schedule
+/// (pause, rate factor) the pacers follow.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Control {
+    pub stop: Option<StopReason>,
+    pub schedule: Schedule,
 }
+
+/// Lowest and highest live rate factor (`+`/`-` in the dashboard).
+const RATE_FACTOR_RANGE: (f64, f64) = (0.01, 100.0);
 
 /// Far enough ahead to mean "never" for a timer, near enough not to overflow.
 const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -73,7 +78,7 @@ pub struct Shared {
     pub target_local: Vec<bool>,
     /// ListenOverflows + ListenDrops when the run started.
     pub listen_drops_at_start: Option<u64>,
-    control: watch::Sender<RunState>,
+    control: watch::Sender<Control>,
     /// Connections held right now, all workers together (for evidence).
     active: AtomicU64,
     opening_workers: AtomicUsize,
@@ -88,9 +93,9 @@ impl Shared {
 
     /// Asks every worker to stop (first reason wins).
     pub fn stop(&self, reason: StopReason) {
-        self.control.send_if_modified(|state| {
-            if *state == RunState::Running {
-                *state = RunState::Stop(reason);
+        self.control.send_if_modified(|control| {
+            if control.stop.is_none() {
+                control.stop = Some(reason);
                 true
             } else {
                 false
@@ -117,11 +122,15 @@ impl Engine {
     ) -> std::io::Result<Engine> {
         let threads = threads.max(1);
         let source_count = plan.sources.len();
-        let (control, _) = watch::channel(RunState::Running);
+        let start = Instant::now();
+        let (control, _) = watch::channel(Control {
+            stop: None,
+            schedule: Schedule::starting_at(start),
+        });
         let shared = Arc::new(Shared {
             plan,
             settings,
-            start: Instant::now(),
+            start,
             target_local,
             listen_drops_at_start,
             control,
@@ -176,10 +185,31 @@ impl Engine {
 
     /// Why the run was stopped, if it was.
     pub fn stop_reason(&self) -> Option<StopReason> {
-        match *self.shared.control.borrow() {
-            RunState::Running => None,
-            RunState::Stop(reason) => Some(reason),
-        }
+        self.shared.control.borrow().stop
+    }
+
+    /// Pauses or resumes opening new connections (held ones stay).
+    pub fn set_paused(&self, paused: bool) {
+        self.reschedule(|s| (s.factor(), paused));
+    }
+
+    /// Multiplies the rate profile by `factor` from now on (clamped to
+    /// 0.01..100).
+    pub fn set_rate_factor(&self, factor: f64) {
+        let factor = factor.clamp(RATE_FACTOR_RANGE.0, RATE_FACTOR_RANGE.1);
+        self.reschedule(|s| (factor, s.is_paused()));
+    }
+
+    /// The schedule the pacers follow now (pause state, rate factor).
+    pub fn schedule(&self) -> Schedule {
+        self.shared.control.borrow().schedule
+    }
+
+    fn reschedule(&self, change: impl FnOnce(&Schedule) -> (f64, bool)) {
+        self.shared.control.send_modify(|control| {
+            let (factor, paused) = change(&control.schedule);
+            control.schedule = control.schedule.rebased(Instant::now(), factor, paused);
+        });
     }
 
     /// Every worker has finished.
@@ -204,7 +234,12 @@ impl Engine {
         if self.shared.opening_workers.load(Ordering::SeqCst) == 0 {
             return 0.0;
         }
-        rate::rate_at(self.shared.settings.pace, self.shared.start.elapsed())
+        let schedule = self.schedule();
+        if schedule.is_paused() {
+            return 0.0;
+        }
+        let offset = schedule.offset_at(Instant::now());
+        rate::rate_at(self.shared.settings.pace, offset) * schedule.factor()
     }
 
     /// Waits for every worker thread to end.

@@ -48,37 +48,106 @@ pub fn rate_at(pace: Pace, elapsed: Duration) -> f64 {
     }
 }
 
-/// Hands out a segment's attempts at their intended start times.
+/// Maps the rate profile's time ("schedule time") to real time, so the
+/// profile can be paused and sped up or slowed down live: schedule time runs
+/// at `factor` × real time, and stands still while paused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Schedule {
+    /// Real instant at which schedule time was `anchor_offset`.
+    anchor: Instant,
+    anchor_offset: Duration,
+    factor: f64,
+    paused: bool,
+}
+
+impl Schedule {
+    /// Schedule time 0 at `start`, real speed, running.
+    pub fn starting_at(start: Instant) -> Schedule {
+        Schedule {
+            anchor: start,
+            anchor_offset: Duration::ZERO,
+            factor: 1.0,
+            paused: false,
+        }
+    }
+
+    pub fn factor(&self) -> f64 {
+        self.factor
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Schedule time at the real instant `now`.
+    pub fn offset_at(&self, now: Instant) -> Duration {
+        if self.paused {
+            return self.anchor_offset;
+        }
+        self.anchor_offset
+            + now
+                .saturating_duration_since(self.anchor)
+                .mul_f64(self.factor)
+    }
+
+    /// The real instant at which schedule time reaches `offset`; `None`
+    /// while paused. An unlimited pace (`offset` None) is due now.
+    pub fn instant_of(&self, offset: Option<Duration>, now: Instant) -> Option<Instant> {
+        if self.paused {
+            return None;
+        }
+        let Some(offset) = offset else {
+            return Some(now);
+        };
+        let ahead = offset.saturating_sub(self.anchor_offset);
+        let behind = self.anchor_offset.saturating_sub(offset);
+        Some(if behind.is_zero() {
+            self.anchor + ahead.div_f64(self.factor)
+        } else {
+            self.anchor
+                .checked_sub(behind.div_f64(self.factor))
+                .unwrap_or(self.anchor)
+        })
+    }
+
+    /// The same schedule re-anchored at `now` with a new speed or pause
+    /// state: schedule time continues from where it is.
+    pub fn rebased(&self, now: Instant, factor: f64, paused: bool) -> Schedule {
+        Schedule {
+            anchor: now,
+            anchor_offset: self.offset_at(now),
+            factor,
+            paused,
+        }
+    }
+}
+
+/// Hands out a segment's attempts in order, with their schedule offsets.
 pub struct Pacer {
     pace: Pace,
     segment: Segment,
     total: u64,
-    start: Instant,
     next: u64,
 }
 
 impl Pacer {
-    pub fn new(pace: Pace, segment: Segment, total: u64, start: Instant) -> Pacer {
+    pub fn new(pace: Pace, segment: Segment, total: u64) -> Pacer {
         Pacer {
             pace,
             segment,
             total,
-            start,
             next: 0,
         }
     }
 
-    /// The next attempt's global index and intended start, without waiting.
-    pub fn peek(&self) -> Option<(u64, Instant)> {
+    /// The next attempt's global index and schedule offset (None for an
+    /// unlimited pace), without moving on.
+    pub fn peek(&self) -> Option<(u64, Option<Duration>)> {
         if self.next >= self.segment.len(self.total) {
             return None;
         }
         let index = self.segment.attempt(self.next);
-        let intended = match start_offset(self.pace, index) {
-            Some(offset) => self.start + offset,
-            None => Instant::now(),
-        };
-        Some((index, intended))
+        Some((index, start_offset(self.pace, index)))
     }
 
     /// Moves past the attempt [`Pacer::peek`] returned.
@@ -86,9 +155,13 @@ impl Pacer {
         self.next += 1;
     }
 
-    /// Waits until the next attempt is due and returns it.
-    pub async fn next(&mut self) -> Option<(u64, Instant)> {
-        let (index, intended) = self.peek()?;
+    /// Waits until the next attempt is due by `schedule` (which must be
+    /// running) and returns it with its intended start.
+    pub async fn next(&mut self, schedule: &Schedule) -> Option<(u64, Instant)> {
+        let (index, offset) = self.peek()?;
+        let intended = schedule
+            .instant_of(offset, Instant::now())
+            .expect("a running schedule");
         tokio::time::sleep_until(intended).await;
         self.advance();
         Some((index, intended))
@@ -138,9 +211,10 @@ mod tests {
     async fn the_pacer_waits_for_each_intended_start() {
         let start = Instant::now();
         let segment = Segment::WHOLE.split(1, 2);
-        let mut pacer = Pacer::new(Pace::Constant { per_s: 10.0 }, segment, 7, start);
+        let mut pacer = Pacer::new(Pace::Constant { per_s: 10.0 }, segment, 7);
+        let schedule = Schedule::starting_at(start);
         let mut seen = Vec::new();
-        while let Some((index, intended)) = pacer.next().await {
+        while let Some((index, intended)) = pacer.next(&schedule).await {
             assert!(Instant::now() >= intended);
             seen.push((index, (intended - start).as_millis()));
         }
@@ -152,10 +226,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_ramp_from_zero_accelerates() {
         let start = Instant::now();
-        let mut pacer = Pacer::new(ramp(0.0, 100.0, 10), Segment::WHOLE, 600, start);
+        let mut pacer = Pacer::new(ramp(0.0, 100.0, 10), Segment::WHOLE, 600);
+        let schedule = Schedule::starting_at(start);
         let mut gaps = Vec::new();
         let mut last = start;
-        while let Some((_, intended)) = pacer.next().await {
+        while let Some((_, intended)) = pacer.next(&schedule).await {
             gaps.push(intended - last);
             last = intended;
         }
@@ -164,5 +239,36 @@ mod tests {
         assert!(gaps[10] > gaps[400]);
         assert!((gaps[599].as_secs_f64() - 0.01).abs() < 1e-6);
         assert!(((Instant::now() - start).as_secs_f64() - 10.99).abs() < 1e-3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pausing_and_speeding_up_move_the_schedule_not_the_count() {
+        let start = Instant::now();
+        let schedule = Schedule::starting_at(start);
+        let at =
+            |s: &Schedule, ms: u64| s.instant_of(Some(Duration::from_millis(ms)), Instant::now());
+        assert_eq!(at(&schedule, 500), Some(start + Duration::from_millis(500)));
+        // At 200 ms: pause. Nothing is due while paused.
+        tokio::time::advance(Duration::from_millis(200)).await;
+        let paused = schedule.rebased(Instant::now(), 1.0, true);
+        assert_eq!(at(&paused, 500), None);
+        assert_eq!(
+            paused.offset_at(Instant::now() + Duration::from_secs(9)),
+            Duration::from_millis(200)
+        );
+        // Resume 1 s later at double speed: offset 500 ms is 150 ms away.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let resumed = paused.rebased(Instant::now(), 2.0, false);
+        assert_eq!(
+            at(&resumed, 500),
+            Some(Instant::now() + Duration::from_millis(150))
+        );
+        // An offset already passed maps into the past, so it is due at once
+        // (and its latency counts from when it was due).
+        assert!(at(&resumed, 100).unwrap() < Instant::now());
+        assert_eq!(
+            resumed.instant_of(None, Instant::now()),
+            Some(Instant::now())
+        );
     }
 }

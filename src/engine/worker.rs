@@ -21,7 +21,7 @@ use super::conn::{self, AttemptError, BindPolicy, ConnectCall};
 use super::hold::{self, HoldEnd, HoldObserver};
 use super::plan::{Endpoint, Segment};
 use super::rate::Pacer;
-use super::{RunState, Shared, StopReason};
+use super::{Shared, StopReason};
 use crate::classify::{self, AttemptContext};
 use crate::model::{FailureEvent, Syscall};
 use crate::scenario::units::HoldMode;
@@ -94,21 +94,25 @@ impl Worker {
         let mut control = shared.control.subscribe();
         let run_end = sleep_until(shared.run_deadline());
         tokio::pin!(run_end);
-        let mut pacer = Pacer::new(
-            shared.settings.pace,
-            segment,
-            shared.plan.connections,
-            shared.start,
-        );
+        let mut pacer = Pacer::new(shared.settings.pace, segment, shared.plan.connections);
         let mut batch = 0;
-        while let Some((index, intended)) = pacer.peek() {
-            if *control.borrow() != RunState::Running {
+        while let Some((index, offset)) = pacer.peek() {
+            let now = Instant::now();
+            let state = *control.borrow_and_update();
+            if state.stop.is_some() {
                 break;
             }
+            let Some(intended) = state.schedule.instant_of(offset, now) else {
+                // Paused: wait for a resume (or a stop, or the end).
+                tokio::select! {
+                    _ = control.changed() => continue,
+                    _ = &mut run_end => break,
+                }
+            };
             // Tokio's timer fires on whole milliseconds, up to 1 ms late:
             // wake up to TIMER_SLACK early instead, and measure latency from
             // the earlier of the intended and the actual start.
-            if intended > Instant::now() + TIMER_SLACK {
+            if intended > now + TIMER_SLACK {
                 tokio::select! {
                     _ = sleep_until(intended - TIMER_SLACK) => {}
                     _ = control.changed() => continue,
@@ -126,7 +130,7 @@ impl Worker {
             }
         }
         shared.opening_workers.fetch_sub(1, Ordering::SeqCst);
-        while self.live_tasks.get() > 0 && *control.borrow() == RunState::Running {
+        while self.live_tasks.get() > 0 && control.borrow().stop.is_none() {
             tokio::select! {
                 _ = self.all_done.notified() => {}
                 _ = control.changed() => {}
@@ -383,7 +387,8 @@ impl HoldObserver for Worker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{RunState, Settings};
+    use crate::engine::rate::Schedule;
+    use crate::engine::{Control, Settings};
     use crate::scenario::Pace;
     use crate::scenario::units::CloseMode;
 
@@ -391,7 +396,10 @@ mod tests {
     /// timer kept across an await shows up here first.
     #[test]
     fn a_connection_task_stays_small() {
-        let (control, _) = tokio::sync::watch::channel(RunState::Running);
+        let (control, _) = tokio::sync::watch::channel(Control {
+            stop: None,
+            schedule: Schedule::starting_at(Instant::now()),
+        });
         let shared = Arc::new(Shared {
             plan: crate::engine::plan::Plan::new(
                 vec![],
