@@ -127,6 +127,11 @@ pub fn conntrack_full() -> bool {
     }
 }
 
+/// File descriptors this process has open (entries of /proc/self/fd).
+pub fn open_fd_count() -> Option<u64> {
+    Some(fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+}
+
 /// Reads everything (values and counters).
 pub fn probe() -> HostState {
     let mut values = BTreeMap::new();
@@ -235,7 +240,12 @@ pub fn listen_drop_count() -> Option<u64> {
 
 /// [`listen_drop_count`] on given /proc/net/netstat text.
 pub fn listen_drops_from(netstat: &str) -> Option<u64> {
-    let c = procfs::parse_counter_tables(netstat);
+    listen_drops_in(&procfs::parse_counter_tables(netstat))
+}
+
+/// ListenOverflows + ListenDrops from counters already read (as
+/// [`read_counters`] names them).
+pub fn listen_drops_in(c: &BTreeMap<String, u64>) -> Option<u64> {
     let overflows = c.get("TcpExt.ListenOverflows");
     let drops = c.get("TcpExt.ListenDrops");
     match (overflows, drops) {

@@ -19,17 +19,26 @@ use crate::engine::hold::Echo;
 use crate::engine::plan::Plan;
 use crate::engine::{Engine, Settings, StopReason};
 use crate::model::{
-    FailureGroup, FirstLimit, HostReport, LimitKind, SCHEMA_VERSION, Summary, errno_name,
+    FailureEvent, FailureGroup, FirstLimit, HostReport, LimitKind, SCHEMA_VERSION, Summary,
+    errno_name,
 };
 use crate::scenario::units::DriverMode;
 use crate::scenario::{self, Scenario, ScenarioSpec};
 use crate::server::{self, ServerConfig};
 use crate::sink::{self, ResultsDir};
 use crate::stats::{Aggregator, Phase, Snapshot, percentiles};
-use crate::ui::{Live, Output};
+use crate::ui::tui::{Action, Controls, HostPanel, RunContext};
+use crate::ui::{Live, LiveView, Output};
 
 /// How often workers' deltas are merged and the live output refreshed.
 const TICK: Duration = Duration::from_millis(100);
+
+/// How often the dashboard's host panel is re-read.
+const HOST_PANEL_EVERY: Duration = Duration::from_secs(1);
+
+/// Rate change of one `+` / `-` key in the dashboard.
+const RATE_STEP_UP: f64 = 1.1;
+const RATE_STEP_DOWN: f64 = 0.9;
 
 /// Exit status of a run stopped by Ctrl-C or SIGTERM.
 const EXIT_INTERRUPTED: u8 = 130;
@@ -88,19 +97,32 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     )
     .context("cannot start worker threads")?;
 
-    let output = match ui_mode {
-        UiMode::Auto if std::io::stderr().is_terminal() => Output::Progress,
-        UiMode::Auto | UiMode::Plain => Output::Plain,
-        UiMode::Progress | UiMode::Tui => Output::Progress,
-        UiMode::None => Output::Silent,
+    let output = choose_output(ui_mode);
+    let context = RunContext {
+        name: scenario.name.clone(),
+        targets: scenario.targets.iter().map(ToString::to_string).collect(),
+        source_names: scenario.sources.iter().map(ToString::to_string).collect(),
+        duration: scenario.duration,
+        planned_connections: scenario.connections,
+        echo: scenario.mode == DriverMode::Echo,
     };
-    let mut live = Live::new(output, scenario.connections);
+    let mut live = Live::new(output, context).context("cannot start the dashboard")?;
     let mut agg = Aggregator::new(scenario.sources.len(), scenario.connections);
+    let run = RunInfo {
+        scenario: &scenario,
+        host_start: &host_start,
+        embedded_target,
+        fd_limits: (fd_soft, fd_hard),
+        listen_drops_at_start,
+    };
+    let driven = drive(&engine, &run, &mut agg, &mut live, &mut results);
+    // The terminal comes back before anything else is printed, error or not.
+    let restored = live.finish();
     let Driven {
         last,
         host_at_limit,
-    } = drive(&engine, &mut agg, &mut live, &mut results)?;
-    live.finish();
+    } = driven?;
+    restored.context("cannot restore the terminal")?;
     let interrupted = engine.stop_reason() == Some(StopReason::Interrupted);
     engine.join();
     if let Some(target) = embedded {
@@ -108,18 +130,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let host_end = host::probe();
-    let facts = RunFacts {
-        source_count: scenario.sources.len(),
-        target_count: scenario.targets.len(),
-        explicit_source_ports: scenario.source_ports.map(|r| (r.lo, r.hi)),
-        embedded_target,
-        connections_requested: scenario.connections,
-        established: last.total.established,
-        peak_active: last.peak_active,
-        connect_timeout_ms: scenario.connect_timeout.as_millis() as u64,
-        target_local: host_at_limit.as_ref().is_some_and(|at| at.target_local),
-        target_listener: host_at_limit.as_ref().and_then(|at| at.listener),
-    };
+    let facts = run.facts(&last, host_at_limit.as_ref());
     let hosts = Hosts {
         start: &host_start,
         at_limit: host_at_limit.as_ref().map_or(&host_end, |at| &at.state),
@@ -143,6 +154,57 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The live output for `--ui`: `auto` shows the dashboard when both stdout
+/// and stderr are terminals, a progress bar when only stderr is, and plain
+/// lines otherwise.
+fn choose_output(mode: UiMode) -> Output {
+    let (stdout_tty, stderr_tty) = (
+        std::io::stdout().is_terminal(),
+        std::io::stderr().is_terminal(),
+    );
+    match mode {
+        UiMode::Auto if stdout_tty && stderr_tty => Output::Tui,
+        UiMode::Auto if stderr_tty => Output::Progress,
+        UiMode::Tui if !stdout_tty => {
+            eprintln!("ceiling: --ui tui needs a terminal on stdout: showing plain lines instead");
+            Output::Plain
+        }
+        UiMode::Tui => Output::Tui,
+        UiMode::Progress => Output::Progress,
+        UiMode::Auto | UiMode::Plain => Output::Plain,
+        UiMode::None => Output::Silent,
+    }
+}
+
+/// What the tick loop and the summary need to know about the run.
+struct RunInfo<'a> {
+    scenario: &'a Scenario,
+    host_start: &'a host::HostState,
+    embedded_target: bool,
+    fd_limits: (u64, u64),
+    /// ListenOverflows + ListenDrops when the run started.
+    listen_drops_at_start: Option<u64>,
+}
+
+impl RunInfo<'_> {
+    /// The facts the classifier's explanation uses, as of `snapshot`.
+    fn facts(&self, snapshot: &Snapshot, at_limit: Option<&HostAtLimit>) -> RunFacts {
+        let scenario = self.scenario;
+        RunFacts {
+            source_count: scenario.sources.len(),
+            target_count: scenario.targets.len(),
+            explicit_source_ports: scenario.source_ports.map(|r| (r.lo, r.hi)),
+            embedded_target: self.embedded_target,
+            connections_requested: scenario.connections,
+            established: snapshot.total.established,
+            peak_active: snapshot.peak_active,
+            connect_timeout_ms: scenario.connect_timeout.as_millis() as u64,
+            target_local: at_limit.is_some_and(|at| at.target_local),
+            target_listener: at_limit.and_then(|at| at.listener),
+        }
+    }
 }
 
 /// Merges the scenario file (if any) and the flags, then validates.
@@ -276,6 +338,7 @@ struct Driven {
 /// the final snapshot once every worker has finished.
 fn drive(
     engine: &Engine,
+    run: &RunInfo<'_>,
     agg: &mut Aggregator,
     live: &mut Live,
     results: &mut ResultsDir,
@@ -287,7 +350,10 @@ fn drive(
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut terminate = signal(SignalKind::terminate())?;
         let mut tick = tokio::time::interval(TICK);
-        let mut host_at_limit = None;
+        let mut host_at_limit: Option<HostAtLimit> = None;
+        let mut first_limit: Option<FirstLimit> = None;
+        let mut host_panel = HostPanel::default();
+        let mut host_panel_at: Option<tokio::time::Instant> = None;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -311,11 +377,45 @@ fn drive(
                     results.path().join("timeseries.csv").display()
                 )
             })?;
-            live.update(&snapshot);
             if host_at_limit.is_none()
                 && let Some(event) = &snapshot.total.first_limit
             {
-                host_at_limit = Some(HostAtLimit::read(&event.target));
+                let at = HostAtLimit::read(&event.target);
+                let facts = run.facts(&snapshot, Some(&at));
+                first_limit = Some(explain_first_limit(
+                    event,
+                    run.host_start,
+                    &at.state,
+                    &facts,
+                ));
+                host_at_limit = Some(at);
+            }
+            if host_panel_at.is_none_or(|at| at.elapsed() >= HOST_PANEL_EVERY) {
+                host_panel = read_host_panel(run);
+                host_panel_at = Some(tokio::time::Instant::now());
+            }
+            let schedule = engine.schedule();
+            let controls = Controls {
+                paused: schedule.is_paused(),
+                rate_factor: schedule.factor(),
+            };
+            let view = LiveView {
+                snapshot: &snapshot,
+                first_limit: first_limit.as_ref(),
+                host: &host_panel,
+                controls,
+            };
+            for action in live.update(&view).context("cannot draw the dashboard")? {
+                match action {
+                    Action::Stop => {
+                        engine.stop(StopReason::Interrupted);
+                    }
+                    Action::TogglePause => engine.set_paused(!controls.paused),
+                    Action::RateUp => engine.set_rate_factor(controls.rate_factor * RATE_STEP_UP),
+                    Action::RateDown => {
+                        engine.set_rate_factor(controls.rate_factor * RATE_STEP_DOWN)
+                    }
+                }
             }
             if finished {
                 return Ok(Driven {
@@ -384,6 +484,51 @@ fn start_embedded_target() -> anyhow::Result<EmbeddedTarget> {
     })
 }
 
+/// The first limit with its evidence and remedy.
+fn explain_first_limit(
+    event: &FailureEvent,
+    start: &host::HostState,
+    at_limit: &host::HostState,
+    facts: &RunFacts,
+) -> FirstLimit {
+    let (evidence, remedy) = classify::explain(event, start, at_limit, facts);
+    FirstLimit {
+        kind: event.kind,
+        errno: event.errno,
+        errno_name: event.errno.and_then(errno_name).map(str::to_string),
+        syscall: event.syscall,
+        at_attempt: event.attempt,
+        at_elapsed_s: event.elapsed_s,
+        active_at: event.active,
+        source: event.source.clone(),
+        target: event.target.clone(),
+        evidence,
+        remedy,
+    }
+}
+
+/// The dashboard's host panel: fds, port range, sockets, listen drops.
+fn read_host_panel(run: &RunInfo<'_>) -> HostPanel {
+    let (fd_soft, fd_hard) = run.fd_limits;
+    let counters = host::read_counters();
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    HostPanel {
+        fds_in_use: host::open_fd_count(),
+        fd_soft,
+        fd_hard,
+        port_range: range.and_then(|r| {
+            let mut parts = r.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((parts.next()??, parts.next()??))
+        }),
+        tcp_inuse: counters.get("sockstat.tcp_inuse").copied(),
+        tcp_time_wait: counters.get("sockstat.tcp_tw").copied(),
+        listen_drops_delta: run
+            .listen_drops_at_start
+            .zip(host::listen_drops_in(&counters))
+            .map(|(start, now)| now.saturating_sub(start)),
+    }
+}
+
 /// Host readings: at the start, when the first limit was seen, at the end.
 struct Hosts<'a> {
     start: &'a host::HostState,
@@ -401,22 +546,10 @@ fn summarize(
     (fd_soft, fd_hard): (u64, u64),
 ) -> Summary {
     let total = &last.total;
-    let first_limit = total.first_limit.as_ref().map(|event| {
-        let (evidence, remedy) = classify::explain(event, hosts.start, hosts.at_limit, facts);
-        FirstLimit {
-            kind: event.kind,
-            errno: event.errno,
-            errno_name: event.errno.and_then(errno_name).map(str::to_string),
-            syscall: event.syscall,
-            at_attempt: event.attempt,
-            at_elapsed_s: event.elapsed_s,
-            active_at: event.active,
-            source: event.source.clone(),
-            target: event.target.clone(),
-            evidence,
-            remedy,
-        }
-    });
+    let first_limit = total
+        .first_limit
+        .as_ref()
+        .map(|event| explain_first_limit(event, hosts.start, hosts.at_limit, facts));
     let mut failures: Vec<FailureGroup> = total
         .groups
         .iter()

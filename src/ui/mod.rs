@@ -9,19 +9,31 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::model::LimitKind;
+use crate::model::{FirstLimit, LimitKind};
 use crate::stats::Snapshot;
+use tui::{Action, Controls, Dashboard, HostPanel, RunContext};
 
 /// Which live output to show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
+    Tui,
     Progress,
     Plain,
     Silent,
 }
 
+/// What the live output shows at one tick.
+pub struct LiveView<'a> {
+    pub snapshot: &'a Snapshot,
+    /// The first limit, explained, once it has been seen.
+    pub first_limit: Option<&'a FirstLimit>,
+    pub host: &'a HostPanel,
+    pub controls: Controls,
+}
+
 /// The live output of one run.
 pub enum Live {
+    Tui(Box<Dashboard>),
     Progress(ProgressBar),
     /// Prints a line whenever a new second is complete.
     Plain {
@@ -31,8 +43,10 @@ pub enum Live {
 }
 
 impl Live {
-    pub fn new(output: Output, planned_connections: u64) -> Live {
-        match output {
+    pub fn new(output: Output, context: RunContext) -> std::io::Result<Live> {
+        let planned_connections = context.planned_connections;
+        Ok(match output {
+            Output::Tui => Live::Tui(Box::new(Dashboard::start(context)?)),
             Output::Progress => {
                 let bar = ProgressBar::with_draw_target(
                     Some(planned_connections),
@@ -50,21 +64,26 @@ impl Live {
             }
             Output::Plain => Live::Plain { last_row: None },
             Output::Silent => Live::Silent,
-        }
+        })
     }
 
-    pub fn update(&mut self, snapshot: &Snapshot) {
+    /// Shows the tick; returns what the user asked for (dashboard keys).
+    pub fn update(&mut self, view: &LiveView<'_>) -> std::io::Result<Vec<Action>> {
+        let snapshot = view.snapshot;
         match self {
+            Live::Tui(dashboard) => {
+                return dashboard.update(snapshot, view.first_limit, view.host, view.controls);
+            }
             Live::Progress(bar) => {
                 bar.set_position(snapshot.total.attempted);
                 bar.set_message(status(snapshot));
             }
             Live::Plain { last_row } => {
                 let Some(row) = &snapshot.last_row else {
-                    return;
+                    return Ok(Vec::new());
                 };
                 if *last_row == Some(row.elapsed_s) {
-                    return;
+                    return Ok(Vec::new());
                 }
                 *last_row = Some(row.elapsed_s);
                 eprintln!(
@@ -78,12 +97,18 @@ impl Live {
             }
             Live::Silent => {}
         }
+        Ok(Vec::new())
     }
 
     /// Leaves the terminal clean for the summary.
-    pub fn finish(&mut self) {
-        if let Live::Progress(bar) = self {
-            bar.finish_and_clear();
+    pub fn finish(self) -> std::io::Result<()> {
+        match self {
+            Live::Tui(dashboard) => dashboard.finish(),
+            Live::Progress(bar) => {
+                bar.finish_and_clear();
+                Ok(())
+            }
+            Live::Plain { .. } | Live::Silent => Ok(()),
         }
     }
 }
