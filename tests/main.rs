@@ -5,4 +5,5 @@ mod netns;
 mod results;
 mod run;
 mod serve;
+mod tui;
 mod util;

@@ -1,0 +1,104 @@
+//! The dashboard as a person sees it: the real binary in a real terminal
+//! (tmux), against a local `serve`. Skips without tmux (fails under
+//! CI=true, where .ci/run installs it).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::{Server, bin, out_dir, summary};
+
+fn have_tmux() -> bool {
+    let ok = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        let reason = "tui: skipped: tmux is not installed";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{reason}; under CI=true a skip is a failure");
+        }
+        eprintln!("{reason}");
+    }
+    ok
+}
+
+/// A detached tmux session, killed on drop.
+struct Tmux {
+    name: String,
+}
+
+impl Tmux {
+    fn start(command: &str, width: u16, height: u16) -> Tmux {
+        let name = format!("ceiling-test-{}-{}", std::process::id(), width);
+        let status = Command::new("tmux")
+            .args(["new-session", "-d", "-s", &name, "-x", &width.to_string(), "-y", &height.to_string()])
+            .arg(command)
+            .env("TERM", "xterm-256color")
+            .status()
+            .unwrap();
+        assert!(status.success(), "tmux new-session failed");
+        Tmux { name }
+    }
+
+    fn screen(&self) -> String {
+        let out = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.name]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        Command::new("tmux").args(["send-keys", "-t", &self.name, keys]).status().unwrap();
+    }
+
+    /// Waits (bounded) until the screen satisfies `ready`.
+    fn wait_for(&self, what: &str, bound: Duration, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + bound;
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "screen never showed {what}:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).status();
+    }
+}
+
+#[test]
+fn tui_shows_live_numbers_and_q_stops_with_complete_results() {
+    if !have_tmux() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    // `; sleep 30` keeps the pane (and the printed summary) after ceiling exits.
+    let command = format!(
+        "{} run --ui tui --name tuitest --target {} --connections 3000 --rate 1000 --hold 1m --out {}; sleep 30",
+        bin(),
+        server.addr(),
+        out.display()
+    );
+    let tmux = Tmux::start(&command, 120, 40);
+    let screen = tmux.wait_for("live numbers", Duration::from_secs(15), |s| {
+        s.contains("tuitest") && s.contains("1,") || s.contains("tuitest") && s.contains("2,")
+    });
+    assert!(screen.to_lowercase().contains("active"), "{screen}");
+    tmux.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !out.join("summary.json").exists() {
+        assert!(Instant::now() < deadline, "no summary.json after q:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = summary(&out);
+    assert_eq!(s["aborted"], true);
+    let attempted = s["totals"]["attempted"].as_u64().unwrap();
+    assert!((1000..3000).contains(&attempted), "{attempted}");
+    for file in ["timeseries.csv", "failures.csv", "sources.csv", "latency.csv", "connect.hgrm"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    // The terminal is back: the text summary is on the normal screen.
+    let after = tmux.wait_for("the summary", Duration::from_secs(10), |s| s.contains("first limit"));
+    assert!(after.contains("tuitest"), "{after}");
+}
