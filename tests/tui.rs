@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use crate::util::{Server, bin, out_dir, summary};
 
 fn have_tmux() -> bool {
-    let ok = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok {
         let reason = "tui: skipped: tmux is not installed";
         if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -28,7 +31,16 @@ impl Tmux {
     fn start(command: &str, width: u16, height: u16) -> Tmux {
         let name = format!("ceiling-test-{}-{}", std::process::id(), width);
         let status = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &name, "-x", &width.to_string(), "-y", &height.to_string()])
+            .args([
+                "new-session",
+                "-d",
+                "-s",
+                &name,
+                "-x",
+                &width.to_string(),
+                "-y",
+                &height.to_string(),
+            ])
             .arg(command)
             .env("TERM", "xterm-256color")
             .status()
@@ -38,12 +50,18 @@ impl Tmux {
     }
 
     fn screen(&self) -> String {
-        let out = Command::new("tmux").args(["capture-pane", "-p", "-t", &self.name]).output().unwrap();
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.name])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn keys(&self, keys: &str) {
-        Command::new("tmux").args(["send-keys", "-t", &self.name, keys]).status().unwrap();
+        Command::new("tmux")
+            .args(["send-keys", "-t", &self.name, keys])
+            .status()
+            .unwrap();
     }
 
     /// Waits (bounded) until the screen satisfies `ready`.
@@ -54,7 +72,10 @@ impl Tmux {
             if ready(&screen) {
                 return screen;
             }
-            assert!(Instant::now() < deadline, "screen never showed {what}:\n{screen}");
+            assert!(
+                Instant::now() < deadline,
+                "screen never showed {what}:\n{screen}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -62,8 +83,23 @@ impl Tmux {
 
 impl Drop for Tmux {
     fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).status();
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.name])
+            .status();
     }
+}
+
+/// The first number on the dashboard's "attempted" line.
+fn attempted_on_screen(screen: &str) -> Option<u64> {
+    let line = screen.lines().find(|l| l.contains("attempted"))?;
+    let after = &line[line.find("attempted")? + "attempted".len()..];
+    let digits: String = after
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
 }
 
 #[test]
@@ -81,24 +117,53 @@ fn tui_shows_live_numbers_and_q_stops_with_complete_results() {
         out.display()
     );
     let tmux = Tmux::start(&command, 120, 40);
-    let screen = tmux.wait_for("live numbers", Duration::from_secs(15), |s| {
-        s.contains("tuitest") && s.contains("1,") || s.contains("tuitest") && s.contains("2,")
+    // The attempted count climbs past 1,000 on the dashboard itself.
+    let screen = tmux.wait_for("1,000 attempted", Duration::from_secs(20), |s| {
+        s.contains("tuitest") && attempted_on_screen(s).is_some_and(|n| n >= 1000)
     });
-    assert!(screen.to_lowercase().contains("active"), "{screen}");
+    for panel in [
+        "Connections",
+        "Connect latency",
+        "Limits",
+        "Sources",
+        "Host",
+        "q  stop",
+    ] {
+        assert!(
+            screen.contains(panel),
+            "no {panel:?} on the dashboard:\n{screen}"
+        );
+    }
+    // p pauses: the header says so.
+    tmux.keys("p");
+    tmux.wait_for("PAUSED", Duration::from_secs(5), |s| s.contains("PAUSED"));
+    tmux.keys("p");
     tmux.keys("q");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !out.join("summary.json").exists() {
-        assert!(Instant::now() < deadline, "no summary.json after q:\n{}", tmux.screen());
+        assert!(
+            Instant::now() < deadline,
+            "no summary.json after q:\n{}",
+            tmux.screen()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let s = summary(&out);
     assert_eq!(s["aborted"], true);
     let attempted = s["totals"]["attempted"].as_u64().unwrap();
     assert!((1000..3000).contains(&attempted), "{attempted}");
-    for file in ["timeseries.csv", "failures.csv", "sources.csv", "latency.csv", "connect.hgrm"] {
+    for file in [
+        "timeseries.csv",
+        "failures.csv",
+        "sources.csv",
+        "latency.csv",
+        "connect.hgrm",
+    ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
     // The terminal is back: the text summary is on the normal screen.
-    let after = tmux.wait_for("the summary", Duration::from_secs(10), |s| s.contains("first limit"));
+    let after = tmux.wait_for("the summary", Duration::from_secs(10), |s| {
+        s.contains("first limit")
+    });
     assert!(after.contains("tuitest"), "{after}");
 }

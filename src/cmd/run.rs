@@ -27,7 +27,7 @@ use crate::scenario::{self, Scenario, ScenarioSpec};
 use crate::server::{self, ServerConfig};
 use crate::sink::{self, ResultsDir};
 use crate::stats::{Aggregator, Phase, Snapshot, percentiles};
-use crate::ui::tui::{Action, Controls, HostPanel, RunContext};
+use crate::ui::tui::{self, Action, Controls, HostPanel, RunContext};
 use crate::ui::{Live, LiveView, Output};
 
 /// How often workers' deltas are merged and the live output refreshed.
@@ -156,19 +156,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The live output for `--ui`: `auto` shows the dashboard when both stdout
-/// and stderr are terminals, a progress bar when only stderr is, and plain
-/// lines otherwise.
+/// The live output for `--ui`: `auto` shows the dashboard when stdin and
+/// stderr are terminals (it draws on stderr, so stdout can be redirected),
+/// a progress bar when only stderr is, and plain lines otherwise.
 fn choose_output(mode: UiMode) -> Output {
-    let (stdout_tty, stderr_tty) = (
-        std::io::stdout().is_terminal(),
-        std::io::stderr().is_terminal(),
-    );
+    let dashboard = tui::available();
     match mode {
-        UiMode::Auto if stdout_tty && stderr_tty => Output::Tui,
-        UiMode::Auto if stderr_tty => Output::Progress,
-        UiMode::Tui if !stdout_tty => {
-            eprintln!("ceiling: --ui tui needs a terminal on stdout: showing plain lines instead");
+        UiMode::Auto if dashboard => Output::Tui,
+        UiMode::Auto if std::io::stderr().is_terminal() => Output::Progress,
+        UiMode::Tui if !dashboard => {
+            eprintln!(
+                "ceiling: --ui tui needs a terminal (stdin and stderr): showing plain lines instead"
+            );
             Output::Plain
         }
         UiMode::Tui => Output::Tui,
@@ -430,6 +429,7 @@ fn drive(
 /// First signal: stop gracefully. Second: the user means it.
 fn on_signal(engine: &Engine) {
     if engine.stop_reason() == Some(StopReason::Interrupted) {
+        let _ = tui::restore_terminal();
         eprintln!("ceiling: interrupted again: exiting without waiting for connections to close");
         std::process::exit(i32::from(EXIT_INTERRUPTED));
     }
