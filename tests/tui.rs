@@ -29,7 +29,7 @@ struct Tmux {
 
 impl Tmux {
     fn start(command: &str, width: u16, height: u16) -> Tmux {
-        let name = format!("ceiling-test-{}-{}", std::process::id(), width);
+        let name = format!("ceiling-test-{}-{}x{}", std::process::id(), width, height);
         let status = Command::new("tmux")
             .args([
                 "new-session",
@@ -166,4 +166,43 @@ fn tui_shows_live_numbers_and_q_stops_with_complete_results() {
         s.contains("first limit")
     });
     assert!(after.contains("tuitest"), "{after}");
+}
+
+#[test]
+fn tui_with_stdout_redirected_draws_and_writes_the_summary_to_the_file() {
+    if !have_tmux() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let (tmp, out) = out_dir();
+    let printed = tmp.path().join("summary.txt");
+    let command = format!(
+        "{} run --ui tui --target {} --connections 200 --rate 1k --hold 300ms --out {} > {}; echo \"exit $?\" >> {}; sleep 30",
+        bin(),
+        server.addr(),
+        out.display(),
+        printed.display(),
+        printed.display()
+    );
+    let tmux = Tmux::start(&command, 100, 30);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&printed).unwrap_or_default();
+        if text.contains("exit ") {
+            assert!(
+                text.contains("exit 0"),
+                "{text}\nscreen:\n{}",
+                tmux.screen()
+            );
+            assert!(text.contains("established"), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not end:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(summary(&out)["totals"]["established"], 200);
 }

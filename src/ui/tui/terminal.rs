@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossterm::execute;
 use crossterm::terminal::{
-    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+    Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
@@ -50,7 +50,10 @@ impl TerminalGuard {
                 // From here on the guard's Drop restores on any error.
                 let mut guard = TerminalGuard { terminal };
                 guard.terminal.hide_cursor()?;
-                guard.terminal.clear()?;
+                // Not `Terminal::clear`: it asks the terminal for the cursor
+                // position on stdout, which times out when stdout is
+                // redirected (`ceiling run > summary.txt`).
+                execute!(io::stderr(), Clear(ClearType::All))?;
                 Ok(guard)
             }
             Err(err) => {
