@@ -328,6 +328,19 @@ pub struct Summary {
     pub host: HostReport,
 }
 
+/// `28232` as `28,232`: counts people read, on screen and in summaries.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The symbolic name of an errno, e.g. `EADDRNOTAVAIL`, for the errnos that
 /// matter to connection limits; `None` for others (the number is kept).
 pub fn errno_name(errno: i32) -> Option<&'static str> {
@@ -369,6 +382,14 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
             assert_eq!(LimitKind::ALL[kind.index()], kind);
         }
+    }
+
+    #[test]
+    fn thousands_groups_digits() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 
     #[test]

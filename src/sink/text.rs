@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::model::{FirstLimit, LimitKind, Percentiles, Summary, Syscall, errno_name};
+use crate::model::{FirstLimit, LimitKind, Percentiles, Summary, Syscall, errno_name, thousands};
 
 /// Lines are wrapped to this many columns.
 const WIDTH: usize = 80;
@@ -207,19 +207,6 @@ fn wrap(out: &mut String, prefix: &str, text: &str) {
         line_has_words = true;
     }
     let _ = writeln!(out, "{line}");
-}
-
-/// 1234567 → "1,234,567".
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Microseconds in a readable unit, about three significant digits:

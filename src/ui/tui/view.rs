@@ -22,7 +22,7 @@ use ratatui::widgets::{
 
 use super::history::History;
 use super::{Controls, HostPanel, RunContext};
-use crate::model::{FirstLimit, LimitKind, Percentiles};
+use crate::model::{FirstLimit, LimitKind, Percentiles, thousands};
 use crate::stats::{self, Snapshot, SourceCounters};
 
 /// Terminals narrower than this get the compact view.
@@ -951,19 +951,6 @@ fn render_help(frame: &mut Frame, area: Rect) {
     ));
     frame.render_widget(Clear, popup);
     frame.render_widget(Paragraph::new(lines).block(panel("Keys")), popup);
-}
-
-/// 1234567 → "1,234,567".
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Short counts for axes and bars: 950, 12.3k, 1.5M.
