@@ -308,6 +308,28 @@ pub struct HostReport {
     pub counter_deltas: BTreeMap<String, i64>,
 }
 
+/// Five points of a distribution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Spread {
+    pub min: u64,
+    pub p10: u64,
+    pub p50: u64,
+    pub p90: u64,
+    pub max: u64,
+}
+
+/// How the target's closes of held connections were spread: by the
+/// connection's age at close and by how many others were held then. One
+/// count points to a connection cap, one age to an idle timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ClosePattern {
+    pub closes: u64,
+    /// Age of the connection when the target closed it, ms.
+    pub age_ms: Spread,
+    /// Other connections held when it was closed.
+    pub others_held: Spread,
+}
+
 /// Everything `summary.json` holds. Field names are the results contract.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {

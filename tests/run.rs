@@ -162,6 +162,21 @@ fn a_server_that_closes_is_named_server_closed_with_evidence() {
     assert_eq!(first["at_attempt"], 1);
     assert_eq!(first["syscall"], "read");
     assert!(first["remedy"].as_str().unwrap().len() > 10);
+    // The closes' spread: all at once after connecting, so not a cap nor a
+    // timeout.
+    let facts = &first["evidence"]["facts"];
+    assert_eq!(facts["server_closes"]["closes"], 20, "{facts}");
+    let verdict = facts["verdict"].as_str().unwrap_or_default();
+    assert!(
+        verdict.contains("closed every connection within"),
+        "{facts}"
+    );
+    assert!(
+        first["evidence"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(verdict)
+    );
 }
 
 #[test]

@@ -12,7 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use serde_json::Value;
 
 use super::host::{self, HostState, ListenerQueue};
-use crate::model::{Evidence, FailureEvent, LimitKind, PeerClose, Syscall, errno_name};
+use crate::model::{
+    ClosePattern, Evidence, FailureEvent, LimitKind, PeerClose, Syscall, errno_name,
+};
 
 /// Facts about the run the explanation needs.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,6 +35,56 @@ pub struct RunFacts {
     /// The target's listener queue, read when the limit was hit (target on
     /// this host only): says at which count it stopped accepting.
     pub target_listener: Option<ListenerQueue>,
+    /// How the target's closes of held connections were spread, when it
+    /// closed any: tells a cap from a timeout.
+    pub close_pattern: Option<ClosePattern>,
+}
+
+/// Fewest closes a verdict is drawn from.
+const VERDICT_MIN_CLOSES: u64 = 3;
+
+/// Cap or timeout, from how the target's closes were spread:
+/// - one age (p10..p90 within 5% or 200 ms) of at least 500 ms: an idle or
+///   session timeout of that age;
+/// - closed within 100 ms of connecting: the target closes every connection
+///   at once;
+/// - one count of others held (p10..p90 within 5% or 2): a connection cap of
+///   that count;
+/// - neither: no single cap or timeout (a crash, a restart, a load shedder).
+pub fn close_verdict(p: &ClosePattern) -> Option<String> {
+    if p.closes < VERDICT_MIN_CLOSES {
+        return None;
+    }
+    let tight = |s: &crate::model::Spread, floor: u64| s.p90 - s.p10 <= floor.max(s.p50 / 20);
+    let (age, held) = (&p.age_ms, &p.others_held);
+    Some(if tight(age, 200) && age.p50 >= 500 {
+        let half = (age.p90 - age.p10) as f64 / 2000.0;
+        format!(
+            "every connection closed at {:.1} ± {half:.1} s of age ({} closes): looks like an \
+             idle or session timeout of {:.0} s",
+            age.p50 as f64 / 1000.0,
+            p.closes,
+            age.p50 as f64 / 1000.0
+        )
+    } else if age.p90 < 100 {
+        format!(
+            "the target closed every connection within {} ms of connecting ({} closes): it \
+             refuses by accepting and closing",
+            age.p90, p.closes
+        )
+    } else if tight(held, 2) {
+        format!(
+            "closes came while {} others were held ({} closes, ages {}..{} ms): looks like a \
+             connection cap of ~{}",
+            held.p50, p.closes, age.min, age.max, held.p50
+        )
+    } else {
+        format!(
+            "closes came at ages {}..{} ms with {}..{} others held ({} closes): no single cap \
+             or timeout (a crash, a restart or load shedding?)",
+            age.p10, age.p90, held.p10, held.p90, p.closes
+        )
+    })
 }
 
 /// Counter deltas always shown in the facts, even when zero: a zero here is
@@ -289,6 +341,11 @@ impl Explainer<'_> {
             }
             _ if ev.kind == LimitKind::ServerClosed => m.push_str("; it sent nothing"),
             _ => {}
+        }
+        if ev.kind == LimitKind::ServerClosed
+            && let Some(verdict) = self.run.close_pattern.as_ref().and_then(close_verdict)
+        {
+            let _ = write!(m, "; {verdict}");
         }
         m
     }
@@ -642,6 +699,14 @@ impl Explainer<'_> {
         }
         if let Some(n) = ev.syn_retransmits {
             f.insert("syn_retransmits".into(), Value::from(n));
+        }
+        if let Some(pattern) = &run.close_pattern {
+            if let Ok(value) = serde_json::to_value(pattern) {
+                f.insert("server_closes".into(), value);
+            }
+            if let Some(verdict) = close_verdict(pattern) {
+                f.insert("verdict".into(), Value::from(verdict));
+            }
         }
         if let Some(age) = ev.age_ms {
             f.insert("age_ms".into(), Value::from(age));

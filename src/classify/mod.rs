@@ -19,7 +19,7 @@ use std::io;
 
 use crate::model::{LimitKind, Syscall};
 
-pub use explain::{RunFacts, explain};
+pub use explain::{RunFacts, close_verdict, explain};
 
 /// What the engine knew about the attempt when it failed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -252,6 +252,7 @@ impl Worker {
                 event.server_bytes = bytes;
                 self.record(|d| {
                     d.closed_by_server += 1;
+                    d.record_server_close(age_ms, active_before.saturating_sub(1));
                     source_closed(d);
                 });
                 self.failed(event, endpoint);

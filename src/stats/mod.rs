@@ -14,7 +14,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::model::{
-    FailureEvent, LimitKind, Percentiles, STALL_MIN_SLOW_CALLS, SourceSummary, Syscall, Warnings,
+    ClosePattern, FailureEvent, LimitKind, Percentiles, STALL_MIN_SLOW_CALLS, SourceSummary,
+    Spread, Syscall, Warnings,
 };
 
 /// Highest latency a histogram tracks, in microseconds (10 minutes); larger
@@ -29,6 +30,26 @@ pub fn new_histogram() -> Histogram<u64> {
 /// Records one microsecond value, clamping to the histogram's range.
 pub fn record_us(hist: &mut Histogram<u64>, us: u64) {
     hist.saturating_record(us.clamp(1, HIST_MAX_US));
+}
+
+/// A coarse histogram (2 significant figures) for counts and ages whose
+/// shape matters more than their last digit.
+pub fn new_coarse_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIST_MAX_US, 2).expect("valid histogram bounds")
+}
+
+/// Min, p10, p50, p90 and max of a histogram; zeros when empty.
+pub fn spread(hist: &Histogram<u64>) -> Spread {
+    if hist.is_empty() {
+        return Spread::default();
+    }
+    Spread {
+        min: hist.min(),
+        p10: hist.value_at_quantile(0.10),
+        p50: hist.value_at_quantile(0.50),
+        p90: hist.value_at_quantile(0.90),
+        max: hist.max(),
+    }
 }
 
 /// Percentiles of a histogram; all zero when it is empty.
@@ -108,6 +129,11 @@ pub struct Delta {
     pub warnings: Warnings,
     pub connect_us: Histogram<u64>,
     pub rtt_us: Histogram<u64>,
+    /// Age at close of the held connections the target closed, ms + 1
+    /// (histograms start at 1).
+    pub server_close_age_ms: Histogram<u64>,
+    /// Others held when the target closed one, + 1.
+    pub server_close_others: Histogram<u64>,
     /// Indexed like the plan's source list.
     pub sources: Vec<SourceCounters>,
 }
@@ -126,6 +152,8 @@ impl Delta {
             warnings: Warnings::default(),
             connect_us: new_histogram(),
             rtt_us: new_histogram(),
+            server_close_age_ms: new_coarse_histogram(),
+            server_close_others: new_coarse_histogram(),
             sources: vec![SourceCounters::default(); source_count],
         }
     }
@@ -163,6 +191,12 @@ impl Delta {
         self.rtt_us
             .add(&other.rtt_us)
             .expect("histograms share bounds");
+        self.server_close_age_ms
+            .add(&other.server_close_age_ms)
+            .expect("histograms share bounds");
+        self.server_close_others
+            .add(&other.server_close_others)
+            .expect("histograms share bounds");
         if self.sources.len() < other.sources.len() {
             self.sources
                 .resize(other.sources.len(), SourceCounters::default());
@@ -176,6 +210,32 @@ impl Delta {
     pub fn take(&mut self) -> Delta {
         let empty = Delta::new(self.sources.len());
         std::mem::replace(self, empty)
+    }
+
+    /// Records that the target closed a held connection of this age while
+    /// `others` more were held.
+    pub fn record_server_close(&mut self, age_ms: u64, others: u64) {
+        self.server_close_age_ms
+            .saturating_record(age_ms.saturating_add(1).min(HIST_MAX_US));
+        self.server_close_others
+            .saturating_record(others.saturating_add(1).min(HIST_MAX_US));
+    }
+
+    /// How the target's closes were spread; None when it closed none.
+    pub fn close_pattern(&self) -> Option<ClosePattern> {
+        let closes = self.server_close_age_ms.len();
+        let minus_one = |s: Spread| Spread {
+            min: s.min - 1,
+            p10: s.p10 - 1,
+            p50: s.p50 - 1,
+            p90: s.p90 - 1,
+            max: s.max - 1,
+        };
+        (closes > 0).then(|| ClosePattern {
+            closes,
+            age_ms: minus_one(spread(&self.server_close_age_ms)),
+            others_held: minus_one(spread(&self.server_close_others)),
+        })
     }
 
     /// Attempts started whose connect has not resolved yet (cumulative
@@ -471,6 +531,7 @@ mod tests {
         assert_eq!(merged.failed, 3);
         assert_eq!(merged.active(), 6);
         assert_eq!(merged.connect_us.len(), 2);
+        assert!(merged.close_pattern().is_none());
         // Refused is not a limit: the first limit is the earliest limit.
         assert_eq!(merged.first_limit.as_ref().unwrap().attempt, 13);
         let group = &merged.groups[&(
@@ -483,6 +544,23 @@ mod tests {
         assert_eq!(group.last_elapsed_s, 2.0);
         assert_eq!(merged.sources[1].failed, 2);
         assert_eq!(merged.failures_by_kind[LimitKind::Refused.index()], 1);
+    }
+
+    #[test]
+    fn server_closes_merge_into_one_pattern() {
+        let mut a = Delta::new(0);
+        a.record_server_close(60_000, 10);
+        a.record_server_close(60_010, 30);
+        let mut b = Delta::new(0);
+        b.record_server_close(59_990, 20);
+        let mut merged = Delta::new(0);
+        merged.merge(&a);
+        merged.merge(&b);
+        let p = merged.close_pattern().unwrap();
+        assert_eq!(p.closes, 3);
+        // 2 significant figures: 60,000 ± 1%.
+        assert!((59_400..=60_600).contains(&p.age_ms.p50), "{p:?}");
+        assert_eq!((p.others_held.min, p.others_held.max), (10, 30));
     }
 
     #[test]

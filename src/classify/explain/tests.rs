@@ -527,3 +527,54 @@ fn formatting_helpers() {
     assert_eq!(parse_ip("127.0.0.1"), Some("127.0.0.1".parse().unwrap()));
     assert_eq!(parse_ip(""), None);
 }
+
+fn pattern(closes: u64, age: [u64; 5], held: [u64; 5]) -> ClosePattern {
+    let spread = |v: [u64; 5]| crate::model::Spread {
+        min: v[0],
+        p10: v[1],
+        p50: v[2],
+        p90: v[3],
+        max: v[4],
+    };
+    ClosePattern {
+        closes,
+        age_ms: spread(age),
+        others_held: spread(held),
+    }
+}
+
+#[test]
+fn closes_at_one_age_read_as_a_timeout() {
+    // Idle timeout of 60 s: ages within ±100 ms, held counts all over.
+    let p = pattern(
+        500,
+        [59_950, 59_980, 60_010, 60_090, 60_120],
+        [10, 80, 250, 450, 499],
+    );
+    let verdict = close_verdict(&p).unwrap();
+    assert!(verdict.contains("60.0 ± 0.1 s"), "{verdict}");
+    assert!(verdict.contains("timeout of 60 s"), "{verdict}");
+}
+
+#[test]
+fn closes_at_one_held_count_read_as_a_cap() {
+    // Cap of 50 (close-oldest): ages vary, 50 others held every time.
+    let p = pattern(100, [900, 1_500, 3_000, 6_000, 7_000], [50, 50, 50, 51, 51]);
+    let verdict = close_verdict(&p).unwrap();
+    assert!(verdict.contains("connection cap of ~50"), "{verdict}");
+    assert!(!verdict.contains("timeout"), "{verdict}");
+}
+
+#[test]
+fn immediate_closes_and_scattered_closes_are_named_as_such() {
+    let at_once = pattern(20, [0, 0, 1, 2, 3], [0, 0, 1, 2, 3]);
+    assert!(close_verdict(&at_once).unwrap().contains("within 2 ms"));
+    let scattered = pattern(30, [100, 400, 2_000, 9_000, 9_500], [3, 10, 40, 90, 95]);
+    assert!(
+        close_verdict(&scattered)
+            .unwrap()
+            .contains("no single cap or timeout")
+    );
+    let too_few = pattern(2, [60_000; 5], [5; 5]);
+    assert_eq!(close_verdict(&too_few), None);
+}
