@@ -368,3 +368,35 @@ fn hold_until_end_closes_everything_at_the_duration() {
     assert!((1.4..4.0).contains(&duration), "ran {duration} s");
     assert_eq!(s["aborted"], false);
 }
+
+#[test]
+fn a_server_that_never_echoes_is_reported_connection_by_connection() {
+    // `serve --mode hold` reads and discards: every echo request goes
+    // unanswered, as past the cap of a server that accepts and queues.
+    let server = Server::start(&["--mode", "hold"]);
+    let Finished {
+        summary: s,
+        output,
+        _tmp,
+        ..
+    } = run_ok(&[
+        "--target",
+        &server.addr(),
+        "--connections",
+        "10",
+        "--rate",
+        "0",
+        "--mode",
+        "echo",
+        "--interval",
+        "100ms",
+        "--hold",
+        "600ms",
+    ]);
+    let w = &s["warnings"];
+    assert_eq!(w["echo_silent_connections"], 10, "{w}");
+    assert_eq!(w["echo_silent_first_attempt"], 1, "{w}");
+    assert!(w["echo_unanswered"].as_u64().unwrap() >= 10, "{w}");
+    assert_eq!(s["latency"]["rtt_us"]["count"], 0);
+    assert!(text(&output.stdout).contains("no echo reply at all"));
+}

@@ -40,6 +40,8 @@ pub struct Echo {
 pub trait HoldObserver {
     fn rtt(&self, rtt: Duration);
     fn echo_unanswered(&self);
+    /// The connection sent echo requests and never got a reply.
+    fn echo_silent(&self);
 }
 
 /// Keeps unsolicited bytes from the server, up to [`EVIDENCE_BYTES`].
@@ -132,6 +134,28 @@ async fn hold_echo(
     echo: &Echo,
     observer: &impl HoldObserver,
 ) -> HoldEnd {
+    let mut tally = EchoTally::default();
+    let end = echo_until_end(stream, until, echo, observer, &mut tally).await;
+    if tally.sent > 0 && tally.replies == 0 {
+        observer.echo_silent();
+    }
+    end
+}
+
+/// Echo requests sent and replies received on one connection.
+#[derive(Default)]
+struct EchoTally {
+    sent: u64,
+    replies: u64,
+}
+
+async fn echo_until_end(
+    stream: &TcpStream,
+    until: Instant,
+    echo: &Echo,
+    observer: &impl HoldObserver,
+    tally: &mut EchoTally,
+) -> HoldEnd {
     let mut evidence = Evidence::default();
     let expiry = sleep_until(until);
     let next_send = sleep_until(Instant::now());
@@ -152,6 +176,7 @@ async fn hold_echo(
                     return server_closed(Some(e), evidence);
                 }
                 sent_at = Some(Instant::now());
+                tally.sent += 1;
                 echoed = 0;
             }
             ready = stream.readable() => {
@@ -166,6 +191,7 @@ async fn hold_echo(
                             echoed += n;
                             if echoed >= echo.message.len() {
                                 observer.rtt(at.elapsed());
+                                tally.replies += 1;
                                 sent_at = None;
                             }
                         }

@@ -170,7 +170,11 @@ impl Worker {
                     HoldMode::For(hold) => established_at + hold,
                     HoldMode::UntilEnd => self.shared.run_deadline(),
                 };
-                let end = hold::hold(&stream, until, settings.echo.as_ref(), &*self).await;
+                let observer = AttemptObserver {
+                    worker: &self,
+                    attempt: index + 1,
+                };
+                let end = hold::hold(&stream, until, settings.echo.as_ref(), &observer).await;
                 drop(stream);
                 let age = established_at.elapsed();
                 self.closed(index, &endpoint, end, age);
@@ -375,13 +379,32 @@ impl Worker {
     }
 }
 
-impl HoldObserver for Worker {
+/// What one held connection reports, with its attempt number.
+struct AttemptObserver<'a> {
+    worker: &'a Worker,
+    attempt: u64,
+}
+
+impl HoldObserver for AttemptObserver<'_> {
     fn rtt(&self, rtt: Duration) {
-        self.record(|d| record_us(&mut d.rtt_us, rtt.as_micros() as u64));
+        self.worker
+            .record(|d| record_us(&mut d.rtt_us, rtt.as_micros() as u64));
     }
 
     fn echo_unanswered(&self) {
-        self.record(|d| d.warnings.echo_unanswered += 1);
+        self.worker.record(|d| d.warnings.echo_unanswered += 1);
+    }
+
+    fn echo_silent(&self) {
+        let attempt = self.attempt;
+        self.worker.record(|d| {
+            let w = &mut d.warnings;
+            w.echo_silent_connections += 1;
+            w.echo_silent_first_attempt = Some(
+                w.echo_silent_first_attempt
+                    .map_or(attempt, |a| a.min(attempt)),
+            );
+        });
     }
 }
 

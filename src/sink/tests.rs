@@ -132,6 +132,7 @@ fn fixture() -> (Summary, Snapshot) {
             connect_syscall_max_us: 1_840,
             syn_retransmit_handshakes: 3,
             echo_unanswered: 0,
+            ..Default::default()
         },
         latency,
         sources: vec![

@@ -134,6 +134,18 @@ fn warnings(out: &mut String, summary: &Summary) {
             String::new(),
         ),
         ("echo requests unanswered", w.echo_unanswered, String::new()),
+        (
+            "connections with no echo reply at all",
+            w.echo_silent_connections,
+            w.echo_silent_first_attempt
+                .map(|first| {
+                    format!(
+                        "from #{} on: a server that accepts and queues?",
+                        thousands(first)
+                    )
+                })
+                .unwrap_or_default(),
+        ),
     ]
     .into_iter()
     .filter(|(_, count, _)| *count > 0)

@@ -185,6 +185,12 @@ impl Delta {
         w.connect_syscall_max_us = w.connect_syscall_max_us.max(o.connect_syscall_max_us);
         w.syn_retransmit_handshakes += o.syn_retransmit_handshakes;
         w.echo_unanswered += o.echo_unanswered;
+        w.echo_silent_connections += o.echo_silent_connections;
+        w.echo_silent_first_attempt =
+            match (w.echo_silent_first_attempt, o.echo_silent_first_attempt) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
         self.connect_us
             .add(&other.connect_us)
             .expect("histograms share bounds");
