@@ -46,8 +46,8 @@ const VERDICT_MIN_CLOSES: u64 = 3;
 /// Cap or timeout, from how the target's closes were spread:
 /// - one age (p10..p90 within 5% or 200 ms) of at least 500 ms: an idle or
 ///   session timeout of that age;
-/// - closed within 100 ms of connecting: the target closes every connection
-///   at once;
+/// - within 100 ms of connecting with (almost) nothing else held: the target
+///   closes every connection at once;
 /// - one count of others held (p10..p90 within 5% or 2): a connection cap of
 ///   that count;
 /// - neither: no single cap or timeout (a crash, a restart, a load shedder).
@@ -66,7 +66,7 @@ pub fn close_verdict(p: &ClosePattern) -> Option<String> {
             p.closes,
             age.p50 as f64 / 1000.0
         )
-    } else if age.p90 < 100 {
+    } else if age.p90 < 100 && held.p90 <= 2 {
         format!(
             "the target closed every connection within {} ms of connecting ({} closes): it \
              refuses by accepting and closing",

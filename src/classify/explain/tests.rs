@@ -569,6 +569,9 @@ fn closes_at_one_held_count_read_as_a_cap() {
 fn immediate_closes_and_scattered_closes_are_named_as_such() {
     let at_once = pattern(20, [0, 0, 1, 2, 3], [0, 0, 1, 2, 3]);
     assert!(close_verdict(&at_once).unwrap().contains("within 2 ms"));
+    // Rejected at once past a cap of 50 (accept, message, close): a cap.
+    let rejected = pattern(100, [0, 0, 1, 2, 5], [50, 50, 50, 50, 50]);
+    assert!(close_verdict(&rejected).unwrap().contains("cap of ~50"));
     let scattered = pattern(30, [100, 400, 2_000, 9_000, 9_500], [3, 10, 40, 90, 95]);
     assert!(
         close_verdict(&scattered)
