@@ -171,6 +171,43 @@ pub struct ServeArgs {
     /// Listen but never accept (reproduces listen backlog overflow).
     #[arg(long)]
     pub no_accept: bool,
+
+    /// Server model: async (one small task per connection, epoll) or
+    /// threads (one OS thread per connection, blocking I/O).
+    #[arg(long, value_name = "async|threads", default_value = "async", value_parser = crate::server::parse_model)]
+    pub model: crate::server::Model,
+
+    /// Stack size of each connection thread with --model threads: bytes,
+    /// or with k (KiB) or m (MiB), e.g. 64k, 1m.
+    #[arg(long, value_name = "SIZE", default_value = "64k", value_parser = crate::server::parse_size)]
+    pub thread_stack: usize,
+
+    /// Serve at most N connections at once; --when-full says what happens
+    /// to the next one.
+    #[arg(long, value_name = "N", value_parser = crate::server::parse_max_conns)]
+    pub max_conns: Option<usize>,
+
+    /// With --max-conns, what a new connection gets while N are served:
+    /// close (message, then FIN), reset (RST), stop-accepting (wait in the
+    /// backlog), close-oldest (the oldest is closed to make room), queue
+    /// (accepted, served when a slot frees). Default close.
+    #[arg(long, value_name = "POLICY", requires = "max_conns", value_parser = crate::server::parse_when_full)]
+    pub when_full: Option<crate::server::WhenFull>,
+
+    /// Written to a connection before it is turned away (--when-full close,
+    /// or no thread for it). Default: a line naming the reason.
+    #[arg(long, value_name = "TEXT")]
+    pub reject_message: Option<String>,
+
+    /// Close a connection that has received nothing for this long (e.g.
+    /// 500ms, 60s).
+    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// Print accepted, held, rejected, threads, RSS, context switches and
+    /// CPU time once a second (they are printed at exit anyway).
+    #[arg(long)]
+    pub stats: bool,
 }
 
 impl Default for ServeArgs {
@@ -180,6 +217,13 @@ impl Default for ServeArgs {
             mode: ServeMode::Hold,
             backlog: 4096,
             no_accept: false,
+            model: crate::server::Model::Async,
+            thread_stack: crate::server::DEFAULT_THREAD_STACK,
+            max_conns: None,
+            when_full: None,
+            reject_message: None,
+            idle_timeout: None,
+            stats: false,
         }
     }
 }

@@ -284,8 +284,9 @@ pub struct Warnings {
     pub syn_retransmit_handshakes: u64,
     /// Echo requests that got no reply within the interval.
     pub echo_unanswered: u64,
-    /// Connections that sent echo requests and never got a reply: the
-    /// signature of a server that accepts but queues (a bounded pool).
+    /// Connections whose first echo request got no reply within the
+    /// interval: the signature of a server that accepts but queues (a
+    /// bounded pool) — they are served, if at all, only when a slot frees.
     pub echo_silent_connections: u64,
     /// The lowest attempt number among them.
     pub echo_silent_first_attempt: Option<u64>,

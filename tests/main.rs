@@ -1,5 +1,6 @@
 //! The integration tests: one binary, one module per area.
 
+mod caps;
 mod cli;
 mod netns;
 mod results;

@@ -78,21 +78,57 @@ impl Server {
         self.addrs[0]
     }
 
-    /// Sends `signal`, waits for the exit and returns it with the last line.
-    fn stop_with(mut self, signal: libc::c_int) -> (ExitStatus, String) {
+    /// Sends `signal`, waits for the exit and returns it with the exit
+    /// line (`accepted ...`; periodic `stats:` lines before it skipped).
+    fn stop_with(self, signal: libc::c_int) -> (ExitStatus, String) {
+        let (status, exit_line, _) = self.stop_with_stats(signal);
+        (status, exit_line)
+    }
+
+    /// [`Server::stop_with`], also returning the `stats:` line printed
+    /// after the exit line.
+    fn stop_with_stats(mut self, signal: libc::c_int) -> (ExitStatus, String, String) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits");
         // SAFETY: kill(2) on our own child's PID, which we have not reaped.
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill");
         let status = self.wait_exit();
-        let last = self
+        let exit_line = loop {
+            let line = self
+                .lines
+                .recv_timeout(WAIT)
+                .expect("a final line after the signal");
+            if !line.starts_with("stats:") {
+                break line;
+            }
+        };
+        let stats = self
             .lines
             .recv_timeout(WAIT)
-            .expect("a final line after the signal");
-        (status, last)
+            .expect("a stats: line at exit");
+        assert!(stats.starts_with("stats: "), "{stats:?}");
+        (status, exit_line, stats)
     }
 
     fn stop(self) -> (ExitStatus, String) {
         self.stop_with(libc::SIGTERM)
+    }
+
+    /// SIGTERM: the exit status, the exit line and the `stats:` line.
+    fn stop_stats(self) -> (ExitStatus, String, String) {
+        self.stop_with_stats(libc::SIGTERM)
+    }
+
+    /// Waits (bounded) for a periodic `--stats` line containing `needle`.
+    fn wait_for_stats(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with("stats:") && line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(err) => panic!("no stats line with {needle:?} in time: {err}"),
+            }
+        }
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
@@ -149,6 +185,7 @@ fn parse_totals(line: &str) -> ServerTotals {
         peak_held: numbers[1],
         held: numbers[2],
         accept_errors: numbers[3],
+        ..ServerTotals::default()
     }
 }
 
@@ -231,7 +268,8 @@ fn hold_mode_keeps_200_connections_open_and_closes_them_at_exit() {
             accepted: 201,
             held: 200,
             peak_held: 201,
-            accept_errors: 0
+            accept_errors: 0,
+            ..ServerTotals::default()
         }
     );
     for stream in streams.iter_mut().step_by(20) {
@@ -530,11 +568,462 @@ fn library_counts_live_and_returns_totals_at_shutdown() {
             accepted: 50,
             held: 30,
             peak_held: 50,
-            accept_errors: 0
+            accept_errors: 0,
+            ..ServerTotals::default()
         }
     );
     assert_eq!(stats.totals().held, 0, "every connection closed");
     for stream in &mut streams {
         assert_eq!(stream.read(&mut [0u8; 8]).expect("EOF"), 0);
+    }
+}
+
+// ---- Server models, caps and the idle timeout (issue 7, sections 1-2) ----
+
+/// Writes `byte` and reads it back: proof the server serves this
+/// connection now.
+fn echoes(stream: &mut TcpStream, byte: u8) {
+    stream.write_all(&[byte]).unwrap();
+    let mut back = [0u8; 1];
+    stream.read_exact(&mut back).expect("an echo");
+    assert_eq!(back[0], byte);
+}
+
+/// Writes `byte` and checks that nothing comes back within `wait`: the
+/// connection is open but not served.
+fn no_echo_within(stream: &mut TcpStream, byte: u8, wait: Duration) -> bool {
+    stream.write_all(&[byte]).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let result = stream.read(&mut [0u8; 1]);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    matches!(result, Err(err) if matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
+}
+
+/// Reads to EOF (bounded by the stream's read timeout): what the server
+/// sent before closing.
+fn read_to_eof(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got)?;
+    Ok(got)
+}
+
+/// `ceiling serve --mode echo --max-conns 5 --when-full POLICY`, with five
+/// clients served (each echoed once).
+fn capped_server(policy: &str, extra: &[&str]) -> (Server, Vec<TcpStream>) {
+    let mut args = vec!["--mode", "echo", "--max-conns", "5", "--when-full", policy];
+    args.extend_from_slice(extra);
+    let server = Server::start(&args, 1);
+    let mut held: Vec<TcpStream> = (0..5).map(|_| connect(server.addr())).collect();
+    for (i, stream) in held.iter_mut().enumerate() {
+        echoes(stream, b'a' + i as u8);
+    }
+    (server, held)
+}
+
+#[test]
+fn cap_close_writes_the_message_then_fin() {
+    for model in ["async", "threads"] {
+        let (server, mut held) = capped_server("close", &["--model", model]);
+        for i in 6..=10 {
+            let mut extra = connect(server.addr());
+            let got =
+                read_to_eof(&mut extra).unwrap_or_else(|e| panic!("{model}: client {i}: {e}"));
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                "ceiling-serve: max connections (5) reached\r\n",
+                "{model}: client {i}"
+            );
+        }
+        for stream in &mut held {
+            echoes(stream, b'z');
+        }
+        let (status, last, stats) = server.stop_stats();
+        assert!(status.success());
+        assert_eq!(
+            last, "accepted 10, peak held 5, held at exit 5, accept errors 0",
+            "{model}"
+        );
+        assert!(
+            stats.contains(
+                "rejected 5 (full_close 5, full_reset 0, closed_oldest 0, thread_spawn_failed 0)"
+            ),
+            "{model}: {stats}"
+        );
+    }
+}
+
+#[test]
+fn cap_close_sends_a_custom_reject_message() {
+    let (server, _held) = capped_server("close", &["--reject-message", "busy, try later\n"]);
+    let mut extra = connect(server.addr());
+    assert_eq!(read_to_eof(&mut extra).unwrap(), b"busy, try later\n");
+}
+
+#[test]
+fn cap_reset_resets_the_connections_over_the_cap() {
+    for model in ["async", "threads"] {
+        let (server, mut held) = capped_server("reset", &["--model", model]);
+        for i in 6..=10 {
+            // The RST can come before connect() has even returned.
+            let err = match TcpStream::connect_timeout(&server.addr(), WAIT) {
+                Ok(mut extra) => {
+                    extra.set_read_timeout(Some(WAIT)).unwrap();
+                    read_to_eof(&mut extra).expect_err("a reset, not an orderly close")
+                }
+                Err(err) => err,
+            };
+            assert_eq!(
+                err.kind(),
+                ErrorKind::ConnectionReset,
+                "{model}: client {i}: {err}"
+            );
+        }
+        echoes(&mut held[0], b'z');
+        let (status, last, stats) = server.stop_stats();
+        assert!(status.success());
+        assert_eq!(
+            last,
+            "accepted 10, peak held 5, held at exit 5, accept errors 0"
+        );
+        assert!(
+            stats.contains("rejected 5 (full_close 0, full_reset 5,"),
+            "{stats}"
+        );
+    }
+}
+
+#[test]
+fn cap_stop_accepting_leaves_new_connections_in_the_backlog() {
+    for model in ["async", "threads"] {
+        let (server, mut held) = capped_server("stop-accepting", &["--model", model]);
+        // The kernel completes their handshakes into the backlog.
+        let mut waiting: Vec<TcpStream> = (6..=10).map(|_| connect(server.addr())).collect();
+        assert!(
+            no_echo_within(&mut waiting[0], b'6', Duration::from_millis(500)),
+            "{model}: the 6th was served while 5 were held"
+        );
+        for (i, stream) in waiting.iter_mut().enumerate().skip(1) {
+            assert!(
+                no_echo_within(stream, b'x', Duration::from_millis(50)),
+                "{model}: client {}",
+                i + 6
+            );
+        }
+        // One slot frees: accept() runs once more, and takes the 6th (the
+        // backlog is first in, first out).
+        close_and_wait_for_server(held.remove(0));
+        let mut back = [0u8; 1];
+        waiting[0]
+            .read_exact(&mut back)
+            .expect("the 6th served once a slot freed");
+        assert_eq!(&back, b"6");
+        for (i, stream) in waiting.iter_mut().enumerate().skip(1) {
+            assert!(
+                no_echo_within(stream, b'y', Duration::from_millis(100)),
+                "{model}: client {}",
+                i + 6
+            );
+        }
+        let (status, last) = server.stop();
+        assert!(status.success());
+        assert_eq!(
+            last, "accepted 6, peak held 5, held at exit 5, accept errors 0",
+            "{model}"
+        );
+    }
+}
+
+#[test]
+fn cap_close_oldest_closes_the_first_client_for_the_sixth() {
+    for model in ["async", "threads"] {
+        let (server, mut held) = capped_server("close-oldest", &["--model", model]);
+        let mut newer = Vec::new();
+        for (i, oldest) in held.iter_mut().enumerate() {
+            let mut stream = connect(server.addr());
+            // The oldest still held is closed (FIN) to make room.
+            assert_eq!(
+                read_to_eof(oldest).unwrap_or_else(|e| panic!("{model}: client {}: {e}", i + 1)),
+                b"",
+                "{model}: client {}",
+                i + 1
+            );
+            echoes(&mut stream, b'n');
+            newer.push(stream);
+        }
+        let (status, last, stats) = server.stop_stats();
+        assert!(status.success());
+        assert_eq!(
+            last, "accepted 10, peak held 5, held at exit 5, accept errors 0",
+            "{model}"
+        );
+        assert!(stats.contains("closed_oldest 5"), "{model}: {stats}");
+    }
+}
+
+#[test]
+fn cap_queue_serves_the_sixth_only_when_a_slot_frees() {
+    for model in ["async", "threads"] {
+        let (server, mut held) = capped_server("queue", &["--model", model]);
+        let mut sixth = connect(server.addr());
+        assert!(
+            no_echo_within(&mut sixth, b'6', Duration::from_millis(500)),
+            "{model}: the 6th was echoed while 5 were held"
+        );
+        let mut later: Vec<TcpStream> = (7..=10).map(|_| connect(server.addr())).collect();
+        for stream in &mut later {
+            assert!(
+                no_echo_within(stream, b'x', Duration::from_millis(50)),
+                "{model}"
+            );
+        }
+        close_and_wait_for_server(held.remove(0));
+        let mut back = [0u8; 1];
+        sixth
+            .read_exact(&mut back)
+            .expect("the queued 6th served once a slot freed");
+        assert_eq!(&back, b"6");
+        for stream in &mut later {
+            assert!(
+                no_echo_within(stream, b'y', Duration::from_millis(50)),
+                "{model}"
+            );
+        }
+        let (status, last, stats) = server.stop_stats();
+        assert!(status.success());
+        assert_eq!(
+            last, "accepted 10, peak held 5, held at exit 5, accept errors 0",
+            "{model}"
+        );
+        assert!(stats.contains("queued 4,"), "{model}: {stats}");
+    }
+}
+
+#[test]
+fn idle_timeout_closes_silent_connections_only() {
+    for model in ["async", "threads"] {
+        let server = Server::start(
+            &[
+                "--mode",
+                "echo",
+                "--idle-timeout",
+                "500ms",
+                "--model",
+                model,
+            ],
+            1,
+        );
+        let mut silent = connect(server.addr());
+        let mut chatty = connect(server.addr());
+        let start = Instant::now();
+        let talking = thread::spawn(move || {
+            while start.elapsed() < Duration::from_millis(1200) {
+                echoes(&mut chatty, b'c');
+                thread::sleep(Duration::from_millis(100));
+            }
+            chatty
+        });
+        assert_eq!(read_to_eof(&mut silent).expect("EOF"), b"", "{model}");
+        let age = start.elapsed();
+        assert!(
+            (Duration::from_millis(300)..Duration::from_secs(3)).contains(&age),
+            "{model}: closed after {age:?}"
+        );
+        let mut chatty = talking.join().expect("the chatty client stayed served");
+        assert!(start.elapsed() > Duration::from_secs(1));
+        assert!(still_open(&mut chatty), "{model}");
+        let (status, last, stats) = server.stop_stats();
+        assert!(status.success());
+        assert_eq!(
+            last,
+            "accepted 2, peak held 2, held at exit 1, accept errors 0"
+        );
+        assert!(stats.contains("idle closed 1,"), "{model}: {stats}");
+    }
+}
+
+#[test]
+fn threads_model_holds_20_and_reports_its_threads() {
+    let server = Server::start(&["--model", "threads", "--mode", "hold", "--stats"], 1);
+    let mut streams: Vec<TcpStream> = (0..20).map(|_| connect(server.addr())).collect();
+    for stream in &mut streams {
+        stream.write_all(b"discard me").unwrap();
+    }
+    let line = server.wait_for_stats("held 20,");
+    // 20 connection threads, plus main and the runtime's.
+    let threads: u64 = line
+        .split(", ")
+        .find_map(|part| part.strip_prefix("threads "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("threads in {line:?}"));
+    assert!(threads >= 21, "{line}");
+    for (i, stream) in streams.iter_mut().enumerate() {
+        assert!(still_open(stream), "connection {i} was closed or echoed");
+    }
+    let (status, last) = server.stop();
+    assert!(status.success());
+    assert_eq!(
+        last,
+        "accepted 20, peak held 20, held at exit 20, accept errors 0"
+    );
+    for stream in &mut streams {
+        assert_eq!(stream.read(&mut [0u8; 64]).expect("EOF at shutdown"), 0);
+    }
+}
+
+#[test]
+fn threads_model_echoes_20_and_counts_exactly() {
+    let server = Server::start(&["--model", "threads", "--mode", "echo"], 1);
+    let mut streams: Vec<TcpStream> = (0..20).map(|_| connect(server.addr())).collect();
+    for stream in &mut streams {
+        echoes(stream, b'e');
+    }
+    for stream in streams.drain(..5) {
+        close_and_wait_for_server(stream);
+    }
+    let (status, last) = server.stop();
+    assert!(status.success());
+    assert_eq!(
+        last,
+        "accepted 20, peak held 20, held at exit 15, accept errors 0"
+    );
+}
+
+/// A pids cgroup (v1) of our own, removed on drop.
+struct PidsCgroup {
+    dir: std::path::PathBuf,
+}
+
+impl PidsCgroup {
+    fn create(max: u32) -> std::io::Result<PidsCgroup> {
+        let dir = std::path::PathBuf::from(format!(
+            "/sys/fs/cgroup/pids/ceiling-test-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir(&dir)?;
+        let cgroup = PidsCgroup { dir };
+        std::fs::write(cgroup.dir.join("pids.max"), max.to_string())?;
+        Ok(cgroup)
+    }
+
+    fn add(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).expect("move into cgroup");
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        // Its processes have exited (the server is dropped first); the
+        // kernel may take a moment to let the directory go.
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("could not remove {}", self.dir.display());
+    }
+}
+
+#[test]
+fn threads_model_survives_thread_spawn_failure_in_a_pids_cgroup_needs_root() {
+    let skip = |why: String| {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "not skipped under CI: {why}"
+        );
+        eprintln!("skipped: {why}");
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip("needs root to create a pids cgroup".into());
+    }
+    let cgroup = match PidsCgroup::create(30) {
+        Ok(cgroup) => cgroup,
+        Err(err) => return skip(format!("cannot create a cgroup v1 pids group: {err}")),
+    };
+    let server = Server::start(&["--model", "threads", "--mode", "hold"], 1);
+    cgroup.add(server.child.id());
+
+    let mut streams: Vec<TcpStream> = (0..60).map(|_| connect(server.addr())).collect();
+    let mut rejected = 0u64;
+    let mut open = Vec::new();
+    // The server answers each connection at accept: a thread or the message.
+    close_and_wait_for_server(connect(server.addr()));
+    for stream in &mut streams {
+        stream.set_nonblocking(true).unwrap();
+        let mut got = vec![0u8; 128];
+        let first = stream.read(&mut got);
+        stream.set_nonblocking(false).unwrap();
+        let n = match first {
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                open.push(stream);
+                continue;
+            }
+            result => result.expect("message and EOF"),
+        };
+        got.truncate(n);
+        got.extend(read_to_eof(stream).expect("EOF after the message"));
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "ceiling-serve: cannot start a thread for this connection\r\n"
+        );
+        rejected += 1;
+    }
+    assert!(
+        rejected >= 20,
+        "{rejected} of 60 rejected under pids.max 30"
+    );
+    assert!(open.len() >= 5, "only {} of 60 held", open.len());
+
+    // It keeps serving: free slots, and new connections get threads again.
+    for stream in open.drain(..5) {
+        close_and_wait_for_server(stream.try_clone().unwrap());
+    }
+    let mut again = connect(server.addr());
+    again.write_all(b"hi").unwrap();
+    thread::sleep(Duration::from_millis(200));
+    assert!(
+        still_open(&mut again),
+        "no thread for a new connection after 5 closed"
+    );
+
+    let (status, last, stats) = server.stop_stats();
+    assert!(status.success(), "{status}");
+    let totals = parse_totals(&last);
+    assert_eq!(totals.accepted, 62, "{last}");
+    let failed: u64 = stats
+        .split_once("thread_spawn_failed ")
+        .and_then(|(_, rest)| rest.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {stats}"));
+    // The probe connection after the 60 may have been turned away too.
+    assert!(
+        failed == rejected || failed == rejected + 1,
+        "{rejected} rejected seen, {stats}"
+    );
+    drop(streams);
+}
+
+#[test]
+fn cap_usage_errors_exit_2_and_name_the_fix() {
+    let policies = "close, reset, stop-accepting, close-oldest, queue";
+    for (args, needle) in [
+        (&["--when-full", "close"][..], "--max-conns"),
+        (&["--max-conns", "0"][..], policies),
+        (&["--max-conns", "5", "--when-full", "bogus"][..], policies),
+        (&["--model", "fibers"][..], "threads"),
+        (&["--model", "threads", "--thread-stack", "64kb"][..], "64k"),
+    ] {
+        let failed = Server::try_start(args, 1)
+            .err()
+            .unwrap_or_else(|| panic!("{args:?} started"));
+        assert_eq!(failed.status.code(), Some(2), "{args:?}: {failed:?}");
+        assert!(
+            failed.stderr.contains(needle),
+            "{args:?}: {}",
+            failed.stderr
+        );
     }
 }

@@ -1,20 +1,25 @@
 //! `ceiling serve`: the built-in target server as a command.
 //!
-//! Flags become a [`ServerConfig`]; every listener prints `listening on
-//! ADDR:PORT` once it listens (scripts and tests wait for that line); Ctrl-C
-//! or SIGTERM stops the server and prints what it accepted and held.
+//! Flags become a [`ServerConfig`] and [`ServeOptions`]; every listener
+//! prints `listening on ADDR:PORT` once it listens (scripts and tests wait
+//! for that line); Ctrl-C or SIGTERM stops the server and prints what it
+//! accepted and held, then a `stats:` line (also printed once a second with
+//! `--stats`).
 
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::{ServeArgs, ServeMode};
-use crate::server::{self, Mode, ServerConfig, ServerTotals};
+use crate::server::{
+    self, Cap, Mode, ProcessFigures, ServeOptions, ServerConfig, ServerTotals, WhenFull,
+};
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = config_from(&args);
+    let (config, options) = config_from(&args);
     // Signal handlers go in before the first `listening on` line: a script
     // that sends SIGTERM as soon as it reads that line must not kill us
     // with the default action.
@@ -22,7 +27,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
 
-    let bound = server::bind(config).map_err(listen_error)?;
+    let bound = server::bind_with(config, options).map_err(listen_error)?;
     let mut lines = String::new();
     for addr in bound.local_addrs() {
         lines.push_str(&format!("listening on {addr}\n"));
@@ -35,13 +40,35 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             _ = terminate.recv() => {}
         }
     };
+    let stats = bound.stats();
+    let ticker = args.stats.then(|| {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.tick().await; // the first tick is now
+            loop {
+                every.tick().await;
+                let line = stats_line(&stats.totals(), &ProcessFigures::now());
+                if print_stdout(&format!("{line}\n")).is_err() {
+                    return;
+                }
+            }
+        })
+    });
     let totals = bound.run(shutdown).await;
-    print_stdout(&format!("{}\n", exit_line(&totals)))?;
+    if let Some(ticker) = ticker {
+        ticker.abort();
+        let _ = ticker.await;
+    }
+    print_stdout(&format!(
+        "{}\n{}\n",
+        exit_line(&totals),
+        stats_line(&totals, &ProcessFigures::now())
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The validated server configuration for these flags.
-fn config_from(args: &ServeArgs) -> ServerConfig {
+fn config_from(args: &ServeArgs) -> (ServerConfig, ServeOptions) {
     let mut listen: Vec<_> = args
         .listen
         .iter()
@@ -50,7 +77,7 @@ fn config_from(args: &ServeArgs) -> ServerConfig {
     if listen.is_empty() {
         listen.push(server::DEFAULT_LISTEN);
     }
-    ServerConfig {
+    let config = ServerConfig {
         listen,
         mode: match args.mode {
             ServeMode::Echo => Mode::Echo,
@@ -59,7 +86,19 @@ fn config_from(args: &ServeArgs) -> ServerConfig {
         },
         backlog: args.backlog,
         accept: !args.no_accept,
-    }
+    };
+    let options = ServeOptions {
+        model: args.model,
+        thread_stack: args.thread_stack,
+        // clap refuses --when-full without --max-conns.
+        cap: args.max_conns.map(|max| Cap {
+            max,
+            when_full: args.when_full.unwrap_or(WhenFull::Close),
+        }),
+        idle_timeout: args.idle_timeout,
+        reject_message: args.reject_message.clone().map(String::into_bytes),
+    };
+    (config, options)
 }
 
 /// `accepted 10000, peak held 10000, held at exit 9998, accept errors 0`
@@ -67,6 +106,35 @@ fn exit_line(totals: &ServerTotals) -> String {
     format!(
         "accepted {}, peak held {}, held at exit {}, accept errors {}",
         totals.accepted, totals.peak_held, totals.held, totals.accept_errors
+    )
+}
+
+/// `stats: accepted 10, held 5, peak held 5, queued 0, rejected 5
+/// (full_close 5, full_reset 0, closed_oldest 0, thread_spawn_failed 0),
+/// idle closed 0, threads 3, rss 5120 KiB, voluntary switches 12,
+/// involuntary switches 1, cpu user 0.010 s, cpu system 0.020 s` (one
+/// line); a figure the system does not give is `-`.
+fn stats_line(totals: &ServerTotals, process: &ProcessFigures) -> String {
+    let or_dash = |figure: Option<u64>| figure.map_or("-".to_string(), |n| n.to_string());
+    let rejected = &totals.rejected;
+    format!(
+        "stats: accepted {}, held {}, peak held {}, queued {}, rejected {} (full_close {}, full_reset {}, closed_oldest {}, thread_spawn_failed {}), idle closed {}, threads {}, rss {} KiB, voluntary switches {}, involuntary switches {}, cpu user {:.3} s, cpu system {:.3} s",
+        totals.accepted,
+        totals.held,
+        totals.peak_held,
+        totals.queued,
+        rejected.total(),
+        rejected.full_close,
+        rejected.full_reset,
+        rejected.closed_oldest,
+        rejected.thread_spawn_failed,
+        totals.idle_closed,
+        or_dash(process.threads),
+        or_dash(process.rss_kib),
+        process.voluntary_switches,
+        process.involuntary_switches,
+        process.user_cpu.as_secs_f64(),
+        process.system_cpu.as_secs_f64(),
     )
 }
 
@@ -110,7 +178,8 @@ mod tests {
 
     #[test]
     fn no_listen_flag_means_one_loopback_listener_on_a_free_port() {
-        let config = config_from(&ServeArgs::default());
+        let (config, options) = config_from(&ServeArgs::default());
+        assert_eq!(options, ServeOptions::default());
         assert_eq!(config.listen, ["127.0.0.1:0".parse().unwrap()]);
         assert_eq!(config.mode, Mode::Hold);
         assert!(config.accept);
@@ -126,8 +195,9 @@ mod tests {
             mode: ServeMode::Echo,
             backlog: 4,
             no_accept: true,
+            ..ServeArgs::default()
         };
-        let config = config_from(&args);
+        let (config, _) = config_from(&args);
         let ports: Vec<u16> = config.listen.iter().map(|a| a.port()).collect();
         assert_eq!(ports, [7070, 7071, 7072, 0]);
         assert_eq!(config.mode, Mode::Echo);
@@ -142,10 +212,62 @@ mod tests {
             held: 9_998,
             peak_held: 10_000,
             accept_errors: 0,
+            ..ServerTotals::default()
         };
         assert_eq!(
             exit_line(&totals),
             "accepted 10000, peak held 10000, held at exit 9998, accept errors 0"
+        );
+    }
+
+    #[test]
+    fn a_cap_defaults_to_close_and_the_model_and_timeout_pass_through() {
+        let args = ServeArgs {
+            model: server::Model::Threads,
+            thread_stack: 128 * 1024,
+            max_conns: Some(50),
+            idle_timeout: Some(Duration::from_secs(60)),
+            ..ServeArgs::default()
+        };
+        let (_, options) = config_from(&args);
+        assert_eq!(
+            options,
+            ServeOptions {
+                model: server::Model::Threads,
+                thread_stack: 128 * 1024,
+                cap: Some(Cap {
+                    max: 50,
+                    when_full: WhenFull::Close
+                }),
+                idle_timeout: Some(Duration::from_secs(60)),
+                reject_message: None,
+            }
+        );
+    }
+
+    #[test]
+    fn stats_line_names_every_figure() {
+        let totals = ServerTotals {
+            accepted: 10,
+            held: 5,
+            peak_held: 5,
+            rejected: server::Rejected {
+                full_close: 5,
+                ..Default::default()
+            },
+            ..ServerTotals::default()
+        };
+        let process = ProcessFigures {
+            threads: Some(3),
+            rss_kib: None,
+            voluntary_switches: 12,
+            involuntary_switches: 1,
+            user_cpu: Duration::from_millis(10),
+            system_cpu: Duration::from_millis(20),
+        };
+        assert_eq!(
+            stats_line(&totals, &process),
+            "stats: accepted 10, held 5, peak held 5, queued 0, rejected 5 (full_close 5, full_reset 0, closed_oldest 0, thread_spawn_failed 0), idle closed 0, threads 3, rss - KiB, voluntary switches 12, involuntary switches 1, cpu user 0.010 s, cpu system 0.020 s"
         );
     }
 }

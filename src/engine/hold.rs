@@ -40,7 +40,8 @@ pub struct Echo {
 pub trait HoldObserver {
     fn rtt(&self, rtt: Duration);
     fn echo_unanswered(&self);
-    /// The connection sent echo requests and never got a reply.
+    /// The connection's first echo request got no reply within the
+    /// interval (reported once per connection).
     fn echo_silent(&self);
 }
 
@@ -135,18 +136,16 @@ async fn hold_echo(
     observer: &impl HoldObserver,
 ) -> HoldEnd {
     let mut tally = EchoTally::default();
-    let end = echo_until_end(stream, until, echo, observer, &mut tally).await;
-    if tally.sent > 0 && tally.replies == 0 {
-        observer.echo_silent();
-    }
-    end
+    echo_until_end(stream, until, echo, observer, &mut tally).await
 }
 
-/// Echo requests sent and replies received on one connection.
+/// Echo state of one connection that outlives a single request.
 #[derive(Default)]
 struct EchoTally {
-    sent: u64,
     replies: u64,
+    /// The first request went unanswered for a whole interval (reported
+    /// once).
+    starved: bool,
 }
 
 async fn echo_until_end(
@@ -170,13 +169,16 @@ async fn echo_until_end(
                 next_send.as_mut().reset(Instant::now() + echo.interval);
                 if sent_at.is_some() {
                     observer.echo_unanswered();
+                    if tally.replies == 0 && !tally.starved {
+                        tally.starved = true;
+                        observer.echo_silent();
+                    }
                     continue;
                 }
                 if let Err(e) = write_all(stream, &echo.message).await {
                     return server_closed(Some(e), evidence);
                 }
                 sent_at = Some(Instant::now());
-                tally.sent += 1;
                 echoed = 0;
             }
             ready = stream.readable() => {

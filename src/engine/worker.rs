@@ -23,7 +23,7 @@ use super::plan::{Endpoint, Segment};
 use super::rate::Pacer;
 use super::{Shared, StopReason};
 use crate::classify::{self, AttemptContext};
-use crate::model::{FailureEvent, Syscall};
+use crate::model::{FailureEvent, PeerClose, Syscall};
 use crate::scenario::units::HoldMode;
 use crate::stats::{Delta, record_us};
 
@@ -160,6 +160,21 @@ impl Worker {
         let opened = conn::open(bind, endpoint.target, deadline, settings.close, &mut call).await;
         self.note_connect_call(call);
         match opened {
+            // A RST that answers the SYN is ECONNREFUSED; ECONNRESET means
+            // the handshake completed and the target then reset the
+            // connection before ceiling saw it established: it was
+            // established, and the target closed it at age 0.
+            Err(error)
+                if error.syscall == Syscall::Connect && error.errno == Some(libc::ECONNRESET) =>
+            {
+                self.established(&endpoint, origin.elapsed(), 0);
+                let end = HoldEnd::ServerClosed {
+                    how: PeerClose::Rst,
+                    errno: error.errno,
+                    bytes: None,
+                };
+                self.closed(index, &endpoint, end, Duration::ZERO);
+            }
             Err(error) => self.attempt_failed(index, &endpoint, error),
             Ok(stream) => {
                 let latency = origin.elapsed();

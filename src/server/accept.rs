@@ -1,15 +1,21 @@
-//! The accept loop of one listener, and the backoff that keeps it from
-//! spinning a core when accept() fails for lack of fds or memory.
+//! The accept loop of one listener, the backoff that keeps it from
+//! spinning a core when accept() fails for lack of fds or memory, and what
+//! happens to each accepted connection: served, queued or turned away.
 
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use std::os::fd::{AsFd, AsRawFd};
 
-use super::{Mode, ServerStats, conn};
+use socket2::SockRef;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::options::{Model, WhenFull};
+use super::slots::{Admission, Reason, Shared, Slot};
+use super::{Mode, ServerStats, conn, threads};
 
 /// What an accept() error means for the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,50 +88,121 @@ impl Default for AcceptBackoff {
     }
 }
 
-/// What one accept loop owns.
-pub(super) struct AcceptLoop {
-    pub listener: TcpListener,
-    pub mode: Mode,
-    pub stats: Arc<ServerStats>,
-    /// Cloned into every connection task: `true` tells it to close.
-    pub stop: watch::Receiver<bool>,
-    /// Cloned into every connection task; the server waits until all clones
-    /// are dropped.
-    pub done: mpsc::Sender<()>,
-}
-
 /// Accepts until the task is aborted (that drops the listener).
-pub(super) async fn accept_loop(state: AcceptLoop) {
-    let AcceptLoop {
-        listener,
-        mode,
-        stats,
-        stop,
-        done,
-    } = state;
+pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut backoff = AcceptBackoff::new();
+    let holds = matches!(shared.mode, Mode::Hold | Mode::Echo);
+    let stop_accepting = holds && shared.when_full == Some(WhenFull::StopAccepting);
     loop {
+        // stop-accepting: take the slot first, so while the server is full
+        // nothing calls accept() and the kernel's backlog does the waiting.
+        let reserved = match (&shared.permits, stop_accepting) {
+            (Some(permits), true) => Arc::clone(permits).acquire_owned().await.ok(),
+            _ => None,
+        };
         match listener.accept().await {
             Ok((stream, _peer)) => {
                 backoff.succeeded();
-                stats.accepted.fetch_add(1, Ordering::Relaxed);
-                match mode {
-                    Mode::Close => drop(stream),
-                    Mode::Hold | Mode::Echo => {
-                        let held = stats.hold();
-                        tokio::spawn(conn::serve(stream, mode, held, stop.clone(), done.clone()));
+                shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                if !holds {
+                    drop(stream);
+                    continue;
+                }
+                let admission = match reserved {
+                    Some(permit) => Admission::Serve(Some(permit)),
+                    None => shared.admit(),
+                };
+                match admission {
+                    Admission::Serve(permit) => start(&shared, stream, permit),
+                    Admission::Reject(reason) => reject(&shared, &stream, reason),
+                    Admission::Wait => {
+                        tokio::spawn(wait_for_slot(Arc::clone(&shared), stream));
                     }
                 }
             }
             Err(err) => match classify_accept_error(&err) {
                 AcceptErrorKind::Connection => continue,
                 AcceptErrorKind::Resource => {
-                    stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                    shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(backoff.failed()).await;
                 }
             },
         }
     }
+}
+
+/// Serves `stream` in a slot: a task (async model) or a thread.
+fn start(shared: &Arc<Shared>, stream: TcpStream, permit: Option<OwnedSemaphorePermit>) {
+    match shared.model {
+        Model::Async => {
+            let fd = stream.as_raw_fd();
+            if let Some(slot) = Slot::take(shared, fd, permit) {
+                tokio::spawn(conn::serve(stream, slot.hold(), shared.stop.clone()));
+            }
+        }
+        Model::Threads => threads::start(shared, stream, permit),
+    }
+}
+
+/// A queued connection: accepted, not read, not written, until a slot
+/// frees or the server stops.
+async fn wait_for_slot(shared: Arc<Shared>, stream: TcpStream) {
+    let Some(permits) = shared.permits.clone() else {
+        return start(&shared, stream, None);
+    };
+    let queued = QueuedGuard::new(&shared.stats);
+    let mut stop = shared.stop.clone();
+    tokio::select! {
+        permit = permits.acquire_owned() => {
+            drop(queued);
+            start(&shared, stream, permit.ok());
+        }
+        _ = stop.wait_for(|stop| *stop) => {}
+    }
+}
+
+/// One connection in [`ServerStats::queued`] until dropped.
+struct QueuedGuard(Arc<ServerStats>);
+
+impl QueuedGuard {
+    fn new(stats: &Arc<ServerStats>) -> Self {
+        stats.queued.fetch_add(1, Ordering::Relaxed);
+        QueuedGuard(Arc::clone(stats))
+    }
+}
+
+impl Drop for QueuedGuard {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Turns a connection away: counts it, then writes the message and closes
+/// (FIN), or closes with SO_LINGER 0 (RST). Never waits: the message goes
+/// into a fresh socket's empty send buffer, or not at all.
+pub(super) fn reject(shared: &Shared, stream: &impl AsFd, reason: Reason) {
+    let rejected = &shared.stats.rejected;
+    let socket = SockRef::from(stream);
+    let message = match reason {
+        Reason::FullClose => {
+            rejected.full_close.fetch_add(1, Ordering::Relaxed);
+            &shared.full_message
+        }
+        Reason::ThreadSpawnFailed => {
+            rejected.thread_spawn_failed.fetch_add(1, Ordering::Relaxed);
+            &shared.spawn_failed_message
+        }
+        Reason::FullReset => {
+            rejected.full_reset.fetch_add(1, Ordering::Relaxed);
+            let _ = socket.set_linger(Some(Duration::ZERO));
+            return;
+        }
+    };
+    if !message.is_empty() {
+        let _ = socket.send_with_flags(message, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL);
+    }
+    // The FIN now, whatever the caller does with the socket next.
+    let _ = socket.shutdown(std::net::Shutdown::Write);
 }
 
 #[cfg(test)]

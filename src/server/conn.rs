@@ -1,5 +1,5 @@
-//! One held connection: hold (read and discard) or echo, until EOF, an
-//! error, or the server's stop signal.
+//! One held connection (async model): hold (read and discard) or echo,
+//! until EOF, an error, the idle timeout, or the server's stop signal.
 //!
 //! The task keeps read interest (tokio registers EPOLLIN | EPOLLRDHUP), so a
 //! peer's FIN or RST ends it at once instead of leaving a dead socket counted
@@ -9,11 +9,15 @@
 //! scratch buffer's worth, until they can be written.
 
 use std::io;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
-use super::{HeldGuard, Mode};
+use super::Mode;
+use super::slots::Slot;
 
 /// Bytes read per read() call.
 const SCRATCH: usize = 8 * 1024;
@@ -22,40 +26,58 @@ const SCRATCH: usize = 8 * 1024;
 /// fast sender cannot starve the rest.
 const READS_PER_WAKE: usize = 16;
 
-/// Serves one accepted connection; every argument is held only to be
-/// dropped when it ends (`held` goes down, the socket closes, the server's
-/// completion channel loses a sender).
-pub(super) async fn serve(
-    stream: TcpStream,
-    mode: Mode,
-    held: HeldGuard,
-    mut stop: watch::Receiver<bool>,
-    done: mpsc::Sender<()>,
-) {
+/// Serves one accepted connection; `slot` and `stream` are held only to be
+/// dropped when it ends (`held` goes down, the registry forgets the socket,
+/// a waiting connection may take the slot, then the socket closes).
+pub(super) async fn serve(stream: TcpStream, slot: Slot, mut stop: watch::Receiver<bool>) {
+    let shared = slot.shared();
     tokio::select! {
-        _ = handle(&stream, mode) => {}
+        end = handle(&stream, shared.mode, shared.idle_timeout) => {
+            if let Ok(End::Idle) = end {
+                shared.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         _ = stop.wait_for(|stop| *stop) => {}
     }
-    // `held` goes down before the socket closes: whoever sees the close
-    // (a client reading EOF) must find the count already updated.
-    drop(held);
+    // The slot goes before the socket closes: whoever sees the close (a
+    // client reading EOF) must find the count already updated.
+    drop(slot);
     drop(stream);
-    drop(done);
 }
 
-/// Runs until EOF or an error; both end the connection the same way.
-async fn handle(stream: &TcpStream, mode: Mode) -> io::Result<()> {
+/// Why [`handle`] returned.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    Eof,
+    /// Nothing arrived for the idle timeout.
+    Idle,
+}
+
+/// Runs until EOF, the idle timeout or an error; all end the connection.
+async fn handle(stream: &TcpStream, mode: Mode, idle: Option<Duration>) -> io::Result<End> {
     // Empty until an echo peer stops reading; an empty Vec owns no memory.
     let mut unsent: Vec<u8> = Vec::new();
+    let mut idle_at = idle.map(|idle| Instant::now() + idle);
     loop {
         if !unsent.is_empty() {
             stream.writable().await?;
             write_some(stream, &mut unsent)?;
             continue;
         }
-        stream.readable().await?;
-        if let Step::Eof = read_some(stream, mode, &mut unsent)? {
-            return Ok(());
+        match idle_at {
+            Some(at) => match tokio::time::timeout_at(at, stream.readable()).await {
+                Ok(ready) => ready?,
+                Err(_elapsed) => return Ok(End::Idle),
+            },
+            None => stream.readable().await?,
+        }
+        match read_some(stream, mode, &mut unsent)? {
+            Step::Eof => return Ok(End::Eof),
+            Step::Open { received } => {
+                if received {
+                    idle_at = idle.map(|idle| Instant::now() + idle);
+                }
+            }
         }
     }
 }
@@ -63,8 +85,9 @@ async fn handle(stream: &TcpStream, mode: Mode) -> io::Result<()> {
 /// What a burst of reads found.
 #[derive(Debug, PartialEq, Eq)]
 enum Step {
-    /// Nothing more to read now (or the burst limit was reached).
-    Open,
+    /// Nothing more to read now (or the burst limit was reached); whether
+    /// any byte arrived.
+    Open { received: bool },
     /// The peer closed its side.
     Eof,
 }
@@ -74,22 +97,26 @@ enum Step {
 /// cannot take; stops reading as soon as anything is unsent.
 fn read_some(stream: &TcpStream, mode: Mode, unsent: &mut Vec<u8>) -> io::Result<Step> {
     let mut scratch = [0u8; SCRATCH];
+    let mut received = false;
     for _ in 0..READS_PER_WAKE {
         let n = match stream.try_read(&mut scratch) {
             Ok(0) => return Ok(Step::Eof),
             Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return Ok(Step::Open),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                return Ok(Step::Open { received });
+            }
             Err(err) => return Err(err),
         };
+        received = true;
         if mode == Mode::Echo {
             let written = write_now(stream, &scratch[..n])?;
             if written < n {
                 unsent.extend_from_slice(&scratch[written..n]);
-                return Ok(Step::Open);
+                return Ok(Step::Open { received });
             }
         }
     }
-    Ok(Step::Open)
+    Ok(Step::Open { received })
 }
 
 /// Writes from the front of `unsent` what the socket takes now.
@@ -119,14 +146,19 @@ fn write_now(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsRawFd;
     use std::sync::Arc;
 
+    use tokio::sync::mpsc;
+
     use super::super::ServerStats;
+    use super::super::options::ServeOptions;
+    use super::super::slots::Shared;
     use super::*;
 
-    /// The whole per-connection task (socket, counters guard, stop and
-    /// completion handles, the state machine) stays a few hundred bytes:
-    /// the read scratch buffer is not in it (512 bytes in a debug build).
+    /// The whole per-connection task (socket, slot, stop handle, the state
+    /// machine with its idle timer) stays a few hundred bytes: the read
+    /// scratch buffer is not in it (512 bytes in a debug build).
     #[tokio::test]
     async fn connection_task_holds_no_buffer() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -136,10 +168,25 @@ mod tests {
         let stats = Arc::new(ServerStats::default());
         let (_stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, _done_rx) = mpsc::channel(1);
-        let task = serve(stream, Mode::Echo, stats.hold(), stop_rx, done_tx);
+        let options = ServeOptions {
+            idle_timeout: Some(Duration::from_secs(1)),
+            ..ServeOptions::default()
+        };
+        let shared = Arc::new(Shared::new(
+            Mode::Echo,
+            &options,
+            Arc::clone(&stats),
+            stop_rx.clone(),
+            done_tx,
+        ));
+        let slot = Slot::take(&shared, stream.as_raw_fd(), None)
+            .expect("not stopping")
+            .hold();
+        let task = serve(stream, slot, stop_rx);
         let size = std::mem::size_of_val(&task);
         assert!(size <= 1024, "connection task is {size} bytes");
         assert!(size < SCRATCH);
+        assert_eq!(stats.totals().held, 1);
         drop(task);
         assert_eq!(stats.totals().held, 0, "dropping the task releases held");
     }

@@ -15,10 +15,17 @@
 //!
 //! A held connection costs one small task and no buffer: it waits for read
 //! readiness and reads into a stack scratch buffer that never lives across
-//! an await (see the `conn` submodule).
+//! an await (see the `conn` submodule). [`bind_with`] adds
+//! [`ServeOptions`]: the threads model (`threads`), a connection cap with
+//! its [`WhenFull`] policy and an idle timeout (`slots` keeps who is
+//! served); [`ProcessFigures`] is what serving costs the process.
 
 mod accept;
 mod conn;
+mod options;
+mod process;
+mod slots;
+mod threads;
 
 use std::future::Future;
 use std::io;
@@ -31,7 +38,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use slots::Shared;
+
 pub use accept::{AcceptBackoff, AcceptErrorKind, classify_accept_error};
+pub use options::{
+    Cap, DEFAULT_THREAD_STACK, Model, ServeOptions, WhenFull, parse_max_conns, parse_model,
+    parse_size, parse_when_full,
+};
+pub use process::ProcessFigures;
 
 /// The address `ceiling serve` listens on when none is given: loopback, so
 /// the server is never reachable from outside unless asked.
@@ -83,6 +97,25 @@ impl Default for ServerConfig {
     }
 }
 
+/// Connections the server turned away or closed to make room, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rejected {
+    /// Over the cap, `close`: the reject message, then a FIN.
+    pub full_close: u64,
+    /// Over the cap, `reset`: a RST.
+    pub full_reset: u64,
+    /// Held connections closed (FIN) to make room, `close-oldest`.
+    pub closed_oldest: u64,
+    /// No thread could be started (threads model): message, then a FIN.
+    pub thread_spawn_failed: u64,
+}
+
+impl Rejected {
+    pub fn total(&self) -> u64 {
+        self.full_close + self.full_reset + self.closed_oldest + self.thread_spawn_failed
+    }
+}
+
 /// What the server did, printed at exit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerTotals {
@@ -96,6 +129,11 @@ pub struct ServerTotals {
     /// ENOBUFS, ENOMEM, ...). Errors about one aborted connection are not
     /// counted.
     pub accept_errors: u64,
+    /// Accepted, waiting for a slot (`queue`, `close-oldest`), not held.
+    pub queued: u64,
+    pub rejected: Rejected,
+    /// Held connections closed by the idle timeout.
+    pub idle_closed: u64,
 }
 
 /// Live counters shared by the accept loops and connection tasks. Reading
@@ -111,6 +149,20 @@ pub struct ServerStats {
     peak_held: AtomicU64,
     /// Counted by the accept loops on errors that make them back off.
     accept_errors: AtomicU64,
+    /// Up while a connection waits for a slot, down when it gets one or
+    /// the server stops.
+    queued: AtomicU64,
+    rejected: RejectedCounters,
+    idle_closed: AtomicU64,
+}
+
+/// [`Rejected`], live.
+#[derive(Debug, Default)]
+struct RejectedCounters {
+    full_close: AtomicU64,
+    full_reset: AtomicU64,
+    closed_oldest: AtomicU64,
+    thread_spawn_failed: AtomicU64,
 }
 
 impl ServerStats {
@@ -122,6 +174,14 @@ impl ServerStats {
             held: self.held.load(Ordering::Relaxed),
             peak_held: self.peak_held.load(Ordering::Relaxed),
             accept_errors: self.accept_errors.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed),
+            rejected: Rejected {
+                full_close: self.rejected.full_close.load(Ordering::Relaxed),
+                full_reset: self.rejected.full_reset.load(Ordering::Relaxed),
+                closed_oldest: self.rejected.closed_oldest.load(Ordering::Relaxed),
+                thread_spawn_failed: self.rejected.thread_spawn_failed.load(Ordering::Relaxed),
+            },
+            idle_closed: self.idle_closed.load(Ordering::Relaxed),
         }
     }
 
@@ -164,6 +224,8 @@ pub struct Bound {
     /// The real addresses (port 0 resolved), in config order.
     addrs: Vec<SocketAddr>,
     mode: Mode,
+    /// Model, cap, idle timeout.
+    options: ServeOptions,
     /// false: keep the listeners open but never accept (`--no-accept`).
     accept: bool,
     /// Shared with every accept loop and connection task.
@@ -193,6 +255,7 @@ impl Bound {
         let Bound {
             listeners,
             mode,
+            options,
             accept,
             stats,
             ..
@@ -207,38 +270,48 @@ impl Bound {
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+        let shared = Arc::new(Shared::new(
+            mode,
+            &options,
+            Arc::clone(&stats),
+            stop_rx,
+            done_tx,
+        ));
         let mut accepting = JoinSet::new();
         for listener in listeners {
             let listener = tokio::net::TcpListener::from_std(listener)
                 .expect("registering a listener needs a tokio runtime with I/O enabled");
-            accepting.spawn(accept::accept_loop(accept::AcceptLoop {
-                listener,
-                mode,
-                stats: Arc::clone(&stats),
-                stop: stop_rx.clone(),
-                done: done_tx.clone(),
-            }));
+            accepting.spawn(accept::accept_loop(listener, Arc::clone(&shared)));
         }
-        drop(stop_rx);
 
         shutdown.await;
         // Stop accepting first (dropping the listeners), so the totals
         // cannot move after they are read.
         accepting.shutdown().await;
         let totals = stats.totals();
+        // Tasks see the watch; blocked threads see their socket shut down.
         stop_tx.send_replace(true);
-        drop(done_tx);
-        // recv() returns None once every connection task dropped its sender.
+        shared.registry.stop_all();
+        drop(shared);
+        // recv() returns None once everything that serves dropped its
+        // clone of `shared`, and with it the sender.
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv()).await;
         totals
     }
 }
 
-/// Binds and listens on every configured address (IPv4 and IPv6).
+/// Binds and listens on every configured address (IPv4 and IPv6), to serve
+/// with the default [`ServeOptions`] (async, no cap, no idle timeout).
 ///
 /// Errors are [`ListenError`]s inside an [`io::Error`] of the OS error's
 /// kind (`AddrInUse`, `AddrNotAvailable`, `PermissionDenied`, ...).
 pub fn bind(config: ServerConfig) -> io::Result<Bound> {
+    bind_with(config, ServeOptions::default())
+}
+
+/// [`bind`], to serve with `options`: the model, a cap and its policy, an
+/// idle timeout.
+pub fn bind_with(config: ServerConfig, options: ServeOptions) -> io::Result<Bound> {
     if config.listen.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -256,6 +329,7 @@ pub fn bind(config: ServerConfig) -> io::Result<Bound> {
         listeners,
         addrs,
         mode: config.mode,
+        options,
         accept: config.accept,
         stats: Arc::default(),
     })

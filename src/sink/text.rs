@@ -135,7 +135,7 @@ fn warnings(out: &mut String, summary: &Summary) {
         ),
         ("echo requests unanswered", w.echo_unanswered, String::new()),
         (
-            "connections with no echo reply at all",
+            "connections with no first echo reply in time",
             w.echo_silent_connections,
             w.echo_silent_first_attempt
                 .map(|first| {

@@ -1,0 +1,140 @@
+//! How a server's own limits look from the client: `run` against `serve
+//! --max-conns 50 --when-full POLICY` with 150 connections, and against an
+//! idle timeout. Each must be named from what the socket said.
+
+use std::time::Duration;
+
+use crate::util::{Server, ceiling, out_dir, run_bounded, summary, text};
+
+fn run(args: &[&str]) -> serde_json::Value {
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(["run", "--ui", "none", "--out", out.to_str().unwrap()])
+        .args(args);
+    let output = run_bounded(cmd, Duration::from_secs(60));
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        text(&output.stderr)
+    );
+    summary(&out)
+}
+
+fn capped(policy: &str, extra_serve: &[&str], extra_run: &[&str]) -> serde_json::Value {
+    let mut serve_args = vec!["--max-conns", "50", "--when-full", policy];
+    serve_args.extend_from_slice(extra_serve);
+    let server = Server::start(&serve_args);
+    let addr = server.addr();
+    let mut args = vec![
+        "--target",
+        addr.as_str(),
+        "--connections",
+        "150",
+        "--rate",
+        "300",
+        "--hold",
+        "2s",
+    ];
+    args.extend_from_slice(extra_run);
+    run(&args)
+}
+
+fn verdict(s: &serde_json::Value) -> String {
+    s["first_limit"]["evidence"]["facts"]["verdict"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[test]
+fn cap_close_sends_its_message_and_reads_as_a_cap_of_50() {
+    let s = capped("close", &[], &[]);
+    assert_eq!(s["totals"]["established"], 150, "{s}");
+    assert_eq!(s["totals"]["closed_by_server"], 100, "{s}");
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "server_closed", "{s}");
+    assert_eq!(first["at_attempt"], 51, "{first}");
+    let message = first["evidence"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("max connections (50) reached"),
+        "{message}"
+    );
+    assert!(verdict(&s).contains("cap of ~50"), "{}", verdict(&s));
+}
+
+#[test]
+fn cap_reset_is_an_rst_and_a_cap_of_50() {
+    let s = capped("reset", &[], &[]);
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "server_closed", "{s}");
+    assert_eq!(first["at_attempt"], 51, "{first}");
+    assert_eq!(first["evidence"]["facts"]["peer_close"], "rst", "{first}");
+    assert_eq!(s["totals"]["closed_by_server"], 100);
+    assert!(verdict(&s).contains("cap of ~50"), "{}", verdict(&s));
+}
+
+#[test]
+fn cap_close_oldest_closes_held_ones_at_a_cap_of_50() {
+    let s = capped("close-oldest", &[], &[]);
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "server_closed", "{s}");
+    // The oldest connection goes when the 51st arrives.
+    assert_eq!(first["at_attempt"], 1, "{first}");
+    assert_eq!(s["totals"]["closed_by_server"], 100);
+    assert!(verdict(&s).contains("cap of ~50"), "{}", verdict(&s));
+}
+
+#[test]
+fn cap_stop_accepting_with_a_small_backlog_is_a_backlog_overflow() {
+    let s = capped(
+        "stop-accepting",
+        &["--backlog", "8"],
+        // The timeouts (1 s) come before the first holds end (2 s), so
+        // the target's queue is still full when ceiling reads it.
+        &["--connect-timeout", "1s"],
+    );
+    let established = s["totals"]["established"].as_u64().unwrap();
+    // 50 accepted and the accept queue's backlog + 1.
+    assert!((58..=60).contains(&established), "{established}: {s}");
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "backlog_overflow", "{s}");
+    assert!(
+        first["evidence"]["facts"]["listener_queued"]
+            .as_u64()
+            .unwrap()
+            >= 8,
+        "{first}"
+    );
+}
+
+#[test]
+fn cap_queue_has_no_error_only_silent_connections_past_50() {
+    let s = capped(
+        "queue",
+        &["--mode", "echo"],
+        &["--mode", "echo", "--interval", "200ms"],
+    );
+    assert!(s["first_limit"].is_null(), "{s}");
+    let w = &s["warnings"];
+    assert_eq!(w["echo_silent_connections"], 100, "{w}");
+    assert_eq!(w["echo_silent_first_attempt"], 51, "{w}");
+}
+
+#[test]
+fn an_idle_timeout_reads_as_a_timeout_not_a_cap() {
+    let server = Server::start(&["--idle-timeout", "1s"]);
+    let s = run(&[
+        "--target",
+        &server.addr(),
+        "--connections",
+        "60",
+        "--rate",
+        "200",
+        "--hold",
+        "3s",
+    ]);
+    assert_eq!(s["totals"]["closed_by_server"], 60, "{s}");
+    let v = verdict(&s);
+    assert!(v.contains("timeout of 1 s"), "{v}");
+    assert!(!v.contains("cap"), "{v}");
+}
