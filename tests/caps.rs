@@ -138,3 +138,96 @@ fn an_idle_timeout_reads_as_a_timeout_not_a_cap() {
     assert!(v.contains("timeout of 1 s"), "{v}");
     assert!(!v.contains("cap"), "{v}");
 }
+
+#[test]
+fn thread_per_connection_in_a_pids_cgroup_is_named_with_its_message_needs_root() {
+    let skip = |why: &str| {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "not skipped under CI: {why}"
+        );
+        eprintln!("skipped: {why}");
+    };
+    if unsafe { libc::geteuid() } != 0 {
+        return skip("needs root to create a pids cgroup");
+    }
+    let cgroup = match crate::util::PidsCgroup::create(40) {
+        Ok(cgroup) => cgroup,
+        Err(err) => return skip(&format!("cannot create a cgroup v1 pids group: {err}")),
+    };
+    let server = Server::start(&["--model", "threads"]);
+    cgroup.add(server.child.id());
+    let s = run(&[
+        "--target",
+        &server.addr(),
+        "--connections",
+        "80",
+        "--rate",
+        "200",
+        "--hold",
+        "2s",
+    ]);
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "server_closed", "{s}");
+    let message = first["evidence"]["message"].as_str().unwrap();
+    assert!(message.contains("cannot start a thread"), "{message}");
+    let closed = s["totals"]["closed_by_server"].as_u64().unwrap();
+    assert!(
+        (20..80).contains(&closed),
+        "{closed} of 80 closed under pids.max 40"
+    );
+    // The thread limit acts as a cap: closes come at one held count.
+    assert!(
+        verdict(&s).contains("connection cap of ~"),
+        "{}",
+        verdict(&s)
+    );
+    drop(server);
+}
+
+#[test]
+fn the_active_count_agrees_with_the_kernel_while_the_target_closes_connections() {
+    // close-oldest keeps the target at 50: the driver must see the other
+    // 100 closed (read interest), not count them as held.
+    let server = Server::start(&["--max-conns", "50", "--when-full", "close-oldest"]);
+    let port = server.addrs[0].port();
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(["run", "--ui", "none", "--out", out.to_str().unwrap()])
+        .args([
+            "--target",
+            &server.addr(),
+            "--connections",
+            "150",
+            "--rate",
+            "500",
+            "--hold",
+            "5s",
+        ]);
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // Established sockets whose peer is the target: the driver's side.
+    let ss = std::process::Command::new("ss")
+        .args([
+            "-Htn",
+            "state",
+            "established",
+            "dst",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .output()
+        .expect("ss (iproute2) runs");
+    let kernel = String::from_utf8_lossy(&ss.stdout).lines().count();
+    let series = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
+    let last = series.lines().last().unwrap().to_string();
+    let active: usize = last.split(',').nth(5).unwrap().parse().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(kernel, 50, "ss counts {kernel} established to the target");
+    assert_eq!(active, kernel, "timeseries says {active} active: {last}");
+    assert_eq!(summary(&out)["totals"]["closed_by_server"], 100);
+}

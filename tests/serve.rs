@@ -2,6 +2,7 @@
 //! library on its own runtime thread. Every wait is bounded: a hang fails
 //! the test instead of blocking it.
 
+use crate::util::PidsCgroup;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -888,42 +889,6 @@ fn threads_model_echoes_20_and_counts_exactly() {
         last,
         "accepted 20, peak held 20, held at exit 15, accept errors 0"
     );
-}
-
-/// A pids cgroup (v1) of our own, removed on drop.
-struct PidsCgroup {
-    dir: std::path::PathBuf,
-}
-
-impl PidsCgroup {
-    fn create(max: u32) -> std::io::Result<PidsCgroup> {
-        let dir = std::path::PathBuf::from(format!(
-            "/sys/fs/cgroup/pids/ceiling-test-{}",
-            std::process::id()
-        ));
-        std::fs::create_dir(&dir)?;
-        let cgroup = PidsCgroup { dir };
-        std::fs::write(cgroup.dir.join("pids.max"), max.to_string())?;
-        Ok(cgroup)
-    }
-
-    fn add(&self, pid: u32) {
-        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).expect("move into cgroup");
-    }
-}
-
-impl Drop for PidsCgroup {
-    fn drop(&mut self) {
-        // Its processes have exited (the server is dropped first); the
-        // kernel may take a moment to let the directory go.
-        for _ in 0..100 {
-            if std::fs::remove_dir(&self.dir).is_ok() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("could not remove {}", self.dir.display());
-    }
 }
 
 #[test]

@@ -152,3 +152,42 @@ pub fn in_netns(script: &str, bound: Duration) -> Output {
         .env("CEILING", bin());
     run_bounded(cmd, bound)
 }
+
+/// A pids cgroup (v1) of our own, removed on drop.
+pub struct PidsCgroup {
+    dir: std::path::PathBuf,
+}
+
+impl PidsCgroup {
+    pub fn create(max: u32) -> std::io::Result<PidsCgroup> {
+        // One per test: several may run at once in this process.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::path::PathBuf::from(format!(
+            "/sys/fs/cgroup/pids/ceiling-test-{}-{n}",
+            std::process::id()
+        ));
+        std::fs::create_dir(&dir)?;
+        let cgroup = PidsCgroup { dir };
+        std::fs::write(cgroup.dir.join("pids.max"), max.to_string())?;
+        Ok(cgroup)
+    }
+
+    pub fn add(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).expect("move into cgroup");
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        // Its processes have exited (the server is dropped first); the
+        // kernel may take a moment to let the directory go.
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("could not remove {}", self.dir.display());
+    }
+}
