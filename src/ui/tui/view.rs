@@ -23,7 +23,7 @@ use ratatui::widgets::{
 use super::history::History;
 use super::{Controls, HostPanel, RunContext};
 use crate::model::{FirstLimit, LimitKind, Percentiles, thousands};
-use crate::stats::{self, Snapshot, SourceCounters};
+use crate::stats::{self, Phase, Snapshot, SourceCounters};
 
 /// Terminals narrower than this get the compact view.
 pub const COMPACT_WIDTH: u16 = 60;
@@ -152,8 +152,11 @@ fn header_lines(view: &View) -> Vec<Line<'static>> {
         .map_or(0.0, |row| row.attempt_rate_per_s);
     let target = if snap.target_rate_per_s > 0.0 {
         format!("{}/s", rate_text(snap.target_rate_per_s))
-    } else {
+    } else if snap.phase == Phase::Opening {
         "unpaced".to_string()
+    } else {
+        // Every attempt has been made: there is no rate to keep.
+        "—".to_string()
     };
     let mut second = vec![
         Span::raw(format!("{}{bound}  ", duration_text(elapsed))),
