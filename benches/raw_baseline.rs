@@ -1,0 +1,467 @@
+//! The raw baseline: the physical reference that `scripts/bench.sh` compares
+//! ceiling against. Plain epoll through libc, no tokio, no allocation and no
+//! bookkeeping per connection beyond its fd: what the kernel can do on this
+//! box, measured in the same run as ceiling.
+//!
+//! ```text
+//! cargo bench --bench raw_baseline -- churn --target 127.0.0.1:PORT --connections N [--close rst|fin]
+//! cargo bench --bench raw_baseline -- hold  --target 127.0.0.1:PORT --connections N [--close rst|fin] [--hold-ms MS]
+//! ```
+//!
+//! `churn` opens N connections one after another with up to 256 in flight
+//! (non-blocking connect, epoll for EPOLLOUT) and closes each as soon as it is
+//! established: RST (SO_LINGER 0) with `--close rst`, FIN otherwise. `hold`
+//! opens N with up to 1024 in flight, keeps them all, holds `--hold-ms`,
+//! closes them and prints the VmRSS delta per connection. Never more than N
+//! attempts; failures are counted by errno; gives up after 60 s. Loopback
+//! targets only.
+
+use std::collections::BTreeMap;
+use std::mem;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use libc::c_int;
+
+const USAGE: &str = "usage: raw_baseline churn|hold --target 127.0.0.1:PORT --connections N \
+                     [--close rst|fin] [--hold-ms MS]";
+const CHURN_IN_FLIGHT: usize = 256;
+const HOLD_IN_FLIGHT: usize = 1024;
+const GIVE_UP: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Churn,
+    Hold,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Close {
+    Rst,
+    Fin,
+}
+
+#[derive(Debug)]
+struct Opts {
+    mode: Mode,
+    target: SocketAddr,
+    connections: u64,
+    close: Close,
+    hold: Duration,
+}
+
+fn parse_count(s: &str) -> Result<u64, String> {
+    let (digits, mult) = match s.as_bytes().last() {
+        Some(b'k' | b'K') => (&s[..s.len() - 1], 1_000),
+        Some(b'm' | b'M') => (&s[..s.len() - 1], 1_000_000),
+        _ => (s, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("'{s}' is not a count (e.g. 20000, 20k)"))
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Opts, String> {
+    // `cargo bench` passes `--bench` to harness = false targets: ignore it.
+    let mut args = args.filter(|a| a != "--bench");
+    let mut mode = None;
+    let mut target = None;
+    let mut connections = None;
+    let mut close = Close::Fin;
+    let mut hold = Duration::ZERO;
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "churn" if mode.is_none() => mode = Some(Mode::Churn),
+            "hold" if mode.is_none() => mode = Some(Mode::Hold),
+            "--target" => {
+                let v = value("--target")?;
+                let addr: SocketAddr = v
+                    .parse()
+                    .map_err(|_| format!("'{v}' is not ADDR:PORT (e.g. 127.0.0.1:7070)"))?;
+                if !addr.ip().is_loopback() {
+                    return Err(format!("{addr} is not a loopback address: loopback only"));
+                }
+                target = Some(addr);
+            }
+            "--connections" => connections = Some(parse_count(&value("--connections")?)?),
+            "--close" => {
+                close = match value("--close")?.as_str() {
+                    "rst" => Close::Rst,
+                    "fin" => Close::Fin,
+                    other => return Err(format!("--close: '{other}' is not rst or fin")),
+                }
+            }
+            "--hold-ms" => {
+                let v = value("--hold-ms")?;
+                let ms = v
+                    .parse::<u64>()
+                    .map_err(|_| format!("--hold-ms: '{v}' is not a number of milliseconds"))?;
+                hold = Duration::from_millis(ms);
+            }
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unexpected argument '{other}'")),
+        }
+    }
+    Ok(Opts {
+        mode: mode.ok_or("give a mode: churn or hold")?,
+        target: target.ok_or("--target is required")?,
+        connections: connections.ok_or("--connections is required")?,
+        close,
+        hold,
+    })
+}
+
+/// The target as a C socket address, built once.
+struct CAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+    family: c_int,
+}
+
+fn c_addr(addr: SocketAddr) -> CAddr {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let (len, family) = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for any sockaddr.
+            unsafe { std::ptr::write((&raw mut storage).cast::<libc::sockaddr_in>(), sin) };
+            (mem::size_of::<libc::sockaddr_in>(), libc::AF_INET)
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above.
+            unsafe { std::ptr::write((&raw mut storage).cast::<libc::sockaddr_in6>(), sin6) };
+            (mem::size_of::<libc::sockaddr_in6>(), libc::AF_INET6)
+        }
+    };
+    CAddr {
+        storage,
+        len: len as libc::socklen_t,
+        family,
+    }
+}
+
+fn errno() -> c_int {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn errno_name(e: c_int) -> String {
+    let name = match e {
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::EADDRINUSE => "EADDRINUSE",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::ECONNRESET => "ECONNRESET",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::ENOMEM => "ENOMEM",
+        libc::EAGAIN => "EAGAIN",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::EPERM => "EPERM",
+        libc::EACCES => "EACCES",
+        _ => return format!("errno {e}"),
+    };
+    name.to_string()
+}
+
+/// Soft RLIMIT_NOFILE up to the hard limit; returns the new soft limit.
+fn raise_nofile() -> libc::rlim_t {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid rlimit to fill in / read from.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+/// VmRSS of this process in KiB, from /proc/self/status.
+fn vm_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn close_fd(fd: c_int, close: Close) {
+    if close == Close::Rst {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: fd is a socket we own; linger is a valid option value.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+    // SAFETY: fd is ours and closed exactly once.
+    unsafe { libc::close(fd) };
+}
+
+enum Started {
+    /// In progress: registered with epoll for EPOLLOUT.
+    Pending,
+    /// connect() completed at once.
+    Connected(c_int),
+}
+
+/// One non-blocking connect. Err(errno) when it failed at once (the socket,
+/// if any, is already closed).
+fn start_connect(ep: c_int, addr: &CAddr) -> Result<Started, c_int> {
+    // SAFETY: plain syscalls on fds this function owns; addr outlives the call.
+    unsafe {
+        let fd = libc::socket(
+            addr.family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        );
+        if fd < 0 {
+            return Err(errno());
+        }
+        let rc = libc::connect(fd, (&raw const addr.storage).cast(), addr.len);
+        if rc == 0 {
+            return Ok(Started::Connected(fd));
+        }
+        let e = errno();
+        if e != libc::EINPROGRESS {
+            libc::close(fd);
+            return Err(e);
+        }
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLOUT | libc::EPOLLONESHOT) as u32,
+            u64: fd as u64,
+        };
+        if libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev) != 0 {
+            let e = errno();
+            libc::close(fd);
+            return Err(e);
+        }
+        Ok(Started::Pending)
+    }
+}
+
+fn so_error(fd: c_int) -> c_int {
+    let mut err: c_int = 0;
+    let mut len = mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: err and len are valid for getsockopt to write.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&raw mut err).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 { errno() } else { err }
+}
+
+struct Outcome {
+    established: u64,
+    failures: BTreeMap<c_int, u64>,
+    elapsed: Duration,
+    /// Hold mode: the established fds, still open.
+    held: Vec<c_int>,
+}
+
+/// Runs exactly `opts.connections` attempts; Err on a syscall error of the
+/// loop itself or after 60 s.
+fn drive(opts: &Opts) -> Result<Outcome, String> {
+    let addr = c_addr(opts.target);
+    let max_in_flight = match opts.mode {
+        Mode::Churn => CHURN_IN_FLIGHT,
+        Mode::Hold => HOLD_IN_FLIGHT,
+    };
+    // SAFETY: plain syscall.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if ep < 0 {
+        return Err(format!("epoll_create1: {}", errno_name(errno())));
+    }
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; max_in_flight];
+    let mut held = Vec::with_capacity(if opts.mode == Mode::Hold {
+        opts.connections as usize
+    } else {
+        0
+    });
+    let mut failures: BTreeMap<c_int, u64> = BTreeMap::new();
+    let (mut started, mut established, mut failed) = (0u64, 0u64, 0u64);
+    let mut in_flight = 0usize;
+
+    let start = Instant::now();
+    let deadline = start + GIVE_UP;
+    let mut on_established = |fd: c_int, established: &mut u64| {
+        *established += 1;
+        match opts.mode {
+            Mode::Churn => close_fd(fd, opts.close),
+            Mode::Hold => held.push(fd),
+        }
+    };
+    let result = loop {
+        while in_flight < max_in_flight && started < opts.connections {
+            started += 1;
+            match start_connect(ep, &addr) {
+                Ok(Started::Pending) => in_flight += 1,
+                Ok(Started::Connected(fd)) => on_established(fd, &mut established),
+                Err(e) => {
+                    failed += 1;
+                    *failures.entry(e).or_default() += 1;
+                }
+            }
+        }
+        if established + failed == opts.connections {
+            break Ok(());
+        }
+        if Instant::now() >= deadline {
+            break Err(format!(
+                "gave up after {} s: {established} established, {failed} failed, \
+                 {in_flight} in flight of {}",
+                GIVE_UP.as_secs(),
+                opts.connections
+            ));
+        }
+        // SAFETY: events is a valid buffer of events.len() entries.
+        let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as c_int, 100) };
+        if n < 0 {
+            let e = errno();
+            if e == libc::EINTR {
+                continue;
+            }
+            break Err(format!("epoll_wait: {}", errno_name(e)));
+        }
+        for ev in &events[..n as usize] {
+            let fd = ev.u64 as c_int;
+            in_flight -= 1;
+            match so_error(fd) {
+                0 => on_established(fd, &mut established),
+                e => {
+                    failed += 1;
+                    *failures.entry(e).or_default() += 1;
+                    // SAFETY: fd is ours, closed once.
+                    unsafe { libc::close(fd) };
+                }
+            }
+        }
+    };
+    let elapsed = start.elapsed();
+    // SAFETY: ep is ours; the held sockets stay open without it.
+    unsafe { libc::close(ep) };
+    result.map(|()| Outcome {
+        established,
+        failures,
+        elapsed,
+        held,
+    })
+}
+
+fn print_failures(failures: &BTreeMap<c_int, u64>) {
+    if failures.is_empty() {
+        println!("failures: none");
+    } else {
+        let list: Vec<String> = failures
+            .iter()
+            .map(|(e, n)| format!("{}={n}", errno_name(*e)))
+            .collect();
+        println!("failures: {}", list.join(" "));
+    }
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args(std::env::args().skip(1)) {
+        Ok(o) => o,
+        Err(msg) => {
+            if !msg.is_empty() {
+                eprintln!("raw_baseline: {msg}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let nofile = raise_nofile();
+    if opts.mode == Mode::Hold && opts.connections + 16 > nofile {
+        eprintln!(
+            "raw_baseline: {} held connections need more fds than RLIMIT_NOFILE allows ({nofile})",
+            opts.connections
+        );
+        return ExitCode::from(2);
+    }
+    let rss_before = vm_rss_kib();
+    let outcome = match drive(&opts) {
+        Ok(o) => o,
+        Err(msg) => {
+            eprintln!("raw_baseline: {msg}");
+            return ExitCode::from(1);
+        }
+    };
+    let secs = outcome.elapsed.as_secs_f64();
+    let rate = outcome.established as f64 / secs.max(1e-9);
+    match opts.mode {
+        Mode::Churn => {
+            println!("churn {} in {secs:.3} s = {rate:.0}/s", outcome.established);
+            print_failures(&outcome.failures);
+        }
+        Mode::Hold => {
+            let rss_after = vm_rss_kib();
+            println!(
+                "established {} in {secs:.3} s = {rate:.0}/s",
+                outcome.established
+            );
+            print_failures(&outcome.failures);
+            std::thread::sleep(opts.hold);
+            for &fd in &outcome.held {
+                close_fd(fd, opts.close);
+            }
+            match (rss_before, rss_after) {
+                (Some(before), Some(after)) if outcome.established > 0 => {
+                    let delta = after.saturating_sub(before);
+                    println!(
+                        "rss delta {delta} KiB over {} connections = {:.1} B/connection",
+                        outcome.established,
+                        (delta * 1024) as f64 / outcome.established as f64
+                    );
+                }
+                _ => println!("rss delta: unavailable"),
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
