@@ -358,6 +358,7 @@ fn drive(
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = engine.finished() => {}
                 _ = interrupt.recv() => on_signal(engine),
                 _ = terminate.recv() => on_signal(engine),
             }

@@ -83,6 +83,9 @@ pub struct Shared {
     active: AtomicU64,
     opening_workers: AtomicUsize,
     running_workers: AtomicUsize,
+    /// Signalled by the last worker to finish, so the coordinator ends the
+    /// run at once instead of at its next tick.
+    finished: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -137,6 +140,7 @@ impl Engine {
             active: AtomicU64::new(0),
             opening_workers: AtomicUsize::new(threads),
             running_workers: AtomicUsize::new(threads),
+            finished: tokio::sync::Notify::new(),
         });
         let recorders: Vec<_> = (0..threads)
             .map(|_| Arc::new(Mutex::new(Delta::new(source_count))))
@@ -215,6 +219,13 @@ impl Engine {
     /// Every worker has finished.
     pub fn is_finished(&self) -> bool {
         self.shared.running_workers.load(Ordering::SeqCst) == 0
+    }
+
+    /// Completes when every worker has finished (at once if they have).
+    pub async fn finished(&self) {
+        while !self.is_finished() {
+            self.shared.finished.notified().await;
+        }
     }
 
     pub fn phase(&self) -> Phase {

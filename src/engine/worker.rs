@@ -71,7 +71,9 @@ pub fn run(shared: Arc<Shared>, segment: Segment, recorder: Arc<Mutex<Delta>>) {
     // Tasks still holding connections are dropped here; their sockets close.
     drop(local);
     worker.count_dropped_connections();
-    worker.shared.running_workers.fetch_sub(1, Ordering::SeqCst);
+    if worker.shared.running_workers.fetch_sub(1, Ordering::SeqCst) == 1 {
+        worker.shared.finished.notify_one();
+    }
 }
 
 struct Worker {
@@ -462,6 +464,7 @@ mod tests {
             active: Default::default(),
             opening_workers: Default::default(),
             running_workers: Default::default(),
+            finished: Default::default(),
         });
         let worker = Rc::new(Worker {
             active_by_source: RefCell::new(vec![]),
