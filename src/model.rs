@@ -195,6 +195,28 @@ pub struct FailureEvent {
     pub syn_retransmits: Option<u32>,
 }
 
+#[cfg(test)]
+impl FailureEvent {
+    /// A connect() failure from 127.0.0.1 to 127.0.0.1:7070, for tests;
+    /// change the fields a test is about with struct update syntax.
+    pub fn example(kind: LimitKind, attempt: u64, elapsed_s: f64, active: u64) -> FailureEvent {
+        FailureEvent {
+            kind,
+            syscall: Syscall::Connect,
+            errno: Some(libc::EADDRNOTAVAIL),
+            attempt,
+            elapsed_s,
+            active,
+            source: "127.0.0.1".into(),
+            target: "127.0.0.1:7070".into(),
+            peer_close: None,
+            age_ms: None,
+            server_bytes: None,
+            syn_retransmits: None,
+        }
+    }
+}
+
 /// Why the first limit happened, for people and for scripts.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Evidence {

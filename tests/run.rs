@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::util::{Server, ceiling, out_dir, run_bounded, summary, text};
+use crate::util::{Server, assert_results_complete, ceiling, out_dir, run_bounded, summary, text};
 
 const BOUND: Duration = Duration::from_secs(60);
 
@@ -71,15 +71,7 @@ fn opens_exactly_n_connections_against_serve_and_writes_every_file() {
     assert!(s["first_limit"].is_null());
     assert_eq!(s["aborted"], false);
     assert_eq!(s["latency"]["connect_us"]["count"], 3000);
-    for file in [
-        "timeseries.csv",
-        "failures.csv",
-        "sources.csv",
-        "latency.csv",
-        "connect.hgrm",
-    ] {
-        assert!(out.join(file).is_file(), "{file} missing");
-    }
+    assert_results_complete(&out);
     assert!(
         !out.join("rtt.hgrm").exists(),
         "rtt.hgrm written without echo mode"
@@ -264,15 +256,7 @@ fn sigint_stops_the_run_and_leaves_complete_files() {
     let attempted = s["totals"]["attempted"].as_u64().unwrap();
     assert!((100..1000).contains(&attempted), "{attempted}");
     assert_eq!(s["totals"]["closed_by_driver"], s["totals"]["established"]);
-    for file in [
-        "timeseries.csv",
-        "failures.csv",
-        "sources.csv",
-        "latency.csv",
-        "connect.hgrm",
-    ] {
-        assert!(out.join(file).is_file(), "{file} missing");
-    }
+    assert_results_complete(&out);
     let series = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
     assert!(series.lines().count() >= 3, "{series}");
 }

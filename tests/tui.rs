@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::util::{Server, bin, out_dir, summary};
+use crate::util::{Server, assert_results_complete, bin, out_dir, summary};
 
 fn have_tmux() -> bool {
     let ok = Command::new("tmux")
@@ -152,15 +152,7 @@ fn tui_shows_live_numbers_and_q_stops_with_complete_results() {
     assert_eq!(s["aborted"], true);
     let attempted = s["totals"]["attempted"].as_u64().unwrap();
     assert!((1000..3000).contains(&attempted), "{attempted}");
-    for file in [
-        "timeseries.csv",
-        "failures.csv",
-        "sources.csv",
-        "latency.csv",
-        "connect.hgrm",
-    ] {
-        assert!(out.join(file).is_file(), "{file} missing");
-    }
+    assert_results_complete(&out);
     // The terminal is back: the text summary is on the normal screen.
     let after = tmux.wait_for("the summary", Duration::from_secs(10), |s| {
         s.contains("first limit")

@@ -89,6 +89,24 @@ pub fn summary(out: &Path) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// Every file a finished (or stopped) run must leave.
+pub fn assert_results_complete(out: &Path) {
+    for file in [
+        "summary.json",
+        "timeseries.csv",
+        "failures.csv",
+        "sources.csv",
+        "latency.csv",
+        "connect.hgrm",
+    ] {
+        assert!(
+            out.join(file).is_file(),
+            "{file} missing in {}",
+            out.display()
+        );
+    }
+}
+
 /// Runs a command with a time bound; panics with its output if it does not
 /// end in time.
 pub fn run_bounded(mut cmd: Command, bound: Duration) -> Output {

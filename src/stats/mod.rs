@@ -499,20 +499,7 @@ mod tests {
     use super::*;
 
     fn event(kind: LimitKind, elapsed_s: f64, attempt: u64) -> FailureEvent {
-        FailureEvent {
-            kind,
-            syscall: Syscall::Connect,
-            errno: Some(libc::EADDRNOTAVAIL),
-            attempt,
-            elapsed_s,
-            active: 0,
-            source: "127.0.0.1".into(),
-            target: "127.0.0.1:7070".into(),
-            peer_close: None,
-            age_ms: None,
-            server_bytes: None,
-            syn_retransmits: None,
-        }
+        FailureEvent::example(kind, attempt, elapsed_s, 0)
     }
 
     #[test]

@@ -46,18 +46,9 @@ fn event(
     active: u64,
 ) -> FailureEvent {
     FailureEvent {
-        kind,
         syscall,
         errno,
-        attempt,
-        elapsed_s: 1.5,
-        active,
-        source: "127.0.0.1".into(),
-        target: "127.0.0.1:7070".into(),
-        peer_close: None,
-        age_ms: None,
-        server_bytes: None,
-        syn_retransmits: None,
+        ..FailureEvent::example(kind, attempt, 1.5, active)
     }
 }
 

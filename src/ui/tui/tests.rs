@@ -9,7 +9,7 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 
 use super::*;
-use crate::model::{Evidence, FailureEvent, LimitKind, Syscall};
+use crate::model::{Evidence, FailureEvent, LimitKind};
 use crate::stats::{Aggregator, Delta, Phase, record_us};
 
 /// What a fixture run does, second by second.
@@ -39,20 +39,7 @@ impl Default for Spec {
 }
 
 fn port_exhaustion(attempt: u64, elapsed_s: f64, active: u64) -> FailureEvent {
-    FailureEvent {
-        kind: LimitKind::PortExhaustion,
-        syscall: Syscall::Connect,
-        errno: Some(libc::EADDRNOTAVAIL),
-        attempt,
-        elapsed_s,
-        active,
-        source: "127.0.0.1".into(),
-        target: "127.0.0.1:7070".into(),
-        peer_close: None,
-        age_ms: None,
-        server_bytes: None,
-        syn_retransmits: None,
-    }
+    FailureEvent::example(LimitKind::PortExhaustion, attempt, elapsed_s, active)
 }
 
 /// Runs the spec through an aggregator; returns the last snapshot (0.4 s
