@@ -4,7 +4,8 @@
 //! - [`plan`]: (source IP, source port, target) of each attempt; segments.
 //! - [`rate`]: when each attempt is meant to start; the pacer.
 //! - [`conn`]: socket(), bind(), connect(), the handshake wait, TCP_INFO.
-//! - [`hold`]: idle or echo holding with read interest.
+//! - [`hold`]: idle or echo holding with read interest, in a task.
+//! - [`holder`]: idle connections held outside tokio, one epoll set a worker.
 //! - [`worker`]: one thread, one runtime, one segment, one stats delta.
 //!
 //! The engine never talks to the UI or the sinks: the caller drains the
@@ -12,6 +13,7 @@
 
 pub mod conn;
 pub mod hold;
+pub mod holder;
 pub mod plan;
 pub mod rate;
 pub mod worker;

@@ -1,11 +1,13 @@
 //! A worker thread: one single-threaded tokio runtime running one segment of
-//! the plan. It paces attempts, runs each connection as a small local task,
-//! and records every outcome into its own [`Delta`] (an uncontended lock the
-//! aggregator takes once a tick).
+//! the plan. It paces attempts, runs each attempt as a small local task
+//! until the connection is established, then hands idle connections to its
+//! [`Holder`] (echo connections stay in their task), and records every
+//! outcome into its own [`Delta`] (an uncontended lock the aggregator takes
+//! once a tick).
 //!
-//! Stopping drops the worker's task set: every held socket is closed by its
-//! destructor (FIN, or RST when SO_LINGER 0 was set at establish), and the
-//! closes are counted in one step.
+//! Stopping drops the worker's task set and empties its holder: every held
+//! socket is closed by its destructor (FIN, or RST when SO_LINGER 0 was set
+//! at establish), and the closes are counted in one step.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -19,6 +21,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::conn::{self, AttemptError, BindPolicy, ConnectCall};
 use super::hold::{self, HoldEnd, HoldObserver};
+use super::holder::{HoldEnds, Holder};
 use super::plan::{Endpoint, Segment};
 use super::rate::Pacer;
 use super::{Shared, StopReason};
@@ -50,6 +53,13 @@ const TIMER_SLACK: Duration = Duration::from_millis(1);
 /// Attempts a worker starts back to back before letting its tasks run.
 const SPAWN_BATCH: u32 = 64;
 
+/// Handshakes a worker keeps in flight at most when the rate is unlimited
+/// (`--rate 0`): a window, so "as fast as possible" does not mean thousands
+/// of half-open attempts, each with its task and tokio registration, whose
+/// memory the allocator keeps after they are gone. A paced run has no
+/// window: its attempts start when they are due, whatever is pending.
+const UNPACED_WINDOW: u64 = 512;
+
 /// Runs segment `segment` of the plan on this thread until it is done or
 /// stopped.
 pub fn run(shared: Arc<Shared>, segment: Segment, recorder: Arc<Mutex<Delta>>) {
@@ -58,18 +68,30 @@ pub fn run(shared: Arc<Shared>, segment: Segment, recorder: Arc<Mutex<Delta>>) {
         .build()
         .expect("a worker runtime can be built");
     let local = LocalSet::new();
+    // Without an epoll set of its own (fd limit reached already), the
+    // worker holds idle connections in their tasks.
+    let holder = {
+        let _in_runtime = runtime.enter();
+        Holder::new(shared.start).ok()
+    };
     let worker = Rc::new(Worker {
         active_by_source: RefCell::new(vec![0; shared.plan.sources.len()]),
         shared,
+        holder,
         recorder,
         active: Cell::new(0),
         live_tasks: Cell::new(0),
+        connecting: Cell::new(0),
+        handshake_done: Notify::new(),
         all_done: Notify::new(),
         host_signals: Cell::new(None),
     });
     local.block_on(&runtime, Rc::clone(&worker).drive(segment));
     // Tasks still holding connections are dropped here; their sockets close.
     drop(local);
+    if let Some(holder) = &worker.holder {
+        holder.close_all();
+    }
     worker.count_dropped_connections();
     if worker.shared.running_workers.fetch_sub(1, Ordering::SeqCst) == 1 {
         worker.shared.finished.notify_one();
@@ -78,12 +100,18 @@ pub fn run(shared: Arc<Shared>, segment: Segment, recorder: Arc<Mutex<Delta>>) {
 
 struct Worker {
     shared: Arc<Shared>,
+    /// Idle established connections.
+    holder: Option<Holder>,
     recorder: Arc<Mutex<Delta>>,
     /// Connections this worker holds now (for closing them in one step).
     active: Cell<u64>,
     active_by_source: RefCell<Vec<u64>>,
     /// Attempt tasks not yet finished.
     live_tasks: Cell<u64>,
+    /// Attempts still waiting for their handshake.
+    connecting: Cell<u64>,
+    /// Signalled when a handshake ends (for the unpaced window).
+    handshake_done: Notify,
     /// Signalled when `live_tasks` drops to zero.
     all_done: Notify,
     /// Host counters behind timeouts and resets, and when they were read.
@@ -98,6 +126,14 @@ impl Worker {
         tokio::pin!(run_end);
         let mut pacer = Pacer::new(shared.settings.pace, segment, shared.plan.connections);
         let mut batch = 0;
+        if self.holder.is_some() {
+            let worker = Rc::clone(&self);
+            tokio::task::spawn_local(async move {
+                if let Some(holder) = &worker.holder {
+                    holder.run(&*worker).await;
+                }
+            });
+        }
         while let Some((index, offset)) = pacer.peek() {
             let now = Instant::now();
             let state = *control.borrow_and_update();
@@ -121,8 +157,16 @@ impl Worker {
                     _ = &mut run_end => break,
                 }
             }
+            if offset.is_none() && self.connecting.get() >= UNPACED_WINDOW {
+                tokio::select! {
+                    _ = self.handshake_done.notified() => continue,
+                    _ = control.changed() => continue,
+                    _ = &mut run_end => break,
+                }
+            }
             pacer.advance();
             self.live_tasks.set(self.live_tasks.get() + 1);
+            self.connecting.set(self.connecting.get() + 1);
             let origin = intended.min(Instant::now());
             tokio::task::spawn_local(Rc::clone(&self).attempt(index, origin));
             batch += 1;
@@ -132,7 +176,7 @@ impl Worker {
             }
         }
         shared.opening_workers.fetch_sub(1, Ordering::SeqCst);
-        while self.live_tasks.get() > 0 && control.borrow().stop.is_none() {
+        while self.busy() && control.borrow().stop.is_none() {
             tokio::select! {
                 _ = self.all_done.notified() => {}
                 _ = control.changed() => {}
@@ -160,6 +204,8 @@ impl Worker {
         let deadline = Instant::now() + settings.connect_timeout;
         let mut call = ConnectCall::default();
         let opened = conn::open(bind, endpoint.target, deadline, settings.close, &mut call).await;
+        self.connecting.set(self.connecting.get() - 1);
+        self.handshake_done.notify_one();
         self.note_connect_call(call);
         match opened {
             // A RST that answers the SYN is ECONNREFUSED; ECONNRESET means
@@ -187,19 +233,42 @@ impl Worker {
                     HoldMode::For(hold) => established_at + hold,
                     HoldMode::UntilEnd => self.shared.run_deadline(),
                 };
-                let observer = AttemptObserver {
-                    worker: &self,
-                    attempt: index + 1,
+                let held = match (&self.holder, &settings.echo) {
+                    (Some(holder), None) => {
+                        let expiry = matches!(settings.hold, HoldMode::For(_)).then_some(until);
+                        holder.insert(stream, index, established_at, expiry)
+                    }
+                    _ => Err(Some(stream)),
                 };
-                let end = hold::hold(&stream, until, settings.echo.as_ref(), &observer).await;
-                drop(stream);
-                let age = established_at.elapsed();
-                self.closed(index, &endpoint, end, age);
+                match held {
+                    Ok(()) => {}
+                    Err(Some(stream)) => {
+                        let observer = AttemptObserver {
+                            worker: &self,
+                            attempt: index + 1,
+                        };
+                        let end =
+                            hold::hold(&stream, until, settings.echo.as_ref(), &observer).await;
+                        drop(stream);
+                        self.closed(index, &endpoint, end, established_at.elapsed());
+                    }
+                    Err(None) => {
+                        self.closed(index, &endpoint, HoldEnd::Expired, established_at.elapsed())
+                    }
+                }
             }
         }
-        let live = self.live_tasks.get() - 1;
-        self.live_tasks.set(live);
-        if live == 0 {
+        self.live_tasks.set(self.live_tasks.get() - 1);
+        self.notify_if_done();
+    }
+
+    /// Attempts in flight or connections held.
+    fn busy(&self) -> bool {
+        self.live_tasks.get() > 0 || self.holder.as_ref().is_some_and(|h| !h.is_empty())
+    }
+
+    fn notify_if_done(&self) {
+        if !self.busy() {
             self.all_done.notify_one();
         }
     }
@@ -396,6 +465,14 @@ impl Worker {
     }
 }
 
+impl HoldEnds for Worker {
+    fn ended(&self, index: u64, end: HoldEnd, age: Duration) {
+        let endpoint = self.shared.plan.endpoint(index);
+        self.closed(index, &endpoint, end, age);
+        self.notify_if_done();
+    }
+}
+
 /// What one held connection reports, with its attempt number.
 struct AttemptObserver<'a> {
     worker: &'a Worker,
@@ -433,8 +510,9 @@ mod tests {
     use crate::scenario::Pace;
     use crate::scenario::units::CloseMode;
 
-    /// Every held connection is one of these futures: a buffer or a second
-    /// timer kept across an await shows up here first.
+    /// Every attempt in flight, and every echo connection, is one of these
+    /// futures: a buffer or a second timer kept across an await shows up
+    /// here first. (Idle held connections live in the holder instead.)
     #[test]
     fn a_connection_task_stays_small() {
         let (control, _) = tokio::sync::watch::channel(Control {
@@ -469,16 +547,19 @@ mod tests {
         let worker = Rc::new(Worker {
             active_by_source: RefCell::new(vec![]),
             shared,
+            holder: None,
             recorder: Arc::new(Mutex::new(Delta::new(0))),
             active: Cell::new(0),
             live_tasks: Cell::new(0),
+            connecting: Cell::new(0),
+            handshake_done: Notify::new(),
             all_done: Notify::new(),
             host_signals: Cell::new(None),
         });
         let task = worker.attempt(0, Instant::now());
         let size = std::mem::size_of_val(&task);
-        // 664 bytes in a release build, 680 in a debug build.
-        let limit = 768;
+        // 776 bytes in a debug build.
+        let limit = 832;
         assert!(
             size <= limit,
             "a connection's task takes {size} bytes (limit {limit})"
