@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+pub mod wire;
+
 use hdrhistogram::Histogram;
 
 use crate::model::{

@@ -1,0 +1,235 @@
+//! A [`Delta`] as plain serde data, so a worker process can send what it
+//! recorded to the coordinator (one JSON line per delta on a pipe) and the
+//! coordinator merges it exactly as it merges a worker thread's delta.
+//!
+//! Histograms travel in HdrHistogram's V2 format (hex-encoded, empty ones
+//! left out): lossless, and a few hundred bytes for a busy tick.
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use serde::{Deserialize, Serialize};
+
+use super::{Delta, GroupStats, SourceCounters};
+use crate::model::{FailureEvent, LimitKind, Syscall, Warnings};
+
+/// A delta on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireDelta {
+    pub attempted: u64,
+    pub established: u64,
+    pub failed: u64,
+    pub closed_by_driver: u64,
+    pub closed_by_server: u64,
+    /// Indexed like [`LimitKind::ALL`].
+    pub failures_by_kind: Vec<u64>,
+    pub groups: Vec<WireGroup>,
+    pub first_limit: Option<FailureEvent>,
+    pub warnings: Warnings,
+    pub connect_us: Option<String>,
+    pub rtt_us: Option<String>,
+    pub server_close_age_ms: Option<String>,
+    pub server_close_others: Option<String>,
+    /// (source index, [attempted, established, failed, closed]) of the
+    /// sources whose counters moved.
+    pub sources: Vec<(usize, [u64; 4])>,
+}
+
+/// One failure group on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireGroup {
+    pub kind: LimitKind,
+    pub syscall: Syscall,
+    pub errno: Option<i32>,
+    pub count: u64,
+    pub first: FailureEvent,
+    pub last_elapsed_s: f64,
+}
+
+/// A wire delta that does not decode.
+#[derive(Debug, thiserror::Error)]
+#[error("a worker's stats are malformed: {0}")]
+pub struct WireError(String);
+
+impl From<&Delta> for WireDelta {
+    fn from(d: &Delta) -> WireDelta {
+        let mut groups: Vec<WireGroup> = d
+            .groups
+            .iter()
+            .map(|(&(kind, syscall, errno), g)| WireGroup {
+                kind,
+                syscall,
+                errno,
+                count: g.count,
+                first: g.first.clone(),
+                last_elapsed_s: g.last_elapsed_s,
+            })
+            .collect();
+        groups.sort_by_key(|g| (g.kind, g.syscall, g.errno));
+        WireDelta {
+            attempted: d.attempted,
+            established: d.established,
+            failed: d.failed,
+            closed_by_driver: d.closed_by_driver,
+            closed_by_server: d.closed_by_server,
+            failures_by_kind: d.failures_by_kind.to_vec(),
+            groups,
+            first_limit: d.first_limit.clone(),
+            warnings: d.warnings.clone(),
+            connect_us: encode(&d.connect_us),
+            rtt_us: encode(&d.rtt_us),
+            server_close_age_ms: encode(&d.server_close_age_ms),
+            server_close_others: encode(&d.server_close_others),
+            sources: d
+                .sources
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| **s != SourceCounters::default())
+                .map(|(i, s)| (i, [s.attempted, s.established, s.failed, s.closed]))
+                .collect(),
+        }
+    }
+}
+
+impl WireDelta {
+    /// The delta again, shaped for `source_count` sources.
+    pub fn into_delta(self, source_count: usize) -> Result<Delta, WireError> {
+        let mut d = Delta::new(source_count);
+        d.attempted = self.attempted;
+        d.established = self.established;
+        d.failed = self.failed;
+        d.closed_by_driver = self.closed_by_driver;
+        d.closed_by_server = self.closed_by_server;
+        if self.failures_by_kind.len() != LimitKind::ALL.len() {
+            return Err(WireError(format!(
+                "{} failure kinds, expected {}",
+                self.failures_by_kind.len(),
+                LimitKind::ALL.len()
+            )));
+        }
+        d.failures_by_kind.copy_from_slice(&self.failures_by_kind);
+        for g in self.groups {
+            d.groups.insert(
+                (g.kind, g.syscall, g.errno),
+                GroupStats {
+                    count: g.count,
+                    first: g.first,
+                    last_elapsed_s: g.last_elapsed_s,
+                },
+            );
+        }
+        d.first_limit = self.first_limit;
+        d.warnings = self.warnings;
+        decode_into(&mut d.connect_us, self.connect_us)?;
+        decode_into(&mut d.rtt_us, self.rtt_us)?;
+        decode_into(&mut d.server_close_age_ms, self.server_close_age_ms)?;
+        decode_into(&mut d.server_close_others, self.server_close_others)?;
+        for (i, [attempted, established, failed, closed]) in self.sources {
+            let Some(mine) = d.sources.get_mut(i) else {
+                return Err(WireError(format!(
+                    "source #{i}, but the plan has {source_count} sources"
+                )));
+            };
+            *mine = SourceCounters {
+                attempted,
+                established,
+                failed,
+                closed,
+            };
+        }
+        Ok(d)
+    }
+}
+
+fn encode(hist: &Histogram<u64>) -> Option<String> {
+    if hist.is_empty() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    V2Serializer::new()
+        .serialize(hist, &mut bytes)
+        .expect("writing to a Vec cannot fail");
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    Some(hex)
+}
+
+fn decode_into(hist: &mut Histogram<u64>, hex: Option<String>) -> Result<(), WireError> {
+    let Some(hex) = hex else { return Ok(()) };
+    if hex.len() % 2 != 0 || !hex.is_ascii() {
+        return Err(WireError("a histogram is not hex".into()));
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|e| WireError(format!("a histogram is not hex: {e}")))?;
+    let decoded: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| WireError(format!("a histogram does not decode: {e:?}")))?;
+    hist.add(&decoded)
+        .map_err(|e| WireError(format!("a histogram has other bounds: {e:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::record_us;
+
+    fn busy_delta() -> Delta {
+        let mut d = Delta::new(2);
+        d.attempted = 10;
+        d.established = 7;
+        d.closed_by_server = 1;
+        for us in [40, 55, 1200, 90_000] {
+            record_us(&mut d.connect_us, us);
+        }
+        d.record_server_close(1500, 49);
+        d.record_failure(
+            FailureEvent::example(LimitKind::PortExhaustion, 8, 0.5, 7),
+            1,
+        );
+        d.record_failure(FailureEvent::example(LimitKind::Refused, 9, 0.25, 7), 0);
+        d.sources[1].attempted = 4;
+        d.warnings.port_search_slow = 3;
+        d
+    }
+
+    #[test]
+    fn a_delta_survives_the_wire_and_merges_like_the_original() {
+        let original = busy_delta();
+        let line = serde_json::to_string(&WireDelta::from(&original)).unwrap();
+        let wire: WireDelta = serde_json::from_str(&line).unwrap();
+        let decoded = wire.into_delta(2).unwrap();
+
+        let (mut direct, mut via_wire) = (Delta::new(2), Delta::new(2));
+        direct.merge(&original);
+        via_wire.merge(&decoded);
+        assert_eq!(WireDelta::from(&direct), WireDelta::from(&via_wire));
+        assert_eq!(via_wire.connect_us.len(), 4);
+        assert_eq!(via_wire.connect_us.max(), original.connect_us.max());
+        assert_eq!(via_wire.first_limit.unwrap().attempt, 8);
+        assert_eq!(via_wire.sources[1].attempted, 4);
+    }
+
+    #[test]
+    fn an_empty_delta_is_small() {
+        let line = serde_json::to_string(&WireDelta::from(&Delta::new(80))).unwrap();
+        assert!(line.len() < 600, "{} bytes: {line}", line.len());
+    }
+
+    #[test]
+    fn a_bad_histogram_or_shape_is_an_error_not_a_panic() {
+        let mut wire = WireDelta::from(&busy_delta());
+        wire.connect_us = Some("zz".into());
+        assert!(wire.clone().into_delta(2).is_err());
+        wire.connect_us = None;
+        assert!(
+            wire.clone().into_delta(1).is_err(),
+            "more sources than the plan"
+        );
+        wire.failures_by_kind.pop();
+        assert!(wire.into_delta(2).is_err());
+    }
+}
