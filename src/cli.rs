@@ -32,6 +32,10 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// The built-in target server: accepts and holds, echoes or closes.
     Serve(ServeArgs),
+    /// A worker process of `run --processes` (internal: reads its share of
+    /// the run on stdin, writes stats deltas to stdout).
+    #[command(hide = true)]
+    Worker,
 }
 
 /// `ceiling run`. Every flag overrides the same field of the scenario file.
@@ -110,9 +114,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub stop_at_first_limit: bool,
 
-    /// Worker threads (default: one per core, at most one per connection).
+    /// Worker threads per process (default: one per core, shared among the
+    /// worker processes; at most one per connection).
     #[arg(long, value_name = "N", value_parser = units::parse_count)]
     pub threads: Option<u64>,
+
+    /// Worker processes, each with its own fd table, to go past the
+    /// per-process fd limit: auto (as many as --connections need under the
+    /// hard RLIMIT_NOFILE; none when one process is enough) or 1 to 1024.
+    /// Default: ceiling's own process only.
+    #[arg(long, value_name = "auto|N", value_parser = units::parse_processes)]
+    pub processes: Option<units::Processes>,
 
     /// Name of the run, used in the results directory name.
     #[arg(long)]

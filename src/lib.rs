@@ -64,5 +64,6 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             runtime.block_on(cmd::serve::serve(args))
         }
+        cli::Command::Worker => cmd::worker::worker(),
     }
 }

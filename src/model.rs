@@ -123,7 +123,8 @@ impl fmt::Display for LimitKind {
 }
 
 /// The operation that failed. `Timeout` is ceiling's own connect timeout;
-/// `Read`/`Write` are on an established, held connection.
+/// `Read`/`Write` are on an established, held connection; `WorkerExit` is a
+/// worker process that ended before its share of the run was done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Syscall {
@@ -134,6 +135,7 @@ pub enum Syscall {
     Timeout,
     Read,
     Write,
+    WorkerExit,
 }
 
 impl Syscall {
@@ -146,6 +148,7 @@ impl Syscall {
             Syscall::Timeout => "timeout",
             Syscall::Read => "read",
             Syscall::Write => "write",
+            Syscall::WorkerExit => "worker_exit",
         }
     }
 }
@@ -376,6 +379,46 @@ pub struct Summary {
     pub latency: BTreeMap<String, Percentiles>,
     pub sources: Vec<SourceSummary>,
     pub host: HostReport,
+    pub workers: WorkersReport,
+}
+
+/// How the run's workers were laid out, and the worker processes that died.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct WorkersReport {
+    /// Worker processes; 0 when the workers ran as threads of ceiling's own
+    /// process.
+    pub processes: u64,
+    /// Worker threads per process.
+    pub threads_per_process: u64,
+    /// Why `processes` was chosen (e.g. "auto: 60,000 connections need 4
+    /// processes under the hard fd limit of 20,000").
+    pub reason: String,
+    pub deaths: Vec<WorkerDeath>,
+}
+
+/// A worker process that ended before its share of the run was done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerDeath {
+    /// Its number, 0-based; its segment is attempts with index % processes == worker.
+    pub worker: u64,
+    pub pid: Option<u32>,
+    /// "killed by signal 9 (SIGKILL)", "exit status 1", "could not start: ...".
+    pub how: String,
+    pub signal: Option<i32>,
+    pub exit_code: Option<i32>,
+    pub at_elapsed_s: f64,
+    /// Connections it held when it died (the kernel closed them).
+    pub held: u64,
+    /// Its attempts that were under way (counted as failed).
+    pub in_flight: u64,
+    /// Its attempts never started.
+    pub not_attempted: u64,
+    /// The memory cgroup's OOM kills during the run, when the workers ran
+    /// in one.
+    pub oom_kills: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    /// The last lines it wrote to stderr.
+    pub stderr_tail: String,
 }
 
 /// `28232` as `28,232`: counts people read, on screen and in summaries.
@@ -389,6 +432,24 @@ pub fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// The name of a signal that ends processes, e.g. `SIGKILL`.
+pub fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGTERM => "SIGTERM",
+        _ => return None,
+    })
 }
 
 /// The symbolic name of an errno, e.g. `EADDRNOTAVAIL`, for the errnos that

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::host::{self, HostState, ListenerQueue};
 use crate::model::{
-    ClosePattern, Evidence, FailureEvent, LimitKind, PeerClose, Syscall, errno_name,
+    ClosePattern, Evidence, FailureEvent, LimitKind, PeerClose, Syscall, WorkerDeath, errno_name,
 };
 
 /// Facts about the run the explanation needs.
@@ -38,6 +38,8 @@ pub struct RunFacts {
     /// How the target's closes of held connections were spread, when it
     /// closed any: tells a cap from a timeout.
     pub close_pattern: Option<ClosePattern>,
+    /// Worker processes that died, with their memory cgroup's readings.
+    pub worker_deaths: Vec<WorkerDeath>,
 }
 
 /// Fewest closes a verdict is drawn from.
@@ -179,6 +181,11 @@ impl Explainer<'_> {
                 self.route()
             ),
             _ if ev.syscall == Syscall::Timeout => self.timeout_head(),
+            // source: "worker process 3"; target: "pid 123: killed by ...".
+            _ if ev.syscall == Syscall::WorkerExit => format!(
+                "{} ({}) at {} held; it had started attempts up to #{}",
+                ev.source, ev.target, ev.active, ev.attempt
+            ),
             _ => self.failed_head(),
         };
         let h = &self.host;
@@ -229,6 +236,17 @@ impl Explainer<'_> {
                 if let Some(bytes) = h.num("cgroup_memory_limit_bytes") {
                     let _ = write!(m, "; cgroup memory limit {}", mib(bytes));
                 }
+                if let Some(death) = self.oom_death() {
+                    let _ = write!(
+                        m,
+                        "; the workers' memory cgroup counted {} OOM kill(s){}",
+                        death.oom_kills.unwrap_or(0),
+                        match death.memory_limit_bytes {
+                            Some(b) => format!(" at its limit of {}", mib(b)),
+                            None => String::new(),
+                        }
+                    );
+                }
             }
             LimitKind::BacklogOverflow => {
                 m.push_str(&self.listen_counters());
@@ -265,6 +283,18 @@ impl Explainer<'_> {
 
     /// `connect() failed with EADDRNOTAVAIL at attempt 12 with 11 held from
     /// 127.0.0.1 to 127.0.0.1:7070`
+    /// The worker process death this event stands for, when its memory
+    /// cgroup counted an OOM kill.
+    fn oom_death(&self) -> Option<&WorkerDeath> {
+        if self.ev.syscall != Syscall::WorkerExit {
+            return None;
+        }
+        self.run
+            .worker_deaths
+            .iter()
+            .find(|d| d.oom_kills.unwrap_or(0) > 0)
+    }
+
     fn failed_head(&self) -> String {
         let ev = self.ev;
         let mut m = format!(
@@ -499,6 +529,17 @@ impl Explainer<'_> {
                 limit(h.num("file_max")),
                 limit(h.num("file_nr_allocated"))
             ),
+            LimitKind::KernelMemory if self.oom_death().is_some() => {
+                let limit = self
+                    .oom_death()
+                    .and_then(|d| d.memory_limit_bytes)
+                    .map_or(String::new(), |b| format!(" (now {})", mib(b)));
+                format!(
+                    "raise the workers' memory cgroup limit{limit} or hold fewer connections: \
+                     each held connection's socket memory is charged to it, and the kernel \
+                     OOM-kills a worker instead of returning ENOMEM"
+                )
+            }
             LimitKind::KernelMemory => {
                 let cgroup = match h.num("cgroup_memory_limit_bytes") {
                     Some(b) => format!(", now {}", mib(b)),

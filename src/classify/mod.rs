@@ -42,6 +42,9 @@ pub struct AttemptContext {
     /// The host's `nf_conntrack_count` had reached `nf_conntrack_max`
     /// (false when conntrack is absent or could not be read).
     pub conntrack_full: bool,
+    /// A worker process was SIGKILLed while its memory cgroup counted an
+    /// OOM kill.
+    pub oom_killed: bool,
 }
 
 impl AttemptContext {
@@ -70,6 +73,9 @@ pub fn classify(syscall: Syscall, errno: Option<i32>, ctx: &AttemptContext) -> L
         return match syscall {
             Syscall::Timeout => no_answer(ctx),
             Syscall::Read | Syscall::Write => K::ServerClosed,
+            // The memory cgroup's limit: the kernel kills, it returns no
+            // ENOMEM.
+            Syscall::WorkerExit if ctx.oom_killed => K::KernelMemory,
             _ => K::Other,
         };
     };
@@ -119,6 +125,7 @@ pub fn classify(syscall: Syscall, errno: Option<i32>, ctx: &AttemptContext) -> L
             ETIMEDOUT => K::ServerClosed,
             _ => K::Other,
         },
+        Syscall::WorkerExit => K::Other,
     }
 }
 
@@ -170,6 +177,22 @@ mod tests {
             age_ms: Some(age_ms),
             ..base
         }
+    }
+
+    #[test]
+    fn a_worker_process_killed_under_a_memory_cgroup_oom_is_kernel_memory() {
+        let oom = AttemptContext {
+            oom_killed: true,
+            ..plain()
+        };
+        assert_eq!(
+            classify(Syscall::WorkerExit, None, &oom),
+            LimitKind::KernelMemory
+        );
+        assert_eq!(
+            classify(Syscall::WorkerExit, None, &plain()),
+            LimitKind::Other
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -16,13 +17,14 @@ use crate::UsageError;
 use crate::classify::{self, RunFacts, host};
 use crate::cli::{RunArgs, UiMode};
 use crate::engine::hold::Echo;
-use crate::engine::plan::Plan;
-use crate::engine::{Engine, Settings, StopReason};
+use crate::engine::plan::{Plan, Segment};
+use crate::engine::procs::Launcher;
+use crate::engine::{Engine, Launch, Settings, StopReason};
 use crate::model::{
     FailureEvent, FailureGroup, FirstLimit, HostReport, LimitKind, SCHEMA_VERSION, Summary,
-    errno_name,
+    WorkersReport, errno_name, thousands,
 };
-use crate::scenario::units::DriverMode;
+use crate::scenario::units::{DriverMode, Processes};
 use crate::scenario::{self, Scenario, ScenarioSpec};
 use crate::server::{self, ServerConfig};
 use crate::sink::{self, ResultsDir};
@@ -86,16 +88,40 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         scenario.source_ports,
         scenario.connections,
     );
-    let threads = worker_threads(&scenario);
+    let layout = WorkerLayout::choose(&scenario, fd_hard, embedded_target)?;
+    if layout.processes > 0 {
+        eprintln!("ceiling: {}", layout.reason);
+    }
     let started_at = SystemTime::now();
-    let engine = Engine::start(
-        plan,
-        settings(&scenario),
-        threads,
+    let launch = Launch {
+        start: tokio::time::Instant::now(),
         target_local,
         listen_drops_at_start,
-    )
-    .context("cannot start worker threads")?;
+    };
+    let launcher = match layout.processes {
+        0 => None,
+        _ => Some(Arc::new(
+            Launcher::new(layout.threads).context("cannot find ceiling's own binary")?,
+        )),
+    };
+    let engine = match &launcher {
+        None => Engine::start(
+            plan,
+            settings(&scenario),
+            Segment::WHOLE,
+            layout.threads,
+            launch,
+        )
+        .context("cannot start worker threads")?,
+        Some(launcher) => Engine::start_processes(
+            plan,
+            settings(&scenario),
+            layout.processes,
+            Arc::clone(launcher),
+            launch,
+        )
+        .context("cannot start worker processes")?,
+    };
 
     let output = choose_output(ui_mode);
     let context = RunContext {
@@ -114,6 +140,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         embedded_target,
         fd_limits: (fd_soft, fd_hard),
         listen_drops_at_start,
+        launcher: launcher.as_deref(),
     };
     let driven = drive(&engine, &run, &mut agg, &mut live, &mut results);
     // The terminal comes back before anything else is printed, error or not.
@@ -136,7 +163,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         at_limit: host_at_limit.as_ref().map_or(&host_end, |at| &at.state),
         end: &host_end,
     };
-    let summary = summarize(
+    let workers = WorkersReport {
+        processes: layout.processes as u64,
+        threads_per_process: layout.threads as u64,
+        reason: layout.reason,
+        deaths: facts.worker_deaths.clone(),
+    };
+    let mut summary = summarize(
         &scenario,
         &facts,
         &last,
@@ -145,6 +178,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         interrupted,
         (fd_soft, fd_hard),
     );
+    summary.workers = workers;
     results
         .finish(&summary, &last)
         .with_context(|| format!("cannot write results to '{}'", results.path().display()))?;
@@ -185,6 +219,8 @@ struct RunInfo<'a> {
     fd_limits: (u64, u64),
     /// ListenOverflows + ListenDrops when the run started.
     listen_drops_at_start: Option<u64>,
+    /// Worker processes' launcher (None: worker threads in this process).
+    launcher: Option<&'a Launcher>,
 }
 
 impl RunInfo<'_> {
@@ -203,6 +239,7 @@ impl RunInfo<'_> {
             target_local: at_limit.is_some_and(|at| at.target_local),
             target_listener: at_limit.and_then(|at| at.listener),
             close_pattern: snapshot.total.close_pattern(),
+            worker_deaths: self.launcher.map(Launcher::deaths).unwrap_or_default(),
         }
     }
 }
@@ -231,6 +268,7 @@ fn build_scenario(args: RunArgs) -> anyhow::Result<Scenario> {
         fd_limit: args.fd_limit,
         stop_at_first_limit: args.stop_at_first_limit.then_some(true),
         threads: args.threads,
+        processes: args.processes,
     };
     let mut merged = file.overridden_by(flags);
     if merged.name.is_none() {
@@ -280,13 +318,79 @@ fn default_results_dir(name: &str) -> PathBuf {
     candidate
 }
 
-fn worker_threads(scenario: &Scenario) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-    scenario
-        .threads
-        .unwrap_or(cores)
-        .min(scenario.connections)
-        .max(1) as usize
+/// fds a worker process keeps for itself (stdio, pipes, epoll, /proc
+/// reads) beside its connections.
+const FDS_KEPT_PER_PROCESS: u64 = 64;
+
+/// Worker processes and threads for a run.
+struct WorkerLayout {
+    /// 0: worker threads in ceiling's own process.
+    processes: usize,
+    /// Per process.
+    threads: usize,
+    reason: String,
+}
+
+impl WorkerLayout {
+    fn choose(scenario: &Scenario, fd_hard: u64, embedded_target: bool) -> anyhow::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        let connections = scenario.connections;
+        let per_process = fd_hard.saturating_sub(FDS_KEPT_PER_PROCESS).max(1);
+        let needed = connections.div_ceil(per_process);
+        let (processes, reason) = match scenario.processes {
+            None => (0, "worker threads in ceiling's own process".to_string()),
+            Some(Processes::Auto) if needed <= 1 => (
+                0,
+                format!(
+                    "--processes auto: {} connections fit in one process under the hard fd \
+                     limit of {}: worker threads in ceiling's own process",
+                    thousands(connections),
+                    thousands(fd_hard)
+                ),
+            ),
+            Some(Processes::Auto) => (
+                needed,
+                format!(
+                    "--processes auto: {} connections need {needed} worker processes under the \
+                     hard fd limit of {} ({} connections each at most)",
+                    thousands(connections),
+                    thousands(fd_hard),
+                    thousands(per_process)
+                ),
+            ),
+            Some(Processes::Count(n)) => (
+                n.min(connections),
+                format!("{} worker process(es), as asked", n.min(connections)),
+            ),
+        };
+        if processes > 0 && embedded_target && connections > per_process {
+            return Err(UsageError(format!(
+                "the built-in target runs in ceiling's own process and holds one fd per \
+                 connection: at most {} connections under the hard fd limit of {}, and {} were \
+                 asked. Start the target separately (`ceiling serve --listen 127.0.0.1:7070`) \
+                 and point --target at it",
+                thousands(per_process),
+                thousands(fd_hard),
+                thousands(connections)
+            ))
+            .into());
+        }
+        let shared_cores = match processes {
+            0 => cores,
+            n => (cores / n).max(1),
+        };
+        let per_process_connections = connections.div_ceil(processes.max(1));
+        let threads = scenario
+            .threads
+            .unwrap_or(shared_cores)
+            .min(per_process_connections)
+            .max(1);
+        Ok(WorkerLayout {
+            processes: processes as usize,
+            threads: threads as usize,
+            reason,
+        })
+    }
 }
 
 fn settings(scenario: &Scenario) -> Settings {
@@ -620,5 +724,7 @@ fn summarize(
             values,
             counter_deltas: host::counter_deltas(hosts.start, hosts.end),
         },
+        // Filled in by the caller, which knows the layout.
+        workers: WorkersReport::default(),
     }
 }

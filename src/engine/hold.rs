@@ -30,7 +30,7 @@ pub enum HoldEnd {
 }
 
 /// Echo traffic settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Echo {
     pub message: Box<[u8]>,
     pub interval: Duration,

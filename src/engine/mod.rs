@@ -7,6 +7,9 @@
 //! - [`hold`]: idle or echo holding with read interest, in a task.
 //! - [`holder`]: idle connections held outside tokio, one epoll set a worker.
 //! - [`worker`]: one thread, one runtime, one segment, one stats delta.
+//! - [`procs`]: worker *processes* (past the per-process fd limit): a relay
+//!   thread per child process stands where a worker thread would, so the
+//!   coordinator sees the same deltas, phases and controls either way.
 //!
 //! The engine never talks to the UI or the sinks: the caller drains the
 //! workers' deltas into a [`stats::Aggregator`] every tick.
@@ -15,6 +18,7 @@ pub mod conn;
 pub mod hold;
 pub mod holder;
 pub mod plan;
+pub mod procs;
 pub mod rate;
 pub mod worker;
 
@@ -30,11 +34,11 @@ use crate::scenario::Pace;
 use crate::scenario::units::{CloseMode, HoldMode};
 use crate::stats::{self, Delta, Phase};
 use hold::Echo;
-use plan::Plan;
+use plan::{Plan, Segment};
 use rate::Schedule;
 
 /// What the workers do with a connection, apart from where it goes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
     pub pace: Pace,
     pub hold: HoldMode,
@@ -48,7 +52,7 @@ pub struct Settings {
 }
 
 /// Why a run stops before it ends by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StopReason {
     /// Ctrl-C or SIGTERM.
     Interrupted,
@@ -116,18 +120,71 @@ pub struct Engine {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// What an engine runs on besides its plan and settings.
+pub struct Launch {
+    /// The run's start: schedule time 0 and the `--duration` origin.
+    pub start: Instant,
+    /// Whether each target (indexed like `plan.targets`) is on this host.
+    pub target_local: Vec<bool>,
+    /// ListenOverflows + ListenDrops when the run started.
+    pub listen_drops_at_start: Option<u64>,
+}
+
 impl Engine {
-    /// Starts `threads` workers, each on its own segment of the plan.
+    /// Starts `threads` worker threads, each on its own part of `segment`.
     pub fn start(
         plan: Plan,
         settings: Settings,
+        segment: Segment,
         threads: usize,
-        target_local: Vec<bool>,
-        listen_drops_at_start: Option<u64>,
+        launch: Launch,
     ) -> std::io::Result<Engine> {
-        let threads = threads.max(1);
+        let threads = threads.max(1) as u64;
+        Engine::launch(
+            plan,
+            settings,
+            threads as usize,
+            launch,
+            move |k, shared, recorder| {
+                worker::run(shared, segment.split(k as u64, threads), recorder)
+            },
+        )
+    }
+
+    /// Starts `processes` worker processes, each on its own segment of the
+    /// plan, with a relay thread for each in this process.
+    pub fn start_processes(
+        plan: Plan,
+        settings: Settings,
+        processes: usize,
+        launcher: Arc<procs::Launcher>,
+        launch: Launch,
+    ) -> std::io::Result<Engine> {
+        let processes = processes.max(1);
+        Engine::launch(
+            plan,
+            settings,
+            processes,
+            launch,
+            move |k, shared, recorder| procs::relay(shared, k, processes, &launcher, recorder),
+        )
+    }
+
+    /// Runs `body(k, shared, recorder)` for k in 0..n, each on a thread of
+    /// its own that counts as a worker.
+    fn launch(
+        plan: Plan,
+        settings: Settings,
+        n: usize,
+        launch: Launch,
+        body: impl Fn(usize, Arc<Shared>, Arc<Mutex<Delta>>) + Clone + Send + 'static,
+    ) -> std::io::Result<Engine> {
         let source_count = plan.sources.len();
-        let start = Instant::now();
+        let Launch {
+            start,
+            target_local,
+            listen_drops_at_start,
+        } = launch;
         let (control, _) = watch::channel(Control {
             stop: None,
             schedule: Schedule::starting_at(start),
@@ -140,21 +197,26 @@ impl Engine {
             listen_drops_at_start,
             control,
             active: AtomicU64::new(0),
-            opening_workers: AtomicUsize::new(threads),
-            running_workers: AtomicUsize::new(threads),
+            opening_workers: AtomicUsize::new(n),
+            running_workers: AtomicUsize::new(n),
             finished: tokio::sync::Notify::new(),
         });
-        let recorders: Vec<_> = (0..threads)
+        let recorders: Vec<_> = (0..n)
             .map(|_| Arc::new(Mutex::new(Delta::new(source_count))))
             .collect();
-        let mut handles = Vec::with_capacity(threads);
+        let mut handles = Vec::with_capacity(n);
         for (k, recorder) in recorders.iter().enumerate() {
-            let segment = shared.plan.segment(k as u64, threads as u64);
-            let (shared, recorder) = (Arc::clone(&shared), Arc::clone(recorder));
+            let (shared, recorder, body) =
+                (Arc::clone(&shared), Arc::clone(recorder), body.clone());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("ceiling-worker-{k}"))
-                    .spawn(move || worker::run(shared, segment, recorder))?,
+                    .spawn(move || {
+                        body(k, Arc::clone(&shared), recorder);
+                        if shared.running_workers.fetch_sub(1, Ordering::SeqCst) == 1 {
+                            shared.finished.notify_one();
+                        }
+                    })?,
             );
         }
         Ok(Engine {
@@ -171,6 +233,12 @@ impl Engine {
 
     /// Moves what every worker recorded since the last call into `agg`.
     pub fn drain_into(&self, agg: &mut stats::Aggregator) {
+        self.drain(|delta| agg.absorb(delta));
+    }
+
+    /// Hands what every worker recorded since the last call to `take`, one
+    /// worker's delta at a time.
+    pub fn drain(&self, mut take: impl FnMut(&Delta)) {
         let source_count = self.shared.plan.sources.len();
         for recorder in &self.recorders {
             // The empty replacement is built before taking the lock, so a
@@ -180,8 +248,26 @@ impl Engine {
                 &mut *recorder.lock().unwrap_or_else(|e| e.into_inner()),
                 fresh,
             );
-            agg.absorb(&delta);
+            take(&delta);
         }
+    }
+
+    /// Connections held now, all workers together.
+    pub fn active(&self) -> u64 {
+        self.shared.active.load(Ordering::Relaxed)
+    }
+
+    /// Whether some worker is still starting attempts.
+    pub fn is_opening(&self) -> bool {
+        self.shared.opening_workers.load(Ordering::SeqCst) > 0
+    }
+
+    /// Follows a schedule set elsewhere (a worker process follows its
+    /// coordinator's).
+    pub fn set_schedule(&self, schedule: Schedule) {
+        self.shared
+            .control
+            .send_modify(|control| control.schedule = schedule);
     }
 
     /// Asks the workers to stop opening and close what they hold.

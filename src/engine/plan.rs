@@ -138,7 +138,7 @@ impl Plan {
 /// A share of a plan's attempts: those with `index % stride == offset`.
 /// Segments split again the same way (threads within a process, processes
 /// within a machine, machines within a run).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Segment {
     pub offset: u64,
     pub stride: u64,

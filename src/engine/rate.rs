@@ -110,6 +110,27 @@ impl Schedule {
         })
     }
 
+    /// The schedule relative to `start`, for another process whose own
+    /// start stands for the same moment.
+    pub fn to_wire(&self, start: Instant) -> WireSchedule {
+        WireSchedule {
+            anchor_after_start: self.anchor.saturating_duration_since(start),
+            anchor_offset: self.anchor_offset,
+            factor: self.factor,
+            paused: self.paused,
+        }
+    }
+
+    /// A schedule received from another process, anchored on our `start`.
+    pub fn from_wire(start: Instant, wire: WireSchedule) -> Schedule {
+        Schedule {
+            anchor: start + wire.anchor_after_start,
+            anchor_offset: wire.anchor_offset,
+            factor: wire.factor,
+            paused: wire.paused,
+        }
+    }
+
     /// The same schedule re-anchored at `now` with a new speed or pause
     /// state: schedule time continues from where it is.
     pub fn rebased(&self, now: Instant, factor: f64, paused: bool) -> Schedule {
@@ -120,6 +141,16 @@ impl Schedule {
             paused,
         }
     }
+}
+
+/// A [`Schedule`] as one process tells it to another: instants become
+/// durations after the run's start.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WireSchedule {
+    pub anchor_after_start: Duration,
+    pub anchor_offset: Duration,
+    pub factor: f64,
+    pub paused: bool,
 }
 
 /// Hands out a segment's attempts in order, with their schedule offsets.

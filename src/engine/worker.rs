@@ -93,9 +93,6 @@ pub fn run(shared: Arc<Shared>, segment: Segment, recorder: Arc<Mutex<Delta>>) {
         holder.close_all();
     }
     worker.count_dropped_connections();
-    if worker.shared.running_workers.fetch_sub(1, Ordering::SeqCst) == 1 {
-        worker.shared.finished.notify_one();
-    }
 }
 
 struct Worker {
@@ -384,6 +381,7 @@ impl Worker {
             },
             conntrack_full: signals.conntrack_full,
             age_ms: None,
+            oom_killed: false,
         }
     }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use units::{CloseMode, DriverMode, HoldMode, PortRange, RampSpec, SourceSpec, TargetSpec};
+use units::{
+    CloseMode, DriverMode, HoldMode, PortRange, Processes, RampSpec, SourceSpec, TargetSpec,
+};
 
 /// Connections opened when neither the file nor the flags say.
 pub const DEFAULT_CONNECTIONS: u64 = 8_000;
@@ -56,6 +58,8 @@ pub struct ScenarioSpec {
     pub stop_at_first_limit: Option<bool>,
     #[serde(default, deserialize_with = "units::de::count")]
     pub threads: Option<u64>,
+    #[serde(default, deserialize_with = "units::de::processes")]
+    pub processes: Option<Processes>,
 }
 
 impl ScenarioSpec {
@@ -91,6 +95,7 @@ impl ScenarioSpec {
             fd_limit: over.fd_limit.or(self.fd_limit),
             stop_at_first_limit: over.stop_at_first_limit.or(self.stop_at_first_limit),
             threads: over.threads.or(self.threads),
+            processes: over.processes.or(self.processes),
         }
     }
 }
@@ -122,7 +127,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ScenarioError {
 }
 
 /// How attempts are paced.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Pace {
     /// As fast as the worker can go.
@@ -157,7 +162,11 @@ pub struct Scenario {
     pub close: CloseMode,
     pub fd_limit: Option<u64>,
     pub stop_at_first_limit: bool,
+    /// Worker threads per process (default: one per core, shared among
+    /// the processes).
     pub threads: Option<u64>,
+    /// None: one process (ceiling's own).
+    pub processes: Option<Processes>,
 }
 
 fn serialize_hold<S: serde::Serializer>(hold: &HoldMode, s: S) -> Result<S::Ok, S::Error> {
@@ -325,6 +334,7 @@ impl Scenario {
             fd_limit: spec.fd_limit,
             stop_at_first_limit: spec.stop_at_first_limit.unwrap_or(false),
             threads: spec.threads,
+            processes: spec.processes,
         })
     }
 

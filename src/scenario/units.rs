@@ -31,7 +31,7 @@ pub struct SourceSpec {
 }
 
 /// An inclusive port range `LO-HI`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortRange {
     pub lo: u16,
     pub hi: u16,
@@ -54,7 +54,7 @@ impl fmt::Display for PortRange {
 }
 
 /// A linear ramp of the connect rate.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RampSpec {
     pub from: f64,
     pub to: f64,
@@ -63,7 +63,7 @@ pub struct RampSpec {
 }
 
 /// How long a connection is held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HoldMode {
     /// Close this long after it was established.
     For(Duration),
@@ -157,6 +157,32 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
         ));
     }
     Ok(total as u64)
+}
+
+/// How many worker processes a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Processes {
+    /// As many as the connection count needs under the hard fd limit.
+    Auto,
+    Count(u64),
+}
+
+/// Most worker processes a run may start.
+pub const MAX_PROCESSES: u64 = 1024;
+
+/// `auto` or a count from 1 to [`MAX_PROCESSES`].
+pub fn parse_processes(text: &str) -> Result<Processes, String> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        return Ok(Processes::Auto);
+    }
+    match parse_count(text) {
+        Ok(n) if n <= MAX_PROCESSES => Ok(Processes::Count(n)),
+        _ => Err(format!(
+            "'{text}' is not a process count: use auto (as many as the connections need under \
+             the hard fd limit) or 1 to {MAX_PROCESSES}"
+        )),
+    }
 }
 
 const RATE_FORMS: &str = "connects per second, e.g. 500, 5k, 2.5k; 0 for as fast as possible";
@@ -417,6 +443,7 @@ serde_parsers! {
     hold => parse_hold -> HoldMode;
     ramp => parse_ramp -> RampSpec;
     port_range => parse_port_range -> PortRange;
+    processes => parse_processes -> Processes;
 }
 
 /// Deserializes a list of strings through `parse`.

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::model::{
     Evidence, FailureGroup, FirstLimit, HostReport, LimitKind, SCHEMA_VERSION, SourceSummary,
-    Syscall, Totals, Warnings,
+    Syscall, Totals, Warnings, WorkersReport,
 };
 use crate::stats::{Delta, Phase, SecondRow, percentiles, record_us};
 
@@ -161,6 +161,12 @@ fn fixture() -> (Summary, Snapshot) {
             ]
             .into(),
             counter_deltas: [("TcpExtListenOverflows".to_string(), 0)].into(),
+        },
+        workers: WorkersReport {
+            processes: 0,
+            threads_per_process: 2,
+            reason: "worker threads in ceiling's own process".into(),
+            deaths: vec![],
         },
     };
     let snapshot = Snapshot {

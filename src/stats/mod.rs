@@ -260,6 +260,14 @@ impl Delta {
             .saturating_sub(self.closed_by_driver + self.closed_by_server)
     }
 
+    /// Records a limit seen without a failed attempt of its own (a worker
+    /// process killed with nothing under way): a candidate first limit.
+    pub fn record_limit_seen(&mut self, event: &FailureEvent) {
+        if event.kind.is_limit() {
+            keep_earliest(&mut self.first_limit, event);
+        }
+    }
+
     /// Records a failed attempt or a held connection the server ended.
     pub fn record_failure(&mut self, event: FailureEvent, source_index: usize) {
         self.failed += 1;
