@@ -86,6 +86,7 @@ fn config_from(args: &ServeArgs) -> (ServerConfig, ServeOptions) {
         },
         backlog: args.backlog,
         accept: !args.no_accept,
+        reuse_port: false,
     };
     let options = ServeOptions {
         model: args.model,
