@@ -176,7 +176,8 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = ServeMode::Hold)]
     pub mode: ServeMode,
 
-    /// listen() backlog; the kernel caps it at net.core.somaxconn.
+    /// listen() backlog (each process's, with --processes); the kernel caps
+    /// it at net.core.somaxconn.
     #[arg(long, value_name = "N", default_value_t = 4096, value_parser = units::parse_backlog)]
     pub backlog: u32,
 
@@ -195,7 +196,8 @@ pub struct ServeArgs {
     pub thread_stack: usize,
 
     /// Serve at most N connections at once; --when-full says what happens
-    /// to the next one.
+    /// to the next one. With --processes, N per process (a total cap could
+    /// not be exact across processes without coordinating them).
     #[arg(long, value_name = "N", value_parser = crate::server::parse_max_conns)]
     pub max_conns: Option<usize>,
 
@@ -220,6 +222,41 @@ pub struct ServeArgs {
     /// CPU time once a second (they are printed at exit anyway).
     #[arg(long)]
     pub stats: bool,
+
+    /// Serve from N processes of this binary, each with its own fd table
+    /// and RLIMIT_NOFILE (to hold more than one process's fd limit). They
+    /// all listen on the same ADDR:PORT with SO_REUSEPORT and the kernel
+    /// spreads new connections among them by a hash of the addresses and
+    /// ports: roughly even, not exactly. --backlog, --max-conns and
+    /// --fd-limit apply to each process. Figures printed are summed over
+    /// the processes (peak held: the sum of each one's peak, an upper
+    /// bound of the peak held at one moment), with one line per process at
+    /// exit. A process that dies is reported and the others keep serving.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_processes)]
+    pub processes: usize,
+
+    /// Set the soft RLIMIT_NOFILE of the (each) server process; at most the
+    /// hard limit. By default the inherited limit is kept.
+    #[arg(long, value_name = "N", value_parser = units::parse_count)]
+    pub fd_limit: Option<u64>,
+
+    /// Internal: run as server process K of `serve --processes`, reporting
+    /// to the parent as JSON lines on stdout.
+    #[arg(long, value_name = "K", hide = true)]
+    pub as_process: Option<usize>,
+}
+
+/// Most server processes `serve --processes` starts.
+pub const MAX_PROCESSES: usize = 1024;
+
+/// `--processes`: 1 to [`MAX_PROCESSES`].
+fn parse_processes(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_PROCESSES).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "'{text}' is not a usable number of processes: use a whole number from 1 to {MAX_PROCESSES} (1 serves from this process alone)"
+        )),
+    }
 }
 
 impl Default for ServeArgs {
@@ -236,6 +273,9 @@ impl Default for ServeArgs {
             reject_message: None,
             idle_timeout: None,
             stats: false,
+            processes: 1,
+            fd_limit: None,
+            as_process: None,
         }
     }
 }

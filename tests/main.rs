@@ -3,6 +3,7 @@
 mod caps;
 mod cli;
 mod netns;
+mod processes;
 mod results;
 mod run;
 mod serve;

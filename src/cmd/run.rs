@@ -569,6 +569,7 @@ fn start_embedded_target() -> anyhow::Result<EmbeddedTarget> {
         mode: server::Mode::Hold,
         backlog: 4096,
         accept: true,
+        reuse_port: false,
     })
     .context("cannot start the built-in target server on 127.0.0.1")?;
     let addrs = bound.local_addrs();

@@ -5,7 +5,14 @@
 //! for that line); Ctrl-C or SIGTERM stops the server and prints what it
 //! accepted and held, then a `stats:` line (also printed once a second with
 //! `--stats`).
+//!
+//! With `--processes N` this process becomes a supervisor of N server
+//! processes of the same binary (the `processes` submodule): same lines,
+//! figures summed over the processes.
 
+mod processes;
+
+use std::future::Future;
 use std::io::{self, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -13,42 +20,88 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::UsageError;
+use crate::classify::host;
 use crate::cli::{ServeArgs, ServeMode};
 use crate::server::{
     self, Cap, Mode, ProcessFigures, ServeOptions, ServerConfig, ServerTotals, WhenFull,
 };
 
+/// The lowest `--fd-limit` a server process can start with: the runtime,
+/// the signal pipe, the standard streams and a listener take about ten.
+const MIN_FD_LIMIT: u64 = 16;
+
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let (config, options) = config_from(&args);
+    check_fd_limit(args.fd_limit)?;
     // Signal handlers go in before the first `listening on` line: a script
     // that sends SIGTERM as soon as it reads that line must not kill us
     // with the default action.
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-
-    let bound = server::bind_with(config, options).map_err(listen_error)?;
-    let mut lines = String::new();
-    for addr in bound.local_addrs() {
-        lines.push_str(&format!("listening on {addr}\n"));
-    }
-    print_stdout(&lines)?;
-
     let shutdown = async move {
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
     };
+    if args.as_process.is_none() && args.processes > 1 {
+        return processes::supervise(args, shutdown).await;
+    }
+    if let Some(soft) = args.fd_limit {
+        host::set_nofile_soft(soft)
+            .with_context(|| format!("cannot set the soft fd limit to {soft}"))?;
+    }
+    serve_here(args, shutdown).await
+}
+
+/// Serves from this process: the whole server, or (`--as-process`) one
+/// process of `serve --processes`, which reports to its parent in JSON
+/// lines instead of the lines a person reads.
+async fn serve_here(
+    args: ServeArgs,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<ExitCode> {
+    let as_process = args.as_process.is_some();
+    let (mut config, options) = config_from(&args);
+    // The processes of `--processes` share each address.
+    config.reuse_port = as_process;
+    let bound = server::bind_with(config, options).map_err(listen_error)?;
+    let mut lines = String::new();
+    for addr in bound.local_addrs() {
+        if as_process {
+            lines.push_str(&processes::listening_line(addr));
+        } else {
+            lines.push_str(&format!("listening on {addr}\n"));
+        }
+    }
+    if as_process {
+        // A first report at once: the parent has figures from the start.
+        let stats = bound.stats();
+        lines.push_str(&processes::report_line(
+            false,
+            &stats.totals(),
+            &ProcessFigures::now(),
+        ));
+    }
+    print_stdout(&lines)?;
+
     let stats = bound.stats();
-    let ticker = args.stats.then(|| {
+    // A server process always reports once a second: its parent sums the
+    // reports for --stats, and keeps the last one of a process that dies.
+    let ticker = (args.stats || as_process).then(|| {
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
             every.tick().await; // the first tick is now
             loop {
                 every.tick().await;
-                let line = stats_line(&stats.totals(), &ProcessFigures::now());
-                if print_stdout(&format!("{line}\n")).is_err() {
+                let (totals, figures) = (stats.totals(), ProcessFigures::now());
+                let line = if as_process {
+                    processes::report_line(false, &totals, &figures)
+                } else {
+                    format!("{}\n", stats_line(&totals, &figures))
+                };
+                if print_stdout(&line).is_err() {
                     return;
                 }
             }
@@ -59,12 +112,38 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ticker.abort();
         let _ = ticker.await;
     }
-    print_stdout(&format!(
-        "{}\n{}\n",
-        exit_line(&totals),
-        stats_line(&totals, &ProcessFigures::now())
-    ))?;
+    let figures = ProcessFigures::now();
+    print_stdout(&if as_process {
+        processes::report_line(true, &totals, &figures)
+    } else {
+        format!(
+            "{}\n{}\n",
+            exit_line(&totals),
+            stats_line(&totals, &figures)
+        )
+    })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--fd-limit` within what a server process can use and may set.
+fn check_fd_limit(wanted: Option<u64>) -> anyhow::Result<()> {
+    let Some(wanted) = wanted else {
+        return Ok(());
+    };
+    let (_, hard) = host::nofile_limits().context("cannot read RLIMIT_NOFILE")?;
+    if wanted < MIN_FD_LIMIT {
+        return Err(UsageError(format!(
+            "--fd-limit {wanted} is too low for a server process: use {MIN_FD_LIMIT} or more (it needs about ten fds before its first connection)"
+        ))
+        .into());
+    }
+    if wanted > hard {
+        return Err(UsageError(format!(
+            "--fd-limit {wanted} is above the hard limit {hard}: use at most {hard} (only root can raise the hard limit), and --processes N to serve from N fd tables"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// The validated server configuration for these flags.
@@ -86,6 +165,7 @@ fn config_from(args: &ServeArgs) -> (ServerConfig, ServeOptions) {
         },
         backlog: args.backlog,
         accept: !args.no_accept,
+        reuse_port: false,
     };
     let options = ServeOptions {
         model: args.model,

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -83,6 +84,10 @@ pub struct ServerConfig {
     pub backlog: u32,
     /// false: listen but never accept.
     pub accept: bool,
+    /// Set SO_REUSEPORT before bind, so several processes listen on the
+    /// same address and the kernel spreads new connections among them by a
+    /// hash of the 4-tuple (`serve --processes`; see [`reserve`]).
+    pub reuse_port: bool,
 }
 
 impl Default for ServerConfig {
@@ -93,12 +98,13 @@ impl Default for ServerConfig {
             mode: Mode::Hold,
             backlog: DEFAULT_BACKLOG,
             accept: true,
+            reuse_port: false,
         }
     }
 }
 
 /// Connections the server turned away or closed to make room, by reason.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejected {
     /// Over the cap, `close`: the reject message, then a FIN.
     pub full_close: u64,
@@ -116,8 +122,9 @@ impl Rejected {
     }
 }
 
-/// What the server did, printed at exit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What the server did, printed at exit (and, with `serve --processes`,
+/// sent by each server process to the parent as JSON).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerTotals {
     /// Connections accepted since start.
     pub accepted: u64,
@@ -321,7 +328,7 @@ pub fn bind_with(config: ServerConfig, options: ServeOptions) -> io::Result<Boun
     let mut listeners = Vec::with_capacity(config.listen.len());
     let mut addrs = Vec::with_capacity(config.listen.len());
     for &addr in &config.listen {
-        let listener = listen_on(addr, config.backlog)?;
+        let listener = listen_on(addr, config.backlog, config.reuse_port)?;
         addrs.push(listener.local_addr()?);
         listeners.push(listener);
     }
@@ -335,11 +342,26 @@ pub fn bind_with(config: ServerConfig, options: ServeOptions) -> io::Result<Boun
     })
 }
 
-/// One non-blocking listener on `addr`.
-fn listen_on(addr: SocketAddr, backlog: u32) -> io::Result<net::TcpListener> {
-    let fail = |step: &'static str| {
-        move |source: io::Error| io::Error::new(source.kind(), ListenError { addr, step, source })
-    };
+/// One non-blocking listener on `addr`; with `reuse_port`, one of a
+/// SO_REUSEPORT group.
+fn listen_on(addr: SocketAddr, backlog: u32, reuse_port: bool) -> io::Result<net::TcpListener> {
+    let socket = bound_socket(addr, reuse_port)?;
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    socket
+        .listen(backlog)
+        .map_err(|e| listen_error(addr, "listen", e))?;
+    Ok(socket.into())
+}
+
+/// The OS error at `step` as a [`ListenError`] inside an error of the same
+/// kind.
+fn listen_error(addr: SocketAddr, step: &'static str, source: io::Error) -> io::Error {
+    io::Error::new(source.kind(), ListenError { addr, step, source })
+}
+
+/// A non-blocking TCP socket bound to `addr`, not listening yet.
+fn bound_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
+    let fail = |step: &'static str| move |source: io::Error| listen_error(addr, step, source);
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
         .map_err(fail("socket"))?;
     if addr.is_ipv6() {
@@ -350,11 +372,60 @@ fn listen_on(addr: SocketAddr, backlog: u32) -> io::Result<net::TcpListener> {
     socket
         .set_reuse_address(true)
         .map_err(fail("SO_REUSEADDR"))?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(fail("SO_REUSEPORT"))?;
+    }
     socket.set_nonblocking(true).map_err(fail("O_NONBLOCK"))?;
     socket.bind(&addr.into()).map_err(fail("bind"))?;
-    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
-    socket.listen(backlog).map_err(fail("listen"))?;
-    Ok(socket.into())
+    Ok(socket)
+}
+
+/// A port held for a group of SO_REUSEPORT listeners in other processes:
+/// a socket bound with SO_REUSEPORT that never listens, so it takes no
+/// connections. Port 0 is resolved here, once, so every process of the
+/// group binds the same port; the group's listeners bind it while this is
+/// held, and it is dropped once they listen.
+#[derive(Debug)]
+pub struct Reservation {
+    _socket: Socket,
+    addr: SocketAddr,
+}
+
+impl Reservation {
+    /// The reserved address (port 0 resolved).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+/// Reserves `addr` for SO_REUSEPORT listeners ([`ServerConfig::reuse_port`]).
+///
+/// First a plain bind (SO_REUSEADDR only, as a single listener would do)
+/// checks that nobody listens there and picks the port for port 0, so a
+/// port in use fails with the same `AddrInUse` [`ListenError`] as
+/// [`bind`]; that probe is closed and the port is bound again with
+/// SO_REUSEPORT. Without the probe, a SO_REUSEPORT bind would silently join
+/// another group of the same user on that port.
+pub fn reserve(addr: SocketAddr) -> io::Result<Reservation> {
+    let probe = bound_socket(addr, false)?;
+    let picked = probe_addr(&probe, addr)?;
+    drop(probe);
+    let socket = bound_socket(picked, true)?;
+    Ok(Reservation {
+        _socket: socket,
+        addr: picked,
+    })
+}
+
+fn probe_addr(socket: &Socket, addr: SocketAddr) -> io::Result<SocketAddr> {
+    socket
+        .local_addr()
+        .and_then(|local| {
+            local
+                .as_socket()
+                .ok_or_else(|| io::Error::other("bound socket has no IP address"))
+        })
+        .map_err(|e| listen_error(addr, "getsockname", e))
 }
 
 #[cfg(test)]
@@ -392,6 +463,35 @@ mod tests {
         };
         let err = bind(config).err().expect("an error");
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn a_reserved_port_takes_reuse_port_listeners_and_refuses_others() {
+        let reserved = reserve(DEFAULT_LISTEN).expect("reserve 127.0.0.1:0");
+        let addr = reserved.addr();
+        assert_ne!(addr.port(), 0);
+        let group = ServerConfig {
+            listen: vec![addr],
+            reuse_port: true,
+            ..ServerConfig::default()
+        };
+        let first = bind(group.clone()).expect("first of the group");
+        let second = bind(group).expect("second of the group");
+        assert_eq!(first.local_addrs(), second.local_addrs());
+        // A listener without SO_REUSEPORT cannot join, and nobody can
+        // reserve a port someone listens on.
+        let plain = bind(ServerConfig {
+            listen: vec![addr],
+            ..ServerConfig::default()
+        });
+        assert_eq!(
+            plain.err().map(|e| e.kind()),
+            Some(io::ErrorKind::AddrInUse)
+        );
+        drop(reserved);
+        let again = reserve(addr).expect_err("the group listens there");
+        assert_eq!(again.kind(), io::ErrorKind::AddrInUse);
+        assert_eq!(again.to_string(), format!("cannot listen on {addr}: bind"));
     }
 
     #[test]

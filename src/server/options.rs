@@ -16,6 +16,16 @@ pub enum Model {
     Threads,
 }
 
+impl Model {
+    /// The name `--model` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Async => "async",
+            Model::Threads => "threads",
+        }
+    }
+}
+
 /// What the server does with a new connection while `max` are held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WhenFull {
@@ -187,6 +197,13 @@ mod tests {
         assert_eq!(parse_size("1M"), Ok(1024 * 1024));
         for bad in ["", "0", "k", "1.5m", "64kb", "-1"] {
             assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn model_names_parse_back() {
+        for model in [Model::Async, Model::Threads] {
+            assert_eq!(parse_model(model.name()), Ok(model));
         }
     }
 

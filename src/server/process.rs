@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 /// The process's figures now; a field the system does not report is
 /// `None` (no /proc) or zero.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessFigures {
     /// `Threads:` in /proc/self/status.
     pub threads: Option<u64>,
