@@ -22,7 +22,7 @@ use crate::model::{
     FailureEvent, FailureGroup, FirstLimit, HostReport, LimitKind, SCHEMA_VERSION, Summary,
     errno_name,
 };
-use crate::scenario::units::DriverMode;
+use crate::scenario::units::{DriverMode, PortPick};
 use crate::scenario::{self, Scenario, ScenarioSpec};
 use crate::server::{self, ServerConfig};
 use crate::sink::{self, ResultsDir};
@@ -46,7 +46,28 @@ const EXIT_INTERRUPTED: u8 = 130;
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let ui_mode = args.ui;
     let out = args.out.clone();
-    let mut scenario = build_scenario(args)?;
+    let file = args.scenario.clone();
+    let scenario = build_scenario(args, false)?;
+    if scenario.lab.is_some() {
+        let file = file.map_or_else(|| "the scenario".into(), |f| f.display().to_string());
+        return Err(UsageError(format!(
+            "{file} has a [lab] section, which only `ceiling lab` applies (in a network \
+             namespace of its own, as root): run `sudo ceiling lab {file}`, or remove [lab] to \
+             run against the host as it is"
+        ))
+        .into());
+    }
+    execute(scenario, ui_mode, out, None)
+}
+
+/// Runs a validated scenario: `ceiling run`, and `ceiling lab` once its
+/// namespace and server are up (`lab` then adds its report to the summary).
+pub fn execute(
+    mut scenario: Scenario,
+    ui_mode: UiMode,
+    out: Option<PathBuf>,
+    lab: Option<&crate::cmd::lab::Session>,
+) -> anyhow::Result<ExitCode> {
     let (fd_soft, fd_hard) = apply_fd_limit(scenario.fd_limit)?;
     for ip in &scenario.sources {
         host::check_local_address(*ip).map_err(|e| {
@@ -60,8 +81,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut results = ResultsDir::create(&out)
         .map_err(|e| UsageError(format!("cannot write results to '{}': {e}", out.display())))?;
 
-    let embedded = scenario
-        .uses_embedded_target()
+    let embedded = (scenario.uses_embedded_target() && lab.is_none())
         .then(start_embedded_target)
         .transpose()?;
     let embedded_target = embedded.is_some();
@@ -136,7 +156,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         at_limit: host_at_limit.as_ref().map_or(&host_end, |at| &at.state),
         end: &host_end,
     };
-    let summary = summarize(
+    let mut summary = summarize(
         &scenario,
         &facts,
         &last,
@@ -145,6 +165,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         interrupted,
         (fd_soft, fd_hard),
     );
+    summary.lab = lab.map(|session| session.report());
     results
         .finish(&summary, &last)
         .with_context(|| format!("cannot write results to '{}'", results.path().display()))?;
@@ -207,12 +228,16 @@ impl RunInfo<'_> {
     }
 }
 
-/// Merges the scenario file (if any) and the flags, then validates.
-fn build_scenario(args: RunArgs) -> anyhow::Result<Scenario> {
-    let file = match &args.scenario {
+/// Merges the scenario file (if any) and the flags, then validates. `lab`:
+/// for `ceiling lab`, which gives a scenario without `[lab]` an empty one.
+pub fn build_scenario(args: RunArgs, lab: bool) -> anyhow::Result<Scenario> {
+    let mut file = match &args.scenario {
         Some(path) => scenario::load_file(path)?,
         None => ScenarioSpec::default(),
     };
+    if lab && file.lab.is_none() {
+        file.lab = Some(scenario::lab::LabSpec::default());
+    }
     let flags = ScenarioSpec {
         name: args.name,
         targets: args.targets,
@@ -231,6 +256,8 @@ fn build_scenario(args: RunArgs) -> anyhow::Result<Scenario> {
         fd_limit: args.fd_limit,
         stop_at_first_limit: args.stop_at_first_limit.then_some(true),
         threads: args.threads,
+        pick_port_at: args.pick_port_at,
+        lab: None,
     };
     let mut merged = file.overridden_by(flags);
     if merged.name.is_none() {
@@ -301,6 +328,7 @@ fn settings(scenario: &Scenario) -> Settings {
         }),
         close: scenario.close,
         stop_at_first_limit: scenario.stop_at_first_limit,
+        bind_address_no_port: scenario.pick_port_at == PortPick::Connect,
     }
 }
 
@@ -432,6 +460,7 @@ fn drive(
 fn on_signal(engine: &Engine) {
     if engine.stop_reason() == Some(StopReason::Interrupted) {
         let _ = tui::restore_terminal();
+        crate::cmd::lab::cleanup_before_exit();
         eprintln!("ceiling: interrupted again: exiting without waiting for connections to close");
         std::process::exit(i32::from(EXIT_INTERRUPTED));
     }
@@ -620,5 +649,6 @@ fn summarize(
             values,
             counter_deltas: host::counter_deltas(hosts.start, hosts.end),
         },
+        lab: None,
     }
 }

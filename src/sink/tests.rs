@@ -162,6 +162,7 @@ fn fixture() -> (Summary, Snapshot) {
             .into(),
             counter_deltas: [("TcpExtListenOverflows".to_string(), 0)].into(),
         },
+        lab: None,
     };
     let snapshot = Snapshot {
         elapsed: Duration::from_millis(12_340),
