@@ -107,10 +107,10 @@ fn lab_bind_without_no_port_is_bind_eaddrinuse_with_the_connect_time_remedy() {
     // bind() searches the whole range: exact, 11 per source IP, whatever
     // the 2 targets.
     assert_eq!(s["totals"]["established"], 22, "{s}");
-    // 23, or a little later when the other worker thread's attempt fails
-    // first in time (seen 23 and 24).
+    // About 23: the two worker threads interleave, so the attempt that
+    // fails first in time is not always number 23 (seen 21, 23, 24).
     let at = first["at_attempt"].as_u64().unwrap();
-    assert!((23..=25).contains(&at), "{first}");
+    assert!((20..=26).contains(&at), "{first}");
     let remedy = first["remedy"].as_str().unwrap();
     assert!(
         remedy.starts_with("let the kernel pick the port at connect time")

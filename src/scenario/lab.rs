@@ -271,8 +271,13 @@ pub fn check_targets(lab: &Lab, targets: &[SocketAddr]) -> Result<(), ScenarioEr
                 format!(
                     "target port {} is inside [lab] ip_local_port_range {lo}-{hi}: the listener \
                      would take one of those ports from the driver; use a port outside it, \
-                     e.g. 7070",
-                    target.port()
+                     e.g. {}",
+                    target.port(),
+                    if lo > 1024 {
+                        lo - 1
+                    } else {
+                        hi.saturating_add(1).max(1024)
+                    }
                 ),
             ));
         }
