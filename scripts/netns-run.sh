@@ -6,8 +6,8 @@
 #   sudo scripts/netns-run.sh [LO-HI] -- COMMAND [ARG...]
 #
 # `ceiling` inside the command is the release build of this checkout (built
-# if missing). Until `ceiling lab` exists, this is how the root-only
-# scenarios are run.
+# if missing). `ceiling lab` does this itself for scenarios; this script
+# is for running other commands (or a separate server) in a namespace.
 set -euo pipefail
 
 range=""

@@ -30,6 +30,16 @@ pub enum Command {
     /// starts its built-in target server in this process on a free loopback
     /// port and runs against it.
     Run(Box<RunArgs>),
+    /// Run a scenario in a disposable network namespace with its [lab]
+    /// settings (root).
+    ///
+    /// Creates an anonymous network namespace for this process (gone when
+    /// it exits), brings loopback up, writes the scenario's [lab] sysctls
+    /// there only (never the host's), starts the built-in server as a
+    /// child `ceiling serve` process listening on the targets (default
+    /// 127.0.0.1:7070) with [lab] server_backlog/server_accept/server_mode,
+    /// and runs as `ceiling run` does, with the same flags and results.
+    Lab(Box<RunArgs>),
     /// The built-in target server: accepts and holds, echoes or closes.
     Serve(ServeArgs),
     /// A worker process of `run --processes` (internal: reads its share of
@@ -109,6 +119,13 @@ pub struct RunArgs {
     /// By default the soft limit is raised to the hard limit.
     #[arg(long, value_name = "N", value_parser = units::parse_count)]
     pub fd_limit: Option<u64>,
+
+    /// When a socket bound to a --source IP gets its port: connect (the
+    /// kernel picks it per destination, IP_BIND_ADDRESS_NO_PORT) or bind
+    /// (bind(ip, 0) picks it per source IP: fails with EADDRINUSE once the
+    /// range is used). Default connect.
+    #[arg(long, value_enum, value_name = "connect|bind")]
+    pub pick_port_at: Option<units::PortPick>,
 
     /// Stop opening and end the run at the first limit.
     #[arg(long)]

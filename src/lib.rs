@@ -19,6 +19,8 @@
 //! - [`sink`]: the results directory, one file format per module.
 //! - [`ui`]: live progress output; reads snapshots only.
 //! - [`server`]: the built-in target server.
+//! - [`lab`]: `ceiling lab`'s disposable network namespace (loopback up,
+//!   per-namespace sysctls) and memory cgroup.
 //!
 //! `run` is synchronous: `ceiling run` drives one single-threaded tokio
 //! runtime per worker thread (so each worker's statistics stay its own), and
@@ -28,6 +30,7 @@ pub mod classify;
 pub mod cli;
 pub mod cmd;
 pub mod engine;
+pub mod lab;
 pub mod model;
 pub mod scenario;
 pub mod server;
@@ -58,6 +61,8 @@ pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
 pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         cli::Command::Run(args) => cmd::run::run(*args),
+        // Before any runtime or thread: the namespace is per thread.
+        cli::Command::Lab(args) => cmd::lab::lab(*args),
         cli::Command::Serve(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

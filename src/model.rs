@@ -379,6 +379,9 @@ pub struct Summary {
     pub latency: BTreeMap<String, Percentiles>,
     pub sources: Vec<SourceSummary>,
     pub host: HostReport,
+    /// `ceiling lab` only: the namespace's settings as read back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab: Option<LabReport>,
     pub workers: WorkersReport,
 }
 
@@ -419,6 +422,39 @@ pub struct WorkerDeath {
     pub memory_limit_bytes: Option<u64>,
     /// The last lines it wrote to stderr.
     pub stderr_tail: String,
+}
+
+/// What `ceiling lab` set up for the run, as read back from the kernel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabReport {
+    /// How the namespace was made and when it goes away.
+    pub namespace: String,
+    /// Each sysctl written in the namespace → its value read back there.
+    pub sysctls: BTreeMap<String, String>,
+    pub server: LabServerReport,
+    /// The memory cgroup, when `memory_limit` was given.
+    pub memory_cgroup: Option<LabCgroupReport>,
+}
+
+/// The built-in target server of a lab: a child `ceiling serve` process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabServerReport {
+    pub listen: Vec<String>,
+    pub backlog: u32,
+    pub accept: bool,
+    pub mode: String,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabCgroupReport {
+    pub path: String,
+    pub limit_bytes: u64,
+    /// OOM kills in the cgroup over the run (None: not counted here).
+    pub oom_kills: Option<u64>,
+    /// PIDs that were put in it (empty until the driver runs workers as
+    /// processes).
+    pub members: Vec<u32>,
 }
 
 /// `28232` as `28,232`: counts people read, on screen and in summaries.

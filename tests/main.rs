@@ -2,6 +2,7 @@
 
 mod caps;
 mod cli;
+mod lab;
 mod netns;
 mod processes;
 mod results;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::util::{Server, ceiling, out_dir, run_bounded, summary, text};
 
-fn validate(instance: &serde_json::Value) {
+pub fn validate(instance: &serde_json::Value) {
     let schema: serde_json::Value = serde_json::from_str(ceiling::sink::SUMMARY_SCHEMA).unwrap();
     let validator = jsonschema::draft202012::new(&schema).expect("the schema is valid");
     let errors: Vec<String> = validator

@@ -640,9 +640,9 @@ impl Explainer<'_> {
         }
         if self.ev.syscall == Syscall::Bind {
             return format!(
-                "let the kernel pick the port at connect time (don't bind explicit ports/port 0; \
-                 ceiling sets IP_BIND_ADDRESS_NO_PORT): each (source IP, target) then gets all {} \
-                 ports; or add source IPs{}",
+                "let the kernel pick the port at connect time (IP_BIND_ADDRESS_NO_PORT before \
+                 bind(ip, 0): ceiling's default, --pick-port-at connect): each (source IP, \
+                 target) then gets all {} ports; or add source IPs{}",
                 limit(h.ports()),
                 self.source_example()
             );

@@ -24,7 +24,7 @@ use crate::model::{
     FailureEvent, FailureGroup, FirstLimit, HostReport, LimitKind, SCHEMA_VERSION, Summary,
     WorkersReport, errno_name, thousands,
 };
-use crate::scenario::units::{DriverMode, Processes};
+use crate::scenario::units::{DriverMode, PortPick, Processes};
 use crate::scenario::{self, Scenario, ScenarioSpec};
 use crate::server::{self, ServerConfig};
 use crate::sink::{self, ResultsDir};
@@ -48,7 +48,28 @@ const EXIT_INTERRUPTED: u8 = 130;
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let ui_mode = args.ui;
     let out = args.out.clone();
-    let mut scenario = build_scenario(args)?;
+    let file = args.scenario.clone();
+    let scenario = build_scenario(args, false)?;
+    if scenario.lab.is_some() {
+        let file = file.map_or_else(|| "the scenario".into(), |f| f.display().to_string());
+        return Err(UsageError(format!(
+            "{file} has a [lab] section, which only `ceiling lab` applies (in a network \
+             namespace of its own, as root): run `sudo ceiling lab {file}`, or remove [lab] to \
+             run against the host as it is"
+        ))
+        .into());
+    }
+    execute(scenario, ui_mode, out, None)
+}
+
+/// Runs a validated scenario: `ceiling run`, and `ceiling lab` once its
+/// namespace and server are up (`lab` then adds its report to the summary).
+pub fn execute(
+    mut scenario: Scenario,
+    ui_mode: UiMode,
+    out: Option<PathBuf>,
+    lab: Option<&crate::cmd::lab::Session>,
+) -> anyhow::Result<ExitCode> {
     let (fd_soft, fd_hard) = apply_fd_limit(scenario.fd_limit)?;
     for ip in &scenario.sources {
         host::check_local_address(*ip).map_err(|e| {
@@ -62,8 +83,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut results = ResultsDir::create(&out)
         .map_err(|e| UsageError(format!("cannot write results to '{}': {e}", out.display())))?;
 
-    let embedded = scenario
-        .uses_embedded_target()
+    let embedded = (scenario.uses_embedded_target() && lab.is_none())
         .then(start_embedded_target)
         .transpose()?;
     let embedded_target = embedded.is_some();
@@ -100,9 +120,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let launcher = match layout.processes {
         0 => None,
-        _ => Some(Arc::new(
-            Launcher::new(layout.threads).context("cannot find ceiling's own binary")?,
-        )),
+        _ => {
+            let mut launcher =
+                Launcher::new(layout.threads).context("cannot find ceiling's own binary")?;
+            launcher.memory = lab.and_then(crate::cmd::lab::Session::worker_cgroup);
+            Some(Arc::new(launcher))
+        }
     };
     let engine = match &launcher {
         None => Engine::start(
@@ -179,6 +202,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         (fd_soft, fd_hard),
     );
     summary.workers = workers;
+    summary.lab = lab.map(|session| session.report());
     results
         .finish(&summary, &last)
         .with_context(|| format!("cannot write results to '{}'", results.path().display()))?;
@@ -244,12 +268,16 @@ impl RunInfo<'_> {
     }
 }
 
-/// Merges the scenario file (if any) and the flags, then validates.
-fn build_scenario(args: RunArgs) -> anyhow::Result<Scenario> {
-    let file = match &args.scenario {
+/// Merges the scenario file (if any) and the flags, then validates. `lab`:
+/// for `ceiling lab`, which gives a scenario without `[lab]` an empty one.
+pub fn build_scenario(args: RunArgs, lab: bool) -> anyhow::Result<Scenario> {
+    let mut file = match &args.scenario {
         Some(path) => scenario::load_file(path)?,
         None => ScenarioSpec::default(),
     };
+    if lab && file.lab.is_none() {
+        file.lab = Some(scenario::lab::LabSpec::default());
+    }
     let flags = ScenarioSpec {
         name: args.name,
         targets: args.targets,
@@ -269,6 +297,8 @@ fn build_scenario(args: RunArgs) -> anyhow::Result<Scenario> {
         stop_at_first_limit: args.stop_at_first_limit.then_some(true),
         threads: args.threads,
         processes: args.processes,
+        pick_port_at: args.pick_port_at,
+        lab: None,
     };
     let mut merged = file.overridden_by(flags);
     if merged.name.is_none() {
@@ -405,6 +435,7 @@ fn settings(scenario: &Scenario) -> Settings {
         }),
         close: scenario.close,
         stop_at_first_limit: scenario.stop_at_first_limit,
+        bind_address_no_port: scenario.pick_port_at == PortPick::Connect,
     }
 }
 
@@ -536,6 +567,7 @@ fn drive(
 fn on_signal(engine: &Engine) {
     if engine.stop_reason() == Some(StopReason::Interrupted) {
         let _ = tui::restore_terminal();
+        crate::cmd::lab::cleanup_before_exit();
         eprintln!("ceiling: interrupted again: exiting without waiting for connections to close");
         std::process::exit(i32::from(EXIT_INTERRUPTED));
     }
@@ -727,5 +759,6 @@ fn summarize(
         },
         // Filled in by the caller, which knows the layout.
         workers: WorkersReport::default(),
+        lab: None,
     }
 }

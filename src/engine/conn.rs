@@ -23,6 +23,9 @@ pub struct BindPolicy {
     /// The port was chosen by the user (`--source-ports`): set SO_REUSEADDR
     /// so the same port can serve several targets.
     pub explicit_port: bool,
+    /// With an IP and port 0: set IP_BIND_ADDRESS_NO_PORT (the port is
+    /// picked at connect()); false lets bind() pick it.
+    pub no_port: bool,
 }
 
 /// A failed attempt, as the kernel reported it.
@@ -73,6 +76,10 @@ pub async fn open(
     if let Some(addr) = bind.addr {
         let setup = if bind.explicit_port {
             socket.set_reuse_address(true)
+        } else if !bind.no_port {
+            // The user asked for bind() to pick the port (--pick-port-at
+            // bind): one port space per source IP, EADDRINUSE when it runs out.
+            Ok(())
         } else {
             // Only the IP is fixed: let connect() pick the port, so the
             // kernel can reuse a port for different targets (the full

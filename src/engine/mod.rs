@@ -49,6 +49,10 @@ pub struct Settings {
     pub echo: Option<Echo>,
     pub close: CloseMode,
     pub stop_at_first_limit: bool,
+    /// Set IP_BIND_ADDRESS_NO_PORT before bind(source IP, 0), so the port is
+    /// picked at connect() per destination; false picks it at bind(), per
+    /// source IP only (reproduces bind() EADDRINUSE).
+    pub bind_address_no_port: bool,
 }
 
 /// Why a run stops before it ends by itself.

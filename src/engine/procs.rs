@@ -83,7 +83,7 @@ pub struct WorkerReport {
 }
 
 /// The workers' memory cgroup, as far as the relays need it.
-pub trait MemoryCgroup: Send + Sync {
+pub trait WorkerCgroup: Send + Sync {
     /// Moves a worker process into the cgroup.
     fn adopt(&self, pid: u32) -> io::Result<()>;
     /// OOM kills the cgroup has counted so far.
@@ -96,7 +96,7 @@ pub struct Launcher {
     /// The ceiling binary.
     pub exe: PathBuf,
     pub threads_per_process: usize,
-    pub memory: Option<Arc<dyn MemoryCgroup>>,
+    pub memory: Option<Arc<dyn WorkerCgroup>>,
     /// Deaths recorded so far.
     pub deaths: Mutex<Vec<WorkerDeath>>,
 }

@@ -197,6 +197,7 @@ impl Worker {
         let bind = BindPolicy {
             addr: endpoint.bind,
             explicit_port: self.shared.plan.source_ports.is_some(),
+            no_port: settings.bind_address_no_port,
         };
         let deadline = Instant::now() + settings.connect_timeout;
         let mut call = ConnectCall::default();
@@ -371,7 +372,9 @@ impl Worker {
         AttemptContext {
             source_bound: endpoint.source_index.is_some(),
             explicit_source_port: explicit_port,
-            no_port_bind: endpoint.source_index.is_some() && !explicit_port,
+            no_port_bind: endpoint.source_index.is_some()
+                && !explicit_port
+                && self.shared.settings.bind_address_no_port,
             established: false,
             target_local,
             listen_overflows_moved: if target_local {
@@ -532,6 +535,7 @@ mod tests {
                 echo: None,
                 close: CloseMode::Fin,
                 stop_at_first_limit: false,
+                bind_address_no_port: true,
             },
             start: Instant::now(),
             target_local: vec![true],

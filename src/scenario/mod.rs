@@ -1,6 +1,7 @@
 //! Scenario files (TOML, unknown fields refused) and command-line overrides,
 //! merged and validated into one [`Scenario`] the engine can trust.
 
+pub mod lab;
 pub mod units;
 
 use std::net::{IpAddr, SocketAddr};
@@ -10,7 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use units::{
-    CloseMode, DriverMode, HoldMode, PortRange, Processes, RampSpec, SourceSpec, TargetSpec,
+    CloseMode, DriverMode, HoldMode, PortPick, PortRange, Processes, RampSpec, SourceSpec,
+    TargetSpec,
 };
 
 /// Connections opened when neither the file nor the flags say.
@@ -60,6 +62,11 @@ pub struct ScenarioSpec {
     pub threads: Option<u64>,
     #[serde(default, deserialize_with = "units::de::processes")]
     pub processes: Option<Processes>,
+    /// When a socket bound to a source IP gets its port: `connect`
+    /// (IP_BIND_ADDRESS_NO_PORT, the default) or `bind`.
+    pub pick_port_at: Option<PortPick>,
+    /// `ceiling lab` only: the namespace's settings.
+    pub lab: Option<lab::LabSpec>,
 }
 
 impl ScenarioSpec {
@@ -96,6 +103,8 @@ impl ScenarioSpec {
             stop_at_first_limit: over.stop_at_first_limit.or(self.stop_at_first_limit),
             threads: over.threads.or(self.threads),
             processes: over.processes.or(self.processes),
+            pick_port_at: over.pick_port_at.or(self.pick_port_at),
+            lab: over.lab.or(self.lab),
         }
     }
 }
@@ -167,6 +176,11 @@ pub struct Scenario {
     pub threads: Option<u64>,
     /// None: one process (ceiling's own).
     pub processes: Option<Processes>,
+    pub pick_port_at: PortPick,
+    /// `[lab]`: only `ceiling lab` runs a scenario that has one. Reported in
+    /// the summary's own `lab` object, with the values read back.
+    #[serde(skip)]
+    pub lab: Option<lab::Lab>,
 }
 
 fn serialize_hold<S: serde::Serializer>(hold: &HoldMode, s: S) -> Result<S::Ok, S::Error> {
@@ -214,11 +228,18 @@ impl Scenario {
                 format!("'{name}' is not a usable name: use letters, digits, '-', '_' and '.'"),
             ));
         }
-        let targets: Vec<SocketAddr> = spec
+        let lab = spec.lab.map(lab::LabSpec::validate).transpose()?;
+        let mut targets: Vec<SocketAddr> = spec
             .targets
             .iter()
             .flat_map(|t| t.addrs.iter().copied())
             .collect();
+        if let Some(lab) = &lab {
+            if targets.is_empty() {
+                targets.push(lab::DEFAULT_LAB_TARGET.parse().expect("a socket address"));
+            }
+            lab::check_targets(lab, &targets)?;
+        }
         let sources: Vec<IpAddr> = spec
             .sources
             .iter()
@@ -317,6 +338,23 @@ impl Scenario {
                 format!("{threads} is too many: use 1 to 1024"),
             ));
         }
+        let pick_port_at = spec.pick_port_at.unwrap_or_default();
+        if pick_port_at == PortPick::Bind {
+            if sources.is_empty() {
+                return Err(invalid(
+                    "pick_port_at",
+                    "'bind' picks the port when binding a source IP: give sources too \
+                     (e.g. --source 127.0.0.1), or drop it",
+                ));
+            }
+            if spec.source_ports.is_some() {
+                return Err(invalid(
+                    "pick_port_at",
+                    "'bind' lets the kernel pick the port at bind(); source_ports names the \
+                     ports itself: give one or the other",
+                ));
+            }
+        }
         Ok(Scenario {
             name,
             targets,
@@ -335,6 +373,8 @@ impl Scenario {
             stop_at_first_limit: spec.stop_at_first_limit.unwrap_or(false),
             threads: spec.threads,
             processes: spec.processes,
+            pick_port_at,
+            lab,
         })
     }
 

@@ -313,6 +313,64 @@ pub fn parse_backlog(text: &str) -> Result<u32, String> {
     Ok(n as u32)
 }
 
+/// A memory size: bytes, or with a unit: `512KiB`, `64MiB`, `1GiB` (also
+/// `k`, `m`, `g`, `K`, `M`, `G`, `KB`…: all powers of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    const FORMS: &str = "bytes or a number with KiB, MiB or GiB, e.g. 64MiB";
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size: use {FORMS}"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("'{text}': unknown unit '{unit}': use {FORMS}")),
+    };
+    n.checked_mul(1 << shift)
+        .filter(|&bytes| bytes > 0)
+        .ok_or_else(|| format!("'{text}' is not a usable size: use {FORMS}"))
+}
+
+/// What the built-in server does with an accepted connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerMode {
+    /// Hold it; read and discard.
+    #[default]
+    Hold,
+    /// Hold it and echo every byte back.
+    Echo,
+    /// Close it at once.
+    Close,
+}
+
+impl ServerMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerMode::Hold => "hold",
+            ServerMode::Echo => "echo",
+            ServerMode::Close => "close",
+        }
+    }
+}
+
+/// When the source port of a socket bound to a source IP is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PortPick {
+    /// At connect(), per destination (IP_BIND_ADDRESS_NO_PORT): the port
+    /// space is per (source IP, target).
+    #[default]
+    Connect,
+    /// At bind(ip, 0), before the destination is known: the port space is
+    /// per source IP, and running out is EADDRINUSE from bind().
+    Bind,
+}
+
 const SOURCE_FORMS: &str =
     "an IP (127.0.0.2), a range (127.0.0.2-127.0.0.9) or a CIDR block (127.0.1.0/24)";
 
@@ -444,6 +502,7 @@ serde_parsers! {
     ramp => parse_ramp -> RampSpec;
     port_range => parse_port_range -> PortRange;
     processes => parse_processes -> Processes;
+    size => parse_size -> u64;
 }
 
 /// Deserializes a list of strings through `parse`.

@@ -168,6 +168,7 @@ fn fixture() -> (Summary, Snapshot) {
             reason: "worker threads in ceiling's own process".into(),
             deaths: vec![],
         },
+        lab: None,
     };
     let snapshot = Snapshot {
         elapsed: Duration::from_millis(12_340),
