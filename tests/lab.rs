@@ -147,6 +147,51 @@ fn lab_fd_limit_is_the_drivers_emfile_near_the_soft_limit() {
     assert!(remedy.contains("hard is 20000"), "{remedy}");
 }
 
+/// Worker processes in a 32 MiB memory cgroup: the kernel OOM-kills one
+/// (no ENOMEM is ever returned here); the coordinator names it
+/// kernel_memory from the cgroup's OOM kill count and keeps every result.
+#[test]
+fn lab_memory_limit_oom_kills_a_worker_and_names_kernel_memory() {
+    let Some(s) = lab("lab_memory", &scenario("memory"), &[]) else {
+        return;
+    };
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "kernel_memory", "{s}");
+    assert_eq!(first["syscall"], "worker_exit", "{first}");
+    let message = first["evidence"]["message"].as_str().unwrap();
+    assert!(message.contains("OOM kill"), "{message}");
+    assert!(
+        first["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("memory cgroup limit")
+    );
+    let deaths = s["workers"]["deaths"].as_array().unwrap();
+    assert!(!deaths.is_empty(), "{s}");
+    assert_eq!(deaths[0]["signal"], libc::SIGKILL, "{}", deaths[0]);
+    assert!(
+        deaths[0]["oom_kills"].as_u64().unwrap() >= 1,
+        "{}",
+        deaths[0]
+    );
+    assert_eq!(deaths[0]["memory_limit_bytes"], 32 << 20);
+    // ~8,400 for one process in 32 MiB (OBSERVED-LIMITS); far below the
+    // 16,000 asked, far above nothing.
+    let peak = s["totals"]["peak_active"].as_u64().unwrap();
+    assert!((2_000..16_000).contains(&peak), "{peak}");
+    assert_eq!(
+        s["failures_by_kind"]["kernel_memory"],
+        deaths
+            .iter()
+            .map(|d| d["held"].as_u64().unwrap() + d["in_flight"].as_u64().unwrap())
+            .sum::<u64>()
+    );
+    let cgroup = &s["lab"]["memory_cgroup"];
+    assert_eq!(cgroup["members"].as_array().unwrap().len(), 2, "{cgroup}");
+    let path = cgroup["path"].as_str().unwrap();
+    assert!(!Path::new(path).exists(), "{path} left behind");
+}
+
 /// backlog 8, never accepting: 9 connect, the rest have their SYNs dropped;
 /// `abort_on_overflow`: the same with tcp_abort_on_overflow = 1.
 fn backlog_overflow(test: &str, abort_on_overflow: bool) {

@@ -10,3 +10,4 @@ mod run;
 mod serve;
 mod tui;
 mod util;
+mod workers;

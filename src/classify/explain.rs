@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::host::{self, HostState, ListenerQueue};
 use crate::model::{
     ClosePattern, Evidence, FailureEvent, LimitKind, PeerClose, Syscall, WorkerDeath, errno_name,
+    thousands,
 };
 
 /// Facts about the run the explanation needs.
@@ -183,8 +184,11 @@ impl Explainer<'_> {
             _ if ev.syscall == Syscall::Timeout => self.timeout_head(),
             // source: "worker process 3"; target: "pid 123: killed by ...".
             _ if ev.syscall == Syscall::WorkerExit => format!(
-                "{} ({}) at {} held; it had started attempts up to #{}",
-                ev.source, ev.target, ev.active, ev.attempt
+                "{} ({}) with {} held in all; it had started attempts up to #{}",
+                ev.source,
+                ev.target,
+                thousands(ev.active),
+                thousands(ev.attempt)
             ),
             _ => self.failed_head(),
         };

@@ -448,13 +448,14 @@ impl<'a> Relay<'a> {
         };
         {
             let mut d = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
+            // Its held connections: closed (the kernel closed them) and
+            // lost, like held connections a server closes.
             d.closed_by_driver += death.held;
+            d.lost_with_worker += death.held;
             for (counters, reported) in d.sources.iter_mut().zip(&self.reported.sources) {
                 counters.closed += reported.in_use();
             }
-            for _ in 0..death.in_flight {
-                d.record_failure(event.clone(), usize::MAX);
-            }
+            d.record_failures(&event, death.held + death.in_flight);
             d.record_limit_seen(&event);
         }
         self.launcher

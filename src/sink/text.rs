@@ -21,10 +21,46 @@ pub fn render(summary: &Summary, results_dir: &Path) -> String {
         None => out.push_str("\nfirst limit: no limit hit\n"),
     }
     failures(&mut out, summary);
+    worker_deaths(&mut out, summary);
     warnings(&mut out, summary);
     latency(&mut out, summary);
     let _ = writeln!(out, "\nresults: {}", results_dir.display());
     out
+}
+
+/// One line per worker process that died, with what it took with it.
+fn worker_deaths(out: &mut String, summary: &Summary) {
+    let deaths = &summary.workers.deaths;
+    if deaths.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nworker processes that died ({} of {})",
+        deaths.len(),
+        summary.workers.processes
+    );
+    for d in deaths {
+        let pid = d.pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
+        let mut line = format!(
+            "worker {}{pid} {} after {}: {} held connections lost, {} attempts under way, {} \
+             never attempted",
+            d.worker,
+            d.how,
+            seconds(d.at_elapsed_s),
+            thousands(d.held),
+            thousands(d.in_flight),
+            thousands(d.not_attempted)
+        );
+        if let Some(kills) = d.oom_kills {
+            let _ = write!(line, "; memory cgroup OOM kills so far: {kills}");
+        }
+        wrap(out, "  ", &line);
+        if !d.stderr_tail.is_empty() {
+            let last = d.stderr_tail.lines().last().unwrap_or_default();
+            wrap(out, "    stderr: ", last);
+        }
+    }
 }
 
 fn header(out: &mut String, summary: &Summary) {
@@ -94,6 +130,9 @@ fn failed_call(limit: &FirstLimit) -> String {
         }
         None if limit.syscall == Syscall::Timeout => {
             "connect() did not finish within the connect timeout (no errno)".into()
+        }
+        None if limit.syscall == Syscall::WorkerExit => {
+            "a worker process ended before its share of the run was done (no errno)".into()
         }
         None => format!("{}(): no errno", limit.syscall),
     }

@@ -124,6 +124,9 @@ pub struct Delta {
     pub failed: u64,
     pub closed_by_driver: u64,
     pub closed_by_server: u64,
+    /// Held connections lost with a worker process that died: counted as
+    /// closed by the driver (the kernel closed them) and as failures.
+    pub lost_with_worker: u64,
     pub failures_by_kind: [u64; LimitKind::ALL.len()],
     pub groups: HashMap<GroupKey, GroupStats>,
     /// Earliest failure whose kind is a limit.
@@ -148,6 +151,7 @@ impl Delta {
             failed: 0,
             closed_by_driver: 0,
             closed_by_server: 0,
+            lost_with_worker: 0,
             failures_by_kind: [0; LimitKind::ALL.len()],
             groups: HashMap::new(),
             first_limit: None,
@@ -166,6 +170,7 @@ impl Delta {
         self.established += other.established;
         self.failed += other.failed;
         self.closed_by_driver += other.closed_by_driver;
+        self.lost_with_worker += other.lost_with_worker;
         self.closed_by_server += other.closed_by_server;
         for (mine, theirs) in self.failures_by_kind.iter_mut().zip(other.failures_by_kind) {
             *mine += theirs;
@@ -249,7 +254,9 @@ impl Delta {
     /// Attempts started whose connect has not resolved yet (cumulative
     /// counters only).
     pub fn in_flight(&self) -> u64 {
-        let attempt_failures = self.failed.saturating_sub(self.closed_by_server);
+        let attempt_failures = self
+            .failed
+            .saturating_sub(self.closed_by_server + self.lost_with_worker);
         self.attempted
             .saturating_sub(self.established + attempt_failures)
     }
@@ -265,6 +272,24 @@ impl Delta {
     pub fn record_limit_seen(&mut self, event: &FailureEvent) {
         if event.kind.is_limit() {
             keep_earliest(&mut self.first_limit, event);
+        }
+    }
+
+    /// Records `count` failures like `event` at once (a worker process's
+    /// attempts under way when it died), none of them per source.
+    pub fn record_failures(&mut self, event: &FailureEvent, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.record_failure(event.clone(), usize::MAX);
+        let more = count - 1;
+        self.failed += more;
+        self.failures_by_kind[event.kind.index()] += more;
+        if let Some(group) = self
+            .groups
+            .get_mut(&(event.kind, event.syscall, event.errno))
+        {
+            group.count += more;
         }
     }
 

@@ -20,6 +20,7 @@ pub struct WireDelta {
     pub failed: u64,
     pub closed_by_driver: u64,
     pub closed_by_server: u64,
+    pub lost_with_worker: u64,
     /// Indexed like [`LimitKind::ALL`].
     pub failures_by_kind: Vec<u64>,
     pub groups: Vec<WireGroup>,
@@ -71,6 +72,7 @@ impl From<&Delta> for WireDelta {
             failed: d.failed,
             closed_by_driver: d.closed_by_driver,
             closed_by_server: d.closed_by_server,
+            lost_with_worker: d.lost_with_worker,
             failures_by_kind: d.failures_by_kind.to_vec(),
             groups,
             first_limit: d.first_limit.clone(),
@@ -99,6 +101,7 @@ impl WireDelta {
         d.failed = self.failed;
         d.closed_by_driver = self.closed_by_driver;
         d.closed_by_server = self.closed_by_server;
+        d.lost_with_worker = self.lost_with_worker;
         if self.failures_by_kind.len() != LimitKind::ALL.len() {
             return Err(WireError(format!(
                 "{} failure kinds, expected {}",
