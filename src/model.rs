@@ -383,6 +383,18 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab: Option<LabReport>,
     pub workers: WorkersReport,
+    pub safety: Safety,
+}
+
+/// The host-room check: what the run was planned to take, and why it was
+/// stopped early if the host ran low.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Safety {
+    /// What was checked before the run (estimated sockets, kernel memory
+    /// and files against MemAvailable and fs.file-max).
+    pub plan: String,
+    /// Why the run was stopped to leave the host usable, if it was.
+    pub stopped: Option<String>,
 }
 
 /// How the run's workers were laid out, and the worker processes that died.

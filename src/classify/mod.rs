@@ -8,8 +8,10 @@
 //! - [`explain`](mod@explain): one-line evidence, facts and a remedy.
 //! - [`host`]: reads sysctls, rlimits, kernel counters, listener queues.
 //! - [`procfs`]: pure parsers of the /proc text `host` reads.
+//! - [`capacity`]: whether the host has memory and files left for a run.
 //! - [`diag`]: listener queues and backlogs over sock_diag netlink.
 
+pub mod capacity;
 pub mod diag;
 pub mod explain;
 pub mod host;

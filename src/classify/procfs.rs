@@ -72,6 +72,18 @@ pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
     (lo <= hi).then_some((lo, hi))
 }
 
+/// /proc/meminfo: (MemTotal, MemAvailable) in bytes.
+pub fn parse_meminfo(text: &str) -> Option<(u64, u64)> {
+    let field = |name: &str| {
+        text.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix(':')?;
+            let kib: u64 = rest.trim().strip_suffix("kB")?.trim().parse().ok()?;
+            Some(kib * 1024)
+        })
+    };
+    Some((field("MemTotal")?, field("MemAvailable")?))
+}
+
 /// `fs.file-nr`: (allocated, allocated but unused, max).
 pub fn parse_file_nr(text: &str) -> Option<(u64, u64, u64)> {
     let mut it = text.split_whitespace().map(str::parse::<u64>);
@@ -284,6 +296,13 @@ mod tests {
         assert_eq!(parse_port_range("60999 32768"), None);
         assert_eq!(parse_port_range("1"), None);
         assert_eq!(parse_file_nr("414\t0\t2466177\n"), Some((414, 0, 2466177)));
+        let meminfo = "MemTotal:       24589012 kB\nMemFree:        18000000 kB\n\
+                       MemAvailable:   23000000 kB\nBuffers: 1 kB\n";
+        assert_eq!(
+            parse_meminfo(meminfo),
+            Some((24_589_012 * 1024, 23_000_000 * 1024))
+        );
+        assert_eq!(parse_meminfo("MemTotal: 1 kB\n"), None);
         assert_eq!(parse_u64(" 4096\n"), Some(4096));
         assert_eq!(parse_u64("max\n"), None);
     }

@@ -94,7 +94,8 @@ pub fn lab(args: RunArgs) -> anyhow::Result<ExitCode> {
             cgroup.limit_bytes()
         );
     }
-    let server = ChildServer::start(&scenario.targets, &lab.server)
+    let server_processes = run::processes_to_hold(scenario.connections)?;
+    let server = ChildServer::start(&scenario.targets, &lab.server, server_processes)
         .context("cannot start the lab's built-in server")?;
     eprintln!(
         "ceiling: lab: new network namespace{}; built-in server (pid {}) on {}",
@@ -179,7 +180,13 @@ struct ChildServer {
 }
 
 impl ChildServer {
-    fn start(targets: &[SocketAddr], config: &LabServer) -> anyhow::Result<ChildServer> {
+    /// `processes` > 1: `serve --processes`, so the server side too can
+    /// hold more than one process's fd limit.
+    fn start(
+        targets: &[SocketAddr],
+        config: &LabServer,
+        processes: u64,
+    ) -> anyhow::Result<ChildServer> {
         let exe = std::env::current_exe().context("cannot find ceiling's own executable")?;
         let mut cmd = Command::new(exe);
         cmd.arg("serve");
@@ -190,6 +197,9 @@ impl ChildServer {
             .args(["--mode", config.mode.as_str()]);
         if !config.accept {
             cmd.arg("--no-accept");
+        }
+        if processes > 1 {
+            cmd.args(["--processes", &processes.to_string()]);
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())

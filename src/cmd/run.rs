@@ -14,6 +14,7 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::UsageError;
+use crate::classify::capacity::Room;
 use crate::classify::{self, RunFacts, host};
 use crate::cli::{RunArgs, UiMode};
 use crate::engine::hold::Echo;
@@ -21,10 +22,11 @@ use crate::engine::plan::{Plan, Segment};
 use crate::engine::procs::Launcher;
 use crate::engine::{Engine, Launch, Settings, StopReason};
 use crate::model::{
-    FailureEvent, FailureGroup, FirstLimit, HostReport, LimitKind, SCHEMA_VERSION, Summary,
+    FailureEvent, FailureGroup, FirstLimit, HostReport, LimitKind, SCHEMA_VERSION, Safety, Summary,
     WorkersReport, errno_name, thousands,
 };
-use crate::scenario::units::{DriverMode, PortPick, Processes};
+use crate::scenario::Pace;
+use crate::scenario::units::{DriverMode, HoldMode, PortPick, Processes};
 use crate::scenario::{self, Scenario, ScenarioSpec};
 use crate::server::{self, ServerConfig};
 use crate::sink::{self, ResultsDir};
@@ -109,6 +111,7 @@ pub fn execute(
         scenario.connections,
     );
     let layout = WorkerLayout::choose(&scenario, fd_hard, embedded_target)?;
+    let plan_note = check_host_room(&scenario, &target_local, lab.is_some())?;
     if layout.processes > 0 {
         eprintln!("ceiling: {}", layout.reason);
     }
@@ -171,6 +174,7 @@ pub fn execute(
     let Driven {
         last,
         host_at_limit,
+        host_room_stop,
     } = driven?;
     restored.context("cannot restore the terminal")?;
     let interrupted = engine.stop_reason() == Some(StopReason::Interrupted);
@@ -202,6 +206,11 @@ pub fn execute(
         (fd_soft, fd_hard),
     );
     summary.workers = workers;
+    summary.safety = Safety {
+        plan: plan_note,
+        stopped: host_room_stop,
+    };
+    summary.aborted |= summary.safety.stopped.is_some();
     summary.lab = lab.map(|session| session.report());
     results
         .finish(&summary, &last)
@@ -352,6 +361,54 @@ fn default_results_dir(name: &str) -> PathBuf {
 /// reads) beside its connections.
 const FDS_KEPT_PER_PROCESS: u64 = 64;
 
+/// Refuses a run whose held sockets would not fit in the host's memory or
+/// file table; returns what was checked, for the summary.
+fn check_host_room(
+    scenario: &Scenario,
+    target_local: &[bool],
+    lab: bool,
+) -> anyhow::Result<String> {
+    let connections = peak_connections_estimate(scenario);
+    // A target on this host holds the other end of each connection.
+    let server_here = lab || (!target_local.is_empty() && target_local.iter().all(|&l| l));
+    let sockets = connections * if server_here { 2 } else { 1 };
+    let Some(room) = Room::read() else {
+        return Ok("host room: /proc/meminfo or fs.file-nr unreadable: not checked".into());
+    };
+    let note = room.check_plan(sockets).map_err(UsageError)?;
+    if sockets >= 100_000 {
+        eprintln!("ceiling: {note}");
+    }
+    Ok(note)
+}
+
+/// The most connections a run can hold at once: all of them, unless a paced
+/// run closes each after a fixed hold (then about rate × hold).
+fn peak_connections_estimate(scenario: &Scenario) -> u64 {
+    let max_rate = match scenario.pace {
+        Pace::Unlimited => return scenario.connections,
+        Pace::Constant { per_s } => per_s,
+        Pace::Ramp(ramp) => ramp.from.max(ramp.to),
+    };
+    match scenario.hold {
+        HoldMode::For(hold) => {
+            let held_at_once = max_rate * (hold + scenario.connect_timeout).as_secs_f64();
+            scenario.connections.min(held_at_once.ceil() as u64)
+        }
+        HoldMode::UntilEnd => scenario.connections,
+    }
+}
+
+/// Server processes needed to accept `connections` under SO_REUSEPORT:
+/// the kernel spreads connections by hash, not evenly, so each process is
+/// planned at 85% of its hard fd limit (a few standard deviations of room
+/// at tens of thousands each).
+pub fn processes_to_hold(connections: u64) -> anyhow::Result<u64> {
+    let (_, hard) = host::nofile_limits().context("cannot read RLIMIT_NOFILE")?;
+    let per_process = hard.saturating_sub(FDS_KEPT_PER_PROCESS).max(1) * 85 / 100;
+    Ok(connections.div_ceil(per_process.max(1)))
+}
+
 /// Worker processes and threads for a run.
 struct WorkerLayout {
     /// 0: worker threads in ceiling's own process.
@@ -467,6 +524,8 @@ impl HostAtLimit {
 struct Driven {
     last: Snapshot,
     host_at_limit: Option<HostAtLimit>,
+    /// Why the host-room guard stopped the run, if it did.
+    host_room_stop: Option<String>,
 }
 
 /// The tick loop: aggregate, show, append rows; stop on a signal. Returns
@@ -489,6 +548,7 @@ fn drive(
         let mut first_limit: Option<FirstLimit> = None;
         let mut host_panel = HostPanel::default();
         let mut host_panel_at: Option<tokio::time::Instant> = None;
+        let mut host_room_stop: Option<String> = None;
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -529,6 +589,13 @@ fn drive(
             if host_panel_at.is_none_or(|at| at.elapsed() >= HOST_PANEL_EVERY) {
                 host_panel = read_host_panel(run);
                 host_panel_at = Some(tokio::time::Instant::now());
+                if host_room_stop.is_none()
+                    && let Some(why) = Room::read().and_then(|room| room.exhausted())
+                {
+                    eprintln!("ceiling: stopping: {why}");
+                    engine.stop(StopReason::HostRoom);
+                    host_room_stop = Some(why);
+                }
             }
             let schedule = engine.schedule();
             let controls = Controls {
@@ -557,6 +624,7 @@ fn drive(
                 return Ok(Driven {
                     last: snapshot,
                     host_at_limit,
+                    host_room_stop,
                 });
             }
         }
@@ -757,8 +825,9 @@ fn summarize(
             values,
             counter_deltas: host::counter_deltas(hosts.start, hosts.end),
         },
-        // Filled in by the caller, which knows the layout.
+        // Filled in by the caller, which knows the layout and the guard.
         workers: WorkersReport::default(),
+        safety: Safety::default(),
         lab: None,
     }
 }

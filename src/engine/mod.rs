@@ -62,6 +62,8 @@ pub enum StopReason {
     Interrupted,
     /// `--stop-at-first-limit` and a limit was hit.
     FirstLimit,
+    /// The host ran low on memory or files (see `classify::capacity`).
+    HostRoom,
 }
 
 /// The coordinator's word to the workers: stop or not, and the schedule

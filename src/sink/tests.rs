@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::model::{
-    Evidence, FailureGroup, FirstLimit, HostReport, LimitKind, SCHEMA_VERSION, SourceSummary,
-    Syscall, Totals, Warnings, WorkersReport,
+    Evidence, FailureGroup, FirstLimit, HostReport, LimitKind, SCHEMA_VERSION, Safety,
+    SourceSummary, Syscall, Totals, Warnings, WorkersReport,
 };
 use crate::stats::{Delta, Phase, SecondRow, percentiles, record_us};
 
@@ -167,6 +167,10 @@ fn fixture() -> (Summary, Snapshot) {
             threads_per_process: 2,
             reason: "worker threads in ceiling's own process".into(),
             deaths: vec![],
+        },
+        safety: Safety {
+            plan: "host room: 1,000 sockets need ~0.0 GiB of kernel memory".into(),
+            stopped: None,
         },
         lab: None,
     };
