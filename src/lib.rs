@@ -64,9 +64,14 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         // Before any runtime or thread: the namespace is per thread.
         cli::Command::Lab(args) => cmd::lab::lab(*args),
         cli::Command::Serve(args) => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            // One of `serve --processes N`: the processes share the cores,
+            // so a runtime thread each (two per process on 59 processes
+            // spent the machine switching between them).
+            if args.as_process.is_some() {
+                runtime.worker_threads(1);
+            }
+            let runtime = runtime.enable_all().build()?;
             runtime.block_on(cmd::serve::serve(args))
         }
         cli::Command::Worker => cmd::worker::worker(),

@@ -92,6 +92,8 @@ async fn report_until_done(
     let mut tick = tokio::time::interval(REPORT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stdout = std::io::stdout().lock();
+    // What the workers recorded since the last report; emptied after each.
+    let mut delta = Delta::new(source_count);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -116,7 +118,6 @@ async fn report_until_done(
             }
         }
         let finished = engine.is_finished();
-        let mut delta = Delta::new(source_count);
         engine.drain(|d| delta.merge(d));
         let report = WorkerReport {
             delta: WireDelta::from(&delta),
@@ -134,6 +135,7 @@ async fn report_until_done(
             // Nobody is listening any more.
             engine.stop(StopReason::Interrupted);
         }
+        delta.reset();
         if finished {
             return Ok(());
         }

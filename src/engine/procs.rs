@@ -158,9 +158,11 @@ struct Relay<'a> {
     n: usize,
     launcher: &'a Launcher,
     recorder: Arc<Mutex<Delta>>,
-    /// Everything the child reported, merged: what it held and had under
+    /// The counters the child reported, summed: what it held and had under
     /// way when it died.
     reported: Delta,
+    /// The report being merged (emptied and reused for each).
+    scratch: Delta,
     active: u64,
     opening_done: bool,
     oom_kills_at_start: Option<u64>,
@@ -180,7 +182,8 @@ impl<'a> Relay<'a> {
             n,
             launcher,
             recorder,
-            reported: Delta::new(shared.plan.sources.len()),
+            reported: Delta::counters_only(shared.plan.sources.len()),
+            scratch: Delta::new(shared.plan.sources.len()),
             active: 0,
             opening_done: false,
             oom_kills_at_start: launcher.memory.as_ref().and_then(|m| m.oom_kills()),
@@ -304,11 +307,9 @@ impl<'a> Relay<'a> {
     fn absorb(&mut self, line: &str) -> Result<bool, String> {
         let report: WorkerReport = serde_json::from_str(line)
             .map_err(|e| format!("unreadable report from worker {}: {e}", self.k))?;
-        let source_count = self.shared.plan.sources.len();
-        let mut delta = report
-            .delta
-            .into_delta(source_count)
-            .map_err(|e| e.to_string())?;
+        let delta = &mut self.scratch;
+        delta.reset();
+        report.delta.merge_into(delta).map_err(|e| e.to_string())?;
         // A worker knows only its own active count; the run's at that
         // moment is its count plus what the others hold now.
         let others = self
@@ -322,11 +323,11 @@ impl<'a> Relay<'a> {
         for group in delta.groups.values_mut() {
             group.first.active += others;
         }
-        self.reported.merge(&delta);
+        self.reported.merge_counters(delta);
         self.recorder
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .merge(&delta);
+            .merge(delta);
         if report.active >= self.active {
             self.shared
                 .active

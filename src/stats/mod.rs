@@ -164,8 +164,48 @@ impl Delta {
         }
     }
 
+    /// An empty delta whose histograms take no room: counters to merge
+    /// with [`Delta::merge_counters`].
+    pub fn counters_only(source_count: usize) -> Delta {
+        let tiny = || Histogram::new_with_bounds(1, 2, 1).expect("valid histogram bounds");
+        Delta {
+            attempted: 0,
+            established: 0,
+            failed: 0,
+            closed_by_driver: 0,
+            closed_by_server: 0,
+            lost_with_worker: 0,
+            failures_by_kind: [0; LimitKind::ALL.len()],
+            groups: HashMap::new(),
+            first_limit: None,
+            warnings: Warnings::default(),
+            connect_us: tiny(),
+            rtt_us: tiny(),
+            server_close_age_ms: tiny(),
+            server_close_others: tiny(),
+            sources: vec![SourceCounters::default(); source_count],
+        }
+    }
+
     /// Adds `other` into `self`.
     pub fn merge(&mut self, other: &Delta) {
+        self.merge_counters(other);
+        self.connect_us
+            .add(&other.connect_us)
+            .expect("histograms share bounds");
+        self.rtt_us
+            .add(&other.rtt_us)
+            .expect("histograms share bounds");
+        self.server_close_age_ms
+            .add(&other.server_close_age_ms)
+            .expect("histograms share bounds");
+        self.server_close_others
+            .add(&other.server_close_others)
+            .expect("histograms share bounds");
+    }
+
+    /// Adds everything of `other` but its histograms into `self`.
+    pub fn merge_counters(&mut self, other: &Delta) {
         self.attempted += other.attempted;
         self.established += other.established;
         self.failed += other.failed;
@@ -198,18 +238,6 @@ impl Delta {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-        self.connect_us
-            .add(&other.connect_us)
-            .expect("histograms share bounds");
-        self.rtt_us
-            .add(&other.rtt_us)
-            .expect("histograms share bounds");
-        self.server_close_age_ms
-            .add(&other.server_close_age_ms)
-            .expect("histograms share bounds");
-        self.server_close_others
-            .add(&other.server_close_others)
-            .expect("histograms share bounds");
         if self.sources.len() < other.sources.len() {
             self.sources
                 .resize(other.sources.len(), SourceCounters::default());
@@ -223,6 +251,33 @@ impl Delta {
     pub fn take(&mut self) -> Delta {
         let empty = Delta::new(self.sources.len());
         std::mem::replace(self, empty)
+    }
+
+    /// Empties `self` in place, keeping its allocations: a histogram is
+    /// cleared only if something was recorded in it (clearing is a pass
+    /// over all its buckets).
+    pub fn reset(&mut self) {
+        self.attempted = 0;
+        self.established = 0;
+        self.failed = 0;
+        self.closed_by_driver = 0;
+        self.closed_by_server = 0;
+        self.lost_with_worker = 0;
+        self.failures_by_kind = [0; LimitKind::ALL.len()];
+        self.groups.clear();
+        self.first_limit = None;
+        self.warnings = Warnings::default();
+        for hist in [
+            &mut self.connect_us,
+            &mut self.rtt_us,
+            &mut self.server_close_age_ms,
+            &mut self.server_close_others,
+        ] {
+            if !hist.is_empty() {
+                hist.reset();
+            }
+        }
+        self.sources.fill(SourceCounters::default());
     }
 
     /// Records that the target closed a held connection of this age while
