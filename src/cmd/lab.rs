@@ -191,6 +191,9 @@ impl ChildServer {
         if !config.accept {
             cmd.arg("--no-accept");
         }
+        if config.processes > 1 {
+            cmd.args(["--processes", &config.processes.to_string()]);
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
