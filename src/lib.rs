@@ -19,6 +19,8 @@
 //! - [`sink`]: the results directory, one file format per module.
 //! - [`ui`]: live progress output; reads snapshots only.
 //! - [`server`]: the built-in target server.
+//! - [`explore`]: `ceiling explore`'s ladder: from the limit a climb hit,
+//!   the change the next climb makes; the ladder's table and files.
 //! - [`lab`]: `ceiling lab`'s disposable network namespace (loopback up,
 //!   per-namespace sysctls) and memory cgroup.
 //!
@@ -30,6 +32,7 @@ pub mod classify;
 pub mod cli;
 pub mod cmd;
 pub mod engine;
+pub mod explore;
 pub mod lab;
 pub mod model;
 pub mod scenario;
