@@ -66,6 +66,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Run(args) => cmd::run::run(*args),
         // Before any runtime or thread: the namespace is per thread.
         cli::Command::Lab(args) => cmd::lab::lab(*args),
+        cli::Command::Explore(args) => cmd::explore::explore(*args),
         cli::Command::Serve(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -70,6 +70,9 @@ pub struct Context {
     pub fd_hard: u64,
     pub targets: Vec<SocketAddr>,
     pub pick_port_at: PortPick,
+    /// The ephemeral port range when `[lab]` sets none: the host's for a
+    /// climb outside a lab, [`NAMESPACE_PORT_RANGE`] in one.
+    pub default_port_range: PortRange,
 }
 
 /// What a climb reached, from its summary.json.
@@ -196,7 +199,7 @@ fn climb(rung: Rung, change: String) -> Next {
 
 /// Port exhaustion: widen the range once, then add source IPs.
 fn ports(rung: &Rung, ctx: &Context) -> Next {
-    let current = rung.port_range.unwrap_or(NAMESPACE_PORT_RANGE);
+    let current = rung.port_range.unwrap_or(ctx.default_port_range);
     if !rung.widened
         && let Some(wider) = widen(current, &ctx.targets)
     {
@@ -392,7 +395,7 @@ pub fn first_rung(base: &Scenario) -> Rung {
 
 /// The rung in words, for the first row of the table.
 pub fn describe_start(rung: &Rung, ctx: &Context) -> String {
-    let range = rung.port_range.unwrap_or(NAMESPACE_PORT_RANGE);
+    let range = rung.port_range.unwrap_or(ctx.default_port_range);
     let mut parts = vec![format!(
         "start: ip_local_port_range {range} ({} ports)",
         thousands(u64::from(range.len()))

@@ -11,6 +11,7 @@ fn ctx(bound: u64) -> Context {
         fd_hard: 20_000,
         targets: vec!["127.0.0.1:7070".parse().unwrap()],
         pick_port_at: PortPick::Connect,
+        default_port_range: NAMESPACE_PORT_RANGE,
     }
 }
 
