@@ -46,7 +46,8 @@ pub enum Command {
     /// One climb is a run that opens up to --connections (the bound,
     /// default 30k) at the scenario's pace (default 10k/s), holds every
     /// connection to the end and stops at the first limit: its ceiling is
-    /// the most connections held. Each climb runs as a child `ceiling run`
+    /// the most connections held (the run flags' own defaults and --hold do
+    /// not apply). Each climb runs as a child `ceiling run`
     /// (or `ceiling lab` when the scenario has [lab]) and writes a normal
     /// results directory; explore adds ladder.csv and explore.json.
     ///

@@ -86,8 +86,9 @@ fn explore_one_climb_reaches_the_bound_against_the_built_in_server() {
 fn explore_refuses_bad_input_before_any_load() {
     let (_tmp, out) = out_dir();
     std::fs::create_dir_all(out.join("something")).unwrap();
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (&["explore", "--max-steps", "3"], "add --ladder"),
+        (&["explore", "--hold", "5s"], "drop --hold"),
         (&["explore", "--ladder", "--max-steps", "0"], "--max-steps"),
         (&["explore", "--out", out.to_str().unwrap()], "is not empty"),
     ];

@@ -77,10 +77,17 @@ pub fn explore(args: ExploreArgs) -> anyhow::Result<ExitCode> {
     if !paced && run_args.rate.is_none() && run_args.ramp.is_none() {
         file.rate = Some(DEFAULT_RATE);
     }
-    // A climb holds everything to its end and stops at the first limit:
-    // settings that say otherwise are replaced, not refused.
+    // A climb holds everything to its end and stops at the first limit: a
+    // file's hold is replaced (the file may be shared with `ceiling run`),
+    // a --hold given here is a mistake worth saying.
+    if let Some(hold) = run_args.hold {
+        return Err(UsageError(format!(
+            "--hold {hold}: a climb holds every connection until its end (--duration bounds it): \
+             drop --hold"
+        ))
+        .into());
+    }
     file.hold = None;
-    run_args.hold = None;
     let base = run::build_scenario_from(file, run_args, ladder)?;
     let in_lab = base.lab.is_some();
     // SAFETY: geteuid has no preconditions.
