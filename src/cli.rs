@@ -40,6 +40,27 @@ pub enum Command {
     /// 127.0.0.1:7070) with [lab] server_backlog/server_accept/server_mode,
     /// and runs as `ceiling run` does, with the same flags and results.
     Lab(Box<RunArgs>),
+    /// Climb to the first limit and report the ceiling; with --ladder,
+    /// apply the remedy and climb again, step by step (root).
+    ///
+    /// One climb is a run that opens up to --connections (the bound,
+    /// default 30k) at the scenario's pace (default 10k/s), holds every
+    /// connection to the end and stops at the first limit: its ceiling is
+    /// the most connections held (the run flags' own defaults and --hold do
+    /// not apply). Each climb runs as a child `ceiling run`
+    /// (or `ceiling lab` when the scenario has [lab]) and writes a normal
+    /// results directory; explore adds ladder.csv and explore.json.
+    ///
+    /// --ladder runs every climb in a fresh lab namespace and, from the
+    /// limit each one hit, changes the next: port_exhaustion widens
+    /// [lab] ip_local_port_range once, then adds source IPs;
+    /// fd_limit_process raises fd_limit to the hard limit, then adds worker
+    /// processes; kernel_memory (a worker OOM-killed in [lab]
+    /// memory_limit's cgroup) raises memory_limit. It ends when every
+    /// connection of the bound is held, at any other limit, or after
+    /// --max-steps climbs. Without a scenario, --ladder starts from
+    /// scenarios/explore-ladder.toml's settings.
+    Explore(Box<ExploreArgs>),
     /// The built-in target server: accepts and holds, echoes or closes.
     Serve(ServeArgs),
     /// A worker process of `run --processes` (internal: reads its share of
@@ -157,6 +178,23 @@ pub struct RunArgs {
     /// plain (one line a second), none.
     #[arg(long, value_enum, default_value_t = UiMode::Auto)]
     pub ui: UiMode,
+}
+
+/// `ceiling explore`: a run's flags (they set up each climb) and the
+/// ladder's own.
+#[derive(Debug, Args, Default)]
+pub struct ExploreArgs {
+    /// After each climb, apply the remedy for the limit it hit and climb
+    /// again (root: every climb runs in a `ceiling lab` namespace).
+    #[arg(long)]
+    pub ladder: bool,
+
+    /// Most climbs of a ladder (1 to 32). Default 8.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub max_steps: Option<u32>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]

@@ -19,6 +19,8 @@
 //! - [`sink`]: the results directory, one file format per module.
 //! - [`ui`]: live progress output; reads snapshots only.
 //! - [`server`]: the built-in target server.
+//! - [`explore`]: `ceiling explore`'s ladder: from the limit a climb hit,
+//!   the change the next climb makes; the ladder's table and files.
 //! - [`lab`]: `ceiling lab`'s disposable network namespace (loopback up,
 //!   per-namespace sysctls) and memory cgroup.
 //!
@@ -30,6 +32,7 @@ pub mod classify;
 pub mod cli;
 pub mod cmd;
 pub mod engine;
+pub mod explore;
 pub mod lab;
 pub mod model;
 pub mod scenario;
@@ -63,6 +66,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Run(args) => cmd::run::run(*args),
         // Before any runtime or thread: the namespace is per thread.
         cli::Command::Lab(args) => cmd::lab::lab(*args),
+        cli::Command::Explore(args) => cmd::explore::explore(*args),
         cli::Command::Serve(args) => {
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
             // One of `serve --processes N`: the processes share the cores,

@@ -2,6 +2,7 @@
 
 mod caps;
 mod cli;
+mod explore;
 mod lab;
 mod netns;
 mod processes;

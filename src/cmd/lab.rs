@@ -198,6 +198,9 @@ impl ChildServer {
         if !config.accept {
             cmd.arg("--no-accept");
         }
+        // The scenario's server_processes, or more when the connections
+        // need them.
+        let processes = processes.max(config.processes as u64);
         if processes > 1 {
             cmd.args(["--processes", &processes.to_string()]);
         }

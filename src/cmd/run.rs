@@ -280,10 +280,20 @@ impl RunInfo<'_> {
 /// Merges the scenario file (if any) and the flags, then validates. `lab`:
 /// for `ceiling lab`, which gives a scenario without `[lab]` an empty one.
 pub fn build_scenario(args: RunArgs, lab: bool) -> anyhow::Result<Scenario> {
-    let mut file = match &args.scenario {
+    let file = match &args.scenario {
         Some(path) => scenario::load_file(path)?,
         None => ScenarioSpec::default(),
     };
+    build_scenario_from(file, args, lab)
+}
+
+/// [`build_scenario`] with the file already read (`ceiling explore` looks
+/// at it first, and has a built-in one).
+pub fn build_scenario_from(
+    mut file: ScenarioSpec,
+    args: RunArgs,
+    lab: bool,
+) -> anyhow::Result<Scenario> {
     if lab && file.lab.is_none() {
         file.lab = Some(scenario::lab::LabSpec::default());
     }
@@ -341,7 +351,7 @@ fn apply_fd_limit(wanted: Option<u64>) -> anyhow::Result<(u64, u64)> {
 }
 
 /// `results/<UTC time>-<name>`, with a numeric suffix if that exists.
-fn default_results_dir(name: &str) -> PathBuf {
+pub fn default_results_dir(name: &str) -> PathBuf {
     let stamp: String = humantime::format_rfc3339_seconds(SystemTime::now())
         .to_string()
         .chars()

@@ -35,6 +35,10 @@ pub struct LabSpec {
     pub server_backlog: Option<u32>,
     pub server_accept: Option<bool>,
     pub server_mode: Option<ServerMode>,
+    /// `ceiling serve --processes N` for the built-in server: more than one
+    /// process's fd limit of server-side connections (SO_REUSEPORT).
+    #[serde(default, deserialize_with = "units::de::count")]
+    pub server_processes: Option<u64>,
     /// Not a lab setting: accepted only to say where it belongs.
     #[serde(default, deserialize_with = "units::de::count")]
     pub fd_limit: Option<u64>,
@@ -64,6 +68,9 @@ pub struct LabServer {
     /// false: listen, never accept.
     pub accept: bool,
     pub mode: ServerMode,
+    /// Server processes (`ceiling serve --processes`), each with its own fd
+    /// table; 1 serves from one process.
+    pub processes: usize,
 }
 
 /// A validated `[lab]`.
@@ -81,6 +88,7 @@ impl Default for LabServer {
             backlog: 4096,
             accept: true,
             mode: ServerMode::Hold,
+            processes: 1,
         }
     }
 }
@@ -230,6 +238,20 @@ impl LabSpec {
                 .map_err(|e| invalid("server_backlog", format!("[lab] server_backlog: {e}")))?,
             None => LabServer::default().backlog,
         };
+        let processes = match self.server_processes {
+            None => 1,
+            Some(n) if (1..=units::MAX_PROCESSES).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(invalid(
+                    "server_processes",
+                    format!(
+                        "[lab] server_processes = {n} is out of range: use 1 to {} (each \
+                         process of the built-in server holds up to its fd limit)",
+                        units::MAX_PROCESSES
+                    ),
+                ));
+            }
+        };
         Ok(Lab {
             sysctls,
             memory_limit: self.memory_limit,
@@ -237,6 +259,7 @@ impl LabSpec {
                 backlog,
                 accept: self.server_accept.unwrap_or(true),
                 mode: self.server_mode.unwrap_or_default(),
+                processes,
             },
         })
     }

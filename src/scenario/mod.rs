@@ -1,6 +1,7 @@
 //! Scenario files (TOML, unknown fields refused) and command-line overrides,
 //! merged and validated into one [`Scenario`] the engine can trust.
 
+pub mod emit;
 pub mod lab;
 pub mod units;
 

@@ -1,0 +1,163 @@
+//! The ladder's results: one [`Row`] per climb, written as `ladder.csv`
+//! (a spreadsheet opens it), `explore.json` (the same rows, for scripts)
+//! and printed as a table.
+
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::thousands;
+
+/// One climb: the columns of `ladder.csv`, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub step: u32,
+    /// The change this climb made to the one before (the first: its start).
+    pub change: String,
+    /// Most connections held at once ([`super::ceiling_of`]).
+    pub ceiling: u64,
+    /// `first_limit.kind`, or `none`.
+    pub limit: String,
+    /// `first_limit.at_attempt`; empty when no limit was hit.
+    pub at_attempt: Option<u64>,
+    /// `first_limit.evidence.message`, on one line.
+    pub evidence: String,
+    /// `first_limit.remedy`: ceiling's advice for that limit.
+    pub remedy: String,
+    /// The climb's own results directory (summary.json, timeseries.csv...).
+    pub results_dir: String,
+}
+
+/// `explore.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Connections each climb opened at most.
+    pub bound: u64,
+    /// Whether the climbs after the first changed settings (`--ladder`).
+    pub ladder: bool,
+    pub steps: Vec<Row>,
+    /// The highest ceiling of all climbs.
+    pub ceiling: u64,
+    /// Why the ladder ended: a key (`reached_bound`, `off_the_ladder`, ...)
+    /// and a sentence.
+    pub end: String,
+    pub end_text: String,
+}
+
+/// Writes `ladder.csv`: a header and one row per climb.
+pub fn write_csv(path: &Path, rows: &[Row]) -> io::Result<()> {
+    let mut writer = csv::Writer::from_path(path)?;
+    for row in rows {
+        writer.serialize(row)?;
+    }
+    writer.flush()
+}
+
+pub fn write_json(path: &Path, report: &Report) -> io::Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text + "\n")
+}
+
+/// The table printed at the end: one line per climb, then each climb's
+/// evidence and remedy, then why the ladder ended.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let limit_width = report
+        .steps
+        .iter()
+        .map(|r| r.limit.len())
+        .chain(["limit".len()])
+        .max()
+        .unwrap_or(5);
+    out.push_str(&format!(
+        "{:>4}  {:>9}  {:<limit_width$}  {:>10}  change\n",
+        "step", "ceiling", "limit", "at attempt"
+    ));
+    for row in &report.steps {
+        out.push_str(&format!(
+            "{:>4}  {:>9}  {:<limit_width$}  {:>10}  {}\n",
+            row.step,
+            thousands(row.ceiling),
+            row.limit,
+            row.at_attempt.map_or_else(|| "-".into(), thousands),
+            row.change
+        ));
+    }
+    out.push('\n');
+    for row in &report.steps {
+        if row.limit == "none" {
+            continue;
+        }
+        out.push_str(&format!("step {}: {}\n", row.step, row.limit));
+        out.push_str(&format!("  evidence: {}\n", row.evidence));
+        out.push_str(&format!("  remedy:   {}\n", row.remedy));
+    }
+    out.push_str(&format!(
+        "\n{}: {}\n",
+        if report.ladder { "ladder" } else { "climb" },
+        report.end_text
+    ));
+    out.push_str(&format!(
+        "ceiling: {} connections held at most\n",
+        thousands(report.ceiling)
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(step: u32, limit: &str) -> Row {
+        Row {
+            step,
+            change: format!("change, with a comma and \"quotes\" {step}"),
+            ceiling: 1000 * u64::from(step),
+            limit: limit.into(),
+            at_attempt: (limit != "none").then_some(1001),
+            evidence: "connect() failed with EADDRNOTAVAIL".into(),
+            remedy: "add source IPs".into(),
+            results_dir: format!("out/step-{step}"),
+        }
+    }
+
+    #[test]
+    fn ladder_csv_reads_back_with_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ladder.csv");
+        let rows = vec![row(1, "port_exhaustion"), row(2, "none")];
+        write_csv(&path, &rows).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("step,change,ceiling,limit,at_attempt,evidence,remedy,results_dir\n"),
+            "{text}"
+        );
+        let mut reader = csv::Reader::from_path(&path).unwrap();
+        let back: Vec<Row> = reader.deserialize().map(Result::unwrap).collect();
+        assert_eq!(back, rows);
+    }
+
+    #[test]
+    fn the_table_has_a_line_per_step_and_the_end() {
+        let report = Report {
+            bound: 2000,
+            ladder: true,
+            steps: vec![row(1, "port_exhaustion"), row(2, "none")],
+            ceiling: 2000,
+            end: "reached_bound".into(),
+            end_text: "reached the bound".into(),
+        };
+        let text = render(&report);
+        assert!(
+            text.contains("   1      1,000  port_exhaustion       1,001  change"),
+            "{text}"
+        );
+        assert!(
+            text.contains("   2      2,000  none                      -  change"),
+            "{text}"
+        );
+        assert!(text.contains("ladder: reached the bound"), "{text}");
+        assert!(text.contains("ceiling: 2,000"), "{text}");
+    }
+}

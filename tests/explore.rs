@@ -1,0 +1,229 @@
+//! `ceiling explore`: one climb against the built-in server (no root), a
+//! small ladder in real lab namespaces (root: it walks port range → source
+//! IPs → fd limit → worker processes → the bound), and bad input.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ceiling::explore::report::{Report, Row};
+
+use crate::util::{ceiling, out_dir, require_netns, run_bounded, summary, text};
+
+const BOUND: Duration = Duration::from_secs(120);
+
+fn rows(out: &Path) -> Vec<Row> {
+    let mut reader = csv::Reader::from_path(out.join("ladder.csv")).expect("ladder.csv");
+    let headers = reader.headers().unwrap().clone();
+    assert_eq!(
+        headers.iter().collect::<Vec<_>>(),
+        [
+            "step",
+            "change",
+            "ceiling",
+            "limit",
+            "at_attempt",
+            "evidence",
+            "remedy",
+            "results_dir"
+        ]
+    );
+    reader
+        .deserialize()
+        .map(|r| r.expect("a ladder.csv row"))
+        .collect()
+}
+
+fn report(out: &Path) -> Report {
+    serde_json::from_str(&std::fs::read_to_string(out.join("explore.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn explore_one_climb_reaches_the_bound_against_the_built_in_server() {
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args([
+        "explore",
+        "--connections",
+        "300",
+        "--rate",
+        "1000",
+        "--ui",
+        "none",
+        "--out",
+    ])
+    .arg(&out);
+    let output = run_bounded(cmd, BOUND);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].limit, "none");
+    assert_eq!(rows[0].ceiling, 300);
+    assert_eq!(rows[0].at_attempt, None);
+    let s = summary(Path::new(&rows[0].results_dir));
+    crate::results::validate(&s);
+    assert_eq!(s["totals"]["established"], 300);
+    // A climb holds to the end and stops at the first limit.
+    assert_eq!(s["scenario"]["hold"], "end", "{s}");
+    assert_eq!(s["scenario"]["stop_at_first_limit"], true, "{s}");
+    let report = report(&out);
+    assert!(!report.ladder);
+    assert_eq!(report.end, "reached_bound");
+    assert!(
+        stdout.contains("climb: reached the bound: all 300 connections held"),
+        "{stdout}"
+    );
+    // The climb's scenario is kept, and runs as it is.
+    assert!(out.join("step-1.toml").is_file());
+}
+
+#[test]
+fn explore_refuses_bad_input_before_any_load() {
+    let (_tmp, out) = out_dir();
+    std::fs::create_dir_all(out.join("something")).unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["explore", "--max-steps", "3"], "add --ladder"),
+        (&["explore", "--hold", "5s"], "drop --hold"),
+        (&["explore", "--ladder", "--max-steps", "0"], "--max-steps"),
+        (&["explore", "--out", out.to_str().unwrap()], "is not empty"),
+    ];
+    for (args, said) in cases {
+        let output = ceiling().args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let err = text(&output.stderr);
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
+}
+
+/// A ladder sized for a test: 100 ports, then 400, then source IPs; a soft
+/// fd limit of 600, then the hard limit — lowered to 1,500 for explore and
+/// everything it starts (anyone may lower a hard limit) — then worker
+/// processes, in a memory cgroup large enough not to bite. Bound 2,400.
+#[test]
+fn explore_ladder_walks_ports_sources_fds_processes_to_the_bound() {
+    if !require_netns("explore_ladder") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("ladder-test.toml");
+    std::fs::write(
+        &file,
+        "name = \"ladder-test\"\nconnections = 2400\nrate = 2000\nconnect_timeout = \"3s\"\n\
+         fd_limit = 600\n[lab]\nip_local_port_range = \"50000-50099\"\nmemory_limit = \"512MiB\"\n",
+    )
+    .unwrap();
+    let out: PathBuf = tmp.path().join("results");
+    let mut cmd = ceiling();
+    cmd.arg("explore")
+        .arg(&file)
+        .args(["--ladder", "--max-steps", "6", "--ui", "none", "--out"])
+        .arg(&out);
+    // SAFETY: setrlimit is async-signal-safe; lowering is always allowed.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1500,
+                rlim_max: 1500,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = run_bounded(cmd, BOUND);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    eprintln!("{stdout}");
+    let rows = rows(&out);
+    let limits: Vec<&str> = rows.iter().map(|r| r.limit.as_str()).collect();
+    assert_eq!(
+        limits,
+        [
+            "port_exhaustion",
+            "port_exhaustion",
+            "fd_limit_process",
+            "fd_limit_process",
+            "none"
+        ],
+        "{stdout}"
+    );
+    let changes: Vec<&str> = rows.iter().map(|r| r.change.as_str()).collect();
+    assert!(changes[0].starts_with("start: ip_local_port_range 50000-50099"));
+    assert!(
+        changes[1].starts_with("widen ip_local_port_range 50000-50099 → 50000-50399"),
+        "{changes:?}"
+    );
+    // 2,400 × 1.1 / 400 ports → 7 sources.
+    assert!(
+        changes[2].starts_with("add source IPs: 127.0.0.1-127.0.0.7"),
+        "{changes:?}"
+    );
+    assert_eq!(changes[3], "raise fd_limit 600 → 1,500 (the hard limit)");
+    assert!(
+        changes[4].starts_with("add worker processes: processes = 2"),
+        "{changes:?}"
+    );
+    // Each rung holds more than the one below it.
+    for pair in rows.windows(2) {
+        assert!(pair[1].ceiling > pair[0].ceiling, "{rows:#?}");
+    }
+    assert!((80..=100).contains(&rows[0].ceiling), "{rows:#?}");
+    assert!(rows[1].ceiling <= 400, "{rows:#?}");
+    assert!(rows[2].ceiling < 600, "{rows:#?}");
+    assert!(rows[3].ceiling < 1500, "{rows:#?}");
+    assert_eq!(rows[4].ceiling, 2400);
+    for row in &rows[..4] {
+        assert!(row.at_attempt.is_some() && !row.evidence.is_empty() && !row.remedy.is_empty());
+    }
+    let mut cgroups = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let s = summary(Path::new(&row.results_dir));
+        crate::results::validate(&s);
+        assert_eq!(
+            s["first_limit"]["kind"].as_str().unwrap_or("none"),
+            row.limit
+        );
+        let cgroup = &s["lab"]["memory_cgroup"];
+        // The memory limit applies from the climb that adds workers.
+        assert_eq!(cgroup.is_null(), i < 4, "step {}: {cgroup}", i + 1);
+        if let Some(path) = cgroup["path"].as_str() {
+            assert_eq!(cgroup["members"].as_array().unwrap().len(), 2, "{cgroup}");
+            cgroups.push(path.to_string());
+        }
+    }
+    let last = summary(Path::new(&rows[4].results_dir));
+    assert_eq!(last["workers"]["processes"], 2, "{last}");
+    assert_eq!(last["sources"].as_array().unwrap().len(), 7, "{last}");
+    let report = report(&out);
+    assert!(report.ladder);
+    assert_eq!(report.end, "reached_bound");
+    assert_eq!(report.ceiling, 2400);
+    assert_eq!(report.steps, rows);
+    assert!(
+        stdout.contains("ladder: reached the bound: all 2,400 connections held"),
+        "{stdout}"
+    );
+    // Nothing left behind: the namespaces were anonymous and died with
+    // each climb, and the cgroup went with its climb.
+    for path in cgroups {
+        assert!(!Path::new(&path).exists(), "{path} left behind");
+    }
+    let netns = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !text(&netns.stdout).contains("ceiling"),
+        "a named netns left"
+    );
+}
