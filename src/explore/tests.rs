@@ -385,6 +385,7 @@ fn summary(established: u64, peak: u64, closed_by_server: u64, active_at: u64) -
         host: HostReport::default(),
         lab: None,
         workers: WorkersReport::default(),
+        safety: Default::default(),
     }
 }
 
