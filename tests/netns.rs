@@ -130,7 +130,10 @@ fn netns_stop_at_first_limit_ends_the_run_there() {
         return;
     };
     assert_eq!(s["first_limit"]["kind"], "port_exhaustion");
-    assert_eq!(s["totals"]["established"], 12);
+    // 12, or 11 when the stop comes while the 12th handshake is under way
+    // (seen once on a loaded machine): the point is that it stops there.
+    let established = s["totals"]["established"].as_u64().unwrap();
+    assert!((11..=12).contains(&established), "{s}");
     let attempted = s["totals"]["attempted"].as_u64().unwrap();
     assert!(
         attempted < 20,

@@ -82,9 +82,10 @@ impl Metric {
 }
 
 /// The files written at the end of a run, by name.
+/// summary.json comes last: once it exists, every other file is complete
+/// (scripts and tests wait for it).
 fn end_of_run_files(last: &Snapshot) -> Vec<(String, Box<dyn Exporter>)> {
     let mut files: Vec<(String, Box<dyn Exporter>)> = vec![
-        ("summary.json".into(), Box::new(json::SummaryJson)),
         ("failures.csv".into(), Box::new(csv::FailuresCsv)),
         ("sources.csv".into(), Box::new(csv::SourcesCsv)),
         ("latency.csv".into(), Box::new(csv::LatencyCsv)),
@@ -95,6 +96,7 @@ fn end_of_run_files(last: &Snapshot) -> Vec<(String, Box<dyn Exporter>)> {
             Box::new(hgrm::Hgrm(metric)),
         ));
     }
+    files.push(("summary.json".into(), Box::new(json::SummaryJson)));
     files
 }
 
