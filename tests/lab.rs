@@ -147,6 +147,30 @@ fn lab_fd_limit_is_the_drivers_emfile_near_the_soft_limit() {
     assert!(remedy.contains("hard is 20000"), "{remedy}");
 }
 
+/// More than 65,535 connections to one target port from one box: 3 source
+/// IPs, a wide range, worker processes on the driver side and
+/// `serve --processes` on the server side (both past the 20,000-fd limit).
+#[test]
+fn lab_beyond_65535_large_holds_70000_to_one_port() {
+    let Some(s) = lab(
+        "lab_beyond_65535_large",
+        &scenario("beyond-65535-large"),
+        &[],
+    ) else {
+        return;
+    };
+    assert!(s["first_limit"].is_null(), "{s}");
+    assert_eq!(s["totals"]["established"], 70_000, "{s}");
+    assert_eq!(s["totals"]["peak_active"], 70_000, "{s}");
+    assert_eq!(s["workers"]["processes"], 4);
+    let sources = s["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 3);
+    for source in sources {
+        let peak = source["peak_ports_in_use"].as_u64().unwrap();
+        assert!((23_333..=23_334).contains(&peak), "{source}");
+    }
+}
+
 /// Worker processes in a 32 MiB memory cgroup: the kernel OOM-kills one
 /// (no ENOMEM is ever returned here); the coordinator names it
 /// kernel_memory from the cgroup's OOM kill count and keeps every result.
