@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -39,7 +39,7 @@ pub struct AttemptError {
 }
 
 impl AttemptError {
-    fn from_io(syscall: Syscall, err: io::Error) -> AttemptError {
+    pub fn from_io(syscall: Syscall, err: io::Error) -> AttemptError {
         AttemptError {
             syscall,
             errno: err.raw_os_error(),
@@ -67,6 +67,32 @@ pub async fn open(
     close: CloseMode,
     connect_call: &mut ConnectCall,
 ) -> Result<TcpStream, AttemptError> {
+    let socket = start(bind, target, close, connect_call)?;
+    let stream = TcpStream::from_std(socket.into())
+        .map_err(|e| AttemptError::from_io(Syscall::Connect, e))?;
+    match tokio::time::timeout_at(deadline, stream.writable()).await {
+        Err(_elapsed) => Err(AttemptError {
+            syscall: Syscall::Timeout,
+            errno: None,
+            syn_retransmits: tcp_info(&stream).map(|info| u32::from(info.tcpi_retransmits)),
+        }),
+        Ok(Err(e)) => Err(AttemptError::from_io(Syscall::Connect, e)),
+        Ok(Ok(())) => match stream.take_error() {
+            Ok(None) => Ok(stream),
+            Ok(Some(e)) | Err(e) => Err(AttemptError::from_io(Syscall::Connect, e)),
+        },
+    }
+}
+
+/// socket(), bind() as asked, and a non-blocking connect(): returns the
+/// socket with its handshake under way (or done), or the failure.
+/// `connect_call` is filled in as soon as connect() returns.
+pub fn start(
+    bind: BindPolicy,
+    target: SocketAddr,
+    close: CloseMode,
+    connect_call: &mut ConnectCall,
+) -> Result<Socket, AttemptError> {
     let socket = Socket::new(
         Domain::for_address(target),
         Type::STREAM.nonblocking().cloexec(),
@@ -105,21 +131,34 @@ pub async fn open(
             .set_linger(Some(Duration::ZERO))
             .map_err(|e| AttemptError::from_io(Syscall::Setsockopt, e))?;
     }
-    let stream = TcpStream::from_std(socket.into())
-        .map_err(|e| AttemptError::from_io(Syscall::Connect, e))?;
-    match tokio::time::timeout_at(deadline, stream.writable()).await {
-        Err(_elapsed) => Err(AttemptError {
-            syscall: Syscall::Timeout,
-            errno: None,
-            syn_retransmits: tcp_info(&stream).map(|info| u32::from(info.tcpi_retransmits)),
-        }),
-        Ok(Err(e)) => Err(AttemptError::from_io(Syscall::Connect, e)),
-        Ok(Ok(())) => match stream.take_error() {
-            Ok(None) => Ok(stream),
-            Ok(Some(e)) | Err(e) => Err(AttemptError::from_io(Syscall::Connect, e)),
-        },
+    Ok(socket)
+}
+
+/// How a handshake that was under way ended, from the socket alone: one
+/// TCP_INFO read when it is established (its SYN retransmissions), the
+/// pending error otherwise.
+pub fn handshake_outcome(fd: &impl AsFd) -> Result<u32, AttemptError> {
+    match tcp_info_fd(fd.as_fd().as_raw_fd()) {
+        Some(info) if info.tcpi_state == TCP_ESTABLISHED => Ok(info.tcpi_total_retrans),
+        _ => {
+            let sock = SockRef::from(fd);
+            let err = match sock.take_error() {
+                Ok(Some(e)) | Err(e) => e,
+                // Not established and no error: the peer is already gone.
+                Ok(None) => io::Error::from_raw_os_error(libc::ECONNRESET),
+            };
+            Err(AttemptError::from_io(Syscall::Connect, err))
+        }
     }
 }
+
+/// SYN retransmissions of a handshake that is still under way.
+pub fn syn_retransmits(fd: &impl AsFd) -> Option<u32> {
+    tcp_info_fd(fd.as_fd().as_raw_fd()).map(|info| u32::from(info.tcpi_retransmits))
+}
+
+/// `tcpi_state` of an established connection.
+const TCP_ESTABLISHED: u8 = 1;
 
 /// CPU time consumed by the calling thread so far.
 fn thread_cpu_time() -> Duration {
@@ -134,7 +173,10 @@ fn thread_cpu_time() -> Duration {
 
 /// The socket's TCP_INFO, when the kernel gives it.
 pub fn tcp_info(stream: &TcpStream) -> Option<libc::tcp_info> {
-    let fd = SockRef::from(stream).as_raw_fd();
+    tcp_info_fd(SockRef::from(stream).as_raw_fd())
+}
+
+fn tcp_info_fd(fd: std::os::fd::RawFd) -> Option<libc::tcp_info> {
     // SAFETY: tcp_info is plain old data; zeroed is a valid value.
     let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;

@@ -1,18 +1,23 @@
-//! Idle held connections, outside tokio: one epoll set per worker thread.
+//! Idle connections, outside tokio: one epoll set per worker thread, from
+//! the handshake to the close.
 //!
-//! An idle connection needs nothing from its task once it is established
-//! but read interest and a time to close. Keeping a task for it costs the
-//! whole attempt future plus tokio's per-socket readiness entry (over 1 KB);
-//! here it costs one slab entry (the socket, its attempt number, when it was
-//! established) and one expiry entry, a few dozen bytes. The socket is
-//! deregistered from tokio and added to the worker's own epoll set with
-//! EPOLLIN | EPOLLRDHUP (level-triggered); the epoll fd itself is the only
-//! thing tokio watches.
+//! An idle connection needs nothing from a task: read interest and two
+//! times (when its handshake gives up, when its hold ends). Keeping a task
+//! and tokio's readiness entry for it costs over 1 KB and three epoll_ctl
+//! calls; here a connecting socket goes straight into the worker's own
+//! epoll set (EPOLLOUT | EPOLLIN | EPOLLRDHUP, edge-triggered) and costs one
+//! slab entry (socket, attempt number, a time) and one queue entry while it
+//! waits for its handshake or its expiry: a few dozen bytes. The epoll fd
+//! itself is the only thing tokio watches.
 //!
-//! When a socket becomes readable, it is read into a stack buffer: EOF or an
-//! error is the server closing it; bytes before that are kept (first
-//! [`EVIDENCE_BYTES`]) as evidence. Holds of one length expire in the order
-//! they were established, so expiries are a FIFO queue, not a timer each.
+//! - Writable: the handshake ended; one TCP_INFO read says established
+//!   (with its SYN retransmissions) or the pending error says why not.
+//! - Readable: read into a stack buffer until it would block: EOF or an
+//!   error is the server closing it; bytes before that are kept (first
+//!   [`EVIDENCE_BYTES`]) as evidence.
+//! - Handshake timeouts and hold expiries are FIFO queues (one connect
+//!   timeout and one hold length per run, set in start order), not a timer
+//!   each.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -25,47 +30,59 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
+use super::conn::{self, AttemptError};
 use super::hold::{EVIDENCE_BYTES, HoldEnd, printable};
-use crate::model::PeerClose;
+use crate::model::{PeerClose, Syscall};
 
 /// Events taken from the kernel per epoll_wait().
 const EVENT_BATCH: usize = 256;
 
-/// One held connection.
+/// One connection, connecting or held.
 struct Held {
-    /// The plan's index of the attempt that opened it.
+    /// The plan's index of its attempt.
     index: u64,
+    /// Connecting: the attempt's origin (latency is measured from it);
+    /// held: when it was established. µs after the holder's epoch.
+    since_us: u64,
     stream: std::net::TcpStream,
-    /// When it was established, ms after the holder's epoch.
-    established_ms: u32,
+    connecting: bool,
 }
 
-/// A hold that ends at a fixed time (`--hold DURATION`).
-struct Expiry {
+/// A time at which something may be due for one entry.
+struct Due {
     at_ms: u32,
     key: u32,
-    /// Tells a stale entry (its connection was closed by the server and the
-    /// slot reused) from the live one.
+    /// Tells a stale entry (closed since and its slot reused) from the live
+    /// one.
     index: u64,
 }
 
-/// Where a held connection's end is reported.
+/// Where the holder reports what happened to its connections.
 pub trait HoldEnds {
-    /// The connection of attempt `index` ended after `age`.
+    /// The handshake of attempt `index` completed after `latency`; returns
+    /// when its hold ends (None: when the holder is dropped).
+    fn established(&self, index: u64, latency: Duration, retransmits: u32) -> Option<Instant>;
+    /// The handshake of attempt `index` failed or timed out, `after` its
+    /// attempt's origin.
+    fn connect_failed(&self, index: u64, error: AttemptError, after: Duration);
+    /// The held connection of attempt `index` ended after `age`.
     fn ended(&self, index: u64, end: HoldEnd, age: Duration);
 }
 
-/// A worker's held idle connections.
+/// A worker's idle connections.
 pub struct Holder {
     epoll: AsyncFd<OwnedFd>,
-    /// Times are kept as ms after this, in 4 bytes.
+    /// Times are kept relative to this.
     epoch: Instant,
     held: RefCell<Slab<Held>>,
-    expiries: RefCell<VecDeque<Expiry>>,
+    /// Holds that end at a fixed time (`--hold DURATION`).
+    expiries: RefCell<VecDeque<Due>>,
+    /// Handshakes that give up at the connect timeout.
+    connect_deadlines: RefCell<VecDeque<Due>>,
     /// What servers sent on connections they have not closed yet (rare).
     evidence: RefCell<HashMap<usize, Vec<u8>>>,
-    /// Signalled when the first expiry is queued.
-    expiry_queued: Notify,
+    /// Signalled when a queue gets its first entry.
+    queued: Notify,
     len: Cell<usize>,
 }
 
@@ -89,13 +106,14 @@ impl Holder {
             epoch,
             held: RefCell::new(Slab::new()),
             expiries: RefCell::new(VecDeque::new()),
+            connect_deadlines: RefCell::new(VecDeque::new()),
             evidence: RefCell::new(HashMap::new()),
-            expiry_queued: Notify::new(),
+            queued: Notify::new(),
             len: Cell::new(0),
         })
     }
 
-    /// Connections held now.
+    /// Connections connecting or held now.
     pub fn len(&self) -> usize {
         self.len.get()
     }
@@ -104,24 +122,38 @@ impl Holder {
         self.len.get() == 0
     }
 
-    /// Takes over an established connection until `until` (None: until the
-    /// holder is dropped). When the epoll set refuses it, the stream is
-    /// handed back, registered with tokio again, for the caller to hold
-    /// itself; `Err(None)` means the socket was lost on the way (tokio could
-    /// not release or re-register it) and is closed.
-    pub fn insert(
+    /// Takes over a socket whose non-blocking connect() is under way:
+    /// `origin` is when its attempt was due, `deadline` when its handshake
+    /// gives up. The error is epoll_ctl's (the socket is then closed).
+    pub fn start_connecting(
         &self,
-        stream: tokio::net::TcpStream,
+        socket: socket2::Socket,
         index: u64,
-        established_at: Instant,
-        until: Option<Instant>,
-    ) -> Result<(), Option<tokio::net::TcpStream>> {
-        let stream = stream.into_std().map_err(|_| None)?;
+        origin: Instant,
+        deadline: Instant,
+    ) -> io::Result<()> {
+        let stream: std::net::TcpStream = socket.into();
+        let interest = libc::EPOLLOUT | libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;
+        let key = self
+            .add(stream, index, self.us(origin), true, interest)
+            .map_err(|(e, _)| e)?;
+        self.push(&self.connect_deadlines, self.ms(deadline), key, index);
+        Ok(())
+    }
+
+    fn add(
+        &self,
+        stream: std::net::TcpStream,
+        index: u64,
+        since_us: u64,
+        connecting: bool,
+        interest: i32,
+    ) -> Result<usize, (io::Error, std::net::TcpStream)> {
         let mut held = self.held.borrow_mut();
         let entry = held.vacant_entry();
         let key = entry.key();
         let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+            events: interest as u32,
             u64: key as u64,
         };
         // SAFETY: both fds are open; the event is read during the call only.
@@ -134,39 +166,47 @@ impl Holder {
             )
         };
         if rc != 0 {
-            return Err(tokio::net::TcpStream::from_std(stream).ok());
+            return Err((io::Error::last_os_error(), stream));
         }
-        let established_ms = self.ms(established_at);
         entry.insert(Held {
             index,
+            since_us,
             stream,
-            established_ms,
+            connecting,
         });
         self.len.set(self.len.get() + 1);
-        if let Some(until) = until {
-            let mut expiries = self.expiries.borrow_mut();
-            expiries.push_back(Expiry {
-                at_ms: self.ms(until),
-                key: key as u32,
-                index,
-            });
-            if expiries.len() == 1 {
-                self.expiry_queued.notify_one();
-            }
-        }
-        Ok(())
+        Ok(key)
     }
 
-    /// Watches the held connections and closes them as their holds end,
-    /// reporting each end to `ends`. Runs until dropped.
+    fn push(&self, queue: &RefCell<VecDeque<Due>>, at_ms: u32, key: usize, index: u64) {
+        let mut queue = queue.borrow_mut();
+        queue.push_back(Due {
+            at_ms,
+            key: key as u32,
+            index,
+        });
+        if queue.len() == 1 {
+            self.queued.notify_one();
+        }
+    }
+
+    /// Watches the connections: completes handshakes, sees server closes,
+    /// times out handshakes and ends holds, reporting each to `ends`. Runs
+    /// until dropped.
     pub async fn run(&self, ends: &impl HoldEnds) {
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENT_BATCH];
         loop {
-            let next_expiry = self.expiries.borrow().front().map(|e| e.at_ms);
-            let expiry_due = async {
-                match next_expiry {
-                    Some(at_ms) => sleep_until(self.epoch + ms_duration(at_ms)).await,
-                    None => self.expiry_queued.notified().await,
+            let front = |q: &RefCell<VecDeque<Due>>| q.borrow().front().map(|d| d.at_ms);
+            let next = match (front(&self.expiries), front(&self.connect_deadlines)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let due = async {
+                match next {
+                    Some(at_ms) => {
+                        sleep_until(self.epoch + Duration::from_millis(u64::from(at_ms))).await
+                    }
+                    None => self.queued.notified().await,
                 }
             };
             tokio::select! {
@@ -177,13 +217,13 @@ impl Holder {
                         }
                     }
                     // Polling an epoll fd does not fail; if it ever does,
-                    // expiries still close the held connections.
+                    // the queues still end what is due.
                     Err(_) => {
                         self.expire(ends);
                         sleep_until(Instant::now() + Duration::from_millis(10)).await;
                     }
                 },
-                _ = expiry_due => self.expire(ends),
+                _ = due => self.expire(ends),
             }
         }
     }
@@ -203,32 +243,86 @@ impl Holder {
             return 0;
         }
         for event in &events[..n as usize] {
-            self.on_readable(event.u64 as usize, ends);
+            let (key, flags) = (event.u64 as usize, event.events as i32);
+            let connecting = match self.held.borrow().get(key) {
+                Some(held) => held.connecting,
+                None => continue,
+            };
+            if connecting {
+                if flags & (libc::EPOLLOUT | libc::EPOLLERR | libc::EPOLLHUP) == 0 {
+                    continue;
+                }
+                if !self.on_handshake(key, ends) {
+                    continue;
+                }
+            }
+            if flags & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLERR | libc::EPOLLHUP) != 0 {
+                self.on_readable(key, ends);
+            }
         }
         n as usize
     }
 
+    /// The handshake of `key` ended; returns whether it is now held.
+    fn on_handshake(&self, key: usize, ends: &impl HoldEnds) -> bool {
+        let (index, outcome, origin_us) = {
+            let held = self.held.borrow();
+            let held = &held[key];
+            (
+                held.index,
+                conn::handshake_outcome(&held.stream),
+                held.since_us,
+            )
+        };
+        match outcome {
+            Ok(retransmits) => {
+                let now = Instant::now();
+                let now_us = self.us(now);
+                let latency = Duration::from_micros(now_us.saturating_sub(origin_us));
+                {
+                    let mut held = self.held.borrow_mut();
+                    let held = &mut held[key];
+                    held.connecting = false;
+                    held.since_us = now_us;
+                }
+                if let Some(until) = ends.established(index, latency, retransmits) {
+                    self.push(&self.expiries, self.ms(until), key, index);
+                }
+                true
+            }
+            Err(error) => {
+                let held = self.remove(key);
+                let after = self.since(held.since_us);
+                drop(held);
+                ends.connect_failed(index, error, after);
+                false
+            }
+        }
+    }
+
+    /// Reads what is there (edge-triggered: until it would block).
     fn on_readable(&self, key: usize, ends: &impl HoldEnds) {
         let mut buf = [0u8; 512];
-        let read = match self.held.borrow().get(key) {
-            Some(held) => (&held.stream).read(&mut buf),
-            None => return,
-        };
-        let end = match read {
-            Ok(0) => self.server_closed(key, None),
-            Ok(n) => {
-                let mut evidence = self.evidence.borrow_mut();
-                let kept = evidence.entry(key).or_default();
-                let room = EVIDENCE_BYTES.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-                return;
+        let end = loop {
+            let read = match self.held.borrow().get(key) {
+                Some(held) => (&held.stream).read(&mut buf),
+                None => return,
+            };
+            match read {
+                Ok(0) => break self.server_closed(key, None),
+                Ok(n) => {
+                    let mut evidence = self.evidence.borrow_mut();
+                    let kept = evidence.entry(key).or_default();
+                    let room = EVIDENCE_BYTES.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break self.server_closed(key, Some(e)),
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
-            Err(e) => self.server_closed(key, Some(e)),
         };
         let held = self.remove(key);
-        let age = self.since(held.established_ms);
+        let age = self.since(held.since_us);
         drop(held);
         ends.ended(end.0, end.1, age);
     }
@@ -252,39 +346,63 @@ impl Holder {
         (index, end)
     }
 
-    /// Closes every connection whose hold has ended.
+    /// Times out due handshakes and ends due holds.
     fn expire(&self, ends: &impl HoldEnds) {
         let now_ms = self.ms(Instant::now());
-        loop {
-            let due = {
-                let mut expiries = self.expiries.borrow_mut();
-                match expiries.front() {
-                    Some(front) if front.at_ms <= now_ms => expiries.pop_front(),
-                    _ => None,
-                }
+        while let Some(due) = self.pop_due(&self.connect_deadlines, now_ms, true) {
+            let held = self.remove(due);
+            let error = AttemptError {
+                syscall: Syscall::Timeout,
+                errno: None,
+                syn_retransmits: conn::syn_retransmits(&held.stream),
             };
-            let Some(expiry) = due else { return };
-            let key = expiry.key as usize;
-            let live = self
-                .held
-                .borrow()
-                .get(key)
-                .is_some_and(|held| held.index == expiry.index);
-            if !live {
-                continue;
-            }
-            let held = self.remove(key);
-            let (index, age) = (held.index, self.since(held.established_ms));
+            let (index, after) = (held.index, self.since(held.since_us));
+            drop(held);
+            ends.connect_failed(index, error, after);
+        }
+        while let Some(due) = self.pop_due(&self.expiries, now_ms, false) {
+            let held = self.remove(due);
+            let (index, age) = (held.index, self.since(held.since_us));
             // Closing: FIN, or RST when SO_LINGER 0 was set at connect.
             drop(held);
             ends.ended(index, HoldEnd::Expired, age);
         }
     }
 
-    /// Closes every held connection at once (the run is over); their
-    /// closes are counted by the caller.
+    /// The key of the next entry due by `now_ms` in `queue` that is still
+    /// live and (for handshakes) still connecting; stale entries are
+    /// dropped on the way.
+    fn pop_due(
+        &self,
+        queue: &RefCell<VecDeque<Due>>,
+        now_ms: u32,
+        connecting: bool,
+    ) -> Option<usize> {
+        loop {
+            let due = {
+                let mut queue = queue.borrow_mut();
+                match queue.front() {
+                    Some(front) if front.at_ms <= now_ms => queue.pop_front()?,
+                    _ => return None,
+                }
+            };
+            let key = due.key as usize;
+            let live = self
+                .held
+                .borrow()
+                .get(key)
+                .is_some_and(|held| held.index == due.index && held.connecting == connecting);
+            if live {
+                return Some(key);
+            }
+        }
+    }
+
+    /// Closes every connection at once (the run is over); their closes are
+    /// counted by the caller.
     pub fn close_all(&self) {
         self.expiries.borrow_mut().clear();
+        self.connect_deadlines.borrow_mut().clear();
         self.evidence.borrow_mut().clear();
         self.held.borrow_mut().clear();
         self.len.set(0);
@@ -297,19 +415,20 @@ impl Holder {
         self.held.borrow_mut().remove(key)
     }
 
+    fn us(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    /// ms after the epoch, in 4 bytes (saturating after 49 days).
     fn ms(&self, at: Instant) -> u32 {
         at.saturating_duration_since(self.epoch)
             .as_millis()
             .min(u128::from(u32::MAX)) as u32
     }
 
-    fn since(&self, ms: u32) -> Duration {
-        Instant::now().saturating_duration_since(self.epoch + ms_duration(ms))
+    fn since(&self, us: u64) -> Duration {
+        Instant::now().saturating_duration_since(self.epoch + Duration::from_micros(us))
     }
-}
-
-fn ms_duration(ms: u32) -> Duration {
-    Duration::from_millis(u64::from(ms))
 }
 
 #[cfg(test)]
@@ -319,12 +438,39 @@ mod tests {
     use std::rc::Rc;
     use tokio::task::LocalSet;
 
-    #[derive(Default)]
-    struct Ends(RefCell<Vec<(u64, HoldEnd)>>);
+    /// Records what the holder reports; holds each connection for `hold`.
+    struct Ends {
+        hold: Option<Duration>,
+        established: RefCell<Vec<u64>>,
+        failed: RefCell<Vec<(u64, Syscall, Option<i32>)>>,
+        ended: RefCell<Vec<(u64, HoldEnd)>>,
+    }
+
+    impl Ends {
+        fn holding(hold: Option<Duration>) -> Rc<Ends> {
+            Rc::new(Ends {
+                hold,
+                established: RefCell::default(),
+                failed: RefCell::default(),
+                ended: RefCell::default(),
+            })
+        }
+    }
 
     impl HoldEnds for Ends {
+        fn established(&self, index: u64, _: Duration, _: u32) -> Option<Instant> {
+            self.established.borrow_mut().push(index);
+            self.hold.map(|hold| Instant::now() + hold)
+        }
+
+        fn connect_failed(&self, index: u64, error: AttemptError, _after: Duration) {
+            self.failed
+                .borrow_mut()
+                .push((index, error.syscall, error.errno));
+        }
+
         fn ended(&self, index: u64, end: HoldEnd, _age: Duration) {
-            self.0.borrow_mut().push((index, end));
+            self.ended.borrow_mut().push((index, end));
         }
     }
 
@@ -335,16 +481,32 @@ mod tests {
             .unwrap()
     }
 
-    /// A connected pair on loopback: (the client side for the holder, the
-    /// server side the test plays with).
-    async fn pair(
-        listener: &tokio::net::TcpListener,
-    ) -> (tokio::net::TcpStream, std::net::TcpStream) {
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        (client, server.into_std().unwrap())
+    /// A non-blocking connect() to `addr`, under way.
+    fn connecting(addr: std::net::SocketAddr) -> socket2::Socket {
+        let socket = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM.nonblocking(),
+            None,
+        )
+        .unwrap();
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => panic!("connect: {e}"),
+        }
+        socket
+    }
+
+    /// Runs the holder with `ends` while `test` runs.
+    async fn with_holder<F: std::future::Future<Output = ()>>(
+        ends: &Rc<Ends>,
+        test: impl FnOnce(Rc<Holder>) -> F,
+    ) {
+        let holder = Rc::new(Holder::new(Instant::now()).unwrap());
+        let (h, e) = (Rc::clone(&holder), Rc::clone(ends));
+        let task = tokio::task::spawn_local(async move { h.run(&*e).await });
+        test(holder).await;
+        task.abort();
     }
 
     /// What an idle held connection costs in userspace: its slab entry and
@@ -354,91 +516,167 @@ mod tests {
     fn a_held_connection_is_a_few_dozen_bytes() {
         // A slab slot is the entry or a free-list link, whichever is larger.
         let entry = std::mem::size_of::<Held>().max(std::mem::size_of::<usize>() * 2);
-        let expiry = std::mem::size_of::<Expiry>();
+        let expiry = std::mem::size_of::<Due>();
         assert!(entry <= 24, "slab entry {entry} B");
         assert!(expiry <= 16, "expiry {expiry} B");
     }
 
     #[test]
-    fn holds_until_expiry_and_sees_the_server_close_with_its_bytes() {
-        runtime().block_on(LocalSet::new().run_until(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let holder = Rc::new(Holder::new(Instant::now()).unwrap());
-            let ends = Rc::new(Ends::default());
-            let (expiring, _keep) = pair(&listener).await;
-            let (closing, mut server) = pair(&listener).await;
-            let now = Instant::now();
-            holder
-                .insert(expiring, 7, now, Some(now + Duration::from_millis(150)))
-                .unwrap();
-            holder.insert(closing, 9, now, None).unwrap();
-            assert_eq!(holder.len(), 2);
-            let (h, e) = (Rc::clone(&holder), Rc::clone(&ends));
-            let task = tokio::task::spawn_local(async move { h.run(&*e).await });
-
-            server.write_all(b"-ERR max clients\r\n").unwrap();
-            drop(server);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            assert_eq!(
-                ends.0.borrow().as_slice(),
-                &[(
-                    9,
-                    HoldEnd::ServerClosed {
-                        how: PeerClose::Eof,
-                        errno: None,
-                        bytes: Some("-ERR max clients\\r\\n".into()),
-                    }
-                )]
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            assert_eq!(ends.0.borrow().len(), 2);
-            assert_eq!(ends.0.borrow()[1], (7, HoldEnd::Expired));
-            assert_eq!(holder.len(), 0);
-            task.abort();
-        }));
+    fn completes_handshakes_holds_until_expiry_and_sees_the_server_close() {
+        let ends = Ends::holding(Some(Duration::from_millis(200)));
+        runtime().block_on(LocalSet::new().run_until(with_holder(&ends, |holder| {
+            let ends = Rc::clone(&ends);
+            async move {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let deadline = Instant::now() + Duration::from_secs(5);
+                holder
+                    .start_connecting(connecting(addr), 7, Instant::now(), deadline)
+                    .unwrap();
+                holder
+                    .start_connecting(connecting(addr), 9, Instant::now(), deadline)
+                    .unwrap();
+                let (_kept, _) = listener.accept().unwrap();
+                let (mut closing, _) = listener.accept().unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                assert_eq!(ends.established.borrow().len(), 2);
+                assert_eq!(holder.len(), 2);
+                // The second accepted is one of the two: whichever it is,
+                // its close is seen with the bytes before it.
+                closing.write_all(b"-ERR max clients\r\n").unwrap();
+                drop(closing);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                {
+                    let ended = ends.ended.borrow();
+                    assert_eq!(ended.len(), 1, "{ended:?}");
+                    assert_eq!(
+                        ended[0].1,
+                        HoldEnd::ServerClosed {
+                            how: PeerClose::Eof,
+                            errno: None,
+                            bytes: Some("-ERR max clients\\r\\n".into()),
+                        }
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let ended = ends.ended.borrow();
+                assert_eq!(ended.len(), 2);
+                assert_eq!(ended[1].1, HoldEnd::Expired);
+                assert_eq!(holder.len(), 0);
+            }
+        })));
     }
 
     #[test]
-    fn a_reset_reads_as_rst() {
-        runtime().block_on(LocalSet::new().run_until(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let holder = Rc::new(Holder::new(Instant::now()).unwrap());
-            let ends = Rc::new(Ends::default());
-            let (client, server) = pair(&listener).await;
-            holder.insert(client, 3, Instant::now(), None).unwrap();
-            let (h, e) = (Rc::clone(&holder), Rc::clone(&ends));
-            let task = tokio::task::spawn_local(async move { h.run(&*e).await });
-            socket2::SockRef::from(&server)
-                .set_linger(Some(Duration::ZERO))
-                .unwrap();
-            drop(server);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let ends = ends.0.borrow();
-            assert!(
-                matches!(
-                    ends.as_slice(),
-                    [(
+    fn a_refused_connect_and_a_reset_are_reported_as_such() {
+        let ends = Ends::holding(None);
+        runtime().block_on(LocalSet::new().run_until(with_holder(&ends, |holder| {
+            let ends = Rc::clone(&ends);
+            async move {
+                // A port nobody listens on: RST to the SYN.
+                let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let refused = closed.local_addr().unwrap();
+                drop(closed);
+                let deadline = Instant::now() + Duration::from_secs(5);
+                holder
+                    .start_connecting(connecting(refused), 1, Instant::now(), deadline)
+                    .unwrap();
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                holder
+                    .start_connecting(
+                        connecting(listener.local_addr().unwrap()),
                         3,
-                        HoldEnd::ServerClosed {
-                            how: PeerClose::Rst,
-                            errno: Some(libc::ECONNRESET),
-                            ..
-                        }
-                    )]
-                ),
-                "{ends:?}"
-            );
-            task.abort();
-        }));
+                        Instant::now(),
+                        deadline,
+                    )
+                    .unwrap();
+                let (server, _) = listener.accept().unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                socket2::SockRef::from(&server)
+                    .set_linger(Some(Duration::ZERO))
+                    .unwrap();
+                drop(server);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                assert_eq!(
+                    ends.failed.borrow().as_slice(),
+                    &[(1, Syscall::Connect, Some(libc::ECONNREFUSED))]
+                );
+                let ended = ends.ended.borrow();
+                assert!(
+                    matches!(
+                        ended.as_slice(),
+                        [(
+                            3,
+                            HoldEnd::ServerClosed {
+                                how: PeerClose::Rst,
+                                errno: Some(libc::ECONNRESET),
+                                ..
+                            }
+                        )]
+                    ),
+                    "{ended:?}"
+                );
+                assert!(holder.is_empty());
+            }
+        })));
+    }
+
+    #[test]
+    fn a_handshake_that_gets_no_answer_times_out() {
+        let ends = Ends::holding(None);
+        runtime().block_on(LocalSet::new().run_until(with_holder(&ends, |holder| {
+            let ends = Rc::clone(&ends);
+            async move {
+                // Backlog 0 and never accepting: once its queue is full,
+                // the next SYN is dropped and the handshake hangs.
+                let listener =
+                    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                        .unwrap();
+                listener
+                    .bind(
+                        &"127.0.0.1:0"
+                            .parse::<std::net::SocketAddr>()
+                            .unwrap()
+                            .into(),
+                    )
+                    .unwrap();
+                listener.listen(0).unwrap();
+                let addr = listener.local_addr().unwrap().as_socket().unwrap();
+                let deadline = Instant::now() + Duration::from_millis(300);
+                for index in 0..4 {
+                    holder
+                        .start_connecting(connecting(addr), index, Instant::now(), deadline)
+                        .unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(600)).await;
+                let failed = ends.failed.borrow();
+                assert!(!failed.is_empty(), "no handshake timed out");
+                assert!(
+                    failed
+                        .iter()
+                        .all(|f| f.1 == Syscall::Timeout && f.2.is_none()),
+                    "{failed:?}"
+                );
+                assert_eq!(failed.len() + ends.established.borrow().len(), 4);
+            }
+        })));
     }
 
     #[test]
     fn dropping_the_holder_closes_its_connections() {
         runtime().block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let holder = Holder::new(Instant::now()).unwrap();
-            let (client, mut server) = pair(&listener).await;
-            holder.insert(client, 0, Instant::now(), None).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            holder
+                .start_connecting(
+                    connecting(listener.local_addr().unwrap()),
+                    0,
+                    Instant::now(),
+                    deadline,
+                )
+                .unwrap();
+            let (mut server, _) = listener.accept().unwrap();
             drop(holder);
             let mut buf = [0u8; 8];
             assert_eq!(server.read(&mut buf).unwrap(), 0, "the peer saw EOF");

@@ -162,10 +162,19 @@ impl Worker {
                 }
             }
             pacer.advance();
-            self.live_tasks.set(self.live_tasks.get() + 1);
             self.connecting.set(self.connecting.get() + 1);
             let origin = intended.min(Instant::now());
-            tokio::task::spawn_local(Rc::clone(&self).attempt(index, origin));
+            match &self.holder {
+                // Idle: connect() here, the handshake and the hold in the
+                // holder's epoll set; no task.
+                Some(holder) if shared.settings.echo.is_none() => {
+                    self.start_held(holder, index, origin)
+                }
+                _ => {
+                    self.live_tasks.set(self.live_tasks.get() + 1);
+                    tokio::task::spawn_local(Rc::clone(&self).attempt(index, origin));
+                }
+            }
             batch += 1;
             if batch >= SPAWN_BATCH {
                 batch = 0;
@@ -187,77 +196,103 @@ impl Worker {
     /// started it early: latency is measured from it.
     async fn attempt(self: Rc<Self>, index: u64, origin: Instant) {
         let endpoint = self.shared.plan.endpoint(index);
+        let bind = self.begin(&endpoint);
+        let settings = &self.shared.settings;
+        let deadline = Instant::now() + settings.connect_timeout;
+        let mut call = ConnectCall::default();
+        let opened = conn::open(bind, endpoint.target, deadline, settings.close, &mut call).await;
+        self.handshake_ended();
+        self.note_connect_call(call);
+        match opened {
+            Err(error) => self.handshake_failed(index, &endpoint, origin, error),
+            Ok(stream) => {
+                let latency = origin.elapsed();
+                let retransmits = conn::handshake_retransmits(&stream);
+                self.record_established(&endpoint, latency, retransmits);
+                let established_at = Instant::now();
+                let until = match settings.hold {
+                    HoldMode::For(hold) => established_at + hold,
+                    HoldMode::UntilEnd => self.shared.run_deadline(),
+                };
+                let observer = AttemptObserver {
+                    worker: &self,
+                    attempt: index + 1,
+                };
+                let end = hold::hold(&stream, until, settings.echo.as_ref(), &observer).await;
+                drop(stream);
+                self.closed(index, &endpoint, end, established_at.elapsed());
+            }
+        }
+        self.live_tasks.set(self.live_tasks.get() - 1);
+        self.notify_if_done();
+    }
+
+    /// An idle attempt: socket(), bind(), connect() now; its handshake and
+    /// hold go on in `holder`, which reports back through [`HoldEnds`].
+    fn start_held(&self, holder: &Holder, index: u64, origin: Instant) {
+        let endpoint = self.shared.plan.endpoint(index);
+        let bind = self.begin(&endpoint);
+        let settings = &self.shared.settings;
+        let mut call = ConnectCall::default();
+        let started = conn::start(bind, endpoint.target, settings.close, &mut call);
+        self.note_connect_call(call);
+        let deadline = Instant::now() + settings.connect_timeout;
+        let held = started.and_then(|socket| {
+            holder
+                .start_connecting(socket, index, origin, deadline)
+                // epoll_ctl refused it (ENOMEM, or ENOSPC at
+                // fs.epoll.max_user_watches): counted against connect.
+                .map_err(|e| AttemptError::from_io(Syscall::Connect, e))
+        });
+        if let Err(error) = held {
+            self.handshake_ended();
+            self.handshake_failed(index, &endpoint, origin, error);
+        }
+    }
+
+    /// Counts the attempt and says how its socket is bound.
+    fn begin(&self, endpoint: &Endpoint) -> BindPolicy {
         self.record(|d| {
             d.attempted += 1;
             if let Some(i) = endpoint.source_index {
                 d.sources[i].attempted += 1;
             }
         });
-        let settings = &self.shared.settings;
-        let bind = BindPolicy {
+        BindPolicy {
             addr: endpoint.bind,
             explicit_port: self.shared.plan.source_ports.is_some(),
-            no_port: settings.bind_address_no_port,
-        };
-        let deadline = Instant::now() + settings.connect_timeout;
-        let mut call = ConnectCall::default();
-        let opened = conn::open(bind, endpoint.target, deadline, settings.close, &mut call).await;
+            no_port: self.shared.settings.bind_address_no_port,
+        }
+    }
+
+    /// One handshake fewer under way (for the unpaced window).
+    fn handshake_ended(&self) {
         self.connecting.set(self.connecting.get() - 1);
         self.handshake_done.notify_one();
-        self.note_connect_call(call);
-        match opened {
-            // A RST that answers the SYN is ECONNREFUSED; ECONNRESET means
-            // the handshake completed and the target then reset the
-            // connection before ceiling saw it established: it was
-            // established, and the target closed it at age 0.
-            Err(error)
-                if error.syscall == Syscall::Connect && error.errno == Some(libc::ECONNRESET) =>
-            {
-                self.established(&endpoint, origin.elapsed(), 0);
-                let end = HoldEnd::ServerClosed {
-                    how: PeerClose::Rst,
-                    errno: error.errno,
-                    bytes: None,
-                };
-                self.closed(index, &endpoint, end, Duration::ZERO);
-            }
-            Err(error) => self.attempt_failed(index, &endpoint, error),
-            Ok(stream) => {
-                let latency = origin.elapsed();
-                let retransmits = conn::handshake_retransmits(&stream);
-                self.established(&endpoint, latency, retransmits);
-                let established_at = Instant::now();
-                let until = match settings.hold {
-                    HoldMode::For(hold) => established_at + hold,
-                    HoldMode::UntilEnd => self.shared.run_deadline(),
-                };
-                let held = match (&self.holder, &settings.echo) {
-                    (Some(holder), None) => {
-                        let expiry = matches!(settings.hold, HoldMode::For(_)).then_some(until);
-                        holder.insert(stream, index, established_at, expiry)
-                    }
-                    _ => Err(Some(stream)),
-                };
-                match held {
-                    Ok(()) => {}
-                    Err(Some(stream)) => {
-                        let observer = AttemptObserver {
-                            worker: &self,
-                            attempt: index + 1,
-                        };
-                        let end =
-                            hold::hold(&stream, until, settings.echo.as_ref(), &observer).await;
-                        drop(stream);
-                        self.closed(index, &endpoint, end, established_at.elapsed());
-                    }
-                    Err(None) => {
-                        self.closed(index, &endpoint, HoldEnd::Expired, established_at.elapsed())
-                    }
-                }
-            }
+    }
+
+    fn handshake_failed(
+        &self,
+        index: u64,
+        endpoint: &Endpoint,
+        origin: Instant,
+        error: AttemptError,
+    ) {
+        // A RST that answers the SYN is ECONNREFUSED; ECONNRESET means the
+        // handshake completed and the target then reset the connection
+        // before ceiling saw it established: it was established, and the
+        // target closed it at age 0.
+        if error.syscall == Syscall::Connect && error.errno == Some(libc::ECONNRESET) {
+            self.record_established(endpoint, origin.elapsed(), 0);
+            let end = HoldEnd::ServerClosed {
+                how: PeerClose::Rst,
+                errno: error.errno,
+                bytes: None,
+            };
+            self.closed(index, endpoint, end, Duration::ZERO);
+        } else {
+            self.attempt_failed(index, endpoint, error);
         }
-        self.live_tasks.set(self.live_tasks.get() - 1);
-        self.notify_if_done();
     }
 
     /// Attempts in flight or connections held.
@@ -291,7 +326,7 @@ impl Worker {
         }
     }
 
-    fn established(&self, endpoint: &Endpoint, latency: Duration, retransmits: u32) {
+    fn record_established(&self, endpoint: &Endpoint, latency: Duration, retransmits: u32) {
         self.active.set(self.active.get() + 1);
         if let Some(i) = endpoint.source_index {
             self.active_by_source.borrow_mut()[i] += 1;
@@ -467,6 +502,27 @@ impl Worker {
 }
 
 impl HoldEnds for Worker {
+    fn established(&self, index: u64, latency: Duration, retransmits: u32) -> Option<Instant> {
+        self.handshake_ended();
+        let endpoint = self.shared.plan.endpoint(index);
+        self.record_established(&endpoint, latency, retransmits);
+        match self.shared.settings.hold {
+            HoldMode::For(hold) => Some(Instant::now() + hold),
+            // Closed when the run ends and the holder is emptied.
+            HoldMode::UntilEnd => None,
+        }
+    }
+
+    fn connect_failed(&self, index: u64, error: AttemptError, after: Duration) {
+        self.handshake_ended();
+        let endpoint = self.shared.plan.endpoint(index);
+        let origin = Instant::now()
+            .checked_sub(after)
+            .unwrap_or_else(Instant::now);
+        self.handshake_failed(index, &endpoint, origin, error);
+        self.notify_if_done();
+    }
+
     fn ended(&self, index: u64, end: HoldEnd, age: Duration) {
         let endpoint = self.shared.plan.endpoint(index);
         self.closed(index, &endpoint, end, age);
