@@ -287,6 +287,9 @@ pub struct Totals {
     pub closed_by_driver: u64,
     /// Held connections the target closed first (EOF or RST).
     pub closed_by_server: u64,
+    /// Seconds from the start to the last connection established (0 when
+    /// none was): how long it took to get them all up.
+    pub last_established_s: f64,
 }
 
 /// Slow connect() calls a second must have before it counts as a stall.

@@ -809,6 +809,7 @@ fn summarize(
             peak_active: last.peak_active,
             closed_by_driver: total.closed_by_driver,
             closed_by_server: total.closed_by_server,
+            last_established_s: total.last_established_s,
         },
         first_limit,
         failures_by_kind: LimitKind::ALL

@@ -332,8 +332,10 @@ impl Worker {
             self.active_by_source.borrow_mut()[i] += 1;
         }
         self.shared.active.fetch_add(1, Ordering::Relaxed);
+        let at = self.shared.start.elapsed().as_secs_f64();
         self.record(|d| {
             d.established += 1;
+            d.last_established_s = d.last_established_s.max(at);
             record_us(&mut d.connect_us, latency.as_micros() as u64);
             if retransmits > 0 {
                 d.warnings.syn_retransmit_handshakes += 1;

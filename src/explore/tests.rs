@@ -363,6 +363,7 @@ fn summary(established: u64, peak: u64, closed_by_server: u64, active_at: u64) -
             peak_active: peak,
             closed_by_driver: established - closed_by_server,
             closed_by_server,
+            last_established_s: 1.5,
         },
         first_limit: Some(FirstLimit {
             kind: LimitKind::FdLimitProcess,

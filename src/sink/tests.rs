@@ -122,6 +122,7 @@ fn fixture() -> (Summary, Snapshot) {
             peak_active: 28_229,
             closed_by_driver: 28_229,
             closed_by_server: 0,
+            last_established_s: 7.9,
         },
         first_limit: Some(first_limit),
         failures_by_kind,

@@ -90,6 +90,13 @@ fn totals(out: &mut String, summary: &Summary) {
         out,
         &rows.map(|(label, n)| (label.to_string(), n, String::new())),
     );
+    if t.established > 0 {
+        let _ = writeln!(
+            out,
+            "  the last established after {}",
+            seconds(t.last_established_s)
+        );
+    }
 }
 
 fn first_limit(out: &mut String, limit: &FirstLimit) {

@@ -127,6 +127,9 @@ pub struct Delta {
     /// Held connections lost with a worker process that died: counted as
     /// closed by the driver (the kernel closed them) and as failures.
     pub lost_with_worker: u64,
+    /// Seconds after the run's start at which the latest connection was
+    /// established (merges by max).
+    pub last_established_s: f64,
     pub failures_by_kind: [u64; LimitKind::ALL.len()],
     pub groups: HashMap<GroupKey, GroupStats>,
     /// Earliest failure whose kind is a limit.
@@ -152,6 +155,7 @@ impl Delta {
             closed_by_driver: 0,
             closed_by_server: 0,
             lost_with_worker: 0,
+            last_established_s: 0.0,
             failures_by_kind: [0; LimitKind::ALL.len()],
             groups: HashMap::new(),
             first_limit: None,
@@ -175,6 +179,7 @@ impl Delta {
             closed_by_driver: 0,
             closed_by_server: 0,
             lost_with_worker: 0,
+            last_established_s: 0.0,
             failures_by_kind: [0; LimitKind::ALL.len()],
             groups: HashMap::new(),
             first_limit: None,
@@ -211,6 +216,7 @@ impl Delta {
         self.failed += other.failed;
         self.closed_by_driver += other.closed_by_driver;
         self.lost_with_worker += other.lost_with_worker;
+        self.last_established_s = self.last_established_s.max(other.last_established_s);
         self.closed_by_server += other.closed_by_server;
         for (mine, theirs) in self.failures_by_kind.iter_mut().zip(other.failures_by_kind) {
             *mine += theirs;
@@ -263,6 +269,7 @@ impl Delta {
         self.closed_by_driver = 0;
         self.closed_by_server = 0;
         self.lost_with_worker = 0;
+        self.last_established_s = 0.0;
         self.failures_by_kind = [0; LimitKind::ALL.len()];
         self.groups.clear();
         self.first_limit = None;

@@ -22,6 +22,7 @@ pub struct WireDelta {
     pub closed_by_driver: u64,
     pub closed_by_server: u64,
     pub lost_with_worker: u64,
+    pub last_established_s: f64,
     /// Indexed like [`LimitKind::ALL`].
     pub failures_by_kind: Vec<u64>,
     pub groups: Vec<WireGroup>,
@@ -74,6 +75,7 @@ impl From<&Delta> for WireDelta {
             closed_by_driver: d.closed_by_driver,
             closed_by_server: d.closed_by_server,
             lost_with_worker: d.lost_with_worker,
+            last_established_s: d.last_established_s,
             failures_by_kind: d.failures_by_kind.to_vec(),
             groups,
             first_limit: d.first_limit.clone(),
@@ -129,6 +131,7 @@ impl WireDelta {
         c.closed_by_driver = self.closed_by_driver;
         c.closed_by_server = self.closed_by_server;
         c.lost_with_worker = self.lost_with_worker;
+        c.last_established_s = self.last_established_s;
         c.failures_by_kind.copy_from_slice(&self.failures_by_kind);
         for g in self.groups {
             c.groups.insert(
