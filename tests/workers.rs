@@ -36,7 +36,10 @@ fn three_worker_processes_make_exactly_the_attempts_asked() {
     assert_eq!(s["workers"]["deaths"].as_array().unwrap().len(), 0);
     // The last of 1,001 at 2,000/s is due at 0.5 s; it cannot be up before.
     let last = s["totals"]["last_established_s"].as_f64().unwrap();
-    assert!(last >= 0.45 && last <= s["duration_s"].as_f64().unwrap(), "{s}");
+    assert!(
+        last >= 0.45 && last <= s["duration_s"].as_f64().unwrap(),
+        "{s}"
+    );
     // The time series was written from the merged worker reports.
     let series = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
     let last = series.lines().last().unwrap();
