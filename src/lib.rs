@@ -12,7 +12,7 @@
 //!   the summary).
 //! - [`scenario`]: scenario files and flags → a validated [`scenario::Scenario`].
 //! - [`engine`]: the plan (sources × targets), pacing, sockets, holding,
-//!   worker threads and shutdown.
+//!   worker threads, worker processes (`run --processes`) and shutdown.
 //! - [`classify`]: (syscall, errno, context) → limit kind, evidence, remedy;
 //!   host probe (rlimits, sysctls, kernel counters).
 //! - [`stats`]: mergeable counters and histograms, snapshots, per-second rows.
