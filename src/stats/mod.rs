@@ -148,30 +148,23 @@ pub struct Delta {
 
 impl Delta {
     pub fn new(source_count: usize) -> Delta {
-        Delta {
-            attempted: 0,
-            established: 0,
-            failed: 0,
-            closed_by_driver: 0,
-            closed_by_server: 0,
-            lost_with_worker: 0,
-            last_established_s: 0.0,
-            failures_by_kind: [0; LimitKind::ALL.len()],
-            groups: HashMap::new(),
-            first_limit: None,
-            warnings: Warnings::default(),
-            connect_us: new_histogram(),
-            rtt_us: new_histogram(),
-            server_close_age_ms: new_coarse_histogram(),
-            server_close_others: new_coarse_histogram(),
-            sources: vec![SourceCounters::default(); source_count],
-        }
+        Delta::with_histograms(source_count, new_histogram, new_coarse_histogram)
     }
 
     /// An empty delta whose histograms take no room: counters to merge
     /// with [`Delta::merge_counters`].
     pub fn counters_only(source_count: usize) -> Delta {
         let tiny = || Histogram::new_with_bounds(1, 2, 1).expect("valid histogram bounds");
+        Delta::with_histograms(source_count, tiny, tiny)
+    }
+
+    /// An empty delta; `fine` makes the latency histograms, `coarse` the
+    /// server-close ones.
+    fn with_histograms(
+        source_count: usize,
+        fine: fn() -> Histogram<u64>,
+        coarse: fn() -> Histogram<u64>,
+    ) -> Delta {
         Delta {
             attempted: 0,
             established: 0,
@@ -184,10 +177,10 @@ impl Delta {
             groups: HashMap::new(),
             first_limit: None,
             warnings: Warnings::default(),
-            connect_us: tiny(),
-            rtt_us: tiny(),
-            server_close_age_ms: tiny(),
-            server_close_others: tiny(),
+            connect_us: fine(),
+            rtt_us: fine(),
+            server_close_age_ms: coarse(),
+            server_close_others: coarse(),
             sources: vec![SourceCounters::default(); source_count],
         }
     }
