@@ -96,13 +96,6 @@ impl From<&Delta> for WireDelta {
 }
 
 impl WireDelta {
-    /// The delta again, shaped for `source_count` sources.
-    pub fn into_delta(self, source_count: usize) -> Result<Delta, WireError> {
-        let mut d = Delta::new(source_count);
-        self.merge_into(&mut d)?;
-        Ok(d)
-    }
-
     /// Adds the delta into `d`, as [`Delta::merge`] would, recording its
     /// histogram buckets straight into `d`'s. Checked before anything is
     /// added: on error `d` is unchanged.
@@ -181,6 +174,13 @@ mod tests {
     use super::*;
     use crate::stats::record_us;
 
+    /// The delta again, shaped for `source_count` sources.
+    fn decode(wire: WireDelta, source_count: usize) -> Result<Delta, WireError> {
+        let mut d = Delta::new(source_count);
+        wire.merge_into(&mut d)?;
+        Ok(d)
+    }
+
     fn busy_delta() -> Delta {
         let mut d = Delta::new(2);
         d.attempted = 10;
@@ -205,7 +205,7 @@ mod tests {
         let original = busy_delta();
         let line = serde_json::to_string(&WireDelta::from(&original)).unwrap();
         let wire: WireDelta = serde_json::from_str(&line).unwrap();
-        let decoded = wire.into_delta(2).unwrap();
+        let decoded = decode(wire, 2).unwrap();
 
         let (mut direct, mut via_wire) = (Delta::new(2), Delta::new(2));
         direct.merge(&original);
@@ -227,10 +227,10 @@ mod tests {
     fn a_bad_histogram_or_shape_is_an_error_not_a_panic() {
         let mut wire = WireDelta::from(&busy_delta());
         assert!(
-            wire.clone().into_delta(1).is_err(),
+            decode(wire.clone(), 1).is_err(),
             "more sources than the plan"
         );
         wire.failures_by_kind.pop();
-        assert!(wire.into_delta(2).is_err());
+        assert!(decode(wire, 2).is_err());
     }
 }
