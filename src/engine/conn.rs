@@ -193,6 +193,14 @@ fn tcp_info_fd(fd: std::os::fd::RawFd) -> Option<libc::tcp_info> {
     (rc == 0).then_some(info)
 }
 
+/// Whether the handshake has completed already (one TCP_INFO read), with
+/// its SYN retransmissions; None while it is under way or if it failed.
+pub fn established_now(fd: &impl AsFd) -> Option<u32> {
+    tcp_info_fd(fd.as_fd().as_raw_fd())
+        .filter(|info| info.tcpi_state == TCP_ESTABLISHED)
+        .map(|info| info.tcpi_total_retrans)
+}
+
 /// SYN retransmissions an established connection needed: at establish time
 /// nothing but the SYN can have been retransmitted, so the total counts them.
 pub fn handshake_retransmits(stream: &TcpStream) -> u32 {

@@ -11,7 +11,10 @@
 //! itself is the only thing tokio watches.
 //!
 //! - Writable: the handshake ended; one TCP_INFO read says established
-//!   (with its SYN retransmissions) or the pending error says why not.
+//!   (with its SYN retransmissions) or the pending error says why not. To
+//!   a target on this host the handshake is usually over when connect()
+//!   returns: the same read then, before the socket goes in with read
+//!   interest only, saves the writable event.
 //! - Readable: read into a stack buffer until it would block: EOF or an
 //!   error is the server closing it; bytes before that are kept (first
 //!   [`EVIDENCE_BYTES`]) as evidence.
@@ -36,6 +39,9 @@ use crate::model::{PeerClose, Syscall};
 
 /// Events taken from the kernel per epoll_wait().
 const EVENT_BATCH: usize = 256;
+
+/// What a held connection is watched for: the server's bytes, FIN or RST.
+const HELD_INTEREST: i32 = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;
 
 /// One connection, connecting or held.
 struct Held {
@@ -125,17 +131,41 @@ impl Holder {
     /// Takes over a socket whose non-blocking connect() is under way:
     /// `origin` is when its attempt was due, `deadline` when its handshake
     /// gives up. The error is epoll_ctl's (the socket is then closed).
+    ///
+    /// `maybe_done`: the target is on this host, where the whole handshake
+    /// usually runs inside connect() itself. Then one TCP_INFO read now
+    /// finds it established, and the socket goes in with read interest
+    /// only: no writable event to wake the holder for, and the established
+    /// connection is reported to `ends` before this returns.
     pub fn start_connecting(
         &self,
         socket: socket2::Socket,
         index: u64,
         origin: Instant,
         deadline: Instant,
+        maybe_done: bool,
+        ends: &impl HoldEnds,
     ) -> io::Result<()> {
         let stream: std::net::TcpStream = socket.into();
-        let interest = libc::EPOLLOUT | libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;
+        if maybe_done && let Some(retransmits) = conn::established_now(&stream) {
+            let now = Instant::now();
+            let key = self
+                .add(stream, index, self.us(now), false, HELD_INTEREST)
+                .map_err(|(e, _)| e)?;
+            let latency = now.saturating_duration_since(origin);
+            if let Some(until) = ends.established(index, latency, retransmits) {
+                self.push(&self.expiries, self.ms(until), key, index);
+            }
+            return Ok(());
+        }
         let key = self
-            .add(stream, index, self.us(origin), true, interest)
+            .add(
+                stream,
+                index,
+                self.us(origin),
+                true,
+                HELD_INTEREST | libc::EPOLLOUT,
+            )
             .map_err(|(e, _)| e)?;
         self.push(&self.connect_deadlines, self.ms(deadline), key, index);
         Ok(())
@@ -531,10 +561,10 @@ mod tests {
                 let addr = listener.local_addr().unwrap();
                 let deadline = Instant::now() + Duration::from_secs(5);
                 holder
-                    .start_connecting(connecting(addr), 7, Instant::now(), deadline)
+                    .start_connecting(connecting(addr), 7, Instant::now(), deadline, false, &*ends)
                     .unwrap();
                 holder
-                    .start_connecting(connecting(addr), 9, Instant::now(), deadline)
+                    .start_connecting(connecting(addr), 9, Instant::now(), deadline, false, &*ends)
                     .unwrap();
                 let (_kept, _) = listener.accept().unwrap();
                 let (mut closing, _) = listener.accept().unwrap();
@@ -579,7 +609,14 @@ mod tests {
                 drop(closed);
                 let deadline = Instant::now() + Duration::from_secs(5);
                 holder
-                    .start_connecting(connecting(refused), 1, Instant::now(), deadline)
+                    .start_connecting(
+                        connecting(refused),
+                        1,
+                        Instant::now(),
+                        deadline,
+                        false,
+                        &*ends,
+                    )
                     .unwrap();
                 let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 holder
@@ -588,6 +625,8 @@ mod tests {
                         3,
                         Instant::now(),
                         deadline,
+                        false,
+                        &*ends,
                     )
                     .unwrap();
                 let (server, _) = listener.accept().unwrap();
@@ -610,6 +649,44 @@ mod tests {
                             HoldEnd::ServerClosed {
                                 how: PeerClose::Rst,
                                 errno: Some(libc::ECONNRESET),
+                                ..
+                            }
+                        )]
+                    ),
+                    "{ended:?}"
+                );
+                assert!(holder.is_empty());
+            }
+        })));
+    }
+
+    #[test]
+    fn a_loopback_handshake_done_inside_connect_is_reported_at_once() {
+        let ends = Ends::holding(None);
+        runtime().block_on(LocalSet::new().run_until(with_holder(&ends, |holder| {
+            let ends = Rc::clone(&ends);
+            async move {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let deadline = Instant::now() + Duration::from_secs(5);
+                holder
+                    .start_connecting(connecting(addr), 5, Instant::now(), deadline, true, &*ends)
+                    .unwrap();
+                // Reported before start_connecting returned: no event needed.
+                assert_eq!(ends.established.borrow().len(), 1);
+                assert_eq!(holder.len(), 1);
+                // Held with read interest: the server's close is still seen.
+                let (server, _) = listener.accept().unwrap();
+                drop(server);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let ended = ends.ended.borrow();
+                assert!(
+                    matches!(
+                        ended.as_slice(),
+                        [(
+                            5,
+                            HoldEnd::ServerClosed {
+                                how: PeerClose::Eof,
                                 ..
                             }
                         )]
@@ -645,7 +722,14 @@ mod tests {
                 let deadline = Instant::now() + Duration::from_millis(300);
                 for index in 0..4 {
                     holder
-                        .start_connecting(connecting(addr), index, Instant::now(), deadline)
+                        .start_connecting(
+                            connecting(addr),
+                            index,
+                            Instant::now(),
+                            deadline,
+                            false,
+                            &*ends,
+                        )
                         .unwrap();
                 }
                 tokio::time::sleep(Duration::from_millis(600)).await;
@@ -667,6 +751,7 @@ mod tests {
         runtime().block_on(async {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let holder = Holder::new(Instant::now()).unwrap();
+            let ends = Ends::holding(None);
             let deadline = Instant::now() + Duration::from_secs(5);
             holder
                 .start_connecting(
@@ -674,6 +759,8 @@ mod tests {
                     0,
                     Instant::now(),
                     deadline,
+                    true,
+                    &*ends,
                 )
                 .unwrap();
             let (mut server, _) = listener.accept().unwrap();

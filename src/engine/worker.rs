@@ -237,9 +237,10 @@ impl Worker {
         let started = conn::start(bind, endpoint.target, settings.close, &mut call);
         self.note_connect_call(call);
         let deadline = Instant::now() + settings.connect_timeout;
+        let maybe_done = self.shared.target_local[endpoint.target_index];
         let held = started.and_then(|socket| {
             holder
-                .start_connecting(socket, index, origin, deadline)
+                .start_connecting(socket, index, origin, deadline, maybe_done, self)
                 // epoll_ctl refused it (ENOMEM, or ENOSPC at
                 // fs.epoll.max_user_watches): counted against connect.
                 .map_err(|e| AttemptError::from_io(Syscall::Connect, e))
