@@ -305,7 +305,8 @@ pub struct Warnings {
     /// [`STALL_MIN_SLOW_CALLS`]) were slow: a sustained port search stall,
     /// unlike an isolated slow call, which the noise of a busy host explains.
     pub port_search_stall_seconds: u64,
-    /// Longest connect() call, CPU microseconds.
+    /// Longest connect() call whose CPU time was measured (those after a
+    /// call took 1 ms of wall time), CPU microseconds.
     pub connect_syscall_max_us: u64,
     /// Handshakes that needed at least one SYN retransmission (TCP_INFO):
     /// the client-side signature of a dropped SYN.

@@ -48,14 +48,21 @@ impl AttemptError {
     }
 }
 
-/// The outcome of the connect() call itself, reported whether or not the
-/// attempt then succeeded.
+/// The connect() call itself, timed whether or not the attempt then
+/// succeeded. Filled in as soon as connect() returns.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ConnectCall {
-    /// CPU time the calling thread spent inside connect(), µs: immune to
-    /// preemption, so a large value means the kernel itself was busy (port
-    /// search in a nearly full range).
-    pub cpu_us: u64,
+    /// Asked by the caller: also read the thread's CPU clock around the
+    /// call. That clock is a real syscall each time (no vDSO), so it is
+    /// read only when a slow call has made a port search likely.
+    pub measure_cpu: bool,
+    /// Wall time inside connect(), µs (the vDSO clock: nearly free). A
+    /// large value is a port search or just preemption.
+    pub wall_us: u64,
+    /// CPU time the calling thread spent inside connect(), µs, when
+    /// measured: immune to preemption, so a large value means the kernel
+    /// itself was busy (port search in a nearly full range).
+    pub cpu_us: Option<u64>,
 }
 
 /// Opens one connection: returns the established stream, or the failure.
@@ -117,9 +124,12 @@ pub fn start(
             .bind(&addr.into())
             .map_err(|e| AttemptError::from_io(Syscall::Bind, e))?;
     }
-    let before = thread_cpu_time();
+    let cpu_before = connect_call.measure_cpu.then(thread_cpu_time);
+    let before = std::time::Instant::now();
     let result = socket.connect(&target.into());
-    connect_call.cpu_us = thread_cpu_time().saturating_sub(before).as_micros() as u64;
+    connect_call.wall_us = before.elapsed().as_micros() as u64;
+    connect_call.cpu_us =
+        cpu_before.map(|cpu| thread_cpu_time().saturating_sub(cpu).as_micros() as u64);
     match result {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}

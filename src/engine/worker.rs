@@ -34,6 +34,12 @@ use crate::stats::{Delta, record_us};
 /// full port space (normal loopback connects use tens of µs).
 pub const PORT_SEARCH_SLOW: Duration = Duration::from_millis(1);
 
+/// connect() calls whose CPU time is measured after one took
+/// [`PORT_SEARCH_SLOW`] of wall time (and again after each slow one): a
+/// port search slows every call, so it is confirmed on the next ones, and
+/// a call that was merely preempted costs 1,024 cheap measurements.
+const CPU_MEASURED_CALLS: u32 = 1024;
+
 /// How often a worker re-reads the host's counters when it needs them to
 /// classify a failure.
 const HOST_SIGNALS_MAX_AGE: Duration = Duration::from_millis(100);
@@ -85,6 +91,7 @@ pub fn run(shared: Arc<Shared>, segment: Segment, recorder: Arc<Mutex<Delta>>) {
         handshake_done: Notify::new(),
         all_done: Notify::new(),
         host_signals: Cell::new(None),
+        cpu_measured_calls: Cell::new(0),
     });
     local.block_on(&runtime, Rc::clone(&worker).drive(segment));
     // Tasks still holding connections are dropped here; their sockets close.
@@ -113,6 +120,9 @@ struct Worker {
     all_done: Notify,
     /// Host counters behind timeouts and resets, and when they were read.
     host_signals: Cell<Option<(Instant, HostSignals)>>,
+    /// connect() calls still to time with the CPU clock (see
+    /// [`CPU_MEASURED_CALLS`]).
+    cpu_measured_calls: Cell<u32>,
 }
 
 impl Worker {
@@ -199,7 +209,7 @@ impl Worker {
         let bind = self.begin(&endpoint);
         let settings = &self.shared.settings;
         let deadline = Instant::now() + settings.connect_timeout;
-        let mut call = ConnectCall::default();
+        let mut call = self.connect_call();
         let opened = conn::open(bind, endpoint.target, deadline, settings.close, &mut call).await;
         self.handshake_ended();
         self.note_connect_call(call);
@@ -233,7 +243,7 @@ impl Worker {
         let endpoint = self.shared.plan.endpoint(index);
         let bind = self.begin(&endpoint);
         let settings = &self.shared.settings;
-        let mut call = ConnectCall::default();
+        let mut call = self.connect_call();
         let started = conn::start(bind, endpoint.target, settings.close, &mut call);
         self.note_connect_call(call);
         let deadline = Instant::now() + settings.connect_timeout;
@@ -312,18 +322,38 @@ impl Worker {
         update(&mut delta);
     }
 
+    /// A connect() call to time: with the CPU clock while a port search is
+    /// suspected.
+    fn connect_call(&self) -> ConnectCall {
+        ConnectCall {
+            measure_cpu: self.cpu_measured_calls.get() > 0,
+            ..ConnectCall::default()
+        }
+    }
+
     fn note_connect_call(&self, call: ConnectCall) {
-        if call.cpu_us >= PORT_SEARCH_SLOW.as_micros() as u64 {
+        let slow = PORT_SEARCH_SLOW.as_micros() as u64;
+        let Some(cpu_us) = call.cpu_us else {
+            if call.wall_us >= slow {
+                self.cpu_measured_calls.set(CPU_MEASURED_CALLS);
+            }
+            return;
+        };
+        if cpu_us >= slow {
+            self.cpu_measured_calls.set(CPU_MEASURED_CALLS);
             self.record(|d| {
                 d.warnings.port_search_slow += 1;
-                d.warnings.connect_syscall_max_us =
-                    d.warnings.connect_syscall_max_us.max(call.cpu_us);
+                d.warnings.connect_syscall_max_us = d.warnings.connect_syscall_max_us.max(cpu_us);
             });
-        } else if call.cpu_us > 0 {
-            self.record(|d| {
-                d.warnings.connect_syscall_max_us =
-                    d.warnings.connect_syscall_max_us.max(call.cpu_us);
-            });
+        } else {
+            self.cpu_measured_calls
+                .set(self.cpu_measured_calls.get().saturating_sub(1));
+            if cpu_us > 0 {
+                self.record(|d| {
+                    d.warnings.connect_syscall_max_us =
+                        d.warnings.connect_syscall_max_us.max(cpu_us);
+                });
+            }
         }
     }
 
@@ -570,11 +600,8 @@ mod tests {
     use crate::scenario::Pace;
     use crate::scenario::units::CloseMode;
 
-    /// Every attempt in flight, and every echo connection, is one of these
-    /// futures: a buffer or a second timer kept across an await shows up
-    /// here first. (Idle held connections live in the holder instead.)
-    #[test]
-    fn a_connection_task_stays_small() {
+    /// A worker of a one-attempt plan to 127.0.0.1:9, outside any runtime.
+    fn test_worker() -> Rc<Worker> {
         let (control, _) = tokio::sync::watch::channel(Control {
             stop: None,
             schedule: Schedule::starting_at(Instant::now()),
@@ -605,7 +632,7 @@ mod tests {
             running_workers: Default::default(),
             finished: Default::default(),
         });
-        let worker = Rc::new(Worker {
+        Rc::new(Worker {
             active_by_source: RefCell::new(vec![]),
             shared,
             holder: None,
@@ -616,7 +643,16 @@ mod tests {
             handshake_done: Notify::new(),
             all_done: Notify::new(),
             host_signals: Cell::new(None),
-        });
+            cpu_measured_calls: Cell::new(0),
+        })
+    }
+
+    /// Every attempt in flight, and every echo connection, is one of these
+    /// futures: a buffer or a second timer kept across an await shows up
+    /// here first. (Idle held connections live in the holder instead.)
+    #[test]
+    fn a_connection_task_stays_small() {
+        let worker = test_worker();
         let task = worker.attempt(0, Instant::now());
         let size = std::mem::size_of_val(&task);
         // 776 bytes in a debug build.
@@ -625,5 +661,47 @@ mod tests {
             size <= limit,
             "a connection's task takes {size} bytes (limit {limit})"
         );
+    }
+
+    /// The CPU clock (a syscall) is read only after a call took 1 ms of wall
+    /// time, and only slow CPU times count as port search.
+    #[test]
+    fn connect_cpu_time_is_measured_only_once_a_call_was_slow() {
+        let worker = test_worker();
+        let slow_wall = PORT_SEARCH_SLOW.as_micros() as u64;
+        let fast = |cpu_us| ConnectCall {
+            measure_cpu: true,
+            wall_us: 30,
+            cpu_us,
+        };
+        assert!(!worker.connect_call().measure_cpu);
+        worker.note_connect_call(ConnectCall {
+            wall_us: 30,
+            ..ConnectCall::default()
+        });
+        assert!(
+            !worker.connect_call().measure_cpu,
+            "a fast call changes nothing"
+        );
+        // Slow by the wall clock: preempted or searching; not counted yet.
+        worker.note_connect_call(ConnectCall {
+            wall_us: slow_wall,
+            ..ConnectCall::default()
+        });
+        assert!(worker.connect_call().measure_cpu);
+        worker.note_connect_call(fast(Some(slow_wall + 500)));
+        worker.note_connect_call(fast(Some(40)));
+        {
+            let d = worker.recorder.lock().unwrap();
+            assert_eq!(d.warnings.port_search_slow, 1);
+            assert_eq!(d.warnings.connect_syscall_max_us, slow_wall + 500);
+        }
+        // Measured until CPU_MEASURED_CALLS fast calls in a row.
+        for _ in 1..CPU_MEASURED_CALLS {
+            assert!(worker.connect_call().measure_cpu);
+            worker.note_connect_call(fast(Some(40)));
+        }
+        assert!(!worker.connect_call().measure_cpu);
+        assert_eq!(worker.recorder.lock().unwrap().warnings.port_search_slow, 1);
     }
 }
