@@ -1,0 +1,349 @@
+#!/usr/bin/env bash
+# Establishes and holds N connections (default 1,000,000) twice per run, in
+# one run of this script, and compares the two:
+#
+#   raw      the raw pair (benches/raw_baseline.rs), inside a fresh network
+#            namespace (`unshare -n`: loopback up, ip_local_port_range
+#            "10000 65535" and somaxconn 4096 written there only, never the
+#            host's): M = ceil(N / 16,900) `raw_baseline serve` processes on
+#            127.0.0.1:7070 (SO_REUSEPORT) and S = ceil(N / 12,500)
+#            `raw_baseline hold` processes, one per source IP 127.0.0.2..,
+#            N/S connections each, held 5 s, closed with RST. Its time: the
+#            latest last_established_unix_s they print minus the wall-clock
+#            time just before the first client was started (the servers are
+#            already listening then).
+#   ceiling  `ceiling lab scenarios/million.toml --connections N --source
+#            127.0.0.2-127.0.0.(1+S) --duration D --close rst --ui none`
+#            (the lab makes its own namespace with the same range and starts
+#            its server processes before the run); its time: summary.json
+#            totals.last_established_s, from its run start, before it starts
+#            its worker processes.
+#
+# Both times thus count starting the client processes and not the servers.
+# Both close with RST (no TIME_WAIT left behind for the next run). Runs
+# alternate (odd runs raw first, even runs ceiling first); between
+# measurements the script waits until MemAvailable is back to 97% of what
+# it was at the start, or 20 s. It prints each run, the medians and the
+# ratio (ceiling rate / raw rate), and writes
+# results/bench-million-<UTC time>.csv (tool, run, seconds, rate_per_s,
+# wall_s, established, failed).
+#
+# Needs root (network namespaces) and host room: MemAvailable of at least
+# N x 10 KiB x 1.2 and 2.2 x N free entries in fs.file-max; it checks both
+# first and exits 2 if either is short. Every process it starts is killed
+# by PID when it exits.
+set -euo pipefail
+# $EPOCHREALTIME and awk's printf: a dot as the decimal separator.
+export LC_ALL=C
+
+usage() {
+    echo "usage: sudo $0 [-N CONNECTIONS (1000000)] [-n RUNS (1)]" \
+        "[-d CEILING_DURATION_S (max(20, 10 + N / 12500))]" >&2
+}
+
+runs=1
+n=1000000
+duration=""
+while getopts "N:n:d:h" opt; do
+    case "$opt" in
+        N) n="$OPTARG" ;;
+        n) runs="$OPTARG" ;;
+        d) duration="$OPTARG" ;;
+        h) usage; exit 0 ;;
+        *) usage; exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+if [ "$#" -ne 0 ]; then
+    usage
+    exit 2
+fi
+for v in "$runs" "$n" ${duration:+"$duration"}; do
+    if ! [[ "$v" =~ ^[1-9][0-9]*$ ]]; then
+        echo "$0: '$v' is not a positive whole number" >&2
+        usage
+        exit 2
+    fi
+done
+if [ "$(id -u)" -ne 0 ]; then
+    echo "$0: needs root: the raw pair runs in a network namespace of its own (unshare -n)" \
+        "and ceiling lab makes one too; run it with sudo" >&2
+    exit 2
+fi
+for tool in cargo jq unshare ip sysctl; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "$0: needs $tool" >&2
+        exit 2
+    fi
+done
+
+servers=$(((n + 16899) / 16900))
+sources=$(((n + 12499) / 12500))
+if [ "$sources" -gt 254 ]; then
+    echo "$0: -N $n needs $sources source IPs; 127.0.0.2-127.0.0.255 has 254 (at most -N 3175000)" >&2
+    exit 2
+fi
+source_range="127.0.0.2-127.0.0.$((1 + sources))"
+if [ -z "$duration" ]; then
+    # Long enough to establish and then hold: scenarios/million.toml holds
+    # a million until 80 s, when ~50-60 s establish them on a 2-core box.
+    duration=$((10 + sources))
+    [ "$duration" -ge 20 ] || duration=20
+fi
+
+# Host room, for one side at a time (they never run together).
+mem_kib() { awk '/^MemAvailable:/ { print $2 }' /proc/meminfo; }
+mem_avail=$(mem_kib)
+mem_need=$((n * 12)) # 10 KiB x 1.2 per connection (both ends, kernel side)
+read -r files_used _ files_max </proc/sys/fs/file-nr
+files_free=$((files_max - files_used))
+files_need=$((n * 22 / 10))
+short=()
+if [ "$mem_avail" -lt "$mem_need" ]; then
+    have="MemAvailable is $((mem_avail / 1024)) MiB"
+    short+=("memory: $have, $n connections need $((mem_need / 1024)) MiB (10 KiB each, x 1.2)")
+fi
+if [ "$files_free" -lt "$files_need" ]; then
+    have="fs.file-max has $files_free free ($files_used of $files_max used)"
+    short+=("files: $have, $n connections need $files_need (2.2 each)")
+fi
+if [ "${#short[@]}" -ne 0 ]; then
+    echo "$0: not enough room on this host for $n connections:" >&2
+    printf '  %s\n' "${short[@]}" >&2
+    echo "  use a smaller -N" >&2
+    exit 2
+fi
+
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+echo "building (release) ..." >&2
+ceiling=$(cargo build --release --bin ceiling --message-format=json \
+    | jq -r 'select(.reason == "compiler-artifact" and .target.name == "ceiling"
+                    and (.target.kind | index("bin"))) | .executable' | tail -n 1)
+baseline=$(cargo bench --bench raw_baseline --no-run --message-format=json \
+    | jq -r 'select(.reason == "compiler-artifact" and .target.name == "raw_baseline")
+             | .executable' | tail -n 1)
+if [ ! -x "$ceiling" ] || [ ! -x "$baseline" ]; then
+    echo "$0: could not find the built binaries (ceiling: '$ceiling', baseline: '$baseline')" >&2
+    exit 1
+fi
+baseline=$(realpath "$baseline")
+
+tmp=$(mktemp -d)
+raw_pid=""
+lab_pid=""
+cleanup() {
+    local pid f
+    # The raw pair's processes (their PIDs are written as they start):
+    # killed only while that PID is still a raw_baseline, never a reused one.
+    for f in "$tmp"/raw-*/pids; do
+        [ -f "$f" ] || continue
+        while read -r pid; do
+            if [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$baseline" ]; then
+                kill "$pid" 2>/dev/null || true
+            fi
+        done <"$f"
+    done
+    for pid in "$raw_pid" "$lab_pid"; do
+        [ -n "$pid" ] || continue
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The raw pair, run as `unshare -n -- bash raw-pair.sh BASELINE N SERVERS
+# SOURCES DIR`: everything in it lives and dies in that namespace.
+cat >"$tmp/raw-pair.sh" <<'EOF'
+set -euo pipefail
+export LC_ALL=C
+baseline=$1 n=$2 servers=$3 sources=$4 dir=$5
+ip link set lo up
+# This namespace's own settings (a fresh namespace starts from defaults).
+sysctl -q -w net.ipv4.ip_local_port_range="10000 65535"
+sysctl -q -w net.core.somaxconn=4096
+pids=()
+stop() {
+    local pid
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+}
+trap stop EXIT
+trap 'exit 130' INT TERM
+for ((i = 1; i <= servers; i++)); do
+    # --max-s: gone after 120 s whatever happens (the clients give up at 60).
+    "$baseline" serve --listen 127.0.0.1:7070 --max-s 120 >"$dir/serve-$i.log" 2>&1 &
+    pids+=("$!")
+    echo "$!" >>"$dir/pids"
+done
+ready=0
+for _ in $(seq 100); do
+    ready=$(cat "$dir"/serve-*.log | grep -c '^listening on ' || true)
+    [ "$ready" -eq "$servers" ] && break
+    sleep 0.1
+done
+if [ "$ready" -ne "$servers" ]; then
+    echo "raw pair: $ready of $servers servers listening after 10 s:" >&2
+    grep -hv '^listening on ' "$dir"/serve-*.log | head -n 5 >&2
+    exit 1
+fi
+per=$((n / sources)) spare=$((n % sources))
+clients=()
+t0=$EPOCHREALTIME
+for ((i = 0; i < sources; i++)); do
+    "$baseline" hold --target 127.0.0.1:7070 --source "127.0.0.$((2 + i))" \
+        --connections $((per + (i < spare ? 1 : 0))) --close rst --hold-ms 5000 \
+        >"$dir/hold-$i.log" 2>&1 &
+    clients+=("$!")
+    pids+=("$!")
+    echo "$!" >>"$dir/pids"
+done
+echo "$t0" >"$dir/t0"
+rc=0
+for i in "${!clients[@]}"; do
+    wait "${clients[$i]}" || {
+        echo "raw pair: hold client from 127.0.0.$((2 + i)) exited $?" >&2
+        rc=1
+    }
+done
+exit "$rc"
+EOF
+
+mkdir -p results
+csv="results/bench-million-$(date -u +%Y%m%dT%H%M%SZ).csv"
+echo "tool,run,seconds,rate_per_s,wall_s,established,failed" >"$csv"
+warned=0
+
+# record TOOL RUN SECONDS WALL ESTABLISHED FAILED
+record() {
+    local rate
+    rate=$(awk -v n="$5" -v s="$3" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
+    echo "$1,$2,$3,$rate,$4,$5,$6" >>"$csv"
+    printf '  %-8s run %d: %8.3f s  %8d/s  %8d established  %d failed  (wall %.1f s)\n' \
+        "$1" "$2" "$3" "$rate" "$5" "$6" "$4" >&2
+}
+
+# settle: until MemAvailable is back to 97% of the starting figure, or 20 s
+# (freed socket slabs are not always given back at once).
+settle() {
+    for _ in $(seq 40); do
+        [ "$(mem_kib)" -ge $((mem_avail * 97 / 100)) ] && return 0
+        sleep 0.5
+    done
+    echo "  (MemAvailable $(($(mem_kib) / 1024)) MiB after 20 s, was $((mem_avail / 1024)) MiB)" >&2
+}
+
+run_raw() {
+    local run=$1 dir="$tmp/raw-$run" rc=0 t0 t1
+    mkdir -p "$dir"
+    t0=$EPOCHREALTIME
+    unshare -n -- bash "$tmp/raw-pair.sh" "$baseline" "$n" "$servers" "$sources" "$dir" \
+        >"$dir/pair.log" 2>&1 &
+    raw_pid=$!
+    wait "$raw_pid" || rc=$?
+    raw_pid=""
+    t1=$EPOCHREALTIME
+    if [ "$rc" != 0 ] || [ ! -f "$dir/t0" ]; then
+        echo "$0: the raw pair failed (exit $rc):" >&2
+        cat "$dir/pair.log" >&2
+        for f in "$dir"/hold-*.log; do
+            if [ -f "$f" ] && ! grep -q '^last_established_unix_s [0-9]' "$f"; then
+                cat "$f" >&2
+            fi
+        done
+        exit 1
+    fi
+    local start est=0 last=0 e l i log
+    start=$(cat "$dir/t0")
+    for ((i = 0; i < sources; i++)); do
+        log="$dir/hold-$i.log"
+        e=$(awk '/^established [0-9]+ in / { print $2 }' "$log")
+        l=$(awk '/^last_established_unix_s [0-9]/ { print $2 }' "$log")
+        est=$((est + ${e:-0}))
+        if [ -n "$l" ]; then
+            last=$(awk -v a="$last" -v b="$l" 'BEGIN { print (b > a ? b : a) }')
+        fi
+        if ! grep -q '^failures: none' "$log"; then
+            echo "warning: raw run $run, source 127.0.0.$((2 + i)):" \
+                "$(grep '^failures:' "$log")" >&2
+            warned=1
+        fi
+    done
+    if grep -qh 'EMFILE\|ENFILE\|ENOBUFS\|ENOMEM' "$dir"/serve-*.log; then
+        echo "warning: raw run $run: a server ran out of fds or memory:" \
+            "$(grep -h 'accept4' "$dir"/serve-*.log | head -n 1)" >&2
+        warned=1
+    fi
+    record raw "$run" "$(awk -v a="$start" -v b="$last" 'BEGIN { printf "%.4f", b - a }')" \
+        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')" "$est" "$((n - est))"
+}
+
+run_ceiling() {
+    local run=$1 out="$tmp/ceiling-$run" rc=0 t0 t1
+    t0=$EPOCHREALTIME
+    "$ceiling" lab "$repo/scenarios/million.toml" --connections "$n" --source "$source_range" \
+        --duration "${duration}s" --close rst --ui none --out "$out" \
+        >"$tmp/ceiling-$run.log" 2>&1 &
+    lab_pid=$!
+    wait "$lab_pid" || rc=$?
+    lab_pid=""
+    t1=$EPOCHREALTIME
+    if [ ! -f "$out/summary.json" ]; then
+        echo "$0: ceiling lab failed (exit $rc):" >&2
+        cat "$tmp/ceiling-$run.log" >&2
+        exit 1
+    fi
+    local secs est failed
+    secs=$(jq -r '.totals.last_established_s' "$out/summary.json")
+    est=$(jq -r '.totals.established' "$out/summary.json")
+    failed=$(jq -r '.totals.failed' "$out/summary.json")
+    if [ "$failed" != 0 ] || [ "$rc" != 0 ] || [ "$est" != "$n" ]; then
+        echo "warning: ceiling run $run: exit $rc, $est established, $failed failed" >&2
+        warned=1
+    fi
+    record ceiling "$run" "$(awk -v d="$secs" 'BEGIN { printf "%.4f", d }')" \
+        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')" "$est" "$failed"
+}
+
+echo "$n connections: raw pair $servers servers + $sources clients ($source_range)," \
+    "ceiling lab --duration ${duration}s; $runs run(s)" >&2
+first=1
+for run in $(seq "$runs"); do
+    if [ $((run % 2)) -eq 1 ]; then
+        order=(raw ceiling)
+    else
+        order=(ceiling raw)
+    fi
+    for tool in "${order[@]}"; do
+        [ "$first" -eq 1 ] || settle
+        first=0
+        "run_$tool" "$run"
+    done
+done
+
+echo
+printf '%-10s %12s %12s %12s %12s %9s\n' connections "ceiling s" "raw s" "ceiling /s" "raw /s" ratio
+# Medians per tool; ratio = ceiling rate / raw rate.
+awk -F, -v n="$n" 'NR > 1 { c[$1]++; s[$1, c[$1]] = $3; r[$1, c[$1]] = $4 }
+    function median(arr, k, cnt,    i, j, t, v) {
+        for (i = 1; i <= cnt; i++) v[i] = arr[k, i] + 0
+        for (i = 2; i <= cnt; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) {
+            t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
+        }
+        return cnt % 2 ? v[(cnt + 1) / 2] : (v[cnt / 2] + v[cnt / 2 + 1]) / 2
+    }
+    END {
+        sc = median(s, "ceiling", c["ceiling"]); sr = median(s, "raw", c["raw"])
+        rc = median(r, "ceiling", c["ceiling"]); rr = median(r, "raw", c["raw"])
+        printf "%-10d %12.3f %12.3f %12.0f %12.0f %9.2f\n", n, sc, sr, rc, rr, (rr > 0 ? rc / rr : 0)
+    }' "$csv"
+echo
+echo "runs: $csv ($repo)"
+if [ "$warned" -ne 0 ]; then
+    echo "note: some runs had failures (see the warnings above); their rates count established connections only"
+fi
