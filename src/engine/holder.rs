@@ -231,10 +231,16 @@ impl Holder {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            // A queue's first entry may be due before the other queue's
+            // front: it wakes this loop to look again.
             let due = async {
                 match next {
                     Some(at_ms) => {
-                        sleep_until(self.epoch + Duration::from_millis(u64::from(at_ms))).await
+                        let at = self.epoch + Duration::from_millis(u64::from(at_ms));
+                        tokio::select! {
+                            () = sleep_until(at) => {}
+                            () = self.queued.notified() => {}
+                        }
                     }
                     None => self.queued.notified().await,
                 }
@@ -742,6 +748,65 @@ mod tests {
                     "{failed:?}"
                 );
                 assert_eq!(failed.len() + ends.established.borrow().len(), 4);
+            }
+        })));
+    }
+
+    /// The loop sleeps until the earliest front of the two queues; a first
+    /// handshake deadline that comes before a pending hold's end must wake
+    /// it (a handshake done inside connect() never enters the deadline
+    /// queue, so that queue is often empty).
+    #[test]
+    fn a_handshake_deadline_before_a_pending_expiry_is_kept() {
+        let ends = Ends::holding(Some(Duration::from_secs(5)));
+        runtime().block_on(LocalSet::new().run_until(with_holder(&ends, |holder| {
+            let ends = Rc::clone(&ends);
+            async move {
+                let accepting = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let far = Instant::now() + Duration::from_secs(5);
+                let addr = accepting.local_addr().unwrap();
+                holder
+                    .start_connecting(connecting(addr), 0, Instant::now(), far, true, &*ends)
+                    .unwrap();
+                assert_eq!(ends.established.borrow().len(), 1);
+                // The loop now sleeps until that hold ends, 5 s away.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let full = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .unwrap();
+                full.bind(
+                    &"127.0.0.1:0"
+                        .parse::<std::net::SocketAddr>()
+                        .unwrap()
+                        .into(),
+                )
+                .unwrap();
+                full.listen(0).unwrap();
+                let addr = full.local_addr().unwrap().as_socket().unwrap();
+                // Fill its queue outside the holder: its SYNs then go
+                // unanswered and the holder gets no event to wake it.
+                let _fill: Vec<_> = (0..3).map(|_| connecting(addr)).collect();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let soon = Instant::now() + Duration::from_millis(300);
+                for index in 1..5 {
+                    holder
+                        .start_connecting(
+                            connecting(addr),
+                            index,
+                            Instant::now(),
+                            soon,
+                            false,
+                            &*ends,
+                        )
+                        .unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                let failed = ends.failed.borrow();
+                assert_eq!(
+                    failed.len(),
+                    4,
+                    "not timed out by their deadline: {failed:?}"
+                );
+                assert!(failed.iter().all(|f| f.1 == Syscall::Timeout), "{failed:?}");
             }
         })));
     }
