@@ -12,8 +12,11 @@
 #              range caps this at ~half the range per second once the range
 #              is in use; runs start after a 2 s pause so both tools start
 #              with reusable ports)
-#   hold       H connections (default 100,000) established and held 1 s,
-#              closed with RST, against a second `ceiling serve` of
+#   hold       H connections (default 100,000) established, held, then
+#              closed with RST (the baseline holds 1 s after its last is up;
+#              ceiling holds until its run ends, --hold end --duration
+#              H/25,000 + 2 s, so that neither closes any connection while
+#              it is still establishing others), against a second `ceiling serve` of
 #              P = ceil(H / 16,000) processes on one port. One process cannot
 #              hold more than ~19,900 fds, so both tools use many processes,
 #              and S = ceil(H / 12,500) source IPs 127.0.0.2.. (each below
@@ -33,7 +36,9 @@
 # churn, last_established_s for hold; baseline: its printed time for churn,
 # as above for hold) and is what the ratio uses;
 # `wall_s` is the whole process (for the baseline's hold: until the last of
-# its processes exits), start-up, the 1 s hold and results writing included.
+# its processes exits), start-up, the hold and results writing included;
+# for hold the two tools hold for different times, so its wall ratio is
+# not like for like.
 # The baseline's hold run also prints its RSS delta per held connection.
 # Compare ratios from one run only: absolute rates vary between machines and
 # from day to day.
@@ -87,6 +92,8 @@ if [ "$hold_sources" -gt 254 ]; then
     exit 2
 fi
 hold_source_range="127.0.0.2-127.0.0.$((1 + hold_sources))"
+# ceiling's hold run lasts this long: time to establish at 25k/s, plus 2 s.
+hold_run_s=$((hold_n / 25000 + 2))
 
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -163,11 +170,18 @@ run_ceiling() {
     local out="$tmp/ceiling-$case-$run" t0 t1 rc=0 to=$target extra=()
     if [ "$case" = hold ]; then
         to=$hold_target
-        extra=(--source "$hold_source_range" --processes auto)
+        # Held until the run ends, then closed together, as the baseline
+        # does: `--hold 1s` would start closing the first connections
+        # while the last are still being established, and the closes
+        # would slow the establishing that is being timed.
+        extra=(--source "$hold_source_range" --processes auto --hold end
+            --duration "${hold_run_s}s")
+    else
+        extra=(--hold "${hold_s}s")
     fi
     t0=$(now)
     "$ceiling" run --target "$to" "${extra[@]}" --connections "$n" --rate 0 \
-        --hold "${hold_s}s" --close "$close" --ui none --out "$out" \
+        --close "$close" --ui none --out "$out" \
         >"$tmp/ceiling.log" 2>&1 || rc=$?
     t1=$(now)
     if [ ! -f "$out/summary.json" ]; then

@@ -11,8 +11,9 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
+use super::idle::IdleSet;
 use super::options::{Model, WhenFull};
 use super::slots::{Admission, Reason, Shared, Slot};
 use super::{Mode, ServerStats, conn, threads};
@@ -88,7 +89,35 @@ impl Default for AcceptBackoff {
     }
 }
 
-/// Accepts until the task is aborted (that drops the listener).
+/// The accept loop for `shared`'s settings, until `stop_accepting` turns
+/// true: the plain holding server keeps its connections in an epoll set
+/// ([`super::idle`]) and returns it then; every other kind serves each
+/// connection in a task or thread ([`accept_loop`]).
+///
+/// # Panics
+/// Outside a tokio runtime with I/O enabled.
+pub(super) async fn serve_listener(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop_accepting: watch::Receiver<bool>,
+) -> Option<IdleSet> {
+    let plain_hold = shared.mode == Mode::Hold
+        && shared.model == Model::Async
+        && shared.permits.is_none()
+        && shared.idle_timeout.is_none();
+    if plain_hold {
+        return super::idle::accept_loop(listener, shared, stop_accepting).await;
+    }
+    let listener = TcpListener::from_std(listener)
+        .expect("registering a listener needs a tokio runtime with I/O enabled");
+    tokio::select! {
+        () = accept_loop(listener, shared) => {}
+        _ = stop_accepting.wait_for(|stop| *stop) => {}
+    }
+    None
+}
+
+/// Accepts until dropped (that drops the listener).
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut backoff = AcceptBackoff::new();
     let holds = matches!(shared.mode, Mode::Hold | Mode::Echo);

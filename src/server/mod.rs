@@ -13,15 +13,18 @@
 //! close, and the server waits, bounded, until the last task has dropped its
 //! completion sender.
 //!
-//! A held connection costs one small task and no buffer: it waits for read
-//! readiness and reads into a stack scratch buffer that never lives across
-//! an await (see the `conn` submodule). [`bind_with`] adds
+//! With the defaults (hold, async, no cap, no idle timeout) a held
+//! connection is an fd in its accept loop's own epoll set and nothing else
+//! (the `idle` submodule). Otherwise it costs one small task and no buffer:
+//! it waits for read readiness and reads into a stack scratch buffer that
+//! never lives across an await (see the `conn` submodule). [`bind_with`] adds
 //! [`ServeOptions`]: the threads model (`threads`), a connection cap with
 //! its [`WhenFull`] policy and an idle timeout (`slots` keeps who is
 //! served); [`ProcessFigures`] is what serving costs the process.
 
 mod accept;
 mod conn;
+mod idle;
 mod options;
 mod process;
 mod slots;
@@ -194,9 +197,19 @@ impl ServerStats {
 
     /// Counts one more held connection until the guard drops.
     fn hold(self: &Arc<Self>) -> HeldGuard {
+        self.count_held();
+        HeldGuard(Arc::clone(self))
+    }
+
+    /// One more held connection (its owner calls [`Self::release`]).
+    fn count_held(&self) {
         let now = self.held.fetch_add(1, Ordering::Relaxed) + 1;
         self.peak_held.fetch_max(now, Ordering::Relaxed);
-        HeldGuard(Arc::clone(self))
+    }
+
+    /// One held connection fewer.
+    fn release(&self) {
+        self.held.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -206,7 +219,7 @@ struct HeldGuard(Arc<ServerStats>);
 
 impl Drop for HeldGuard {
     fn drop(&mut self) {
-        self.0.held.fetch_sub(1, Ordering::Relaxed);
+        self.0.release();
     }
 }
 
@@ -256,8 +269,8 @@ impl Bound {
     /// runtime's I/O and time drivers.
     ///
     /// # Panics
-    /// If a listener cannot be registered with the runtime's reactor (no
-    /// I/O driver enabled).
+    /// Each accept loop, in its own task, panics if its listener cannot be
+    /// registered with the runtime's reactor (no I/O driver enabled).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> ServerTotals {
         let Bound {
             listeners,
@@ -276,6 +289,7 @@ impl Bound {
         }
 
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_accepting_tx, stop_accepting_rx) = watch::channel(false);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
         let shared = Arc::new(Shared::new(
             mode,
@@ -286,19 +300,28 @@ impl Bound {
         ));
         let mut accepting = JoinSet::new();
         for listener in listeners {
-            let listener = tokio::net::TcpListener::from_std(listener)
-                .expect("registering a listener needs a tokio runtime with I/O enabled");
-            accepting.spawn(accept::accept_loop(listener, Arc::clone(&shared)));
+            accepting.spawn(accept::serve_listener(
+                listener,
+                Arc::clone(&shared),
+                stop_accepting_rx.clone(),
+            ));
         }
 
         shutdown.await;
-        // Stop accepting first (dropping the listeners), so the totals
-        // cannot move after they are read.
-        accepting.shutdown().await;
+        // Stop accepting first (the loops drop their listeners and hand
+        // back the connections they hold themselves), so the totals cannot
+        // move after they are read.
+        stop_accepting_tx.send_replace(true);
+        let mut idle_sets = Vec::new();
+        while let Some(ended) = accepting.join_next().await {
+            idle_sets.extend(ended.ok().flatten());
+        }
         let totals = stats.totals();
-        // Tasks see the watch; blocked threads see their socket shut down.
+        // Tasks see the watch; blocked threads see their socket shut down;
+        // the idle sets close theirs as they drop.
         stop_tx.send_replace(true);
         shared.registry.stop_all();
+        drop(idle_sets);
         drop(shared);
         // recv() returns None once everything that serves dropped its
         // clone of `shared`, and with it the sender.
