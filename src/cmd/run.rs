@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::UsageError;
 use crate::classify::capacity::Room;
@@ -115,6 +115,10 @@ pub fn execute(
     if layout.processes > 0 {
         eprintln!("ceiling: {}", layout.reason);
     }
+    // The tick loop's runtime and signal handlers take fds: made before
+    // the workers start filling the fd table (an --fd-limit run reaches
+    // it within milliseconds).
+    let ticker = Ticker::new().context("cannot start the coordinator's runtime")?;
     let started_at = SystemTime::now();
     let launch = Launch {
         start: tokio::time::Instant::now(),
@@ -168,7 +172,7 @@ pub fn execute(
         listen_drops_at_start,
         launcher: launcher.as_deref(),
     };
-    let driven = drive(&engine, &run, &mut agg, &mut live, &mut results);
+    let driven = drive(ticker, &engine, &run, &mut agg, &mut live, &mut results);
     // The terminal comes back before anything else is printed, error or not.
     let restored = live.finish();
     let Driven {
@@ -538,21 +542,49 @@ struct Driven {
     host_room_stop: Option<String>,
 }
 
+/// The coordinator's runtime with its SIGINT and SIGTERM handlers.
+struct Ticker {
+    runtime: tokio::runtime::Runtime,
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Ticker {
+    fn new() -> std::io::Result<Ticker> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (interrupt, terminate) = {
+            let _entered = runtime.enter();
+            (
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            )
+        };
+        Ok(Ticker {
+            runtime,
+            interrupt,
+            terminate,
+        })
+    }
+}
+
 /// The tick loop: aggregate, show, append rows; stop on a signal. Returns
 /// the final snapshot once every worker has finished.
 fn drive(
+    ticker: Ticker,
     engine: &Engine,
     run: &RunInfo<'_>,
     agg: &mut Aggregator,
     live: &mut Live,
     results: &mut ResultsDir,
 ) -> anyhow::Result<Driven> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let Ticker {
+        runtime,
+        mut interrupt,
+        mut terminate,
+    } = ticker;
     runtime.block_on(async {
-        let mut interrupt = signal(SignalKind::interrupt())?;
-        let mut terminate = signal(SignalKind::terminate())?;
         let mut tick = tokio::time::interval(TICK);
         let mut host_at_limit: Option<HostAtLimit> = None;
         let mut first_limit: Option<FirstLimit> = None;

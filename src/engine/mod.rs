@@ -136,6 +136,17 @@ pub struct Launch {
     pub listen_drops_at_start: Option<u64>,
 }
 
+/// One worker thread's end: the last one to end tells the coordinator.
+struct WorkerFinished(Arc<Shared>);
+
+impl Drop for WorkerFinished {
+    fn drop(&mut self) {
+        if self.0.running_workers.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.finished.notify_one();
+        }
+    }
+}
+
 impl Engine {
     /// Starts `threads` worker threads, each on its own part of `segment`.
     pub fn start(
@@ -146,13 +157,23 @@ impl Engine {
         launch: Launch,
     ) -> std::io::Result<Engine> {
         let threads = threads.max(1) as u64;
+        // Every runtime (an epoll fd and an eventfd each) before any worker
+        // opens a connection: a worker that starts late would otherwise
+        // find the fd table already full (--fd-limit) and could not run.
+        let runtimes: Vec<_> = (0..threads)
+            .map(|_| worker::runtime().map(Some))
+            .collect::<std::io::Result<_>>()?;
+        let runtimes = Arc::new(Mutex::new(runtimes));
         Engine::launch(
             plan,
             settings,
             threads as usize,
             launch,
             move |k, shared, recorder| {
-                worker::run(shared, segment.split(k as u64, threads), recorder)
+                let runtime = runtimes.lock().unwrap_or_else(|e| e.into_inner())[k]
+                    .take()
+                    .expect("each worker takes its runtime once");
+                worker::run(runtime, shared, segment.split(k as u64, threads), recorder)
             },
         )
     }
@@ -218,10 +239,10 @@ impl Engine {
                 std::thread::Builder::new()
                     .name(format!("ceiling-worker-{k}"))
                     .spawn(move || {
-                        body(k, Arc::clone(&shared), recorder);
-                        if shared.running_workers.fetch_sub(1, Ordering::SeqCst) == 1 {
-                            shared.finished.notify_one();
-                        }
+                        // Counted out even if the body panics: the run
+                        // must end, not wait for it forever.
+                        let _finished = WorkerFinished(Arc::clone(&shared));
+                        body(k, shared, recorder);
                     })?,
             );
         }

@@ -66,13 +66,21 @@ const SPAWN_BATCH: u32 = 64;
 /// window: its attempts start when they are due, whatever is pending.
 const UNPACED_WINDOW: u64 = 512;
 
-/// Runs segment `segment` of the plan on this thread until it is done or
-/// stopped.
-pub fn run(shared: Arc<Shared>, segment: Segment, recorder: Arc<Mutex<Delta>>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// A worker's runtime: built before the workers start (it takes fds).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("a worker runtime can be built");
+}
+
+/// Runs segment `segment` of the plan on this thread, on `runtime`, until
+/// it is done or stopped.
+pub fn run(
+    runtime: tokio::runtime::Runtime,
+    shared: Arc<Shared>,
+    segment: Segment,
+    recorder: Arc<Mutex<Delta>>,
+) {
     let local = LocalSet::new();
     // Without an epoll set of its own (fd limit reached already), the
     // worker holds idle connections in their tasks.
