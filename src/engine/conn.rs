@@ -145,11 +145,11 @@ pub fn start(
 }
 
 /// How a handshake that was under way ended, from the socket alone: one
-/// TCP_INFO read when it is established (its SYN retransmissions), the
-/// pending error otherwise.
+/// TCP_INFO read when it completed (its SYN retransmissions), the pending
+/// error otherwise.
 pub fn handshake_outcome(fd: &impl AsFd) -> Result<u32, AttemptError> {
     match tcp_info_fd(fd.as_fd().as_raw_fd()) {
-        Some(info) if info.tcpi_state == TCP_ESTABLISHED => Ok(info.tcpi_total_retrans),
+        Some(info) if handshake_completed(&info) => Ok(info.tcpi_total_retrans),
         _ => {
             let sock = SockRef::from(fd);
             let err = match sock.take_error() {
@@ -169,6 +169,17 @@ pub fn syn_retransmits(fd: &impl AsFd) -> Option<u32> {
 
 /// `tcpi_state` of an established connection.
 const TCP_ESTABLISHED: u8 = 1;
+/// `tcpi_state` once the peer's FIN has arrived on an established one.
+const TCP_CLOSE_WAIT: u8 = 8;
+
+/// Established, or established and already closed by the server (a server
+/// that turns connections away writes its reason and a FIN right after
+/// accept(), which can come before this socket is looked at): either way
+/// the handshake completed, and the close is the server's, seen next as
+/// EOF with the bytes before it.
+fn handshake_completed(info: &libc::tcp_info) -> bool {
+    matches!(info.tcpi_state, TCP_ESTABLISHED | TCP_CLOSE_WAIT)
+}
 
 /// CPU time consumed by the calling thread so far.
 fn thread_cpu_time() -> Duration {
@@ -203,11 +214,12 @@ fn tcp_info_fd(fd: std::os::fd::RawFd) -> Option<libc::tcp_info> {
     (rc == 0).then_some(info)
 }
 
-/// Whether the handshake has completed already (one TCP_INFO read), with
-/// its SYN retransmissions; None while it is under way or if it failed.
+/// Whether the handshake has completed already (one TCP_INFO read; see
+/// [`handshake_completed`]), with its SYN retransmissions; None while it
+/// is under way or if it failed.
 pub fn established_now(fd: &impl AsFd) -> Option<u32> {
     tcp_info_fd(fd.as_fd().as_raw_fd())
-        .filter(|info| info.tcpi_state == TCP_ESTABLISHED)
+        .filter(handshake_completed)
         .map(|info| info.tcpi_total_retrans)
 }
 

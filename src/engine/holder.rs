@@ -704,6 +704,51 @@ mod tests {
         })));
     }
 
+    /// A server that turns a connection away right after accept() (its
+    /// reason, then a FIN) can do so before the holder looks at the socket:
+    /// that handshake completed, and the close is the server's.
+    #[test]
+    fn a_connection_closed_by_the_server_before_it_is_looked_at_was_established() {
+        let ends = Ends::holding(None);
+        runtime().block_on(LocalSet::new().run_until(with_holder(&ends, |holder| {
+            let ends = Rc::clone(&ends);
+            async move {
+                let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let deadline = Instant::now() + Duration::from_secs(5);
+                for (index, at_once) in [(1, true), (2, false)] {
+                    let socket = connecting(addr);
+                    let (mut server, _) = listener.accept().unwrap();
+                    server.write_all(b"-ERR full\r\n").unwrap();
+                    drop(server);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    holder
+                        .start_connecting(socket, index, Instant::now(), deadline, at_once, &*ends)
+                        .unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                assert!(
+                    ends.failed.borrow().is_empty(),
+                    "{:?}",
+                    ends.failed.borrow()
+                );
+                assert_eq!(ends.established.borrow().as_slice(), &[1, 2]);
+                let ended = ends.ended.borrow();
+                assert_eq!(ended.len(), 2, "{ended:?}");
+                for (_, end) in ended.iter() {
+                    assert_eq!(
+                        end,
+                        &HoldEnd::ServerClosed {
+                            how: PeerClose::Eof,
+                            errno: None,
+                            bytes: Some("-ERR full\\r\\n".into()),
+                        }
+                    );
+                }
+            }
+        })));
+    }
+
     #[test]
     fn a_handshake_that_gets_no_answer_times_out() {
         let ends = Ends::holding(None);
