@@ -22,7 +22,9 @@
 #              and S = ceil(H / 12,500) source IPs 127.0.0.2.. (each below
 #              half of the host's ephemeral range, 32768-60999, where
 #              connect()'s port search stays fast). ceiling:
-#              `--source 127.0.0.2-.. --processes auto`; its time is
+#              `--source 127.0.0.2-.. --processes S` (as many processes
+#              as the baseline: on 2 cores more processes get more CPU
+#              against the server's); its time is
 #              summary.json totals.last_established_s, counted from its run
 #              start, before it starts its worker processes. Baseline: S
 #              `raw_baseline hold` processes started together, one per
@@ -174,7 +176,11 @@ run_ceiling() {
         # does: `--hold 1s` would start closing the first connections
         # while the last are still being established, and the closes
         # would slow the establishing that is being timed.
-        extra=(--source "$hold_source_range" --processes auto --hold end
+        # As many worker processes as the baseline has (one per source):
+        # on 2 cores the side with more processes gets more of the CPU
+        # against the server's, whatever it does with it (--processes auto
+        # would choose 6 for 100k, by the fd limit alone).
+        extra=(--source "$hold_source_range" --processes "$hold_sources" --hold end
             --duration "${hold_run_s}s")
     else
         extra=(--hold "${hold_s}s")
