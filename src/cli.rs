@@ -240,8 +240,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_accept: bool,
 
-    /// Server model: async (one small task per connection, epoll) or
-    /// threads (one OS thread per connection, blocking I/O).
+    /// Server model: async (event-driven, epoll: no thread per connection)
+    /// or threads (one OS thread per connection, blocking I/O).
     #[arg(long, value_name = "async|threads", default_value = "async", value_parser = crate::server::parse_model)]
     pub model: crate::server::Model,
 

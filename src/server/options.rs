@@ -8,7 +8,9 @@ use std::time::Duration;
 /// One task per connection on the tokio runtime, or one OS thread each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Model {
-    /// A small task per connection, woken by epoll: C10K's answer.
+    /// Event-driven, woken by epoll: C10K's answer. A small task per
+    /// connection; a plain holding server (no cap, no idle timeout) keeps
+    /// its connections in an epoll set of each accept loop instead.
     #[default]
     Async,
     /// One OS thread per connection with blocking reads and writes: the
