@@ -32,6 +32,7 @@ pub mod classify;
 pub mod cli;
 pub mod cmd;
 pub mod engine;
+pub mod epoll;
 pub mod explore;
 pub mod lab;
 pub mod model;

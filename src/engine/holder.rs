@@ -25,16 +25,16 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use slab::Slab;
-use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
 use super::conn::{self, AttemptError};
 use super::hold::{EVIDENCE_BYTES, HoldEnd, printable};
+use crate::epoll::EpollSet;
 use crate::model::{PeerClose, Syscall};
 
 /// Events taken from the kernel per epoll_wait().
@@ -77,7 +77,7 @@ pub trait HoldEnds {
 
 /// A worker's idle connections.
 pub struct Holder {
-    epoll: AsyncFd<OwnedFd>,
+    epoll: EpollSet,
     /// Times are kept relative to this.
     epoch: Instant,
     held: RefCell<Slab<Held>>,
@@ -95,20 +95,8 @@ pub struct Holder {
 impl Holder {
     /// A new, empty holder. Call it inside the worker's runtime.
     pub fn new(epoch: Instant) -> io::Result<Holder> {
-        // SAFETY: epoll_create1 takes no pointers; a non-negative result is
-        // a new fd that we own.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just returned by epoll_create1 and is owned by no
-        // one else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: the holder owns the epoll fd and never closes or replaces
-        // it while the AsyncFd is alive.
-        let epoll = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }?;
         Ok(Holder {
-            epoll,
+            epoll: EpollSet::new()?,
             epoch,
             held: RefCell::new(Slab::new()),
             expiries: RefCell::new(VecDeque::new()),
@@ -182,21 +170,8 @@ impl Holder {
         let mut held = self.held.borrow_mut();
         let entry = held.vacant_entry();
         let key = entry.key();
-        let mut event = libc::epoll_event {
-            events: interest as u32,
-            u64: key as u64,
-        };
-        // SAFETY: both fds are open; the event is read during the call only.
-        let rc = unsafe {
-            libc::epoll_ctl(
-                self.epoll.get_ref().as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                stream.as_raw_fd(),
-                &mut event,
-            )
-        };
-        if rc != 0 {
-            return Err((io::Error::last_os_error(), stream));
+        if let Err(e) = self.epoll.add(stream.as_raw_fd(), interest, key as u64) {
+            return Err((e, stream));
         }
         entry.insert(Held {
             index,
@@ -266,19 +241,8 @@ impl Holder {
 
     /// One epoll_wait without blocking; returns how many events it gave.
     fn take_events(&self, events: &mut [libc::epoll_event], ends: &impl HoldEnds) -> usize {
-        // SAFETY: the kernel writes at most events.len() entries.
-        let n = unsafe {
-            libc::epoll_wait(
-                self.epoll.get_ref().as_raw_fd(),
-                events.as_mut_ptr(),
-                events.len() as i32,
-                0,
-            )
-        };
-        if n <= 0 {
-            return 0;
-        }
-        for event in &events[..n as usize] {
+        let ready = self.epoll.take(events);
+        for event in ready {
             let (key, flags) = (event.u64 as usize, event.events as i32);
             let connecting = match self.held.borrow().get(key) {
                 Some(held) => held.connecting,
@@ -296,7 +260,7 @@ impl Holder {
                 self.on_readable(key, ends);
             }
         }
-        n as usize
+        ready.len()
     }
 
     /// The handshake of `key` ended; returns whether it is now held.

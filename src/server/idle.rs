@@ -30,13 +30,14 @@ use tokio::time::{Instant, sleep_until};
 use super::ServerStats;
 use super::accept::{AcceptBackoff, AcceptErrorKind, classify_accept_error};
 use super::slots::Shared;
+use crate::epoll::EpollSet;
 
 /// Events taken from the kernel per epoll_wait().
 const EVENT_BATCH: usize = 256;
 
 /// Connections held by one accept loop.
 pub(super) struct IdleSet {
-    epoll: AsyncFd<OwnedFd>,
+    epoll: EpollSet,
     held: Slab<OwnedFd>,
     events: Vec<libc::epoll_event>,
     /// Counts `held`; given back for what is left when the set drops.
@@ -45,18 +46,8 @@ pub(super) struct IdleSet {
 
 impl IdleSet {
     fn new(stats: Arc<ServerStats>) -> io::Result<IdleSet> {
-        // SAFETY: epoll_create1 takes no pointers; a non-negative result is
-        // a new fd that we own.
-        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd was just returned by epoll_create1 and nobody else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         Ok(IdleSet {
-            // SAFETY: the set owns the epoll fd and never closes or replaces
-            // it while the AsyncFd is alive.
-            epoll: unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }?,
+            epoll: EpollSet::new()?,
             held: Slab::new(),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; EVENT_BATCH],
             stats,
@@ -67,22 +58,9 @@ impl IdleSet {
     /// is then closed).
     fn add(&mut self, fd: OwnedFd) -> io::Result<()> {
         let entry = self.held.vacant_entry();
-        let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-            u64: entry.key() as u64,
-        };
-        // SAFETY: both fds are open; the event is read during the call only.
-        let rc = unsafe {
-            libc::epoll_ctl(
-                self.epoll.get_ref().as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                fd.as_raw_fd(),
-                &mut event,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let interest = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;
+        self.epoll
+            .add(fd.as_raw_fd(), interest, entry.key() as u64)?;
         entry.insert(fd);
         self.stats.count_held();
         Ok(())
@@ -92,26 +70,15 @@ impl IdleSet {
     /// the connections whose clients left.
     fn drain(&mut self) {
         loop {
-            // SAFETY: the kernel writes at most events.len() entries.
-            let n = unsafe {
-                libc::epoll_wait(
-                    self.epoll.get_ref().as_raw_fd(),
-                    self.events.as_mut_ptr(),
-                    self.events.len() as i32,
-                    0,
-                )
-            };
-            if n <= 0 {
-                return;
-            }
-            for i in 0..n as usize {
-                let key = self.events[i].u64 as usize;
+            let ready = self.epoll.take(&mut self.events);
+            for event in ready {
+                let key = event.u64 as usize;
                 if self.held.get(key).is_some_and(client_left) {
                     drop(self.held.remove(key));
                     self.stats.release();
                 }
             }
-            if (n as usize) < self.events.len() {
+            if ready.len() < EVENT_BATCH {
                 return;
             }
         }
