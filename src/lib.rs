@@ -19,6 +19,8 @@
 //! - [`sink`]: the results directory, one file format per module.
 //! - [`ui`]: live progress output; reads snapshots only.
 //! - [`server`]: the built-in target server.
+//! - [`epoll`]: an epoll set of our own under tokio, where the driver and
+//!   the server keep idle sockets without a task each.
 //! - [`explore`]: `ceiling explore`'s ladder: from the limit a climb hit,
 //!   the change the next climb makes; the ladder's table and files.
 //! - [`lab`]: `ceiling lab`'s disposable network namespace (loopback up,
