@@ -12,6 +12,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use tokio::io::Interest;
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 
+/// What a held socket is watched for, edge-triggered: the peer's bytes,
+/// its FIN or its RST.
+pub const HELD: i32 = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;
+
 /// An epoll set registered with the current tokio runtime.
 pub struct EpollSet {
     fd: AsyncFd<OwnedFd>,

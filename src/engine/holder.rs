@@ -34,14 +34,11 @@ use tokio::time::{Instant, sleep_until};
 
 use super::conn::{self, AttemptError};
 use super::hold::{EVIDENCE_BYTES, HoldEnd, printable};
-use crate::epoll::EpollSet;
+use crate::epoll::{self, EpollSet};
 use crate::model::{PeerClose, Syscall};
 
 /// Events taken from the kernel per epoll_wait().
 const EVENT_BATCH: usize = 256;
-
-/// What a held connection is watched for: the server's bytes, FIN or RST.
-const HELD_INTEREST: i32 = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;
 
 /// One connection, connecting or held.
 struct Held {
@@ -138,12 +135,10 @@ impl Holder {
         if maybe_done && let Some(retransmits) = conn::established_now(&stream) {
             let now = Instant::now();
             let key = self
-                .add(stream, index, self.us(now), false, HELD_INTEREST)
+                .add(stream, index, self.us(now), false, epoll::HELD)
                 .map_err(|(e, _)| e)?;
             let latency = now.saturating_duration_since(origin);
-            if let Some(until) = ends.established(index, latency, retransmits) {
-                self.push(&self.expiries, self.ms(until), key, index);
-            }
+            self.established(key, index, latency, retransmits, ends);
             return Ok(());
         }
         let key = self
@@ -152,7 +147,7 @@ impl Holder {
                 index,
                 self.us(origin),
                 true,
-                HELD_INTEREST | libc::EPOLLOUT,
+                epoll::HELD | libc::EPOLLOUT,
             )
             .map_err(|(e, _)| e)?;
         self.push(&self.connect_deadlines, self.ms(deadline), key, index);
@@ -285,9 +280,7 @@ impl Holder {
                     held.connecting = false;
                     held.since_us = now_us;
                 }
-                if let Some(until) = ends.established(index, latency, retransmits) {
-                    self.push(&self.expiries, self.ms(until), key, index);
-                }
+                self.established(key, index, latency, retransmits, ends);
                 true
             }
             Err(error) => {
@@ -297,6 +290,21 @@ impl Holder {
                 ends.connect_failed(index, error, after);
                 false
             }
+        }
+    }
+
+    /// `key` (attempt `index`) is held from now on: reported to `ends`, and
+    /// its hold's end queued.
+    fn established(
+        &self,
+        key: usize,
+        index: u64,
+        latency: Duration,
+        retransmits: u32,
+        ends: &impl HoldEnds,
+    ) {
+        if let Some(until) = ends.established(index, latency, retransmits) {
+            self.push(&self.expiries, self.ms(until), key, index);
         }
     }
 

@@ -136,6 +136,9 @@ pub struct Launch {
     pub listen_drops_at_start: Option<u64>,
 }
 
+/// What one worker thread runs: a worker, or the relay of a worker process.
+type WorkerBody = Box<dyn FnOnce(Arc<Shared>, Arc<Mutex<Delta>>) + Send>;
+
 /// One worker thread's end: the last one to end tells the coordinator.
 struct WorkerFinished(Arc<Shared>);
 
@@ -160,22 +163,17 @@ impl Engine {
         // Every runtime (an epoll fd and an eventfd each) before any worker
         // opens a connection: a worker that starts late would otherwise
         // find the fd table already full (--fd-limit) and could not run.
-        let runtimes: Vec<_> = (0..threads)
-            .map(|_| worker::runtime().map(Some))
+        let bodies = (0..threads)
+            .map(|k| {
+                let runtime = worker::runtime()?;
+                let part = segment.split(k, threads);
+                Ok(
+                    Box::new(move |shared, recorder| worker::run(runtime, shared, part, recorder))
+                        as WorkerBody,
+                )
+            })
             .collect::<std::io::Result<_>>()?;
-        let runtimes = Arc::new(Mutex::new(runtimes));
-        Engine::launch(
-            plan,
-            settings,
-            threads as usize,
-            launch,
-            move |k, shared, recorder| {
-                let runtime = runtimes.lock().unwrap_or_else(|e| e.into_inner())[k]
-                    .take()
-                    .expect("each worker takes its runtime once");
-                worker::run(runtime, shared, segment.split(k as u64, threads), recorder)
-            },
-        )
+        Engine::launch(plan, settings, bodies, launch)
     }
 
     /// Starts `processes` worker processes, each on its own segment of the
@@ -188,24 +186,26 @@ impl Engine {
         launch: Launch,
     ) -> std::io::Result<Engine> {
         let processes = processes.max(1);
-        Engine::launch(
-            plan,
-            settings,
-            processes,
-            launch,
-            move |k, shared, recorder| procs::relay(shared, k, processes, &launcher, recorder),
-        )
+        let bodies = (0..processes)
+            .map(|k| {
+                let launcher = Arc::clone(&launcher);
+                Box::new(move |shared, recorder| {
+                    procs::relay(shared, k, processes, &launcher, recorder)
+                }) as WorkerBody
+            })
+            .collect();
+        Engine::launch(plan, settings, bodies, launch)
     }
 
-    /// Runs `body(k, shared, recorder)` for k in 0..n, each on a thread of
-    /// its own that counts as a worker.
+    /// Runs each of `bodies` on a thread of its own that counts as a
+    /// worker.
     fn launch(
         plan: Plan,
         settings: Settings,
-        n: usize,
+        bodies: Vec<WorkerBody>,
         launch: Launch,
-        body: impl Fn(usize, Arc<Shared>, Arc<Mutex<Delta>>) + Clone + Send + 'static,
     ) -> std::io::Result<Engine> {
+        let n = bodies.len();
         let source_count = plan.sources.len();
         let Launch {
             start,
@@ -232,9 +232,8 @@ impl Engine {
             .map(|_| Arc::new(Mutex::new(Delta::new(source_count))))
             .collect();
         let mut handles = Vec::with_capacity(n);
-        for (k, recorder) in recorders.iter().enumerate() {
-            let (shared, recorder, body) =
-                (Arc::clone(&shared), Arc::clone(recorder), body.clone());
+        for (k, (recorder, body)) in recorders.iter().zip(bodies).enumerate() {
+            let (shared, recorder) = (Arc::clone(&shared), Arc::clone(recorder));
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("ceiling-worker-{k}"))
@@ -242,7 +241,7 @@ impl Engine {
                         // Counted out even if the body panics: the run
                         // must end, not wait for it forever.
                         let _finished = WorkerFinished(Arc::clone(&shared));
-                        body(k, shared, recorder);
+                        body(shared, recorder);
                     })?,
             );
         }

@@ -347,22 +347,18 @@ impl Worker {
             }
             return;
         };
-        if cpu_us >= slow {
-            self.cpu_measured_calls.set(CPU_MEASURED_CALLS);
-            self.record(|d| {
-                d.warnings.port_search_slow += 1;
-                d.warnings.connect_syscall_max_us = d.warnings.connect_syscall_max_us.max(cpu_us);
-            });
+        let searching = cpu_us >= slow;
+        self.cpu_measured_calls.set(if searching {
+            CPU_MEASURED_CALLS
         } else {
-            self.cpu_measured_calls
-                .set(self.cpu_measured_calls.get().saturating_sub(1));
-            if cpu_us > 0 {
-                self.record(|d| {
-                    d.warnings.connect_syscall_max_us =
-                        d.warnings.connect_syscall_max_us.max(cpu_us);
-                });
+            self.cpu_measured_calls.get().saturating_sub(1)
+        });
+        self.record(|d| {
+            if searching {
+                d.warnings.port_search_slow += 1;
             }
-        }
+            d.warnings.connect_syscall_max_us = d.warnings.connect_syscall_max_us.max(cpu_us);
+        });
     }
 
     fn record_established(&self, endpoint: &Endpoint, latency: Duration, retransmits: u32) {

@@ -91,8 +91,9 @@ impl Default for AcceptBackoff {
 
 /// The accept loop for `shared`'s settings, until `stop_accepting` turns
 /// true: the plain holding server keeps its connections in an epoll set
-/// ([`super::idle`]) and returns it then; every other kind serves each
-/// connection in a task or thread ([`accept_loop`]).
+/// ([`super::idle`]) and returns it then; every other kind, or that one if
+/// no epoll set can be made (out of fds already), serves each connection
+/// in a task or thread ([`accept_loop`]).
 ///
 /// # Panics
 /// Outside a tokio runtime with I/O enabled.
@@ -105,8 +106,8 @@ pub(super) async fn serve_listener(
         && shared.model == Model::Async
         && shared.permits.is_none()
         && shared.idle_timeout.is_none();
-    if plain_hold {
-        return super::idle::accept_loop(listener, shared, stop_accepting).await;
+    if plain_hold && let Ok(set) = IdleSet::new(Arc::clone(&shared.stats)) {
+        return Some(super::idle::accept_loop(listener, set, shared, stop_accepting).await);
     }
     let listener = TcpListener::from_std(listener)
         .expect("registering a listener needs a tokio runtime with I/O enabled");

@@ -23,14 +23,13 @@ use std::sync::atomic::Ordering;
 use slab::Slab;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
 use super::ServerStats;
 use super::accept::{AcceptBackoff, AcceptErrorKind, classify_accept_error};
 use super::slots::Shared;
-use crate::epoll::EpollSet;
+use crate::epoll::{self, EpollSet};
 
 /// Events taken from the kernel per epoll_wait().
 const EVENT_BATCH: usize = 256;
@@ -45,7 +44,8 @@ pub(super) struct IdleSet {
 }
 
 impl IdleSet {
-    fn new(stats: Arc<ServerStats>) -> io::Result<IdleSet> {
+    /// An empty set; its connections count in `stats`' held.
+    pub(super) fn new(stats: Arc<ServerStats>) -> io::Result<IdleSet> {
         Ok(IdleSet {
             epoll: EpollSet::new()?,
             held: Slab::new(),
@@ -58,9 +58,8 @@ impl IdleSet {
     /// is then closed).
     fn add(&mut self, fd: OwnedFd) -> io::Result<()> {
         let entry = self.held.vacant_entry();
-        let interest = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;
         self.epoll
-            .add(fd.as_raw_fd(), interest, entry.key() as u64)?;
+            .add(fd.as_raw_fd(), epoll::HELD, entry.key() as u64)?;
         entry.insert(fd);
         self.stats.count_held();
         Ok(())
@@ -140,30 +139,17 @@ fn accept(listener: &std::net::TcpListener) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Accepts and holds until `stop_accepting` turns true, then closes the
+/// Accepts into `set` until `stop_accepting` turns true, then closes the
 /// listener and returns the held connections: dropping them closes them.
-/// Falls back to a task per connection if no epoll set can be made (out of
-/// fds already).
 ///
 /// # Panics
 /// Outside a tokio runtime with I/O enabled.
 pub(super) async fn accept_loop(
     listener: std::net::TcpListener,
+    mut set: IdleSet,
     shared: Arc<Shared>,
     mut stop_accepting: watch::Receiver<bool>,
-) -> Option<IdleSet> {
-    let mut set = match IdleSet::new(Arc::clone(&shared.stats)) {
-        Ok(set) => set,
-        Err(_) => {
-            let listener = TcpListener::from_std(listener)
-                .expect("registering a listener needs a tokio runtime with I/O enabled");
-            tokio::select! {
-                () = super::accept::accept_loop(listener, shared) => {}
-                _ = stop_accepting.wait_for(|stop| *stop) => {}
-            }
-            return None;
-        }
-    };
+) -> IdleSet {
     // SAFETY: the AsyncFd owns the listener, which stays open until it drops.
     let listener = unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
         .expect("registering a listener needs a tokio runtime with I/O enabled");
@@ -173,7 +159,7 @@ pub(super) async fn accept_loop(
     let mut resume_at: Option<Instant> = None;
     loop {
         tokio::select! {
-            _ = stop_accepting.wait_for(|stop| *stop) => return Some(set),
+            _ = stop_accepting.wait_for(|stop| *stop) => return set,
             accepted = listener.async_io(Interest::READABLE, accept),
                 if resume_at.is_none() => match accepted {
                 Ok(fd) => {
