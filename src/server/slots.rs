@@ -81,11 +81,8 @@ impl Shared {
                 WhenFull::Close => Admission::Reject(Reason::FullClose),
                 WhenFull::Reset => Admission::Reject(Reason::FullReset),
                 WhenFull::CloseOldest => {
-                    if self.registry.close_oldest() {
-                        let rejected = &self.stats.rejected;
-                        rejected.closed_oldest.fetch_add(1, Ordering::Relaxed);
-                    }
                     // Its slot frees when its connection has ended.
+                    self.registry.close_oldest(&self.stats);
                     Admission::Wait
                 }
                 // Another listener took the last slot between this loop's
@@ -127,6 +124,12 @@ struct RegistryInner {
     open: BTreeMap<u64, RawFd>,
     /// Set at shutdown: nothing registers any more.
     stopping: bool,
+    /// Closes asked for while nothing was registered: every served socket
+    /// was already shut down, or its permit had passed to a waiting
+    /// connection that had not registered yet. The next registrations pay
+    /// them, so each connection over the cap still closes exactly one and
+    /// no waiting connection is left without a slot.
+    owed_closes: usize,
 }
 
 impl Registry {
@@ -137,8 +140,9 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers `fd`; `None` once the server is stopping.
-    fn register(&self, fd: RawFd) -> Option<u64> {
+    /// Registers `fd`, then pays an owed close (on the oldest, which may be
+    /// `fd` itself); `None` once the server is stopping.
+    fn register(&self, fd: RawFd, stats: &ServerStats) -> Option<u64> {
         let mut inner = self.lock();
         if inner.stopping {
             return None;
@@ -146,6 +150,10 @@ impl Registry {
         let id = inner.next_id;
         inner.next_id += 1;
         inner.open.insert(id, fd);
+        if inner.owed_closes > 0 {
+            inner.owed_closes -= 1;
+            inner.shut_down_oldest(stats);
+        }
         Some(id)
     }
 
@@ -153,15 +161,12 @@ impl Registry {
         self.lock().open.remove(&id);
     }
 
-    /// Shuts down the oldest served socket; false if none is served.
-    fn close_oldest(&self) -> bool {
+    /// Shuts down the oldest served socket, or the next one to register if
+    /// none is served now.
+    fn close_oldest(&self, stats: &ServerStats) {
         let mut inner = self.lock();
-        match inner.open.pop_first() {
-            Some((_, fd)) => {
-                shutdown(fd);
-                true
-            }
-            None => false,
+        if !inner.shut_down_oldest(stats) {
+            inner.owed_closes += 1;
         }
     }
 
@@ -172,6 +177,19 @@ impl Registry {
         for (_, fd) in std::mem::take(&mut inner.open) {
             shutdown(fd);
         }
+    }
+}
+
+impl RegistryInner {
+    /// Shuts down and forgets the oldest served socket, counted in
+    /// `closed_oldest`; false if none is served.
+    fn shut_down_oldest(&mut self, stats: &ServerStats) -> bool {
+        let Some((_, fd)) = self.open.pop_first() else {
+            return false;
+        };
+        shutdown(fd);
+        stats.rejected.closed_oldest.fetch_add(1, Ordering::Relaxed);
+        true
     }
 }
 
@@ -209,7 +227,7 @@ impl Slot {
         fd: RawFd,
         permit: Option<OwnedSemaphorePermit>,
     ) -> Option<Slot> {
-        let id = shared.registry.register(fd)?;
+        let id = shared.registry.register(fd, &shared.stats)?;
         Some(Slot {
             shared: Arc::clone(shared),
             id,
@@ -239,21 +257,47 @@ impl Drop for Slot {
 mod tests {
     use super::*;
 
+    fn registered(registry: &Registry) -> Vec<u64> {
+        registry.lock().open.keys().copied().collect()
+    }
+
+    fn closed_oldest(stats: &ServerStats) -> u64 {
+        stats.rejected.closed_oldest.load(Ordering::Relaxed)
+    }
+
     #[test]
     fn the_oldest_goes_first_and_stopping_refuses_new_ones() {
-        let registry = Registry::default();
+        let (registry, stats) = (Registry::default(), ServerStats::default());
         // fds that are not sockets: shutdown fails with ENOTSOCK, harmlessly.
-        let first = registry.register(-1).unwrap();
-        let second = registry.register(-1).unwrap();
+        let first = registry.register(-1, &stats).unwrap();
+        let second = registry.register(-1, &stats).unwrap();
         assert!(first < second);
-        assert!(registry.close_oldest());
-        assert_eq!(
-            registry.lock().open.keys().copied().collect::<Vec<_>>(),
-            [second]
-        );
+        registry.close_oldest(&stats);
+        assert_eq!(registered(&registry), [second]);
+        assert_eq!(closed_oldest(&stats), 1);
         registry.unregister(first); // already gone: no effect
         registry.stop_all();
-        assert!(!registry.close_oldest());
-        assert_eq!(registry.register(-1), None);
+        assert_eq!(registry.register(-1, &stats), None);
+    }
+
+    #[test]
+    fn a_close_asked_of_an_empty_registry_is_paid_by_the_next_registration() {
+        // The served sockets were all shut down already, or their slots had
+        // passed to waiting connections not yet registered: the close is
+        // owed, or one waiting connection would never get a slot.
+        let (registry, stats) = (Registry::default(), ServerStats::default());
+        registry.close_oldest(&stats);
+        registry.close_oldest(&stats);
+        assert_eq!(closed_oldest(&stats), 0);
+        let first = registry.register(-1, &stats).unwrap();
+        assert!(
+            registered(&registry).is_empty(),
+            "{first} shut down at once"
+        );
+        assert_eq!(closed_oldest(&stats), 1);
+        registry.register(-1, &stats).unwrap();
+        let third = registry.register(-1, &stats).unwrap();
+        assert_eq!(registered(&registry), [third], "the debt is paid off");
+        assert_eq!(closed_oldest(&stats), 2);
     }
 }
