@@ -5,6 +5,7 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use std::os::fd::{AsFd, AsRawFd};
@@ -145,9 +146,7 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 match admission {
                     Admission::Serve(permit) => start(&shared, stream, permit),
                     Admission::Reject(reason) => reject(&shared, &stream, reason),
-                    Admission::Wait => {
-                        tokio::spawn(wait_for_slot(Arc::clone(&shared), stream));
-                    }
+                    Admission::Wait => wait_for_slot(&shared, stream),
                 }
             }
             Err(err) => match classify_accept_error(&err) {
@@ -176,19 +175,35 @@ fn start(shared: &Arc<Shared>, stream: TcpStream, permit: Option<OwnedSemaphoreP
 
 /// A queued connection: accepted, not read, not written, until a slot
 /// frees or the server stops.
-async fn wait_for_slot(shared: Arc<Shared>, stream: TcpStream) {
+///
+/// It joins the semaphore's queue here, before the accept loop goes on, so
+/// a slot freed meanwhile goes to it and not to a connection accepted after
+/// it. (A task spawned to wait would queue only when first run; on a busy
+/// machine the next accept could take the freed slot first, and under
+/// `close-oldest` this one would wait for a close nobody asked for.)
+fn wait_for_slot(shared: &Arc<Shared>, stream: TcpStream) {
     let Some(permits) = shared.permits.clone() else {
-        return start(&shared, stream, None);
+        return start(shared, stream, None);
     };
-    let queued = QueuedGuard::new(&shared.stats);
-    let mut stop = shared.stop.clone();
-    tokio::select! {
-        permit = permits.acquire_owned() => {
-            drop(queued);
-            start(&shared, stream, permit.ok());
-        }
-        _ = stop.wait_for(|stop| *stop) => {}
+    let mut acquire = Box::pin(permits.acquire_owned());
+    // The first poll queues it; the task below polls it again with its own
+    // waker, which replaces this no-op one.
+    let mut queue_now = Context::from_waker(Waker::noop());
+    if let Poll::Ready(permit) = acquire.as_mut().poll(&mut queue_now) {
+        return start(shared, stream, permit.ok());
     }
+    let queued = QueuedGuard::new(&shared.stats);
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let mut stop = shared.stop.clone();
+        tokio::select! {
+            permit = acquire => {
+                drop(queued);
+                start(&shared, stream, permit.ok());
+            }
+            _ = stop.wait_for(|stop| *stop) => {}
+        }
+    });
 }
 
 /// One connection in [`ServerStats::queued`] until dropped.
@@ -237,7 +252,53 @@ pub(super) fn reject(shared: &Shared, stream: &impl AsFd, reason: Reason) {
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::mpsc;
+
+    use super::super::options::{Cap, ServeOptions};
     use super::*;
+
+    /// A connection that must wait has its place in the queue before the
+    /// accept loop takes the next one: a slot freed before its task first
+    /// runs is still its own.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_waiting_connection_keeps_its_place_before_its_task_runs() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let options = ServeOptions {
+            cap: Some(Cap {
+                max: 1,
+                when_full: WhenFull::Queue,
+            }),
+            ..ServeOptions::default()
+        };
+        let (_stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, _done_rx) = mpsc::channel(1);
+        let stats = Arc::new(ServerStats::default());
+        let shared = Arc::new(Shared::new(
+            Mode::Hold,
+            &options,
+            Arc::clone(&stats),
+            stop_rx,
+            done_tx,
+        ));
+        let permits = shared.permits.clone().unwrap();
+        let the_one_slot = Arc::clone(&permits).try_acquire_owned().unwrap();
+        wait_for_slot(&shared, stream);
+        // The waiting task has not run (one thread, no await yet).
+        drop(the_one_slot);
+        assert!(
+            permits.try_acquire().is_err(),
+            "a later connection took the freed slot"
+        );
+        while stats.totals().held == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(stats.totals().queued, 0);
+        drop(client);
+    }
 
     #[test]
     fn backoff_doubles_to_one_second_and_resets() {
