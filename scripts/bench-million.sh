@@ -5,7 +5,9 @@
 #   raw      the raw pair (benches/raw_baseline.rs), inside a fresh network
 #            namespace (`unshare -n`: loopback up, ip_local_port_range
 #            "10000 65535" and somaxconn 4096 written there only, never the
-#            host's): M = ceil(N / 16,900) `raw_baseline serve` processes on
+#            host's; made from an outer namespace of its own whose
+#            tcp_child_ehash_entries gives it a TCP hash table of 2,097,152
+#            buckets, as million.toml's tcp_ehash_entries does for ceiling): M = ceil(N / 16,900) `raw_baseline serve` processes on
 #            127.0.0.1:7070 (SO_REUSEPORT) and S = ceil(N / 12,500)
 #            `raw_baseline hold` processes, one per source IP 127.0.0.2..,
 #            N/S connections each, held 5 s, closed with RST. Its time: the
@@ -76,6 +78,14 @@ for tool in cargo jq unshare ip sysctl; do
         exit 2
     fi
 done
+
+if [ ! -e /proc/sys/net/ipv4/tcp_child_ehash_entries ]; then
+    echo "$0: needs Linux 6.1 or later (net.ipv4.tcp_child_ehash_entries):" \
+        "scenarios/million.toml gives its namespace a TCP hash table of its own" >&2
+    exit 2
+fi
+# As scenarios/million.toml's tcp_ehash_entries ("2m", rounded up).
+ehash_entries=2097152
 
 servers=$(((n + 16899) / 16900))
 sources=$(((n + 12499) / 12500))
@@ -242,7 +252,11 @@ run_raw() {
     local run=$1 dir="$tmp/raw-$run" rc=0 t0 t1
     mkdir -p "$dir"
     t0=$EPOCHREALTIME
-    unshare -n -- bash "$tmp/raw-pair.sh" "$baseline" "$n" "$servers" "$sources" "$dir" \
+    # Two namespaces deep, as ceiling lab makes its own: the outer one's
+    # tcp_child_ehash_entries sizes the inner one's TCP hash table.
+    unshare -n -- bash -c 'sysctl -q -w net.ipv4.tcp_child_ehash_entries="$1" && shift &&
+        exec unshare -n -- bash "$@"' ehash "$ehash_entries" \
+        "$tmp/raw-pair.sh" "$baseline" "$n" "$servers" "$sources" "$dir" \
         >"$dir/pair.log" 2>&1 &
     raw_pid=$!
     wait "$raw_pid" || rc=$?

@@ -346,10 +346,15 @@ fn lab_leaves_the_hosts_sysctls_and_cgroups_alone() {
         "/proc/sys/net/ipv4/tcp_max_tw_buckets",
         "/proc/sys/net/ipv4/tcp_tw_reuse",
         "/proc/sys/net/ipv4/tcp_abort_on_overflow",
+        "/proc/sys/net/ipv4/tcp_ehash_entries",
+        "/proc/sys/net/ipv4/tcp_child_ehash_entries",
     ];
+    // A kernel before 6.1 has neither hash-table file.
+    let own_ehash = Path::new(files[9]).exists();
     let read = || -> Vec<String> {
         files
             .iter()
+            .filter(|f| Path::new(f).exists())
             .map(|f| std::fs::read_to_string(f).unwrap())
             .collect()
     };
@@ -358,11 +363,14 @@ fn lab_leaves_the_hosts_sysctls_and_cgroups_alone() {
     let file = tmp.path().join("every-setting.toml");
     std::fs::write(
         &file,
-        "name = \"every-setting\"\nconnections = 5\nrate = 100\nhold = \"100ms\"\nprocesses = 2\n\
+        format!(
+            "name = \"every-setting\"\nconnections = 5\nrate = 100\nhold = \"100ms\"\nprocesses = 2\n\
          [lab]\nip_local_port_range = \"40000-40999\"\nsomaxconn = 100\n\
          tcp_max_syn_backlog = 100\ntcp_syncookies = 2\ntcp_syn_retries = 2\n\
          tcp_max_tw_buckets = 1000\ntcp_tw_reuse = 0\ntcp_abort_on_overflow = true\n\
-         memory_limit = \"64MiB\"\n",
+         memory_limit = \"64MiB\"\n{}",
+            if own_ehash { "tcp_ehash_entries = 5000\n" } else { "" }
+        ),
     )
     .unwrap();
     let Some(s) = lab("lab_leaves_the_host_alone", &file, &[]) else {
@@ -370,7 +378,11 @@ fn lab_leaves_the_hosts_sysctls_and_cgroups_alone() {
     };
     assert_eq!(read(), before, "a host sysctl changed");
     let sysctls = s["lab"]["sysctls"].as_object().unwrap();
-    assert_eq!(sysctls.len(), 8, "{sysctls:?}");
+    assert_eq!(sysctls.len(), 8 + usize::from(own_ehash), "{sysctls:?}");
+    if own_ehash {
+        // The lab's namespace has a table of its own, rounded up.
+        assert_eq!(sysctls["net.ipv4.tcp_ehash_entries"], "8192");
+    }
     assert_eq!(sysctls["net.core.somaxconn"], "100");
     assert_eq!(sysctls["net.ipv4.tcp_syncookies"], "2");
     let cgroup = &s["lab"]["memory_cgroup"];

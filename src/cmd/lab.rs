@@ -74,7 +74,7 @@ pub fn lab(args: RunArgs) -> anyhow::Result<ExitCode> {
         })
         .collect();
     // No thread exists yet: the whole process moves.
-    let namespace = NetNamespace::enter(&writes).map_err(|e| match e {
+    let namespace = NetNamespace::enter(&writes, lab.ehash_entries).map_err(|e| match e {
         crate::lab::LabError::Unshare(_) => anyhow::Error::new(UsageError(e.to_string())),
         e => anyhow::Error::new(e),
     })?;

@@ -26,6 +26,11 @@ pub enum LabError {
     #[error("cannot bring loopback up in the lab's namespace: {0}")]
     Loopback(io::Error),
     #[error(
+        "tcp_ehash_entries needs Linux 6.1 or later (this kernel has no \
+         net.ipv4.tcp_child_ehash_entries to size a namespace's own table): drop it from [lab]"
+    )]
+    EhashUnsupported,
+    #[error(
         "{name} is not a per-namespace setting on this kernel ({path} is {why} inside the lab's \
          namespace): ceiling lab writes only per-namespace sysctls; drop it from [lab]"
     )]
@@ -84,11 +89,23 @@ impl NetNamespace {
     /// writes `sysctls` there, each read back. Call it before any thread
     /// starts: threads that exist already stay in the host's namespace.
     ///
+    /// `ehash_entries` gives the namespace a TCP established-connection
+    /// hash table of its own with that many buckets (the kernel rounds up to
+    /// a power of two), instead of sharing the host's. The kernel sizes a
+    /// new namespace's table from `tcp_child_ehash_entries` of the namespace
+    /// it is created from, so this first makes an intermediate namespace,
+    /// writes that there, and creates the lab's namespace from it: the
+    /// host's setting is never written. The intermediate namespace is gone
+    /// as soon as this process leaves it.
+    ///
     /// Each sysctl must be under `net.`; it is refused unless it is writable
     /// inside the new namespace (the kernel shows host-wide net settings
     /// read-only in a child namespace) and, as a second check, the host's
     /// value (through a file opened before the switch) must not move.
-    pub fn enter(sysctls: &[SysctlWrite]) -> Result<NetNamespace, LabError> {
+    pub fn enter(
+        sysctls: &[SysctlWrite],
+        ehash_entries: Option<u32>,
+    ) -> Result<NetNamespace, LabError> {
         for s in sysctls {
             assert!(
                 s.name.starts_with("net.") && !s.name.contains(".."),
@@ -96,24 +113,105 @@ impl NetNamespace {
                 s.name
             );
         }
-        // The host's files, opened in the host's namespace: reads through
-        // them keep showing the host's values after the switch.
-        let mut host: Vec<Option<(File, String)>> = sysctls
-            .iter()
-            .map(|s| {
-                let mut f = File::open(s.path()).ok()?;
-                let before = read_value(&mut f).ok()?;
-                Some((f, before))
+        let child_ehash: Vec<SysctlWrite> = ehash_entries
+            .map(|entries| SysctlWrite {
+                name: CHILD_EHASH.into(),
+                value: entries.to_string(),
             })
+            .into_iter()
             .collect();
-        // SAFETY: unshare takes flags only; CLONE_NEWNET moves the calling
-        // task (the only one yet) into a new network namespace.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return Err(LabError::Unshare(io::Error::last_os_error()));
+        if let Some(s) = child_ehash.first()
+            && std::fs::metadata(s.path()).is_err()
+        {
+            return Err(LabError::EhashUnsupported);
+        }
+        // Opened here, in the host's namespace.
+        let mut host_of_intermediate = HostValues::open(&child_ehash);
+        let mut host = HostValues::open(sysctls);
+        unshare_net()?;
+        let mut applied = Vec::with_capacity(sysctls.len() + 1);
+        if let Some(entries) = ehash_entries {
+            host_of_intermediate.write_each(&child_ehash)?;
+            unshare_net()?;
+            applied.push(own_ehash_size(entries)?);
         }
         loopback_up().map_err(LabError::Loopback)?;
+        applied.extend(host.write_each(sysctls)?);
+        Ok(NetNamespace { applied })
+    }
+
+    /// Every sysctl written, with the value read back inside.
+    pub fn applied(&self) -> &[(String, String)] {
+        &self.applied
+    }
+}
+
+/// The sysctl of a namespace that sizes the TCP hash table of namespaces
+/// created from it (Linux 6.1+).
+const CHILD_EHASH: &str = "net.ipv4.tcp_child_ehash_entries";
+
+/// The size of the current namespace's TCP hash table: read-only, negative
+/// when the namespace shares the host's table.
+const EHASH: &str = "net.ipv4.tcp_ehash_entries";
+
+/// unshare(CLONE_NEWNET): the calling task (the only one yet) moves into a
+/// new network namespace.
+fn unshare_net() -> Result<(), LabError> {
+    // SAFETY: unshare takes flags only.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(LabError::Unshare(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Checks that the namespace just made has its own hash table of `entries`
+/// rounded up to a power of two (the kernel falls back to the host's table
+/// when it cannot allocate one).
+fn own_ehash_size(entries: u32) -> Result<(String, String), LabError> {
+    let path = SysctlWrite {
+        name: EHASH.into(),
+        value: String::new(),
+    }
+    .path();
+    let got = std::fs::read_to_string(path)
+        .map(|v| normalize(&v))
+        .unwrap_or_default();
+    let wanted = entries.next_power_of_two().to_string();
+    if got != wanted {
+        return Err(LabError::ReadBack {
+            name: EHASH.into(),
+            wanted,
+            got,
+        });
+    }
+    Ok((EHASH.to_string(), got))
+}
+
+/// The host's values of sysctls about to be written in a namespace, through
+/// files opened in the host's namespace: reads through them keep showing
+/// the host's values after the switch, so a write that reaches the host
+/// anyway is seen.
+struct HostValues(Vec<Option<(File, String)>>);
+
+impl HostValues {
+    fn open(sysctls: &[SysctlWrite]) -> HostValues {
+        HostValues(
+            sysctls
+                .iter()
+                .map(|s| {
+                    let mut f = File::open(s.path()).ok()?;
+                    let before = read_value(&mut f).ok()?;
+                    Some((f, before))
+                })
+                .collect(),
+        )
+    }
+
+    /// Writes each of `sysctls` (the ones this was opened for) in the
+    /// current namespace; (name, value read back) of each.
+    fn write_each(&mut self, sysctls: &[SysctlWrite]) -> Result<Vec<(String, String)>, LabError> {
         let mut applied = Vec::with_capacity(sysctls.len());
-        for (s, host) in sysctls.iter().zip(host.iter_mut()) {
+        for (s, host) in sysctls.iter().zip(self.0.iter_mut()) {
             let got = write_in_namespace(s)?;
             if let Some((file, before)) = host {
                 let after = read_value(file).unwrap_or_else(|_| before.clone());
@@ -130,12 +228,7 @@ impl NetNamespace {
             }
             applied.push((s.name.clone(), got));
         }
-        Ok(NetNamespace { applied })
-    }
-
-    /// Every sysctl written, with the value read back inside.
-    pub fn applied(&self) -> &[(String, String)] {
-        &self.applied
+        Ok(applied)
     }
 }
 

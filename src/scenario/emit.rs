@@ -105,6 +105,9 @@ fn lab_table(lab: &Lab) -> Table {
         };
         t.insert(field.into(), value);
     }
+    if let Some(entries) = lab.ehash_entries {
+        t.insert("tcp_ehash_entries".into(), count(u64::from(entries)));
+    }
     if let Some(bytes) = lab.memory_limit {
         t.insert("memory_limit".into(), count(bytes));
     }
@@ -220,6 +223,7 @@ mod tests {
             somaxconn = 100
             tcp_abort_on_overflow = true
             tcp_tw_reuse = 0
+            tcp_ehash_entries = 1048576
             memory_limit = "48MiB"
             server_backlog = 8
             server_accept = false

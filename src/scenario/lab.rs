@@ -29,6 +29,10 @@ pub struct LabSpec {
     pub tcp_max_tw_buckets: Option<u32>,
     pub tcp_tw_reuse: Option<u8>,
     pub tcp_abort_on_overflow: Option<bool>,
+    /// Buckets of the namespace's own TCP established-connection hash
+    /// table (the host's is shared otherwise).
+    #[serde(default, deserialize_with = "units::de::count")]
+    pub tcp_ehash_entries: Option<u64>,
     /// A memory cgroup with this limit, e.g. "64MiB".
     #[serde(default, deserialize_with = "units::de::size")]
     pub memory_limit: Option<u64>,
@@ -78,6 +82,10 @@ pub struct LabServer {
 pub struct Lab {
     /// In the order they are written.
     pub sysctls: Vec<Sysctl>,
+    /// The namespace's own TCP established-connection hash table, in
+    /// buckets (the kernel rounds up to a power of two); `None`: it shares
+    /// the host's.
+    pub ehash_entries: Option<u32>,
     pub memory_limit: Option<u64>,
     pub server: LabServer,
 }
@@ -104,6 +112,11 @@ impl Lab {
             })
     }
 }
+
+/// The bounds the kernel puts on `tcp_child_ehash_entries` (16Mi), and a
+/// floor below which a table of one's own makes no sense.
+const MIN_EHASH_ENTRIES: u64 = 128;
+const MAX_EHASH_ENTRIES: u64 = 16 << 20;
 
 fn in_range(
     field: &'static str,
@@ -222,6 +235,15 @@ impl LabSpec {
             "net.ipv4.tcp_abort_on_overflow",
             self.tcp_abort_on_overflow.map(|b| u8::from(b).to_string()),
         );
+        let ehash_entries = in_range(
+            "tcp_ehash_entries",
+            self.tcp_ehash_entries,
+            MIN_EHASH_ENTRIES,
+            MAX_EHASH_ENTRIES,
+            "hash buckets for the namespace's TCP connections; the kernel rounds up to a power \
+             of two",
+        )?
+        .map(|n| n.parse().expect("in range, so a u32"));
         if let Some(bytes) = self.memory_limit
             && bytes < 4 << 20
         {
@@ -254,6 +276,7 @@ impl LabSpec {
         };
         Ok(Lab {
             sysctls,
+            ehash_entries,
             memory_limit: self.memory_limit,
             server: LabServer {
                 backlog,
@@ -322,9 +345,11 @@ mod tests {
     fn a_lab_section_becomes_sysctls_in_order_and_server_settings() {
         let lab = lab_of(
             "[lab]\nip_local_port_range = \"50000-50010\"\ntcp_tw_reuse = 0\n\
-             server_backlog = 8\nserver_accept = false\nmemory_limit = \"64MiB\"\n",
+             server_backlog = 8\nserver_accept = false\nmemory_limit = \"64MiB\"\n\
+             tcp_ehash_entries = \"2m\"\n",
         )
         .unwrap();
+        assert_eq!(lab.ehash_entries, Some(2_000_000));
         assert_eq!(lab.sysctls[0].name, "net.ipv4.ip_local_port_range");
         assert_eq!(lab.sysctls[0].value, "50000 50010");
         assert_eq!(
@@ -352,6 +377,11 @@ mod tests {
         assert!(err.contains("at the top of the file"), "{err}");
         let err = lab_of("[lab]\nmemory_limit = \"64 parsecs\"\n").unwrap_err();
         assert!(err.contains("MiB"), "{err}");
+        let err = lab_of("[lab]\ntcp_ehash_entries = 100\n").unwrap_err();
+        assert!(
+            err.contains("tcp_ehash_entries = 100") && err.contains("128 to 16777216"),
+            "{err}"
+        );
         let err = lab_of("[lab]\nip_local_port_range = \"80-90\"\n").unwrap_err();
         assert!(err.contains("below 1024"), "{err}");
     }
