@@ -22,8 +22,21 @@ use crate::engine::{Engine, Launch, StopReason};
 use crate::stats::Delta;
 use crate::stats::wire::WireDelta;
 
-/// How often the worker reports (the coordinator's tick).
-const REPORT_EVERY: Duration = Duration::from_millis(100);
+/// How often a worker reports: the coordinator's tick while there are few
+/// workers. With many, each report costs the coordinator a decode and a
+/// merge on a machine whose cores the kernel needs for the connections (51
+/// workers reporting every tick took ~5% of this 2-core box during the
+/// million's climb), so reports thin out to at most [`SLOWEST_REPORT`] apart,
+/// staggered across workers by their start. A local stop, such as the first
+/// limit under `--stop-at-first-limit`, is reported at once.
+fn report_every(workers: usize) -> Duration {
+    let ticks = workers.div_ceil(WORKERS_PER_TICK).max(1) as u32;
+    (REPORT_TICK * ticks).min(SLOWEST_REPORT)
+}
+
+const REPORT_TICK: Duration = Duration::from_millis(100);
+const WORKERS_PER_TICK: usize = 10;
+const SLOWEST_REPORT: Duration = Duration::from_millis(500);
 
 pub fn worker() -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -68,7 +81,8 @@ pub fn worker() -> anyhow::Result<ExitCode> {
         if let Some(reason) = spec.stop {
             engine.stop(reason);
         }
-        let reported = report_until_done(&engine, stdin, start, source_count).await;
+        let every = report_every(spec.workers);
+        let reported = report_until_done(&engine, stdin, start, source_count, every).await;
         engine.join();
         reported
     });
@@ -87,9 +101,11 @@ async fn report_until_done(
     mut controls: Lines<BufReader<Stdin>>,
     start: Instant,
     source_count: usize,
+    every: Duration,
 ) -> anyhow::Result<()> {
     let mut controls_open = true;
-    let mut tick = tokio::time::interval(REPORT_EVERY);
+    let mut stop_reported = false;
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stdout = std::io::stdout().lock();
     // What the workers recorded since the last report; emptied after each.
@@ -98,6 +114,7 @@ async fn report_until_done(
         tokio::select! {
             _ = tick.tick() => {}
             _ = engine.finished() => {}
+            _ = engine.stopped(), if !stop_reported => stop_reported = true,
             line = controls.next_line(), if controls_open => {
                 match line {
                     Ok(Some(line)) => {
@@ -139,5 +156,21 @@ async fn report_until_done(
         if finished {
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_thin_out_with_many_workers_up_to_half_a_second() {
+        let ms = |workers| report_every(workers).as_millis();
+        assert_eq!(ms(1), 100);
+        assert_eq!(ms(10), 100);
+        assert_eq!(ms(11), 200);
+        assert_eq!(ms(30), 300);
+        assert_eq!(ms(51), 500);
+        assert_eq!(ms(2000), 500);
     }
 }

@@ -298,6 +298,13 @@ impl Engine {
         self.shared.stop(reason);
     }
 
+    /// Completes when the run has been told to stop (at once if it has).
+    pub async fn stopped(&self) {
+        let mut control = self.shared.control.subscribe();
+        // The sender lives in `self.shared`, so this cannot fail.
+        let _ = control.wait_for(|c| c.stop.is_some()).await;
+    }
+
     /// Why the run was stopped, if it was.
     pub fn stop_reason(&self) -> Option<StopReason> {
         self.shared.control.borrow().stop
