@@ -160,21 +160,30 @@ pub(super) async fn accept_loop(
     loop {
         tokio::select! {
             _ = stop_accepting.wait_for(|stop| *stop) => return set,
-            accepted = listener.async_io(Interest::READABLE, accept),
-                if resume_at.is_none() => match accepted {
-                Ok(fd) => {
-                    backoff.succeeded();
-                    stats.accepted.fetch_add(1, Ordering::Relaxed);
-                    // Refused by epoll_ctl (no memory): closed, not held.
-                    let _ = set.add(fd);
-                }
-                Err(err) => {
-                    if classify_accept_error(&err) == AcceptErrorKind::Resource {
-                        stats.accept_errors.fetch_add(1, Ordering::Relaxed);
-                        resume_at = Some(Instant::now() + backoff.failed());
+            ready = listener.readable(), if resume_at.is_none() => {
+                let Ok(mut ready) = ready else { continue };
+                // What the backlog has, up to a batch: one trip through
+                // this select per batch, not per connection.
+                for _ in 0..EVENT_BATCH {
+                    match ready.try_io(|listener| accept(listener.get_ref())) {
+                        Ok(Ok(fd)) => {
+                            backoff.succeeded();
+                            stats.accepted.fetch_add(1, Ordering::Relaxed);
+                            // Refused by epoll_ctl (no memory): closed, not held.
+                            let _ = set.add(fd);
+                        }
+                        Ok(Err(err)) => {
+                            if classify_accept_error(&err) == AcceptErrorKind::Resource {
+                                stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                                resume_at = Some(Instant::now() + backoff.failed());
+                                break;
+                            }
+                        }
+                        // Empty: readiness cleared, wait for the next.
+                        Err(_would_block) => break,
                     }
                 }
-            },
+            }
             _ = sleep_until(resume_at.unwrap_or_else(Instant::now)), if resume_at.is_some() => {
                 resume_at = None;
             }
