@@ -161,7 +161,8 @@ pub(super) async fn accept_loop(
         tokio::select! {
             _ = stop_accepting.wait_for(|stop| *stop) => return set,
             ready = listener.readable(), if resume_at.is_none() => {
-                let Ok(mut ready) = ready else { continue };
+                // An error means the runtime is shutting down: so is the server.
+                let Ok(mut ready) = ready else { return set };
                 // What the backlog has, up to a batch: one trip through
                 // this select per batch, not per connection.
                 for _ in 0..EVENT_BATCH {
