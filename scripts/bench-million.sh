@@ -35,6 +35,8 @@
 # first and exits 2 if either is short. Every process it starts is killed
 # by PID when it exits.
 set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/common.sh"
 # $EPOCHREALTIME and awk's printf: a dot as the decimal separator.
 export LC_ALL=C
 
@@ -60,24 +62,13 @@ if [ "$#" -ne 0 ]; then
     usage
     exit 2
 fi
-for v in "$runs" "$n" ${duration:+"$duration"}; do
-    if ! [[ "$v" =~ ^[1-9][0-9]*$ ]]; then
-        echo "$0: '$v' is not a positive whole number" >&2
-        usage
-        exit 2
-    fi
-done
+require_whole_numbers "$runs" "$n" ${duration:+"$duration"}
 if [ "$(id -u)" -ne 0 ]; then
     echo "$0: needs root: the raw pair runs in a network namespace of its own (unshare -n)" \
         "and ceiling lab makes one too; run it with sudo" >&2
     exit 2
 fi
-for tool in cargo jq unshare ip sysctl; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "$0: needs $tool" >&2
-        exit 2
-    fi
-done
+require_tools cargo jq unshare ip sysctl
 
 if [ ! -e /proc/sys/net/ipv4/tcp_child_ehash_entries ]; then
     echo "$0: needs Linux 6.1 or later (net.ipv4.tcp_child_ehash_entries):" \
@@ -127,18 +118,7 @@ fi
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-echo "building (release) ..." >&2
-ceiling=$(cargo build --release --bin ceiling --message-format=json \
-    | jq -r 'select(.reason == "compiler-artifact" and .target.name == "ceiling"
-                    and (.target.kind | index("bin"))) | .executable' | tail -n 1)
-baseline=$(cargo bench --bench raw_baseline --no-run --message-format=json \
-    | jq -r 'select(.reason == "compiler-artifact" and .target.name == "raw_baseline")
-             | .executable' | tail -n 1)
-if [ ! -x "$ceiling" ] || [ ! -x "$baseline" ]; then
-    echo "$0: could not find the built binaries (ceiling: '$ceiling', baseline: '$baseline')" >&2
-    exit 1
-fi
-baseline=$(realpath "$baseline")
+build_binaries
 
 tmp=$(mktemp -d)
 raw_pid=""
@@ -343,14 +323,8 @@ done
 echo
 printf '%-10s %12s %12s %12s %12s %9s\n' connections "ceiling s" "raw s" "ceiling /s" "raw /s" ratio
 # Medians per tool; ratio = ceiling rate / raw rate.
-awk -F, -v n="$n" 'NR > 1 { c[$1]++; s[$1, c[$1]] = $3; r[$1, c[$1]] = $4 }
-    function median(arr, k, cnt,    i, j, t, v) {
-        for (i = 1; i <= cnt; i++) v[i] = arr[k, i] + 0
-        for (i = 2; i <= cnt; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) {
-            t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
-        }
-        return cnt % 2 ? v[(cnt + 1) / 2] : (v[cnt / 2] + v[cnt / 2 + 1]) / 2
-    }
+awk -F, -v n="$n" "$AWK_MEDIAN"'
+    NR > 1 { c[$1]++; s[$1, c[$1]] = $3; r[$1, c[$1]] = $4 }
     END {
         sc = median(s, "ceiling", c["ceiling"]); sr = median(s, "raw", c["raw"])
         rc = median(r, "ceiling", c["ceiling"]); rr = median(r, "raw", c["raw"])

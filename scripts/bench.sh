@@ -45,6 +45,8 @@
 # Compare ratios from one run only: absolute rates vary between machines and
 # from day to day.
 set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/common.sh"
 
 usage() {
     echo "usage: $0 [-n RUNS (3)] [-c CHURN_CONNECTIONS (20000)] [-H HOLD_CONNECTIONS (100000)]" >&2
@@ -67,19 +69,8 @@ if [ "$#" -ne 0 ]; then
     usage
     exit 2
 fi
-for v in "$runs" "$churn_n" "$hold_n"; do
-    if ! [[ "$v" =~ ^[1-9][0-9]*$ ]]; then
-        echo "$0: '$v' is not a positive whole number" >&2
-        usage
-        exit 2
-    fi
-done
-for tool in cargo jq; do
-    if ! command -v "$tool" >/dev/null; then
-        echo "$0: needs $tool" >&2
-        exit 2
-    fi
-done
+require_whole_numbers "$runs" "$churn_n" "$hold_n"
+require_tools cargo jq
 # $EPOCHREALTIME and awk's printf: a dot as the decimal separator.
 export LC_ALL=C
 
@@ -100,17 +91,7 @@ hold_run_s=$((hold_n / 25000 + 2))
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-echo "building (release) ..." >&2
-ceiling=$(cargo build --release --bin ceiling --message-format=json \
-    | jq -r 'select(.reason == "compiler-artifact" and .target.name == "ceiling"
-                    and (.target.kind | index("bin"))) | .executable' | tail -n 1)
-baseline=$(cargo bench --bench raw_baseline --no-run --message-format=json \
-    | jq -r 'select(.reason == "compiler-artifact" and .target.name == "raw_baseline")
-             | .executable' | tail -n 1)
-if [ ! -x "$ceiling" ] || [ ! -x "$baseline" ]; then
-    echo "$0: could not find the built binaries (ceiling: '$ceiling', baseline: '$baseline')" >&2
-    exit 1
-fi
+build_binaries
 
 tmp=$(mktemp -d)
 serve_pid=""
@@ -358,16 +339,10 @@ printf '%-10s %12s %12s %12s %12s %9s %9s\n' case "ceiling s" "baseline s" "ceil
     "baseline /s" ratio "wall ratio"
 # Medians per (case, tool); ratio = ceiling rate / baseline rate
 # (= baseline seconds / ceiling seconds); "wall ratio" uses whole-process time.
-awk -F, 'NR > 1 {
+awk -F, "$AWK_MEDIAN"'
+    NR > 1 {
         k = $1 SUBSEP $2; n[k]++; s[k, n[k]] = $4; r[k, n[k]] = $5; w[k, n[k]] = $6
         if (!($1 in seen)) { seen[$1] = 1; order[++cases] = $1 }
-    }
-    function median(arr, k, cnt,    i, j, t, v) {
-        for (i = 1; i <= cnt; i++) v[i] = arr[k, i] + 0
-        for (i = 2; i <= cnt; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) {
-            t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
-        }
-        return cnt % 2 ? v[(cnt + 1) / 2] : (v[cnt / 2] + v[cnt / 2 + 1]) / 2
     }
     END {
         for (c = 1; c <= cases; c++) {
