@@ -14,7 +14,6 @@ use socket2::SockRef;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::idle::IdleSet;
 use super::options::{Model, WhenFull};
 use super::slots::{Admission, Reason, Shared, Slot};
 use super::{Mode, ServerStats, conn, threads};
@@ -90,11 +89,9 @@ impl Default for AcceptBackoff {
     }
 }
 
-/// The accept loop for `shared`'s settings, until `stop_accepting` turns
-/// true: the plain holding server keeps its connections in an epoll set
-/// ([`super::idle`]) and returns it then; every other kind, or that one if
-/// no epoll set can be made (out of fds already), serves each connection
-/// in a task or thread ([`accept_loop`]).
+/// Accepts on `listener` until `stop_accepting` turns true, serving each
+/// connection in a task or thread ([`accept_loop`]); the plain holding
+/// server does without ([`super::idle`]).
 ///
 /// # Panics
 /// Outside a tokio runtime with I/O enabled.
@@ -102,21 +99,13 @@ pub(super) async fn serve_listener(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     mut stop_accepting: watch::Receiver<bool>,
-) -> Option<IdleSet> {
-    let plain_hold = shared.mode == Mode::Hold
-        && shared.model == Model::Async
-        && shared.permits.is_none()
-        && shared.idle_timeout.is_none();
-    if plain_hold && let Ok(set) = IdleSet::new(Arc::clone(&shared.stats)) {
-        return Some(super::idle::accept_loop(listener, set, shared, stop_accepting).await);
-    }
+) {
     let listener = TcpListener::from_std(listener)
         .expect("registering a listener needs a tokio runtime with I/O enabled");
     tokio::select! {
         () = accept_loop(listener, shared) => {}
         _ = stop_accepting.wait_for(|stop| *stop) => {}
     }
-    None
 }
 
 /// Accepts until dropped (that drops the listener).

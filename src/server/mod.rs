@@ -13,9 +13,10 @@
 //! close, and the server waits, bounded, until the last task has dropped its
 //! completion sender.
 //!
-//! With the defaults (hold, async, no cap, no idle timeout) a held
-//! connection is an fd in its accept loop's own epoll set and nothing else
-//! (the `idle` submodule). Otherwise it costs one small task and no buffer:
+//! With the defaults (hold, async, no cap, no idle timeout) one thread
+//! outside the runtime accepts on every listener and a held connection is
+//! an fd in that thread's epoll set and nothing else (the `idle`
+//! submodule). Otherwise it costs one small task and no buffer:
 //! it waits for read readiness and reads into a stack scratch buffer that
 //! never lives across an await (see the `conn` submodule). [`bind_with`] adds
 //! [`ServeOptions`]: the threads model (`threads`), a connection cap with
@@ -42,6 +43,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use idle::IdleServer;
 use slots::Shared;
 
 pub use accept::{AcceptBackoff, AcceptErrorKind, classify_accept_error};
@@ -298,6 +300,17 @@ impl Bound {
             stop_rx,
             done_tx,
         ));
+        // The plain holding server accepts on a thread of its own; every
+        // other kind (or that one, if its thread cannot be made) in a task
+        // per listener.
+        let (idle, listeners) = if shared.plain_hold() {
+            match IdleServer::start(listeners, Arc::clone(&stats)) {
+                Ok(idle) => (Some(idle), Vec::new()),
+                Err((_, listeners)) => (None, listeners),
+            }
+        } else {
+            (None, listeners)
+        };
         let mut accepting = JoinSet::new();
         for listener in listeners {
             accepting.spawn(accept::serve_listener(
@@ -308,20 +321,21 @@ impl Bound {
         }
 
         shutdown.await;
-        // Stop accepting first (the loops drop their listeners and hand
-        // back the connections they hold themselves), so the totals cannot
-        // move after they are read.
+        // Stop accepting first (the loops drop their listeners, and the
+        // idle thread hands back the connections it holds), so the totals
+        // cannot move after they are read.
         stop_accepting_tx.send_replace(true);
-        let mut idle_sets = Vec::new();
-        while let Some(ended) = accepting.join_next().await {
-            idle_sets.extend(ended.ok().flatten());
-        }
+        let idle_set = match idle {
+            Some(idle) => idle.stop().await,
+            None => None,
+        };
+        while accepting.join_next().await.is_some() {}
         let totals = stats.totals();
         // Tasks see the watch; blocked threads see their socket shut down;
         // the idle sets close theirs as they drop.
         stop_tx.send_replace(true);
         shared.registry.stop_all();
-        drop(idle_sets);
+        drop(idle_set);
         drop(shared);
         // recv() returns None once everything that serves dropped its
         // clone of `shared`, and with it the sender.

@@ -69,6 +69,15 @@ impl Shared {
         }
     }
 
+    /// The defaults (hold, async, no cap, no idle timeout): a held
+    /// connection needs nothing but read interest ([`super::idle`]).
+    pub fn plain_hold(&self) -> bool {
+        self.mode == Mode::Hold
+            && self.model == Model::Async
+            && self.permits.is_none()
+            && self.idle_timeout.is_none()
+    }
+
     /// What to do with a connection just accepted (hold and echo modes).
     pub fn admit(&self) -> Admission {
         let (Some(permits), Some(when_full)) = (&self.permits, self.when_full) else {
