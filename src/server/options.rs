@@ -10,7 +10,7 @@ use std::time::Duration;
 pub enum Model {
     /// Event-driven, woken by epoll: C10K's answer. A small task per
     /// connection; a plain holding server (no cap, no idle timeout) keeps
-    /// its connections in an epoll set of each accept loop instead.
+    /// its connections in the epoll set of one accepting thread instead.
     #[default]
     Async,
     /// One OS thread per connection with blocking reads and writes: the
