@@ -127,8 +127,8 @@ pub(super) struct IdleServer {
 
 impl IdleServer {
     /// Starts accepting on `listeners` (non-blocking) on a new thread. If
-    /// the epoll set, the eventfd or the thread cannot be made, the
-    /// listeners are given back, untouched, with the error.
+    /// the epoll set, the eventfd or the thread cannot be made, or the
+    /// listeners cannot be watched, they are given back with the error.
     pub(super) fn start(
         listeners: Vec<TcpListener>,
         stats: Arc<ServerStats>,
@@ -139,20 +139,6 @@ impl IdleServer {
             Err(err) => return Err((err, listeners)),
         };
         let stop = Arc::new(stop);
-        // The thread takes its listeners once it exists: if it cannot be
-        // made, they are still here to give back.
-        let (hand_over, take_over) = std::sync::mpsc::sync_channel::<Acceptor>(1);
-        let (done, ended) = oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name("ceiling-accept".into())
-            .spawn(move || {
-                if let Ok(acceptor) = take_over.recv() {
-                    let _ = done.send(acceptor.run());
-                }
-            });
-        if let Err(err) = thread {
-            return Err((err, listeners));
-        }
         let acceptor = Acceptor {
             epoll,
             ready: vec![false; listeners.len()],
@@ -163,6 +149,23 @@ impl IdleServer {
             backoff: AcceptBackoff::new(),
             resume_at: None,
         };
+        if let Err(err) = acceptor.register() {
+            return Err((err, acceptor.give_back()));
+        }
+        // The thread takes the acceptor once it exists: if it cannot be
+        // made, the listeners are still here to give back.
+        let (hand_over, take_over) = std::sync::mpsc::sync_channel::<Acceptor>(1);
+        let (done, ended) = oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("ceiling-accept".into())
+            .spawn(move || {
+                if let Ok(acceptor) = take_over.recv() {
+                    let _ = done.send(acceptor.run());
+                }
+            });
+        if let Err(err) = thread {
+            return Err((err, acceptor.give_back()));
+        }
         // The thread is waiting in recv(): the send cannot fail.
         let _ = hand_over.send(acceptor);
         Ok(IdleServer { stop, ended })
@@ -203,10 +206,6 @@ struct Acceptor {
 impl Acceptor {
     /// Accepts and holds until the stop signal; returns the held set.
     fn run(mut self) -> IdleSet {
-        if let Err(err) = self.register() {
-            eprintln!("ceiling: serve: cannot watch the listeners: {err}");
-            return self.set;
-        }
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENT_BATCH];
         loop {
             let ready = match self.epoll.wait(&mut events, self.timeout()) {
@@ -241,6 +240,12 @@ impl Acceptor {
                 .add(listener.as_raw_fd(), libc::EPOLLIN | libc::EPOLLET, key)?;
         }
         Ok(())
+    }
+
+    /// The listeners, for a server that cannot use this thread; dropping
+    /// the epoll set takes them out of it.
+    fn give_back(self) -> Vec<TcpListener> {
+        self.listeners
     }
 
     /// How long the next epoll_wait may block: not at all while a backlog
