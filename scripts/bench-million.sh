@@ -22,13 +22,21 @@
 #            its worker processes.
 #
 # Both times thus count starting the client processes and not the servers.
+# While each climbs, the CPU time (utime + stime) of every process on the
+# machine is read from /proc when the first ~1,000 connections are up and
+# again when the file table has grown by 99% of 2 x N (nearly all up): the
+# client side (raw `hold` processes; ceiling's coordinator and workers),
+# the server side (raw `serve`; ceiling serve's processes), and the rest
+# of the machine, so a gap in time can be told from a gap in work.
 # Both close with RST (no TIME_WAIT left behind for the next run). Runs
 # alternate (odd runs raw first, even runs ceiling first); between
 # measurements the script waits until MemAvailable is back to 97% of what
 # it was at the start, or 20 s. It prints each run, the medians and the
 # ratio (ceiling rate / raw rate), and writes
 # results/bench-million-<UTC time>.csv (tool, run, seconds, rate_per_s,
-# wall_s, established, failed).
+# wall_s, established, failed, and the CPU seconds of the climb:
+# cpu_window_s, client_cpu_s, server_cpu_s, other_cpu_s; empty if the file
+# table never grew that far).
 #
 # Needs root (network namespaces) and host room: MemAvailable of at least
 # N x 10 KiB x 1.2 and 2.2 x N free entries in fs.file-max; it checks both
@@ -123,6 +131,15 @@ build_binaries
 tmp=$(mktemp -d)
 raw_pid=""
 lab_pid=""
+cpu_pid=""
+# stop_cpu: ends the climb's CPU sampler if it is still waiting.
+stop_cpu() {
+    if [ -n "$cpu_pid" ]; then
+        kill "$cpu_pid" 2>/dev/null || true
+        wait "$cpu_pid" 2>/dev/null || true
+        cpu_pid=""
+    fi
+}
 cleanup() {
     local pid f
     # The raw pair's processes (their PIDs are written as they start):
@@ -135,6 +152,7 @@ cleanup() {
             fi
         done <"$f"
     done
+    stop_cpu
     for pid in "$raw_pid" "$lab_pid"; do
         [ -n "$pid" ] || continue
         kill "$pid" 2>/dev/null || true
@@ -206,16 +224,23 @@ EOF
 
 mkdir -p results
 csv="results/bench-million-$(date -u +%Y%m%dT%H%M%SZ).csv"
-echo "tool,run,seconds,rate_per_s,wall_s,established,failed" >"$csv"
+echo "tool,run,seconds,rate_per_s,wall_s,established,failed,cpu_window_s,client_cpu_s,server_cpu_s,other_cpu_s" >"$csv"
 warned=0
 
-# record TOOL RUN SECONDS WALL ESTABLISHED FAILED
+# record TOOL RUN SECONDS WALL ESTABLISHED FAILED CPU_FILE
 record() {
-    local rate
+    local rate window="" client="" server="" other=""
     rate=$(awk -v n="$5" -v s="$3" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')
-    echo "$1,$2,$3,$rate,$4,$5,$6" >>"$csv"
+    if [ -s "$7" ]; then
+        read -r window client server other <"$7"
+    fi
+    echo "$1,$2,$3,$rate,$4,$5,$6,$window,$client,$server,$other" >>"$csv"
     printf '  %-8s run %d: %8.3f s  %8d/s  %8d established  %d failed  (wall %.1f s)\n' \
         "$1" "$2" "$3" "$rate" "$5" "$6" "$4" >&2
+    if [ -n "$window" ]; then
+        printf '  %-8s        CPU in the climb: client %.1f s, server %.1f s, rest of the machine %.1f s (over %.1f s)\n' \
+            "" "$client" "$server" "$other" "$window" >&2
+    fi
 }
 
 # settle: until MemAvailable is back to 97% of the starting figure, or 20 s
@@ -226,6 +251,56 @@ settle() {
         sleep 0.5
     done
     echo "  (MemAvailable $(($(mem_kib) / 1024)) MiB after 20 s, was $((mem_avail / 1024)) MiB)" >&2
+}
+
+# cpu_snapshot: "PID TICKS SIDE" per process: utime + stime in clock ticks;
+# SIDE is client or server for the raw pair's and ceiling's processes (from
+# their arguments), other for the rest of the machine. Builtins only: no
+# process started per line.
+cpu_snapshot() {
+    local stat line side
+    local -a f args
+    for stat in /proc/[0-9]*/stat; do
+        read -r line 2>/dev/null <"$stat" || continue
+        read -r -a f <<<"${line##*) }"
+        mapfile -d '' -t args 2>/dev/null <"${stat%stat}cmdline" || continue
+        case "${args[0]:-}:${args[1]:-}" in
+            "$baseline:serve" | "$ceiling:serve") side=server ;;
+            "$baseline:hold" | "$ceiling:lab" | "$ceiling:worker") side=client ;;
+            *) side=other ;;
+        esac
+        # Fields 14 and 15 of the stat line; f[0] is field 3.
+        echo "${stat//[^0-9]/} $((f[11] + f[12])) $side"
+    done
+}
+
+# climb_cpu OUT PID: waits for the climb to start (the file table ~2,000
+# above where it was), takes a snapshot, waits for it to end (99% of 2 x N
+# above: a server may be a little behind the clients in accepting, and a
+# socket counts as a file only once accepted), takes another, and writes
+# "window client server other" in seconds to OUT. Gives up, writing
+# nothing, if PID ends first.
+climb_cpu() {
+    local out=$1 pid=$2 base used t0 t1
+    read -r base _ _ </proc/sys/fs/file-nr
+    while read -r used _ _ </proc/sys/fs/file-nr; [ "$used" -lt $((base + 2000)) ]; do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.01
+    done
+    t0=$EPOCHREALTIME
+    cpu_snapshot >"$out.0"
+    while read -r used _ _ </proc/sys/fs/file-nr; [ "$used" -lt $((base + 2 * n * 99 / 100)) ]; do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.02
+    done
+    t1=$EPOCHREALTIME
+    cpu_snapshot >"$out.1"
+    awk -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+        -v hz="$(getconf CLK_TCK)" '
+        NR == FNR { before[$1] = $2; next }
+        { cpu[$3] += $2 - before[$1] }
+        END { printf "%.1f %.2f %.2f %.2f\n", w, cpu["client"] / hz, cpu["server"] / hz, cpu["other"] / hz }
+    ' "$out.0" "$out.1" >"$out"
 }
 
 run_raw() {
@@ -239,8 +314,11 @@ run_raw() {
         "$tmp/raw-pair.sh" "$baseline" "$n" "$servers" "$sources" "$dir" \
         >"$dir/pair.log" 2>&1 &
     raw_pid=$!
+    climb_cpu "$dir/cpu" "$raw_pid" &
+    cpu_pid=$!
     wait "$raw_pid" || rc=$?
     raw_pid=""
+    stop_cpu
     t1=$EPOCHREALTIME
     if [ "$rc" != 0 ] || [ ! -f "$dir/t0" ]; then
         echo "$0: the raw pair failed (exit $rc):" >&2
@@ -274,7 +352,8 @@ run_raw() {
         warned=1
     fi
     record raw "$run" "$(awk -v a="$start" -v b="$last" 'BEGIN { printf "%.4f", b - a }')" \
-        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')" "$est" "$((n - est))"
+        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')" "$est" "$((n - est))" \
+        "$dir/cpu"
 }
 
 run_ceiling() {
@@ -284,8 +363,11 @@ run_ceiling() {
         --duration "${duration}s" --close rst --ui none --out "$out" \
         >"$tmp/ceiling-$run.log" 2>&1 &
     lab_pid=$!
+    climb_cpu "$out.cpu" "$lab_pid" &
+    cpu_pid=$!
     wait "$lab_pid" || rc=$?
     lab_pid=""
+    stop_cpu
     t1=$EPOCHREALTIME
     if [ ! -f "$out/summary.json" ]; then
         echo "$0: ceiling lab failed (exit $rc):" >&2
@@ -301,7 +383,7 @@ run_ceiling() {
         warned=1
     fi
     record ceiling "$run" "$(awk -v d="$secs" 'BEGIN { printf "%.4f", d }')" \
-        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')" "$est" "$failed"
+        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')" "$est" "$failed" "$out.cpu"
 }
 
 echo "$n connections: raw pair $servers servers + $sources clients ($source_range)," \
