@@ -182,7 +182,10 @@ pub fn execute(
     } = driven?;
     restored.context("cannot restore the terminal")?;
     let interrupted = engine.stop_reason() == Some(StopReason::Interrupted);
-    engine.join();
+    let panics = engine.join();
+    for panic in &panics {
+        eprintln!("ceiling: {panic}");
+    }
     if let Some(target) = embedded {
         target.stop();
     }
@@ -214,7 +217,7 @@ pub fn execute(
         plan: plan_note,
         stopped: host_room_stop,
     };
-    summary.aborted |= summary.safety.stopped.is_some();
+    summary.aborted |= summary.safety.stopped.is_some() || !panics.is_empty();
     summary.lab = lab.map(|session| session.report());
     results
         .finish(&summary, &last)
@@ -222,6 +225,9 @@ pub fn execute(
     print!("{}", sink::text::render(&summary, results.path()));
     Ok(if interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
+    } else if !panics.is_empty() {
+        // A bug in ceiling, not a finding about the target.
+        ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })

@@ -83,15 +83,24 @@ pub fn worker() -> anyhow::Result<ExitCode> {
         }
         let every = report_every(spec.workers);
         let reported = report_until_done(&engine, stdin, start, source_count, every).await;
-        engine.join();
-        reported
+        let panics = engine.join();
+        reported.map(|()| panics)
     });
     // The stdin reader sits in a blocking read() that only the coordinator
     // can end; waiting for it would keep this process alive, and the
     // coordinator waits for it to exit.
     runtime.shutdown_background();
-    ran?;
-    Ok(ExitCode::SUCCESS)
+    let panics = ran?;
+    for panic in &panics {
+        eprintln!("ceiling worker: {panic}");
+    }
+    // A failed exit: the coordinator records this process's death, with
+    // the lines above as its stderr.
+    Ok(if panics.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Reports every tick and follows the controls until every worker thread

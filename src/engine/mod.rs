@@ -371,14 +371,68 @@ impl Engine {
         rate::rate_at(self.shared.settings.pace, offset) * schedule.factor()
     }
 
-    /// Waits for every worker thread to end.
-    pub fn join(self) {
+    /// Waits for every worker thread to end; returns a line for each that
+    /// panicked (its name and message). Its connections were closed as it
+    /// unwound, and what it recorded in its last moments may be missing.
+    pub fn join(self) -> Vec<String> {
+        let mut panics = Vec::new();
         for handle in self.threads {
-            if handle.join().is_err() {
-                eprintln!(
-                    "ceiling: a worker thread panicked; its last second of results may be missing"
-                );
+            let name = handle.thread().name().unwrap_or("worker").to_string();
+            if let Err(payload) = handle.join() {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(no message)");
+                panics.push(format!(
+                    "worker thread {name} panicked: {message}; its connections were closed and \
+                     its last results may be missing"
+                ));
             }
         }
+        panics
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_names_each_thread_that_panicked_and_its_message() {
+        let plan = Plan::new(vec![], vec!["127.0.0.1:9".parse().unwrap()], None, 1);
+        let settings = Settings {
+            pace: Pace::Unlimited,
+            hold: HoldMode::For(Duration::from_secs(1)),
+            duration: None,
+            connect_timeout: Duration::from_secs(1),
+            echo: None,
+            close: CloseMode::Fin,
+            stop_at_first_limit: false,
+            bind_address_no_port: true,
+        };
+        let bodies: Vec<WorkerBody> = vec![
+            Box::new(|_, _| {}),
+            Box::new(|_, _| panic!("a bug in worker 1")),
+            Box::new(|_, _| panic!("{} in worker 2", "a formatted bug")),
+        ];
+        let launch = Launch {
+            start: Instant::now(),
+            target_local: vec![true],
+            listen_drops_at_start: None,
+        };
+        let engine = Engine::launch(plan, settings, bodies, launch).unwrap();
+        let panics = engine.join();
+        assert_eq!(panics.len(), 2, "{panics:?}");
+        assert!(
+            panics[0].starts_with("worker thread ceiling-worker-1 panicked: a bug in worker 1;"),
+            "{panics:?}"
+        );
+        assert!(
+            panics[1].starts_with(
+                "worker thread ceiling-worker-2 panicked: a formatted bug in worker 2;"
+            ),
+            "{panics:?}"
+        );
     }
 }
