@@ -2,6 +2,10 @@
 //! their typed form here (durations, counts, addresses), but merging with a
 //! scenario file and validation happen in `scenario`; these types stop at
 //! `cmd/`.
+// The doc comments below are also clap's --help text, written for a
+// terminal: `[lab]` is a scenario's table, not a rustdoc link, and
+// `<name>` a placeholder, not HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -215,7 +215,7 @@ fn tcp_info_fd(fd: std::os::fd::RawFd) -> Option<libc::tcp_info> {
 }
 
 /// Whether the handshake has completed already (one TCP_INFO read; see
-/// [`handshake_completed`]), with its SYN retransmissions; None while it
+/// `handshake_completed`), with its SYN retransmissions; None while it
 /// is under way or if it failed.
 pub fn established_now(fd: &impl AsFd) -> Option<u32> {
     tcp_info_fd(fd.as_fd().as_raw_fd())
