@@ -240,6 +240,9 @@ record() {
     if [ -n "$window" ]; then
         printf '  %-8s        CPU in the climb: client %.1f s, server %.1f s, rest of the machine %.1f s (over %.1f s)\n' \
             "" "$client" "$server" "$other" "$window" >&2
+    else
+        printf '  %-8s        CPU in the climb: not measured: %s\n' "" \
+            "$(cat "$7.skip" 2>/dev/null || echo "the sampler ended early")" >&2
     fi
 }
 
@@ -278,19 +281,25 @@ cpu_snapshot() {
 # above where it was), takes a snapshot, waits for it to end (99% of 2 x N
 # above: a server may be a little behind the clients in accepting, and a
 # socket counts as a file only once accepted), takes another, and writes
-# "window client server other" in seconds to OUT. Gives up, writing
-# nothing, if PID ends first.
+# "window client server other" in seconds to OUT. If PID ends first, it
+# writes why it gave up to OUT.skip instead.
 climb_cpu() {
     local out=$1 pid=$2 base used t0 t1
     read -r base _ _ </proc/sys/fs/file-nr
     while read -r used _ _ </proc/sys/fs/file-nr; [ "$used" -lt $((base + 2000)) ]; do
-        kill -0 "$pid" 2>/dev/null || return 0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "the file table never grew by 2,000 (from $base)" >"$out.skip"
+            return 0
+        fi
         sleep 0.01
     done
     t0=$EPOCHREALTIME
     cpu_snapshot >"$out.0"
     while read -r used _ _ </proc/sys/fs/file-nr; [ "$used" -lt $((base + 2 * n * 99 / 100)) ]; do
-        kill -0 "$pid" 2>/dev/null || return 0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "the file table reached $used, short of $((base + 2 * n * 99 / 100))" >"$out.skip"
+            return 0
+        fi
         sleep 0.02
     done
     t1=$EPOCHREALTIME
