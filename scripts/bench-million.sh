@@ -277,6 +277,19 @@ cpu_snapshot() {
     done
 }
 
+# files_reach COUNT PID SKIP: waits until the file table holds COUNT
+# files; fails, saying so in SKIP, if PID ends first.
+files_reach() {
+    local used
+    while read -r used _ _ </proc/sys/fs/file-nr; [ "$used" -lt "$1" ]; do
+        if ! kill -0 "$2" 2>/dev/null; then
+            echo "the file table reached $used, short of $1" >"$3"
+            return 1
+        fi
+        sleep 0.01
+    done
+}
+
 # climb_cpu OUT PID: waits for the climb to start (the file table ~2,000
 # above where it was), takes a snapshot, waits for it to end (99% of 2 x N
 # above: a server may be a little behind the clients in accepting, and a
@@ -284,24 +297,12 @@ cpu_snapshot() {
 # "window client server other" in seconds to OUT. If PID ends first, it
 # writes why it gave up to OUT.skip instead.
 climb_cpu() {
-    local out=$1 pid=$2 base used t0 t1
+    local out=$1 pid=$2 base t0 t1
     read -r base _ _ </proc/sys/fs/file-nr
-    while read -r used _ _ </proc/sys/fs/file-nr; [ "$used" -lt $((base + 2000)) ]; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "the file table never grew by 2,000 (from $base)" >"$out.skip"
-            return 0
-        fi
-        sleep 0.01
-    done
+    files_reach $((base + 2000)) "$pid" "$out.skip" || return 0
     t0=$EPOCHREALTIME
     cpu_snapshot >"$out.0"
-    while read -r used _ _ </proc/sys/fs/file-nr; [ "$used" -lt $((base + 2 * n * 99 / 100)) ]; do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            echo "the file table reached $used, short of $((base + 2 * n * 99 / 100))" >"$out.skip"
-            return 0
-        fi
-        sleep 0.02
-    done
+    files_reach $((base + 2 * n * 99 / 100)) "$pid" "$out.skip" || return 0
     t1=$EPOCHREALTIME
     cpu_snapshot >"$out.1"
     awk -v w="$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \

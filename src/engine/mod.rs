@@ -395,13 +395,10 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn join_names_each_thread_that_panicked_and_its_message() {
-        let plan = Plan::new(vec![], vec!["127.0.0.1:9".parse().unwrap()], None, 1);
-        let settings = Settings {
+impl Settings {
+    /// One-second hold and connect timeout, FIN close, no pacing.
+    pub(crate) fn for_tests() -> Settings {
+        Settings {
             pace: Pace::Unlimited,
             hold: HoldMode::For(Duration::from_secs(1)),
             duration: None,
@@ -410,7 +407,18 @@ mod tests {
             close: CloseMode::Fin,
             stop_at_first_limit: false,
             bind_address_no_port: true,
-        };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_names_each_thread_that_panicked_and_its_message() {
+        let plan = Plan::new(vec![], vec!["127.0.0.1:9".parse().unwrap()], None, 1);
+        let settings = Settings::for_tests();
         let bodies: Vec<WorkerBody> = vec![
             Box::new(|_, _| {}),
             Box::new(|_, _| panic!("a bug in worker 1")),

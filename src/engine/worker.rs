@@ -601,8 +601,6 @@ mod tests {
     use super::*;
     use crate::engine::rate::Schedule;
     use crate::engine::{Control, Settings};
-    use crate::scenario::Pace;
-    use crate::scenario::units::CloseMode;
 
     /// A worker of a one-attempt plan to 127.0.0.1:9, outside any runtime.
     fn test_worker() -> Rc<Worker> {
@@ -617,16 +615,7 @@ mod tests {
                 None,
                 1,
             ),
-            settings: Settings {
-                pace: Pace::Unlimited,
-                hold: HoldMode::For(Duration::from_secs(1)),
-                duration: None,
-                connect_timeout: Duration::from_secs(1),
-                echo: None,
-                close: CloseMode::Fin,
-                stop_at_first_limit: false,
-                bind_address_no_port: true,
-            },
+            settings: Settings::for_tests(),
             start: Instant::now(),
             target_local: vec![true],
             listen_drops_at_start: None,
