@@ -179,8 +179,12 @@ fn explore_ladder_walks_ports_sources_fds_processes_to_the_bound() {
     }
     // A port range of 100, then 400: at most that many held, plus one.
     // Under a loaded full test run one climb once counted 401 established
-    // with 400 held at its limit and none closed by the server; what let
-    // the extra one in is not understood yet (issue 3's note).
+    // with 400 held at its limit and none closed by the server: most likely
+    // one worker thread closed its connections at the stop while another
+    // still started an attempt, which took a freed port. Workers now wait
+    // for each other to stop opening before they close
+    // (Shared::wait_for_openers); the +1 stays allowed because that race
+    // cannot be produced on demand to show it gone.
     assert!((80..=101).contains(&rows[0].ceiling), "{rows:#?}");
     assert!(rows[1].ceiling <= 401, "{rows:#?}");
     assert!(rows[2].ceiling < 600, "{rows:#?}");

@@ -117,7 +117,28 @@ impl Shared {
             }
         });
     }
+
+    /// After a stop or the run's end: waits, at most [`OPENERS_WAIT`], until
+    /// no worker thread of this process is still starting attempts. Each
+    /// sees a stop at its next check; one that closed its connections first
+    /// would free ports (or fds) for an attempt another still starts, and a
+    /// run stopped at a limit would count a connection past that limit.
+    pub fn wait_for_openers(&self) {
+        let ended = self.control.borrow().stop.is_some() || Instant::now() >= self.run_deadline();
+        let give_up = std::time::Instant::now() + OPENERS_WAIT;
+        while ended
+            && self.opening_workers.load(Ordering::SeqCst) > 0
+            && std::time::Instant::now() < give_up
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
+
+/// The longest a stopped worker waits for the others to stop opening
+/// before it closes its connections (a worker checks for a stop before
+/// each attempt: they take microseconds).
+const OPENERS_WAIT: Duration = Duration::from_secs(1);
 
 /// A running engine.
 pub struct Engine {

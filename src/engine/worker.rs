@@ -102,6 +102,7 @@ pub fn run(
         cpu_measured_calls: Cell::new(0),
     });
     local.block_on(&runtime, Rc::clone(&worker).drive(segment));
+    worker.shared.wait_for_openers();
     // Tasks still holding connections are dropped here; their sockets close.
     drop(local);
     if let Some(holder) = &worker.holder {
