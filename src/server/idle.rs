@@ -144,8 +144,7 @@ impl IdleServer {
             ready: vec![false; listeners.len()],
             listeners,
             stop: Arc::clone(&stop),
-            set: IdleSet::new(Arc::clone(&stats)),
-            stats,
+            set: IdleSet::new(stats),
             backoff: AcceptBackoff::new(),
             resume_at: None,
         };
@@ -197,7 +196,6 @@ struct Acceptor {
     /// Kept open while it is in the epoll set.
     stop: Arc<StopSignal>,
     set: IdleSet,
-    stats: Arc<ServerStats>,
     backoff: AcceptBackoff,
     /// After an accept() failure for lack of fds or memory: when to retry.
     resume_at: Option<Instant>,
@@ -267,7 +265,6 @@ impl Acceptor {
             }
             self.resume_at = None;
         }
-        let stats = &self.stats;
         for (listener, ready) in self.listeners.iter().zip(&mut self.ready) {
             if !*ready {
                 continue;
@@ -276,7 +273,7 @@ impl Acceptor {
                 match accept(listener) {
                     Ok(fd) => {
                         self.backoff.succeeded();
-                        stats.accepted.fetch_add(1, Ordering::Relaxed);
+                        self.set.stats.accepted.fetch_add(1, Ordering::Relaxed);
                         // Refused by epoll_ctl (no memory): closed, not held.
                         let _ = self.set.add(&self.epoll, fd);
                     }
@@ -286,7 +283,7 @@ impl Acceptor {
                     }
                     Err(err) => {
                         if classify_accept_error(&err) == AcceptErrorKind::Resource {
-                            stats.accept_errors.fetch_add(1, Ordering::Relaxed);
+                            self.set.stats.accept_errors.fetch_add(1, Ordering::Relaxed);
                             // The backlog still waits: `ready` stays set.
                             self.resume_at = Some(Instant::now() + self.backoff.failed());
                             return;
