@@ -31,8 +31,12 @@ pub enum Command {
     /// Open, hold and close connections; classify failures; write results.
     ///
     /// With no target (neither --target nor in the scenario file), ceiling
-    /// starts its built-in target server in this process on a free loopback
-    /// port and runs against it.
+    /// starts its built-in target server as a child process (`ceiling
+    /// serve`, with as many server processes as the connections need) on a
+    /// free loopback port and runs against it. With more connections held
+    /// at once than one process's fd limit and neither --processes nor
+    /// --fd-limit given, the driver takes worker processes by itself and
+    /// says so.
     Run(Box<RunArgs>),
     /// Run a scenario in a disposable network namespace with its [lab]
     /// settings (root).

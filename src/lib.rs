@@ -23,6 +23,8 @@
 //!   the server keep idle sockets without a task each.
 //! - [`explore`]: `ceiling explore`'s ladder: from the limit a climb hit,
 //!   the change the next climb makes; the ladder's table and files.
+//! - [`runner`]: what `run`, `lab` and `explore` share about one run: the
+//!   built-in target server as a child `ceiling serve`.
 //! - [`lab`]: `ceiling lab`'s disposable network namespace (loopback up,
 //!   per-namespace sysctls) and memory cgroup.
 //!
@@ -38,6 +40,7 @@ pub mod epoll;
 pub mod explore;
 pub mod lab;
 pub mod model;
+pub mod runner;
 pub mod scenario;
 pub mod server;
 pub mod sink;

@@ -457,3 +457,109 @@ fn memory_cgroup_holds_a_child_and_is_removed() {
     drop(cgroup);
     assert!(!path.exists(), "{} left behind", path.display());
 }
+
+/// A `ceiling lab` with two worker processes in a memory cgroup, holding
+/// until its bound: started, and its cgroup path once the workers are in
+/// it.
+fn lab_holding_in_a_cgroup(tmp: &Path) -> (std::process::Child, PathBuf) {
+    let file = tmp.join("held.toml");
+    std::fs::write(
+        &file,
+        "name = \"held\"\nconnections = 16000\nrate = 4000\nhold = \"end\"\nduration = \"40s\"\n\
+         processes = 2\n[lab]\nmemory_limit = \"256MiB\"\n",
+    )
+    .unwrap();
+    let child = ceiling()
+        .arg("lab")
+        .arg(&file)
+        .args(["--ui", "none", "--out"])
+        .arg(tmp.join("results"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ceiling lab starts");
+    let cgroup = PathBuf::from(format!("/sys/fs/cgroup/memory/ceiling-lab-{}", child.id()));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(cgroup.join("cgroup.procs"))
+        .map_or(true, |procs| procs.split_whitespace().count() < 2)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not get its 2 workers within 20 s",
+            cgroup.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, cgroup)
+}
+
+fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: kill(2) on the PID of our own unreaped child.
+    unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+}
+
+/// A second Ctrl-C exits at once; the cgroup goes with it (its workers
+/// killed first: a cgroup with processes cannot be removed).
+#[test]
+fn lab_double_ctrl_c_removes_its_memory_cgroup() {
+    if !require_netns("lab_double_ctrl_c") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, cgroup) = lab_holding_in_a_cgroup(tmp.path());
+    // Mid-climb, with thousands held: the graceful stop the first Ctrl-C
+    // starts is still closing them when the second comes.
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&child, libc::SIGINT);
+    std::thread::sleep(Duration::from_millis(2));
+    signal(&child, libc::SIGINT);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "lab did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        !cgroup.exists(),
+        "{} left behind after a double Ctrl-C:\n{}",
+        cgroup.display(),
+        text(&out.stderr)
+    );
+}
+
+/// A SIGKILLed lab runs no cleanup; the next `ceiling lab` removes what it
+/// left.
+#[test]
+fn lab_removes_the_cgroup_a_killed_lab_left() {
+    if !require_netns("lab_removes_stale_cgroup") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, cgroup) = lab_holding_in_a_cgroup(tmp.path());
+    signal(&child, libc::SIGKILL);
+    child.wait().unwrap();
+    assert!(cgroup.exists(), "a SIGKILLed lab cleaned up after itself?");
+    let next = tmp.path().join("next");
+    let mut cmd = ceiling();
+    cmd.args([
+        "lab",
+        "--connections",
+        "5",
+        "--rate",
+        "100",
+        "--hold",
+        "100ms",
+    ])
+    .args(["--ui", "none", "--out"])
+    .arg(&next);
+    let output = run_bounded(cmd, BOUND);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    // Another lab test running at the same time may have removed it first;
+    // either way it must be gone.
+    assert!(
+        !cgroup.exists(),
+        "{} still there after the next lab:\n{}",
+        cgroup.display(),
+        text(&output.stderr)
+    );
+}

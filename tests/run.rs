@@ -102,6 +102,47 @@ fn the_embedded_default_target_needs_no_setup() {
     assert!(text(&output.stderr).contains("built-in server"));
 }
 
+/// Past one process's fds with no target and no --processes: the built-in
+/// target is a child of its own (two fds per connection in one process
+/// stopped at ~10,000 before) and the driver takes worker processes by
+/// itself, saying so.
+#[test]
+fn the_embedded_target_holds_past_one_process_fd_table() {
+    let Finished {
+        output,
+        summary: s,
+        _tmp,
+        ..
+    } = run_ok(&["--connections", "50k", "--rate", "0", "--hold", "3s"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(s["totals"]["attempted"], 50_000, "{stderr}");
+    assert_eq!(s["totals"]["established"], 50_000, "{stderr}");
+    assert!(s["first_limit"].is_null(), "{}", s["first_limit"]);
+    assert!(
+        s["workers"]["processes"].as_u64().unwrap() >= 3,
+        "{}",
+        s["workers"]
+    );
+    assert!(stderr.contains("worker processes"), "{stderr}");
+    assert!(stderr.contains("--processes"), "{stderr}");
+    assert!(stderr.contains("server processes"), "{stderr}");
+}
+
+/// A run refused before load (here: more sockets than the host's memory)
+/// creates nothing: no results directory, no server.
+#[test]
+fn a_refused_run_creates_nothing() {
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(run_args(&out))
+        .args(["--connections", "100m", "--rate", "0"]);
+    let output = run_bounded(cmd, BOUND);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(!out.exists(), "{} was created: {stderr}", out.display());
+    assert!(!stderr.contains("built-in server"), "{stderr}");
+}
+
 #[test]
 fn echo_mode_measures_round_trips() {
     let server = Server::start(&["--mode", "echo"]);

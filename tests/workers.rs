@@ -83,19 +83,6 @@ fn a_bad_process_count_is_a_usage_error_with_the_accepted_forms() {
     }
 }
 
-#[test]
-fn the_built_in_target_in_process_refuses_more_than_its_fd_limit_can_hold() {
-    let output = ceiling()
-        .args(["run", "--processes", "auto", "--connections", "100k"])
-        .args(["--ui", "none", "--out"])
-        .arg(out_dir().1)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let err = text(&output.stderr);
-    assert!(err.contains("ceiling serve"), "{err}");
-}
-
 /// The worker processes of the ceiling process `pid`.
 fn worker_pids(pid: u32) -> Vec<u32> {
     let mut pids = Vec::new();

@@ -10,20 +10,12 @@
 //! first), the cgroup is removed, and the anonymous namespace disappears
 //! with the last process in it.
 //!
-//! Why the server is a child process and not a thread of ceiling: the two
-//! ends of every connection would otherwise share one fd table (20,000 fds
-//! at most here, so ~10,000 connections), the fd-limit scenario could not
-//! tell whose EMFILE it sees, and the driver's memory cgroup would include
-//! the server.
+//! The server is a child process ([`TargetServer`]), as for `ceiling run`:
+//! its fds, memory and EMFILE are not the driver's.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
@@ -31,13 +23,11 @@ use crate::UsageError;
 use crate::cli::RunArgs;
 use crate::cmd::run;
 use crate::engine::procs::WorkerCgroup;
-use crate::lab::cgroup::MemoryCgroup;
+use crate::lab::cgroup::{self, MemoryCgroup};
 use crate::lab::{NetNamespace, SysctlWrite};
 use crate::model::{LabCgroupReport, LabReport, LabServerReport};
-use crate::scenario::lab::{Lab, LabServer};
-
-/// How long the child server may take to print its `listening on` lines.
-const SERVER_START: Duration = Duration::from_secs(5);
+use crate::runner::target::{self, TargetServer};
+use crate::scenario::lab::Lab;
 
 /// The cgroup to remove if ceiling exits without unwinding (a second
 /// Ctrl-C calls `exit`).
@@ -53,6 +43,7 @@ pub fn lab(args: RunArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
+    remove_stale_cgroups();
     let ui = args.ui;
     let out = args.out.clone();
     let scenario = run::build_scenario(args, true)?;
@@ -94,8 +85,8 @@ pub fn lab(args: RunArgs) -> anyhow::Result<ExitCode> {
             cgroup.limit_bytes()
         );
     }
-    let server_processes = run::processes_to_hold(scenario.connections)?;
-    let server = ChildServer::start(&scenario.targets, &lab.server, server_processes)
+    let server_processes = target::processes_to_hold(scenario.connections)?;
+    let server = TargetServer::start(&scenario.targets, &lab.server, server_processes)
         .context("cannot start the lab's built-in server")?;
     eprintln!(
         "ceiling: lab: new network namespace{}; built-in server (pid {}) on {}",
@@ -115,12 +106,39 @@ pub fn lab(args: RunArgs) -> anyhow::Result<ExitCode> {
     code
 }
 
-/// Removes the lab's cgroup now: for exits that skip destructors.
+/// Removes the lab's cgroup now, its worker processes killed first: for
+/// exits that skip destructors (a second Ctrl-C).
 pub fn cleanup_before_exit() {
     if let Ok(mut slot) = CGROUP_ON_EXIT.lock()
         && let Some(path) = slot.take()
+        && let Err(e) = cgroup::remove(&path)
     {
-        let _ = std::fs::remove_dir(path);
+        eprintln!("ceiling: {e}");
+    }
+}
+
+/// Removes the cgroups that SIGKILLed `ceiling lab`s left behind, and says
+/// so in one line.
+fn remove_stale_cgroups() {
+    let done = cgroup::remove_stale(None);
+    let removed: Vec<String> = done
+        .iter()
+        .filter_map(|s| match s {
+            cgroup::Stale::Removed(path) => Some(path.display().to_string()),
+            cgroup::Stale::Kept(..) => None,
+        })
+        .collect();
+    if !removed.is_empty() {
+        eprintln!(
+            "ceiling: removed {} lab cgroup(s) left by ceiling processes that are gone: {}",
+            removed.len(),
+            removed.join(", ")
+        );
+    }
+    for stale in &done {
+        if let cgroup::Stale::Kept(_, why) = stale {
+            eprintln!("ceiling: {why}");
+        }
     }
 }
 
@@ -137,7 +155,7 @@ fn describe_sysctls(applied: &[(String, String)]) -> String {
 pub struct Session {
     namespace: NetNamespace,
     lab: Lab,
-    server: ChildServer,
+    server: TargetServer,
     cgroup: Option<Arc<MemoryCgroup>>,
 }
 
@@ -157,7 +175,12 @@ impl Session {
                 .into(),
             sysctls: self.namespace.applied().iter().cloned().collect(),
             server: LabServerReport {
-                listen: self.server.listen.iter().map(ToString::to_string).collect(),
+                listen: self
+                    .server
+                    .listen()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
                 backlog: self.lab.server.backlog,
                 accept: self.lab.server.accept,
                 mode: self.lab.server.mode.as_str().into(),
@@ -170,139 +193,5 @@ impl Session {
                 members: c.members(),
             }),
         }
-    }
-}
-
-/// `ceiling serve` as a child process in the namespace; killed on drop.
-struct ChildServer {
-    child: Child,
-    listen: Vec<SocketAddr>,
-}
-
-impl ChildServer {
-    /// `processes` > 1: `serve --processes`, so the server side too can
-    /// hold more than one process's fd limit.
-    fn start(
-        targets: &[SocketAddr],
-        config: &LabServer,
-        processes: u64,
-    ) -> anyhow::Result<ChildServer> {
-        let exe = std::env::current_exe().context("cannot find ceiling's own executable")?;
-        let mut cmd = Command::new(exe);
-        cmd.arg("serve");
-        for target in targets {
-            cmd.arg("--listen").arg(target.to_string());
-        }
-        cmd.args(["--backlog", &config.backlog.to_string()])
-            .args(["--mode", config.mode.as_str()]);
-        if !config.accept {
-            cmd.arg("--no-accept");
-        }
-        // The scenario's server_processes, or more when the connections
-        // need them.
-        let processes = processes.max(config.processes as u64);
-        if processes > 1 {
-            cmd.args(["--processes", &processes.to_string()]);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // SAFETY: between fork and exec only async-signal-safe calls: prctl,
-        // getrlimit, setrlimit.
-        unsafe {
-            cmd.pre_exec(|| {
-                // If ceiling dies without killing it, the kernel does.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The server's fds are its own: its soft limit goes to the
-                // hard one, whatever the driver's --fd-limit.
-                let mut lim = libc::rlimit {
-                    rlim_cur: 0,
-                    rlim_max: 0,
-                };
-                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
-                    lim.rlim_cur = lim.rlim_max;
-                    libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().context("cannot spawn `ceiling serve`")?;
-        let stdout = child.stdout.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("lab-serve-out".into())
-            .spawn(move || {
-                // Reads until the child exits, so its pipe never fills.
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    let _ = tx.send(line);
-                }
-            })?;
-        let errors = std::thread::Builder::new()
-            .name("lab-serve-err".into())
-            .spawn(move || {
-                let mut text = String::new();
-                let _ = stderr.read_to_string(&mut text);
-                text
-            })?;
-        let mut server = ChildServer {
-            child,
-            listen: Vec::new(),
-        };
-        let deadline = Instant::now() + SERVER_START;
-        while server.listen.len() < targets.len() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(addr) = line.strip_prefix("listening on ")
-                        && let Ok(addr) = addr.trim().parse()
-                    {
-                        server.listen.push(addr);
-                    }
-                }
-                Err(_) => {
-                    server.kill();
-                    let said = errors.join().unwrap_or_default();
-                    anyhow::bail!(
-                        "`ceiling serve` did not listen on {} within {:?}: {}",
-                        targets
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        SERVER_START,
-                        said.trim()
-                    );
-                }
-            }
-        }
-        Ok(server)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn listen_text(&self) -> String {
-        self.listen
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    fn kill(&mut self) {
-        // By PID: our own child, still unreaped, so the PID is still its.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

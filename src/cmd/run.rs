@@ -25,10 +25,11 @@ use crate::model::{
     FailureEvent, FailureGroup, FirstLimit, HostReport, LimitKind, SCHEMA_VERSION, Safety, Summary,
     WorkersReport, errno_name, thousands,
 };
+use crate::runner::target::{self, TargetServer};
 use crate::scenario::Pace;
+use crate::scenario::lab::LabServer;
 use crate::scenario::units::{DriverMode, HoldMode, PortPick, Processes};
 use crate::scenario::{self, Scenario, ScenarioSpec};
-use crate::server::{self, ServerConfig};
 use crate::sink::{self, ResultsDir};
 use crate::stats::{Aggregator, Phase, Snapshot, percentiles};
 use crate::ui::tui::{self, Action, Controls, HostPanel, RunContext};
@@ -81,37 +82,49 @@ pub fn execute(
             ))
         })?;
     }
+    // Everything that can refuse the run is checked before anything is
+    // created: no results directory, no server, for a run that never starts.
+    let embedded_target = scenario.uses_embedded_target() && lab.is_none();
+    let target_local: Vec<bool> = if embedded_target {
+        vec![true]
+    } else {
+        scenario
+            .targets
+            .iter()
+            .map(|t| host::is_local_target(*t))
+            .collect()
+    };
+    let layout = WorkerLayout::choose(&scenario, fd_hard)?;
+    let plan_note = check_host_room(&scenario, &target_local, lab.is_some() || embedded_target)?;
     let out = out.unwrap_or_else(|| default_results_dir(&scenario.name));
+
+    let embedded = embedded_target
+        .then(|| start_embedded_target(peak_connections_estimate(&scenario)))
+        .transpose()?;
+    if let Some(target) = &embedded {
+        scenario.targets = target.listen().to_vec();
+        eprintln!(
+            "ceiling: no target given: running against the built-in server on {} (a child \
+             `ceiling serve`, pid {}{})",
+            target.listen_text(),
+            target.pid(),
+            match target.processes() {
+                1 => String::new(),
+                n => format!(", {n} server processes"),
+            }
+        );
+    }
     let mut results = ResultsDir::create(&out)
         .map_err(|e| UsageError(format!("cannot write results to '{}': {e}", out.display())))?;
 
-    let embedded = (scenario.uses_embedded_target() && lab.is_none())
-        .then(start_embedded_target)
-        .transpose()?;
-    let embedded_target = embedded.is_some();
-    if let Some(target) = &embedded {
-        scenario.targets = target.addrs.clone();
-        eprintln!(
-            "ceiling: no target given: running against the built-in server on {} (in this process)",
-            target.addrs[0]
-        );
-    }
-
     let host_start = host::probe();
     let listen_drops_at_start = host::listen_drop_count();
-    let target_local: Vec<bool> = scenario
-        .targets
-        .iter()
-        .map(|t| host::is_local_target(*t))
-        .collect();
     let plan = Plan::new(
         scenario.sources.clone(),
         scenario.targets.clone(),
         scenario.source_ports,
         scenario.connections,
     );
-    let layout = WorkerLayout::choose(&scenario, fd_hard, embedded_target)?;
-    let plan_note = check_host_room(&scenario, &target_local, lab.is_some())?;
     if layout.processes > 0 {
         eprintln!("ceiling: {}", layout.reason);
     }
@@ -186,9 +199,8 @@ pub fn execute(
     for panic in &panics {
         eprintln!("ceiling: {panic}");
     }
-    if let Some(target) = embedded {
-        target.stop();
-    }
+    // The built-in target goes once the driver has closed its side.
+    drop(embedded);
 
     let host_end = host::probe();
     let facts = run.facts(&last, host_at_limit.as_ref());
@@ -386,11 +398,12 @@ const FDS_KEPT_PER_PROCESS: u64 = 64;
 fn check_host_room(
     scenario: &Scenario,
     target_local: &[bool],
-    lab: bool,
+    own_server: bool,
 ) -> anyhow::Result<String> {
     let connections = peak_connections_estimate(scenario);
-    // A target on this host holds the other end of each connection.
-    let server_here = lab || (!target_local.is_empty() && target_local.iter().all(|&l| l));
+    // A target on this host (ceiling's own server included) holds the
+    // other end of each connection.
+    let server_here = own_server || (!target_local.is_empty() && target_local.iter().all(|&l| l));
     let sockets = connections * if server_here { 2 } else { 1 };
     let Some(room) = Room::read() else {
         return Ok("host room: /proc/meminfo or fs.file-nr unreadable: not checked".into());
@@ -419,16 +432,6 @@ fn peak_connections_estimate(scenario: &Scenario) -> u64 {
     }
 }
 
-/// Server processes needed to accept `connections` under SO_REUSEPORT:
-/// the kernel spreads connections by hash, not evenly, so each process is
-/// planned at 85% of its hard fd limit (a few standard deviations of room
-/// at tens of thousands each).
-pub fn processes_to_hold(connections: u64) -> anyhow::Result<u64> {
-    let (_, hard) = host::nofile_limits().context("cannot read RLIMIT_NOFILE")?;
-    let per_process = hard.saturating_sub(FDS_KEPT_PER_PROCESS).max(1) * 85 / 100;
-    Ok(connections.div_ceil(per_process.max(1)))
-}
-
 /// Worker processes and threads for a run.
 struct WorkerLayout {
     /// 0: worker threads in ceiling's own process.
@@ -439,12 +442,29 @@ struct WorkerLayout {
 }
 
 impl WorkerLayout {
-    fn choose(scenario: &Scenario, fd_hard: u64, embedded_target: bool) -> anyhow::Result<Self> {
+    fn choose(scenario: &Scenario, fd_hard: u64) -> anyhow::Result<Self> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
         let connections = scenario.connections;
         let per_process = fd_hard.saturating_sub(FDS_KEPT_PER_PROCESS).max(1);
         let needed = connections.div_ceil(per_process);
+        let held_at_once = peak_connections_estimate(scenario);
         let (processes, reason) = match scenario.processes {
+            // More held at once than one fd table takes, and no --fd-limit
+            // asking to meet that limit: worker processes, said out loud.
+            None if scenario.fd_limit.is_none() && held_at_once > per_process => {
+                let n = held_at_once.div_ceil(per_process);
+                (
+                    n,
+                    format!(
+                        "{} connections held at once need more fds than one process has (hard \
+                         limit {}): {n} worker processes of up to {} connections each, as \
+                         `--processes auto` gives (set --processes N to choose)",
+                        thousands(held_at_once),
+                        thousands(fd_hard),
+                        thousands(per_process)
+                    ),
+                )
+            }
             None => (0, "worker threads in ceiling's own process".to_string()),
             Some(Processes::Auto) if needed <= 1 => (
                 0,
@@ -470,18 +490,6 @@ impl WorkerLayout {
                 format!("{} worker process(es), as asked", n.min(connections)),
             ),
         };
-        if processes > 0 && embedded_target && connections > per_process {
-            return Err(UsageError(format!(
-                "the built-in target runs in ceiling's own process and holds one fd per \
-                 connection: at most {} connections under the hard fd limit of {}, and {} were \
-                 asked. Start the target separately (`ceiling serve --listen 127.0.0.1:7070`) \
-                 and point --target at it",
-                thousands(per_process),
-                thousands(fd_hard),
-                thousands(connections)
-            ))
-            .into());
-        }
         let shared_cores = match processes {
             0 => cores,
             n => (cores / n).max(1),
@@ -697,46 +705,17 @@ fn utc_now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
-/// The embedded target server, on its own thread and runtime.
-struct EmbeddedTarget {
-    addrs: Vec<SocketAddr>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl EmbeddedTarget {
-    fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.thread.join();
-    }
-}
-
-fn start_embedded_target() -> anyhow::Result<EmbeddedTarget> {
-    let bound = server::bind(ServerConfig {
-        listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
-        mode: server::Mode::Hold,
-        backlog: 4096,
-        accept: true,
-        reuse_port: false,
-    })
-    .context("cannot start the built-in target server on 127.0.0.1")?;
-    let addrs = bound.local_addrs();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let thread = std::thread::Builder::new()
-        .name("ceiling-target".into())
-        .spawn(move || {
-            runtime.block_on(bound.run(async {
-                let _ = stopped.await;
-            }));
-        })?;
-    Ok(EmbeddedTarget {
-        addrs,
-        stop,
-        thread,
-    })
+/// The built-in target for a run without one: a child `ceiling serve` on a
+/// free loopback port, with as many server processes as `connections`
+/// held at once need.
+fn start_embedded_target(connections: u64) -> anyhow::Result<TargetServer> {
+    let processes = target::processes_to_hold(connections)?;
+    TargetServer::start(
+        &[SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
+        &LabServer::default(),
+        processes,
+    )
+    .context("cannot start the built-in target server on 127.0.0.1")
 }
 
 /// The first limit with its evidence and remedy.

@@ -4,12 +4,19 @@
 //!
 //! Only the lab's worker processes belong in it, never the whole ceiling
 //! process (the coordinator must survive an OOM kill to report it).
+//!
+//! Removal kills what is still in it first (its members are this run's
+//! worker processes, and a cgroup with processes cannot be removed), on
+//! every exit path that runs code: the guard's drop, and a second Ctrl-C
+//! ([`remove`]). A ceiling that was SIGKILLed runs nothing: the next `ceiling
+//! lab` removes such leftovers ([`remove_stale`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+use std::time::Instant;
 
 use crate::engine::procs::WorkerCgroup;
 
@@ -159,22 +166,123 @@ impl WorkerCgroup for MemoryCgroup {
 }
 
 impl Drop for MemoryCgroup {
-    /// rmdir; its processes must have exited (the kernel may take a moment
-    /// after the last one to let the directory go).
     fn drop(&mut self) {
-        for _ in 0..100 {
-            match std::fs::remove_dir(&self.path) {
-                Ok(()) => return,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        if let Err(e) = remove(&self.path) {
+            eprintln!("ceiling: {e}");
+        }
+    }
+}
+
+/// How long removal waits for the kernel to let the directory go once
+/// its processes are killed (they exit within milliseconds; the bound is
+/// for a process stuck in the kernel).
+const REMOVE_BOUND: Duration = Duration::from_secs(3);
+
+/// Removes the cgroup at `path`: kills (SIGKILL, by PID) every process
+/// still in it, waits for them to leave, then `rmdir`s it. Gone already is
+/// fine.
+pub fn remove(path: &Path) -> io::Result<()> {
+    empty_and_rmdir(path, true)
+}
+
+/// Waits for the cgroup at `path` to have no processes (killing them if
+/// `kill`), then `rmdir`s it, within [`REMOVE_BOUND`].
+fn empty_and_rmdir(path: &Path, kill: bool) -> io::Result<()> {
+    let deadline = Instant::now() + REMOVE_BOUND;
+    loop {
+        let members = read_members(path);
+        if kill {
+            for &pid in &members {
+                // SAFETY: kill(2) has no memory preconditions; the PIDs are
+                // the members of a cgroup this process created.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
             }
         }
-        eprintln!(
-            "ceiling: could not remove the cgroup {} (a process is still in it?): \
-             rmdir it once its processes have exited",
-            self.path.display()
-        );
+        if members.is_empty() {
+            match std::fs::remove_dir(path) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                // The kernel may take a moment after the last process.
+                Err(_) => {}
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::other(format!(
+                "could not remove the cgroup {} within {REMOVE_BOUND:?} ({}): rmdir it once \
+                 its processes have exited",
+                path.display(),
+                if members.is_empty() {
+                    "no process left in it".to_string()
+                } else {
+                    format!("processes still in it: {members:?}")
+                }
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// PIDs in the cgroup at `path` (none when it or its `cgroup.procs` is
+/// gone).
+fn read_members(path: &Path) -> Vec<u32> {
+    std::fs::read_to_string(path.join("cgroup.procs"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|pid| pid.parse().ok())
+        .collect()
+}
+
+/// What [`remove_stale`] did with one leftover cgroup.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stale {
+    Removed(PathBuf),
+    /// Its owner is gone but it could not be removed (processes in it).
+    Kept(PathBuf, String),
+}
+
+/// Removes the `ceiling-lab-<pid>[-n]` cgroups under the memory controller
+/// whose ceiling process is gone (a SIGKILLed `ceiling lab` runs no
+/// cleanup). `root`: where to look; None: this host's memory controller.
+/// A cgroup that still has processes is kept, and said so.
+pub fn remove_stale(root: Option<&Path>) -> Vec<Stale> {
+    let roots: Vec<PathBuf> = match root {
+        Some(root) => vec![root.to_path_buf()],
+        None => vec![PathBuf::from(V1_ROOT), PathBuf::from(V2_ROOT)],
+    };
+    let mut done = Vec::new();
+    for root in roots {
+        let Ok(entries) = std::fs::read_dir(&root) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(owner) = name.to_str().and_then(owner_pid) else {
+                continue;
+            };
+            if owner == std::process::id() || process_is_ceiling(owner) {
+                continue;
+            }
+            let path = entry.path();
+            match empty_and_rmdir(&path, false) {
+                Ok(()) => done.push(Stale::Removed(path)),
+                Err(e) => done.push(Stale::Kept(path, e.to_string())),
+            }
+        }
+    }
+    done
+}
+
+/// The PID in a `ceiling-lab-<pid>` or `ceiling-lab-<pid>-<n>` name.
+fn owner_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix("ceiling-lab-")?;
+    let pid = rest.split('-').next()?;
+    pid.parse().ok()
+}
+
+/// Whether `pid` is a live process named ceiling (a reused PID of another
+/// program does not keep a leftover alive).
+fn process_is_ceiling(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "ceiling")
 }
 
 /// The `oom_kill N` line of memory.oom_control or memory.events.
@@ -190,6 +298,36 @@ pub fn parse_oom_kill(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owner_pids_of_lab_cgroup_names() {
+        assert_eq!(owner_pid("ceiling-lab-123"), Some(123));
+        assert_eq!(owner_pid("ceiling-lab-123-2"), Some(123));
+        assert_eq!(owner_pid("ceiling-test-123"), None);
+        assert_eq!(owner_pid("ceiling-lab-x"), None);
+    }
+
+    /// A leftover of a process that is gone is removed; ours, another
+    /// program's directory and a non-lab name are left alone.
+    #[test]
+    fn stale_lab_cgroups_of_gone_processes_are_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let gone_pid = gone.id();
+        gone.wait().unwrap();
+        let stale = root.path().join(format!("ceiling-lab-{gone_pid}-3"));
+        let ours = root
+            .path()
+            .join(format!("ceiling-lab-{}", std::process::id()));
+        let other = root.path().join("ceiling-test-1");
+        for dir in [&stale, &ours, &other] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        let done = remove_stale(Some(root.path()));
+        assert_eq!(done, vec![Stale::Removed(stale.clone())]);
+        assert!(!stale.exists());
+        assert!(ours.exists() && other.exists());
+    }
 
     #[test]
     fn oom_kill_lines_of_v1_and_v2() {
