@@ -71,6 +71,24 @@ pub enum Command {
     Explore(Box<ExploreArgs>),
     /// The built-in target server: accepts and holds, echoes or closes.
     Serve(ServeArgs),
+    /// Print a shell completion script to stdout.
+    ///
+    /// bash: `ceiling completions bash > ~/.local/share/bash-completion/completions/ceiling`
+    /// (or `source <(ceiling completions bash)` in ~/.bashrc); zsh: into a
+    /// directory on $fpath as `_ceiling`; fish: into
+    /// ~/.config/fish/completions/ceiling.fish.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout (`ceiling manpage | man -l -`), or
+    /// write one page per subcommand into a directory (--dir).
+    Manpage {
+        /// Write ceiling.1 and ceiling-run.1, ceiling-lab.1, ... here (e.g.
+        /// /usr/local/share/man/man1) instead of printing ceiling.1.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// A worker process of `run --processes` (internal: reads its share of
     /// the run on stdin, writes stats deltas to stdout).
     #[command(hide = true)]

@@ -84,6 +84,8 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             let runtime = runtime.enable_all().build()?;
             runtime.block_on(cmd::serve::serve(args))
         }
+        cli::Command::Completions { shell } => cmd::shell::completions(shell),
+        cli::Command::Manpage { dir } => cmd::shell::manpage(dir.as_deref()),
         cli::Command::Worker => cmd::worker::worker(),
     }
 }

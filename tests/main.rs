@@ -9,6 +9,7 @@ mod processes;
 mod results;
 mod run;
 mod serve;
+mod shell;
 mod tui;
 mod util;
 mod workers;

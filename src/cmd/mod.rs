@@ -5,4 +5,5 @@ pub mod explore;
 pub mod lab;
 pub mod run;
 pub mod serve;
+pub mod shell;
 pub mod worker;
