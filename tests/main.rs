@@ -2,6 +2,7 @@
 
 mod caps;
 mod cli;
+mod disk_full;
 mod explore;
 mod lab;
 mod netns;
