@@ -10,6 +10,7 @@ mod processes;
 mod results;
 mod run;
 mod serve;
+mod spreadsheet;
 mod tui;
 mod util;
 mod workers;

@@ -53,7 +53,7 @@ pub fn header() -> Vec<String> {
 pub fn record(row: &SecondRow) -> Vec<String> {
     let mut fields = vec![
         row.elapsed_s.to_string(),
-        row.utc.clone(),
+        spreadsheet_time(&row.utc),
         row.attempted.to_string(),
         row.established.to_string(),
         row.failed.to_string(),
@@ -75,6 +75,16 @@ pub fn record(row: &SecondRow) -> Vec<String> {
         .map(|n| n.to_string()),
     );
     fields
+}
+
+/// An RFC 3339 UTC time (`2026-12-06T01:02:03.456Z`) as spreadsheets read
+/// a date-time on CSV import: `2026-12-06 01:02:03.456` (LibreOffice keeps
+/// the `T`/`Z` form as text). Still UTC: the column's name says so.
+fn spreadsheet_time(rfc3339: &str) -> String {
+    rfc3339
+        .strip_suffix('Z')
+        .unwrap_or(rfc3339)
+        .replacen('T', " ", 1)
 }
 
 /// A rate with at most one decimal: `20`, `12.5`.
@@ -191,6 +201,14 @@ fn encode<S: AsRef<str>>(fields: &[S]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_is_written_as_spreadsheets_read_a_date_time() {
+        assert_eq!(
+            spreadsheet_time("2026-12-06T01:02:03.456Z"),
+            "2026-12-06 01:02:03.456"
+        );
+    }
 
     #[test]
     fn rates_have_at_most_one_decimal() {
