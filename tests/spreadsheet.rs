@@ -1,7 +1,9 @@
-//! The CSV files as a spreadsheet imports them (issue 12, item 15):
+//! The CSV files as a spreadsheet reads them (issue 12, item 15):
 //! LibreOffice headless converts a real `timeseries.csv` and a `ladder.csv`
 //! to flat XML (`.fods`), which states each cell's type; the `utc` cells
-//! must be date-times and the text cells free of mojibake.
+//! must be date-times and the text cells free of mojibake. And a row's
+//! `target_rate_per_s` is that second's target, comparable with its
+//! achieved rate.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -231,4 +233,70 @@ fn libreoffice_imports_ladder_csv_without_mojibake() {
     for cell in &cells {
         assert!(cell.is_ascii(), "mojibake: {cell}");
     }
+}
+
+/// `target_rate_per_s` is the second's target: for a ramp 0..200/4s (50·t
+/// per s) the mean over each second (25, 75, 125, 175), not the rate at its
+/// end (50, 100, ...); and in the second where the last attempts were
+/// scheduled (430 = 400 during the ramp + 30 at 200/s) it is not 0.
+#[test]
+fn ramp_rows_target_rate_is_the_ramps_mean_over_each_second() {
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args([
+        "run",
+        "--connections",
+        "430",
+        "--ramp",
+        "0..200/4s",
+        "--hold",
+        "end",
+        "--duration",
+        "6s",
+        "--ui",
+        "none",
+        "--out",
+    ])
+    .arg(&out);
+    let run = run_bounded(cmd, Duration::from_secs(60));
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let csv = std::fs::read_to_string(out.join("timeseries.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let column = |name: &str| header.iter().position(|c| *c == name).unwrap();
+    let (target, attempted) = (column("target_rate_per_s"), column("attempted"));
+    let rows: Vec<(f64, u64)> = lines
+        .map(|line| {
+            let fields: Vec<&str> = line.split(',').collect();
+            (
+                fields[target].parse().unwrap(),
+                fields[attempted].parse().unwrap(),
+            )
+        })
+        .collect();
+    let targets: Vec<f64> = rows.iter().map(|r| r.0).collect();
+    assert!(rows.len() >= 5, "{csv}");
+    for (k, mean) in [25.0, 75.0, 125.0, 175.0].into_iter().enumerate() {
+        assert!(
+            (targets[k] - mean).abs() <= 0.1 * mean + 5.0,
+            "second {}: target {} for a ramp whose mean is {mean} there; targets \
+             {targets:?}\n{csv}",
+            k + 1,
+            targets[k]
+        );
+    }
+    // The last attempts were scheduled in the fifth second (or at the very
+    // end of the fourth, if that row was cut late): its target is theirs.
+    let last_scheduled = rows
+        .iter()
+        .position(|r| r.1 == 430)
+        .expect("every attempt made");
+    assert!(
+        targets[last_scheduled] > 0.0,
+        "the second in which the last attempts were scheduled has target 0: \
+         {targets:?}\n{csv}"
+    );
+    // The targets add up to the attempts scheduled (each row ~1 s).
+    let sum: f64 = targets.iter().sum();
+    assert!((sum - 430.0).abs() <= 0.08 * 430.0, "{targets:?}\n{csv}");
 }
