@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ceiling::explore::report::{Report, Row};
+use ceiling::sink::csv::ascii;
 
 use crate::util::{ceiling, out_dir, require_netns, run_bounded, summary, text};
 
@@ -160,7 +161,7 @@ fn explore_ladder_walks_ports_sources_fds_processes_to_the_bound() {
     let changes: Vec<&str> = rows.iter().map(|r| r.change.as_str()).collect();
     assert!(changes[0].starts_with("start: ip_local_port_range 50000-50099"));
     assert!(
-        changes[1].starts_with("widen ip_local_port_range 50000-50099 → 50000-50399"),
+        changes[1].starts_with("widen ip_local_port_range 50000-50099 -> 50000-50399"),
         "{changes:?}"
     );
     // 2,400 × 1.1 / 400 ports → 7 sources.
@@ -168,7 +169,7 @@ fn explore_ladder_walks_ports_sources_fds_processes_to_the_bound() {
         changes[2].starts_with("add source IPs: 127.0.0.1-127.0.0.7"),
         "{changes:?}"
     );
-    assert_eq!(changes[3], "raise fd_limit 600 → 1,500 (the hard limit)");
+    assert_eq!(changes[3], "raise fd_limit 600 -> 1,500 (the hard limit)");
     assert!(
         changes[4].starts_with("add worker processes: processes = 2"),
         "{changes:?}"
@@ -216,7 +217,14 @@ fn explore_ladder_walks_ports_sources_fds_processes_to_the_bound() {
     assert!(report.ladder);
     assert_eq!(report.end, "reached_bound");
     assert_eq!(report.ceiling, 2400);
-    assert_eq!(report.steps, rows);
+    // ladder.csv has the same rows, in ASCII (`→` as `->`).
+    let in_ascii = |r: &Row| Row {
+        change: ascii(&r.change),
+        evidence: ascii(&r.evidence),
+        remedy: ascii(&r.remedy),
+        ..r.clone()
+    };
+    assert_eq!(report.steps.iter().map(in_ascii).collect::<Vec<_>>(), rows);
     assert!(
         stdout.contains("ladder: reached the bound: all 2,400 connections held"),
         "{stdout}"

@@ -2,6 +2,7 @@
 
 mod caps;
 mod cli;
+mod disk_full;
 mod explore;
 mod lab;
 mod netns;
@@ -10,6 +11,7 @@ mod results;
 mod run;
 mod serve;
 mod shell;
+mod spreadsheet;
 mod tui;
 mod util;
 mod workers;

@@ -231,10 +231,11 @@ pub fn execute(
     };
     summary.aborted |= summary.safety.stopped.is_some() || !panics.is_empty();
     summary.lab = lab.map(|session| session.report());
-    results
-        .finish(&summary, &last)
-        .with_context(|| format!("cannot write results to '{}'", results.path().display()))?;
+    // The summary reaches stdout whether or not the files could be written;
+    // those that could not are then named in one error (exit 1).
+    let written = results.finish(&summary, &last);
     print!("{}", sink::text::render(&summary, results.path()));
+    written?;
     Ok(if interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if !panics.is_empty() {
@@ -623,12 +624,8 @@ fn drive(
                 phase => phase,
             };
             let snapshot = agg.snapshot(elapsed, phase, engine.target_rate(), utc_now, finished);
-            results.append_rows(&agg.take_rows()).with_context(|| {
-                format!(
-                    "cannot append to {}",
-                    results.path().join("timeseries.csv").display()
-                )
-            })?;
+            // A failed write keeps the rows for the end: the run goes on.
+            results.append_rows(&agg.take_rows());
             if host_at_limit.is_none()
                 && let Some(event) = &snapshot.total.first_limit
             {

@@ -1,5 +1,5 @@
 //! The ladder's results: one [`Row`] per climb, written as `ladder.csv`
-//! (a spreadsheet opens it), `explore.json` (the same rows, for scripts)
+//! (a spreadsheet opens it: ASCII only), `explore.json` (the same rows, for scripts)
 //! and printed as a table.
 
 use std::io;
@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::model::thousands;
+use crate::sink;
 
 /// One climb: the columns of `ladder.csv`, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,18 +46,23 @@ pub struct Report {
     pub end_text: String,
 }
 
-/// Writes `ladder.csv`: a header and one row per climb.
+/// Writes `ladder.csv`: a header and one row per climb, in ASCII (a
+/// spreadsheet's import shows `→` as mojibake; see [`sink::csv::ascii`]).
+/// Written whole and renamed: a failed write leaves the previous version.
 pub fn write_csv(path: &Path, rows: &[Row]) -> io::Result<()> {
-    let mut writer = csv::Writer::from_path(path)?;
+    let mut writer = csv::Writer::from_writer(Vec::new());
     for row in rows {
         writer.serialize(row)?;
     }
-    writer.flush()
+    let bytes = writer.into_inner().map_err(|e| e.into_error())?;
+    let text = sink::csv::ascii(&String::from_utf8_lossy(&bytes));
+    sink::write_atomically(path, text.as_bytes())
 }
 
+/// Writes `explore.json`, whole and renamed as `ladder.csv`.
 pub fn write_json(path: &Path, report: &Report) -> io::Result<()> {
     let text = serde_json::to_string_pretty(report)?;
-    std::fs::write(path, text + "\n")
+    sink::write_atomically(path, (text + "\n").as_bytes())
 }
 
 /// The table printed at the end: one line per climb, then each climb's
@@ -136,6 +142,31 @@ mod tests {
         let mut reader = csv::Reader::from_path(&path).unwrap();
         let back: Vec<Row> = reader.deserialize().map(Result::unwrap).collect();
         assert_eq!(back, rows);
+    }
+
+    #[test]
+    fn ladder_csv_is_ascii() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ladder.csv");
+        let mut signs = row(1, "port_exhaustion");
+        signs.change = "widen ip_local_port_range 32768-60999 → 1024-65535".into();
+        signs.evidence = "65,535 ports per source IP: ≈ 65,535 connections × 1 target".into();
+        write_csv(&path, &[signs]).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.is_ascii(), "{}", String::from_utf8_lossy(&bytes));
+        let back: Vec<Row> = csv::Reader::from_path(&path)
+            .unwrap()
+            .deserialize()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            back[0].change,
+            "widen ip_local_port_range 32768-60999 -> 1024-65535"
+        );
+        assert_eq!(
+            back[0].evidence,
+            "65,535 ports per source IP: ~ 65,535 connections x 1 target"
+        );
     }
 
     #[test]

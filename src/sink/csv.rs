@@ -1,6 +1,10 @@
 //! The end-of-run CSV tables: `failures.csv`, `sources.csv`, `latency.csv`.
 //! Each row is a struct handed to `csv::Writer::serialize`; its field names
 //! are the header, units in the names.
+//!
+//! Every CSV ceiling writes is ASCII ([`ascii`]): a spreadsheet that guesses
+//! another character set (LibreOffice's default import does) would show
+//! `â†’` for `→`.
 
 use std::io;
 
@@ -26,7 +30,43 @@ fn table<R: Serialize>(
     if empty {
         out.write_record(empty_header)?;
     }
-    out.into_inner().map_err(|e| e.into_error())
+    let bytes = out.into_inner().map_err(|e| e.into_error())?;
+    Ok(ascii(&String::from_utf8_lossy(&bytes)).into_bytes())
+}
+
+/// `text` in ASCII: the signs ceiling's messages use spelled out (`→` as
+/// `->`, `×` as `x`, `≈` as `~`, ...), any other non-ASCII character as
+/// `?`. None of the spellings has a comma or a quote, so CSV quoting done
+/// before stays right.
+pub fn ascii(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii() {
+            out.push(c);
+            continue;
+        }
+        out.push_str(match c {
+            '→' => "->",
+            '←' => "<-",
+            '×' => "x",
+            '≈' => "~",
+            '±' => "+/-",
+            '…' => "...",
+            '—' => "--",
+            '–' | '−' | '‐' => "-",
+            'µ' | 'μ' => "u",
+            '≥' => ">=",
+            '≤' => "<=",
+            '·' => ".",
+            '²' => "^2",
+            '√' => "sqrt",
+            '‘' | '’' => "'",
+            '“' | '”' => "''",
+            '\u{a0}' | '\u{202f}' => " ",
+            _ => "?",
+        });
+    }
+    out
 }
 
 /// One row of `failures.csv`: a failure group.
@@ -170,4 +210,19 @@ fn millis(s: f64) -> f64 {
 
 fn round_to(x: f64, per_unit: f64) -> f64 {
     (x * per_unit).round() / per_unit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_spells_out_the_signs_ceiling_uses() {
+        assert_eq!(
+            ascii("widen 32768-60999 → 1024-65535 (3 × 64,512 ports), ≈ 193k ± 1 µs…"),
+            "widen 32768-60999 -> 1024-65535 (3 x 64,512 ports), ~ 193k +/- 1 us..."
+        );
+        assert_eq!(ascii("日本"), "??");
+        assert!(ascii("“a” — b").is_ascii());
+    }
 }

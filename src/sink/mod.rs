@@ -1,10 +1,15 @@
 //! Writes a run's results directory (DESIGN.md, "Results contract").
 //!
-//! `timeseries.csv` is appended and flushed every second while the run goes,
-//! so an aborted run loses nothing. The other files are written once at the
-//! end, each by one [`Exporter`] (one format per module, as hyperfine's
-//! exporters): each file is written whole to a temporary name and renamed,
-//! so a reader never sees half a file.
+//! `timeseries.csv` is appended every second while the run goes, a whole
+//! row at a time, so an aborted run loses nothing. The other files are
+//! written once at the end, each by one [`Exporter`] (one format per module,
+//! as hyperfine's exporters): each file is written whole to a temporary name
+//! and renamed, so a reader never sees half a file.
+//!
+//! A full disk (or any failed write) never stops the run nor leaves half a
+//! row: the time series is cut back to its last whole row and kept in
+//! memory, and at the end every file that can be written is; the others
+//! are named, with the OS error, in one [`ResultsUnwritten`].
 //!
 //! - [`timeseries`]: `timeseries.csv`, one row per second.
 //! - [`json`]: `summary.json` and its JSON Schema.
@@ -21,7 +26,7 @@ pub mod timeseries;
 #[cfg(test)]
 mod tests;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -104,7 +109,43 @@ fn end_of_run_files(last: &Snapshot) -> Vec<(String, Box<dyn Exporter>)> {
 /// the other files at the end.
 pub struct ResultsDir {
     path: PathBuf,
-    timeseries: timeseries::TimeseriesWriter<File>,
+    timeseries: timeseries::TimeseriesFile,
+}
+
+/// A file of the results directory that could not be written, or not all
+/// of it, and the OS error.
+#[derive(Debug)]
+pub struct FileUnwritten {
+    pub name: String,
+    /// For `timeseries.csv`: the rows left out (count, first and last
+    /// `elapsed_s`); the rows before them are in the file.
+    pub rows: Option<(usize, u64, u64)>,
+    pub error: io::Error,
+}
+
+/// The files [`ResultsDir::finish`] could not write; every other file was
+/// written whole, and none of these ends in half a row.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "results in \"{}\" are incomplete: not written: {}. The summary printed on stdout is \
+     whole; free some space there and rerun to keep every file",
+    dir.display(),
+    list(files)
+)]
+pub struct ResultsUnwritten {
+    pub dir: PathBuf,
+    pub files: Vec<FileUnwritten>,
+}
+
+fn list(files: &[FileUnwritten]) -> String {
+    let item = |f: &FileUnwritten| match f.rows {
+        Some((count, first, last)) => format!(
+            "{}, its last {count} row(s) (elapsed_s {first} to {last}): {}",
+            f.name, f.error
+        ),
+        None => format!("{}: {}", f.name, f.error),
+    };
+    files.iter().map(item).collect::<Vec<_>>().join("; ")
 }
 
 impl ResultsDir {
@@ -132,13 +173,8 @@ impl ResultsDir {
             Err(e) => return Err(with_context(e, "creating results directory", path)),
         }
         let timeseries_path = path.join("timeseries.csv");
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&timeseries_path)
+        let timeseries = timeseries::TimeseriesFile::create(&timeseries_path)
             .map_err(|e| with_context(e, "creating", &timeseries_path))?;
-        let timeseries = timeseries::TimeseriesWriter::new(file)
-            .map_err(|e| with_context(e, "writing", &timeseries_path))?;
         Ok(ResultsDir {
             path: path.to_path_buf(),
             timeseries,
@@ -149,42 +185,63 @@ impl ResultsDir {
         &self.path
     }
 
-    /// Appends rows to `timeseries.csv` and flushes.
-    pub fn append_rows(&mut self, rows: &[SecondRow]) -> io::Result<()> {
-        self.timeseries
-            .append(rows)
-            .map_err(|e| with_context(e, "writing", &self.path.join("timeseries.csv")))
+    /// Appends rows to `timeseries.csv`, each whole. A failed write does not
+    /// stop the run: the rows are kept and [`Self::finish`] writes them.
+    pub fn append_rows(&mut self, rows: &[SecondRow]) {
+        self.timeseries.append(rows);
     }
 
-    /// Writes summary.json, failures.csv, sources.csv, latency.csv,
-    /// connect.hgrm (and rtt.hgrm when the run measured RTT).
-    pub fn finish(&mut self, summary: &Summary, last: &Snapshot) -> io::Result<()> {
-        self.append_rows(&[])?;
+    /// Writes the rows still in memory, then summary.json, failures.csv,
+    /// sources.csv, latency.csv, connect.hgrm (and rtt.hgrm when the run
+    /// measured RTT). Every file that can be written is; the others are
+    /// returned, each with its error.
+    pub fn finish(&mut self, summary: &Summary, last: &Snapshot) -> Result<(), ResultsUnwritten> {
+        let mut files = Vec::new();
+        if let Err(e) = self.timeseries.finish() {
+            files.push(FileUnwritten {
+                name: "timeseries.csv".into(),
+                rows: e.rows,
+                error: e.error,
+            });
+        }
         let run = RunResults { summary, last };
         for (name, exporter) in end_of_run_files(last) {
-            let path = self.path.join(&name);
-            let content = exporter
+            let written = exporter
                 .serialize(&run)
-                .map_err(|e| with_context(e, "formatting", &path))?;
-            write_atomically(&path, &content)?;
+                .and_then(|content| write_atomically(&self.path.join(&name), &content));
+            if let Err(error) = written {
+                files.push(FileUnwritten {
+                    name,
+                    rows: None,
+                    error,
+                });
+            }
         }
-        Ok(())
+        if files.is_empty() {
+            return Ok(());
+        }
+        Err(ResultsUnwritten {
+            dir: self.path.clone(),
+            files,
+        })
     }
 }
 
-/// Writes `content` to a temporary file next to `path`, then renames it.
-fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
+/// Writes `content` to a temporary file next to `path`, then renames it. On
+/// a failure the temporary file is removed (its space freed for the next
+/// file) and `path` is left as it was.
+pub fn write_atomically(path: &Path, content: &[u8]) -> io::Result<()> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     let written = File::create(&tmp).and_then(|mut file| {
         file.write_all(content)?;
         file.sync_all()
     });
-    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+    let renamed = written.and_then(|()| fs::rename(&tmp, path));
+    if renamed.is_err() {
         let _ = fs::remove_file(&tmp);
-        return Err(with_context(e, "writing", path));
     }
-    Ok(())
+    renamed
 }
 
 fn is_empty_dir(path: &Path) -> io::Result<bool> {

@@ -268,7 +268,7 @@ fn finished_dir() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     let (summary, snapshot) = fixture();
     let mut dir = ResultsDir::create(&tmp.path().join("run")).unwrap();
-    dir.append_rows(&second_rows()).unwrap();
+    dir.append_rows(&second_rows());
     dir.finish(&summary, &snapshot).unwrap();
     tmp
 }
@@ -292,9 +292,9 @@ fn timeseries_csv_is_flushed_after_every_append() {
     // The header is there before any row.
     assert_eq!(read(&path, "timeseries.csv").lines().count(), 1);
     let rows = second_rows();
-    dir.append_rows(&rows[..1]).unwrap();
+    dir.append_rows(&rows[..1]);
     assert_eq!(read(&path, "timeseries.csv").lines().count(), 2);
-    dir.append_rows(&rows[1..]).unwrap();
+    dir.append_rows(&rows[1..]);
     // Read while `dir` is still open: nothing waits in a buffer.
     insta::assert_snapshot!("timeseries_csv", read(&path, "timeseries.csv"));
     drop(dir);

@@ -5,7 +5,10 @@
 //! built as records rather than serialized from a struct; [`COLUMNS_BEFORE`]
 //! and [`COLUMNS_AFTER`] name the fixed columns around them.
 
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::path::Path;
 
 use crate::model::LimitKind;
 use crate::stats::SecondRow;
@@ -50,7 +53,7 @@ pub fn header() -> Vec<String> {
 pub fn record(row: &SecondRow) -> Vec<String> {
     let mut fields = vec![
         row.elapsed_s.to_string(),
-        row.utc.clone(),
+        spreadsheet_time(&row.utc),
         row.attempted.to_string(),
         row.established.to_string(),
         row.failed.to_string(),
@@ -74,6 +77,16 @@ pub fn record(row: &SecondRow) -> Vec<String> {
     fields
 }
 
+/// An RFC 3339 UTC time (`2026-12-06T01:02:03.456Z`) as spreadsheets read
+/// a date-time on CSV import: `2026-12-06 01:02:03.456` (LibreOffice keeps
+/// the `T`/`Z` form as text). Still UTC: the column's name says so.
+fn spreadsheet_time(rfc3339: &str) -> String {
+    rfc3339
+        .strip_suffix('Z')
+        .unwrap_or(rfc3339)
+        .replacen('T', " ", 1)
+}
+
 /// A rate with at most one decimal: `20`, `12.5`.
 fn one_decimal(x: f64) -> String {
     // Rounding to tenths gives the float nearest k/10, whose shortest
@@ -86,32 +99,116 @@ fn one_decimal(x: f64) -> String {
     rounded.to_string()
 }
 
-/// Writes `timeseries.csv` rows to `W`, flushing after every append.
-pub struct TimeseriesWriter<W: Write> {
-    csv: csv::Writer<W>,
+/// `timeseries.csv` on disk. Each row is built in memory and written whole;
+/// a write that fails (disk full, quota, I/O error) is cut back to the last
+/// whole row with `set_len`, so the file never ends in half a row. From then
+/// on rows are kept in memory only (the run goes on), and
+/// [`TimeseriesFile::finish`] tries once more to write them.
+pub struct TimeseriesFile {
+    /// Opened for appending: after a cut, the next write lands at the new end.
+    file: File,
+    /// Bytes of the header and the whole rows in the file.
+    len: u64,
+    /// Rows not in the file yet, oldest first: their `elapsed_s` and bytes.
+    unwritten: VecDeque<(u64, Vec<u8>)>,
+    /// A write has failed: rows are only kept until [`Self::finish`].
+    stopped: bool,
 }
 
-impl<W: Write> TimeseriesWriter<W> {
-    /// Writes the header and flushes it.
-    pub fn new(out: W) -> io::Result<TimeseriesWriter<W>> {
-        let mut csv = csv::Writer::from_writer(out);
-        csv.write_record(header())?;
-        csv.flush()?;
-        Ok(TimeseriesWriter { csv })
+/// What [`TimeseriesFile::finish`] could not write.
+#[derive(Debug)]
+pub struct RowsUnwritten {
+    /// The rows left out: how many, the `elapsed_s` of the first and the
+    /// last (none when only the final sync failed).
+    pub rows: Option<(usize, u64, u64)>,
+    pub error: io::Error,
+}
+
+impl TimeseriesFile {
+    /// Creates the file (it must not exist) and writes the header. If the
+    /// header cannot be written whole, the file is removed.
+    pub fn create(path: &Path) -> io::Result<TimeseriesFile> {
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(path)?;
+        let mut timeseries = TimeseriesFile {
+            file,
+            len: 0,
+            unwritten: VecDeque::from([(0, encode(&header()))]),
+            stopped: false,
+        };
+        if let Err(e) = timeseries.write_unwritten() {
+            let _ = fs::remove_file(path);
+            return Err(e);
+        }
+        Ok(timeseries)
     }
 
-    /// Appends `rows` and flushes, so the file is whole after every call.
-    pub fn append(&mut self, rows: &[SecondRow]) -> io::Result<()> {
-        for row in rows {
-            self.csv.write_record(record(row))?;
+    /// Appends `rows`, each whole. Once a write has failed, only keeps them
+    /// (trying again every second would only fill the disk by fits).
+    pub fn append(&mut self, rows: &[SecondRow]) {
+        self.unwritten
+            .extend(rows.iter().map(|row| (row.elapsed_s, encode(&record(row)))));
+        if !self.stopped && self.write_unwritten().is_err() {
+            self.stopped = true;
         }
-        self.csv.flush()
     }
+
+    /// Writes what is still in memory (a last try after a failure), then
+    /// syncs. Returns what could not be written.
+    pub fn finish(&mut self) -> Result<(), RowsUnwritten> {
+        let error = match self.write_unwritten().and_then(|()| self.file.sync_data()) {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        let rows = self
+            .unwritten
+            .front()
+            .zip(self.unwritten.back())
+            .map(|(first, last)| (self.unwritten.len(), first.0, last.0));
+        Err(RowsUnwritten { rows, error })
+    }
+
+    /// Writes the unwritten rows in order, each whole. On a failure the file
+    /// is cut back to its last whole row and the rest stays in memory.
+    fn write_unwritten(&mut self) -> io::Result<()> {
+        while let Some((_, bytes)) = self.unwritten.front() {
+            if let Err(e) = self.file.write_all(bytes) {
+                // A short write leaves part of the row: cut it off.
+                let _ = self.file.set_len(self.len);
+                return Err(e);
+            }
+            self.len += bytes.len() as u64;
+            self.unwritten.pop_front();
+        }
+        Ok(())
+    }
+}
+
+/// One CSV record, newline included. The fields are numbers, the header's
+/// names and a time: none needs quoting.
+fn encode<S: AsRef<str>>(fields: &[S]) -> Vec<u8> {
+    let mut line = fields
+        .iter()
+        .map(AsRef::as_ref)
+        .collect::<Vec<&str>>()
+        .join(",");
+    line.push('\n');
+    line.into_bytes()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_is_written_as_spreadsheets_read_a_date_time() {
+        assert_eq!(
+            spreadsheet_time("2026-12-06T01:02:03.456Z"),
+            "2026-12-06 01:02:03.456"
+        );
+    }
 
     #[test]
     fn rates_have_at_most_one_decimal() {

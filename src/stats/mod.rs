@@ -423,7 +423,10 @@ pub struct SecondRow {
     pub established: u64,
     pub failed: u64,
     pub active: u64,
-    /// Connects per second asked for at the end of the interval.
+    /// Connects per second asked for over the interval: the rate profile's
+    /// mean over it, counting 0 while paused and once every attempt has
+    /// started, i.e. the attempts scheduled in the interval per second
+    /// (comparable with `attempt_rate_per_s`, row by row).
     pub target_rate_per_s: f64,
     /// Attempts started during the interval, per second.
     pub attempt_rate_per_s: f64,
@@ -488,6 +491,14 @@ pub struct Aggregator {
     pending_rows: Vec<SecondRow>,
     last_row: Option<SecondRow>,
     next_row_at: u64,
+    /// Elapsed seconds at which the row being gathered began (the previous
+    /// row's cut).
+    row_began_s: f64,
+    /// The target rate integrated over time since the last row: attempts
+    /// the profile scheduled in the interval.
+    target_scheduled: f64,
+    /// The previous tick's elapsed seconds and target rate.
+    last_target: Option<(f64, f64)>,
 }
 
 impl Aggregator {
@@ -501,6 +512,9 @@ impl Aggregator {
             pending_rows: Vec::new(),
             last_row: None,
             next_row_at: 1,
+            row_began_s: 0.0,
+            target_scheduled: 0.0,
+            last_target: None,
         }
     }
 
@@ -525,12 +539,14 @@ impl Aggregator {
         utc_now: impl Fn() -> String,
         force_row: bool,
     ) -> Snapshot {
+        self.integrate_target(elapsed, target_rate_per_s);
         let whole_seconds = elapsed.as_secs();
         if whole_seconds >= self.next_row_at || (force_row && self.second_has_data(elapsed)) {
             // Rows are cut at tick time: a tick that runs late folds its
             // extra milliseconds into that row rather than inventing empty
-            // rows in between.
-            let span = (elapsed.as_secs_f64() - (self.next_row_at - 1) as f64).max(1e-3);
+            // rows in between, and the next row's interval starts there.
+            let span = (elapsed.as_secs_f64() - self.row_began_s).max(1e-3);
+            self.row_began_s = elapsed.as_secs_f64();
             let interval = self.second.take();
             let slow = interval.warnings.port_search_slow;
             if slow >= STALL_MIN_SLOW_CALLS && slow * 2 >= interval.attempted {
@@ -543,7 +559,7 @@ impl Aggregator {
                 established: self.total.established,
                 failed: self.total.failed,
                 active: self.total.active(),
-                target_rate_per_s,
+                target_rate_per_s: std::mem::take(&mut self.target_scheduled) / span,
                 attempt_rate_per_s: interval.attempted as f64 / span,
                 establish_rate_per_s: interval.established as f64 / span,
                 failures_by_kind: interval.failures_by_kind,
@@ -565,6 +581,17 @@ impl Aggregator {
             peak_ports_in_use: self.peak_ports_in_use.clone(),
             last_row: self.last_row.clone(),
         }
+    }
+
+    /// Adds the attempts the rate profile scheduled since the last tick:
+    /// the trapezoid between the last tick's target rate and this one's
+    /// (exact for a ramp; the tick the opening ends in counts half). The
+    /// first tick's rate stands for the time before it.
+    fn integrate_target(&mut self, elapsed: Duration, rate: f64) {
+        let now = elapsed.as_secs_f64();
+        let (then, rate_then) = self.last_target.unwrap_or((0.0, rate));
+        self.target_scheduled += (rate_then + rate) / 2.0 * (now - then).max(0.0);
+        self.last_target = Some((now, rate));
     }
 
     fn second_has_data(&self, elapsed: Duration) -> bool {
@@ -702,6 +729,69 @@ mod tests {
         assert_eq!(row.active, 0);
         assert_eq!(agg.take_rows().len(), 2);
         assert_eq!(snap.peak_active, 20);
+    }
+
+    #[test]
+    fn a_rows_target_rate_is_the_mean_over_its_second_not_the_rate_at_its_end() {
+        // A ramp 0..100/2s (50·t per s) sampled every 100 ms, whose attempts
+        // have all started at 2.3 s: the engine then says 0.
+        let mut agg = Aggregator::new(0, 1000);
+        for tick in 1..=25_u64 {
+            let t = tick as f64 / 10.0;
+            let rate = if t <= 2.3 { 50.0 * t } else { 0.0 };
+            agg.snapshot(
+                Duration::from_millis(tick * 100),
+                Phase::Opening,
+                rate,
+                String::new,
+                tick == 25,
+            );
+        }
+        let rows = agg.take_rows();
+        let targets: Vec<f64> = rows.iter().map(|r| r.target_rate_per_s).collect();
+        assert_eq!(rows.len(), 3, "{targets:?}");
+        // The ramp's mean over [0,1) is 25, over [1,2) 75 (the first tick's
+        // rate stands for the time before it: +0.25).
+        assert!((targets[0] - 25.0).abs() < 0.5, "{targets:?}");
+        assert!((targets[1] - 75.0).abs() < 1e-6, "{targets:?}");
+        // The last, half second: ∫50t over [2,2.3] = 32.25 attempts, and
+        // half the tick in which opening ended (5.75), over 0.5 s.
+        assert!((targets[2] - 76.0).abs() < 1e-6, "{targets:?}");
+    }
+
+    #[test]
+    fn a_late_cut_starts_the_next_rows_interval() {
+        let mut agg = Aggregator::new(0, 1000);
+        let mut d = Delta::new(0);
+        d.attempted = 12;
+        agg.absorb(&d);
+        // The first row is cut 200 ms late: 12 attempts over 1.2 s.
+        agg.snapshot(
+            Duration::from_millis(1200),
+            Phase::Opening,
+            10.0,
+            String::new,
+            false,
+        );
+        d.attempted = 8;
+        agg.absorb(&d);
+        // The second, on time: 8 attempts over 0.8 s, not over 1 s.
+        agg.snapshot(
+            Duration::from_millis(2000),
+            Phase::Opening,
+            10.0,
+            String::new,
+            false,
+        );
+        let rows = agg.take_rows();
+        let rates: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|r| (r.attempt_rate_per_s, r.target_rate_per_s))
+            .collect();
+        for (attempts, target) in &rates {
+            assert!((attempts - 10.0).abs() < 1e-9, "{rates:?}");
+            assert!((target - 10.0).abs() < 1e-9, "{rates:?}");
+        }
     }
 
     #[test]
