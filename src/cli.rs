@@ -33,6 +33,11 @@ pub enum Command {
     /// With no target (neither --target nor in the scenario file), ceiling
     /// starts its built-in target server in this process on a free loopback
     /// port and runs against it.
+    ///
+    /// Exit status: 0 when the run ended (a limit found or not); 3 when
+    /// nothing connected (every attempt refused, timed out or failed: no
+    /// target answered); 2 for bad input; 1 when ceiling itself failed; 130
+    /// when interrupted.
     Run(Box<RunArgs>),
     /// Run a scenario in a disposable network namespace with its [lab]
     /// settings (root).

@@ -3,6 +3,7 @@
 mod caps;
 mod cli;
 mod explore;
+mod figures;
 mod lab;
 mod netns;
 mod processes;
