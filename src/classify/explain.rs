@@ -55,7 +55,7 @@ const SHUTDOWN_WINDOW_MS: u64 = 250;
 ///   session timeout of that age;
 /// - within 100 ms of connecting with (almost) nothing else held: the target
 ///   closes every connection at once;
-/// - one moment (all within [`SHUTDOWN_WINDOW_MS`]) at ages that differ by
+/// - one moment (all within `SHUTDOWN_WINDOW_MS`, 250 ms) at ages that differ by
 ///   more than twice that window (and 200 ms): the server shut down or
 ///   restarted;
 /// - one count of others held (p10..p90 within 5% or 2): a connection cap of
@@ -116,7 +116,7 @@ pub fn close_verdict(p: &ClosePattern) -> Option<String> {
 
 /// What the spread of the target's closes points to (see [`close_verdict`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseShape {
+enum CloseShape {
     Timeout,
     AtOnce,
     Shutdown,
@@ -125,7 +125,7 @@ pub enum CloseShape {
 }
 
 /// The shape of the closes; None below [`VERDICT_MIN_CLOSES`].
-pub fn close_shape(p: &ClosePattern) -> Option<CloseShape> {
+fn close_shape(p: &ClosePattern) -> Option<CloseShape> {
     if p.closes < VERDICT_MIN_CLOSES {
         return None;
     }
