@@ -147,3 +147,36 @@ fn a_server_killed_mid_hold_is_a_shutdown_not_a_timeout() {
     );
     assert!(words.contains("remedy: the target went away"), "{stdout}");
 }
+
+#[test]
+fn an_unreachable_target_is_a_blocked_path_needs_root() {
+    if !crate::util::require_netns("an_unreachable_target_is_a_blocked_path_needs_root") {
+        return;
+    }
+    // A namespace of our own with only lo: 10.99.0.1 has no route, every
+    // connect() is ENETUNREACH and nothing leaves the namespace.
+    let (_tmp, out) = out_dir();
+    let script = format!(
+        "status=0\n\"$CEILING\" run --ui none --out '{}' --target 10.99.0.1:80 \
+         --connections 6 --rate 0 || status=$?\necho \"exit status $status\"\n",
+        out.display()
+    );
+    let output = crate::util::in_netns(&script, Duration::from_secs(60));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("exit status 3"),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    let words = stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        words.contains(
+            "nothing accepted a connection: every attempt (6) to 10.99.0.1:80 was unreachable"
+        ),
+        "{stdout}"
+    );
+    assert!(words.contains("the path is blocked"), "{stdout}");
+    assert_results_complete(&out);
+    let s = summary(&out);
+    assert_eq!(s["nothing_connected"]["cause"], "blocked", "{s}");
+}
