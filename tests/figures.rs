@@ -180,3 +180,47 @@ fn an_unreachable_target_is_a_blocked_path_needs_root() {
     let s = summary(&out);
     assert_eq!(s["nothing_connected"]["cause"], "blocked", "{s}");
 }
+
+/// A way to break a summary, and what it breaks.
+type Tamper = (&'static str, fn(&mut serde_json::Value));
+
+/// The checker itself can fail: figures that contradict each other in the
+/// ways issue 12 found are caught.
+#[test]
+fn the_invariant_checker_catches_figures_that_do_not_add_up() {
+    let server = Server::start(&["--mode", "close"]);
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(run_args(&out))
+        .args(["--target", &server.addr()])
+        .args(["--connections", "20", "--rate", "0", "--hold", "1s"]);
+    let output = run_bounded(cmd, Duration::from_secs(30));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_results_complete(&out);
+    let good = summary(&out);
+    let tampered: [Tamper; 4] = [
+        // "attempted 20, established 20, failed 20".
+        ("server closes counted as connect failures", |s| {
+            s["totals"]["connect_failed"] = s["totals"]["established"].clone()
+        }),
+        // A sampled peak below the first limit's active count.
+        ("peak_active below first_limit.active_at", |s| {
+            s["first_limit"]["active_at"] =
+                (s["totals"]["peak_active"].as_u64().unwrap() + 1).into()
+        }),
+        // Lost connections also counted as closed by ceiling.
+        ("a connection counted twice", |s| {
+            s["totals"]["closed_by_driver"] = 1.into()
+        }),
+        ("sources that do not sum to the totals", |s| {
+            s["sources"][0]["attempted"] = 0.into()
+        }),
+    ];
+    for (what, tamper) in tampered {
+        let mut s = good.clone();
+        tamper(&mut s);
+        std::fs::write(out.join("summary.json"), s.to_string()).unwrap();
+        let caught = std::panic::catch_unwind(|| crate::util::assert_invariants(&out));
+        assert!(caught.is_err(), "not caught: {what}");
+    }
+}

@@ -201,7 +201,12 @@ pub fn assert_invariants(out: &Path) {
         );
     }
 
+    // A run that could not write its time series (a full disk) is checked
+    // on what it has; assert_results_complete insists on the file.
     let path = out.join("timeseries.csv");
+    if !path.exists() {
+        return;
+    }
     let mut reader = csv::Reader::from_path(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let header = reader.headers().unwrap().clone();
