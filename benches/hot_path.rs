@@ -88,7 +88,7 @@ fn tick_delta(tick: u64) -> Delta {
             i as usize % SOURCES,
         );
     }
-    delta.record_server_close(2_000, 350);
+    delta.record_server_close(2_000, 350, 5_000);
     delta
 }
 
@@ -134,7 +134,7 @@ fn delta_recording(c: &mut Criterion) {
         let mut age = 0u64;
         b.iter(|| {
             age = (age + 37) % 60_000;
-            delta.record_server_close(black_box(age), black_box(age / 10));
+            delta.record_server_close(black_box(age), black_box(age / 10), black_box(age + 1_000));
         });
     });
     group.finish();

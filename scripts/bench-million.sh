@@ -387,7 +387,7 @@ run_ceiling() {
     local secs est failed
     secs=$(jq -r '.totals.last_established_s' "$out/summary.json")
     est=$(jq -r '.totals.established' "$out/summary.json")
-    failed=$(jq -r '.totals.failed' "$out/summary.json")
+    failed=$(jq -r '.totals | .connect_failed + .closed_by_server + .lost_with_worker' "$out/summary.json")
     if [ "$failed" != 0 ] || [ "$rc" != 0 ] || [ "$est" != "$n" ]; then
         echo "warning: ceiling run $run: exit $rc, $est established, $failed failed" >&2
         warned=1

@@ -37,6 +37,11 @@ pub enum Command {
     /// at once than one process's fd limit and neither --processes nor
     /// --fd-limit given, the driver takes worker processes by itself and
     /// says so.
+    ///
+    /// Exit status: 0 when the run ended (a limit found or not); 3 when
+    /// nothing connected (every attempt refused, timed out or failed: no
+    /// target answered); 2 for bad input; 1 when ceiling itself failed (or
+    /// a results file could not be written); 130 when interrupted.
     Run(Box<RunArgs>),
     /// Run a scenario in a disposable network namespace with its [lab]
     /// settings (root).

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the `summary.json` layout; bump on any incompatible change and
 /// keep `src/sink/summary.schema.json` in step.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// What a failed attempt (or a held connection's end) says about the limit
 /// that was hit. See DESIGN.md, "Limit classification".
@@ -33,11 +33,12 @@ pub enum LimitKind {
     Reset,
     Unreachable,
     Other,
+    LostWithWorker,
 }
 
 impl LimitKind {
     /// Every kind, in the order used for columns and tables.
-    pub const ALL: [LimitKind; 14] = [
+    pub const ALL: [LimitKind; 15] = [
         LimitKind::PortExhaustion,
         LimitKind::SourceAddressInvalid,
         LimitKind::FdLimitProcess,
@@ -52,6 +53,7 @@ impl LimitKind {
         LimitKind::Reset,
         LimitKind::Unreachable,
         LimitKind::Other,
+        LimitKind::LostWithWorker,
     ];
 
     /// Position in [`LimitKind::ALL`], for per-kind counter arrays.
@@ -76,6 +78,7 @@ impl LimitKind {
             LimitKind::Reset => "reset",
             LimitKind::Unreachable => "unreachable",
             LimitKind::Other => "other",
+            LimitKind::LostWithWorker => "lost_with_worker",
         }
     }
 
@@ -112,6 +115,7 @@ impl LimitKind {
             LimitKind::Reset => "connection reset",
             LimitKind::Unreachable => "host or network unreachable",
             LimitKind::Other => "other error",
+            LimitKind::LostWithWorker => "lost with a worker process that died",
         }
     }
 }
@@ -276,20 +280,73 @@ pub struct Percentiles {
     pub max: u64,
 }
 
-/// Counts over the whole run.
+/// Counts over the whole run. One set of definitions, which every summary
+/// satisfies (the test suite checks them on every results directory):
+///
+/// - `attempted = established + connect_failed + unfinished`
+/// - `established = closed_by_driver + closed_by_server + lost_with_worker
+///   + held_at_end`
+/// - `attempted + never_attempted` = the connections planned
+/// - `peak_active` ≥ every active count reported anywhere in the run (the
+///   first limit's `active_at`, every time series row, every source's and
+///   worker's figure).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Totals {
+    /// Attempts started (a socket was asked for).
     pub attempted: u64,
+    /// Attempts whose handshake completed.
     pub established: u64,
-    pub failed: u64,
+    /// Attempts that ended without a connection (refused, timed out, no
+    /// port, no fd, under way in a worker process that died, ...).
+    /// Before schema 2 this was `failed` and also counted the closes below.
+    #[serde(alias = "failed")]
+    pub connect_failed: u64,
+    /// Attempts neither established nor failed when the run was stopped.
+    #[serde(default)]
+    pub unfinished: u64,
+    /// Planned attempts never started (the run was stopped, or their
+    /// worker process died first).
+    #[serde(default)]
+    pub never_attempted: u64,
+    /// Most connections held at once, tracked where the count changes.
     pub peak_active: u64,
     /// Held connections closed by ceiling (hold ended, run ended).
     pub closed_by_driver: u64,
     /// Held connections the target closed first (EOF or RST).
     pub closed_by_server: u64,
+    /// Held connections lost with a worker process that died (the kernel
+    /// closed them with the process).
+    #[serde(default)]
+    pub lost_with_worker: u64,
+    /// Connections still held when the summary was made.
+    #[serde(default)]
+    pub held_at_end: u64,
     /// Seconds from the start to the last connection established (0 when
     /// none was): how long it took to get them all up.
     pub last_established_s: f64,
+}
+
+/// Why a run in which nothing connected got nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NothingConnectedCause {
+    /// Every attempt was refused (ECONNREFUSED): nothing listens there.
+    Refused,
+    /// Every attempt timed out or was unreachable: the path is blocked.
+    Blocked,
+    /// The attempts failed in other ways (or in several).
+    Failed,
+    /// The run was stopped before any handshake finished.
+    Unfinished,
+}
+
+/// A run that attempted connections and established none: not a limit
+/// found but a target that is not there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NothingConnected {
+    pub cause: NothingConnectedCause,
+    /// What a person reads, with the targets and the counts.
+    pub message: String,
 }
 
 /// Slow connect() calls a second must have before it counts as a stall.
@@ -327,6 +384,8 @@ pub struct SourceSummary {
     pub source: String,
     pub attempted: u64,
     pub established: u64,
+    /// Attempts from this source that never established (connect
+    /// failures, as `totals.connect_failed`).
     pub failed: u64,
     /// Most connections from this source held at once (ports in use), as
     /// sampled every tick.
@@ -354,8 +413,9 @@ pub struct Spread {
 }
 
 /// How the target's closes of held connections were spread: by the
-/// connection's age at close and by how many others were held then. One
-/// count points to a connection cap, one age to an idle timeout.
+/// connection's age at close, by how many others were held then, and by
+/// when they came. One count points to a connection cap, one age to an idle
+/// timeout, one moment (ages differing) to a shutdown or restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ClosePattern {
     pub closes: u64,
@@ -363,6 +423,10 @@ pub struct ClosePattern {
     pub age_ms: Spread,
     /// Other connections held when it was closed.
     pub others_held: Spread,
+    /// Milliseconds from the run's start to the first close.
+    pub first_at_ms: u64,
+    /// Milliseconds from the run's start to the last close.
+    pub last_at_ms: u64,
 }
 
 /// Everything `summary.json` holds. Field names are the results contract.
@@ -375,6 +439,10 @@ pub struct Summary {
     pub duration_s: f64,
     pub aborted: bool,
     pub totals: Totals,
+    /// Set when connections were attempted and none was established: the
+    /// run found no limit because nothing accepted (exit status 3).
+    #[serde(default)]
+    pub nothing_connected: Option<NothingConnected>,
     pub first_limit: Option<FirstLimit>,
     pub failures_by_kind: BTreeMap<String, u64>,
     pub failures: Vec<FailureGroup>,
@@ -426,7 +494,8 @@ pub struct WorkerDeath {
     pub signal: Option<i32>,
     pub exit_code: Option<i32>,
     pub at_elapsed_s: f64,
-    /// Connections it held when it died (the kernel closed them).
+    /// Connections it held when it died (the kernel closed them): in
+    /// `totals.lost_with_worker`.
     pub held: u64,
     /// Its attempts that were under way (counted as failed).
     pub in_flight: u64,

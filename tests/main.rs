@@ -4,6 +4,7 @@ mod caps;
 mod cli;
 mod disk_full;
 mod explore;
+mod figures;
 mod lab;
 mod netns;
 mod processes;

@@ -280,7 +280,7 @@ fn two_processes_share_400_connections_from_ceiling_run_and_the_sums_are_exact()
     assert!(output.status.success(), "{}", text(&output.stderr));
     let s = summary(&out);
     assert_eq!(s["totals"]["established"], 400);
-    assert_eq!(s["totals"]["failed"], 0);
+    assert_eq!(s["totals"]["connect_failed"], 0);
 
     fleet.wait_for_stats("stats: accepted 400,");
     let report = fleet.stop();

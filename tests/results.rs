@@ -61,7 +61,7 @@ fn real_summaries_validate_against_the_schema() {
         assert!(output.status.success(), "{}", text(&output.stderr));
         let s = summary(&out);
         validate(&s);
-        assert_eq!(s["schema_version"], 1);
+        assert_eq!(s["schema_version"], 2);
     }
 }
 

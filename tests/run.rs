@@ -65,7 +65,7 @@ fn opens_exactly_n_connections_against_serve_and_writes_every_file() {
     ]);
     assert_eq!(s["totals"]["attempted"], 3000);
     assert_eq!(s["totals"]["established"], 3000);
-    assert_eq!(s["totals"]["failed"], 0);
+    assert_eq!(s["totals"]["connect_failed"], 0);
     assert_eq!(s["totals"]["peak_active"], 3000);
     assert_eq!(s["totals"]["closed_by_driver"], 3000);
     assert!(s["first_limit"].is_null());
@@ -220,12 +220,9 @@ fn refusals_are_counted_but_are_not_a_limit() {
         .local_addr()
         .unwrap()
         .port();
-    let Finished {
-        out,
-        summary: s,
-        _tmp,
-        ..
-    } = run_ok(&[
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(run_args(&out)).args([
         "--target",
         &format!("127.0.0.1:{port}"),
         "--connections",
@@ -233,6 +230,11 @@ fn refusals_are_counted_but_are_not_a_limit() {
         "--rate",
         "0",
     ]);
+    // Nothing connected at all: said so, with exit status 3
+    // (tests/figures.rs checks the words).
+    let output = run_bounded(cmd, BOUND);
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    let s = summary(&out);
     assert_eq!(s["failures_by_kind"]["refused"], 10);
     assert!(s["first_limit"].is_null());
     let failures = std::fs::read_to_string(out.join("failures.csv")).unwrap();

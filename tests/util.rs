@@ -83,13 +83,170 @@ pub fn out_dir() -> (tempfile::TempDir, PathBuf) {
     (dir, out)
 }
 
+/// The run's summary.json, once its figures are checked against each other
+/// and against timeseries.csv ([`assert_invariants`]): every test that reads
+/// a results directory checks it.
 pub fn summary(out: &Path) -> serde_json::Value {
+    assert_invariants(out);
+    read_summary(out)
+}
+
+fn read_summary(out: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(out.join("summary.json"))
         .unwrap_or_else(|e| panic!("no summary.json in {}: {e}", out.display()));
     serde_json::from_str(&text).unwrap()
 }
 
-/// Every file a finished (or stopped) run must leave.
+/// The definitions of README "Results" and the schema, checked on a
+/// results directory:
+/// - attempted = established + connect_failed + unfinished;
+/// - established = closed_by_driver + closed_by_server + lost_with_worker
+///   + held_at_end;
+/// - attempted + never_attempted = the scenario's connections;
+/// - peak_active ≥ every active count reported: first_limit.active_at,
+///   every time series row, each source's ports in use, each dead worker's
+///   held; and ≤ established;
+/// - the failure kinds sum to connect_failed + closed_by_server +
+///   lost_with_worker, and the failure groups to the same;
+/// - the sources sum to the totals (a dead worker's attempts under way
+///   belong to no source);
+/// - the time series never goes back, and its last row is the totals.
+pub fn assert_invariants(out: &Path) {
+    let s = read_summary(out);
+    let ctx = format!("in {}: {s}", out.display());
+    let n = |v: &serde_json::Value, key: &str| {
+        v[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} is not a count {ctx}"))
+    };
+    let t = &s["totals"];
+    let (attempted, established, connect_failed) = (
+        n(t, "attempted"),
+        n(t, "established"),
+        n(t, "connect_failed"),
+    );
+    assert_eq!(
+        attempted,
+        established + connect_failed + n(t, "unfinished"),
+        "attempted = established + connect_failed + unfinished {ctx}"
+    );
+    assert_eq!(
+        established,
+        n(t, "closed_by_driver")
+            + n(t, "closed_by_server")
+            + n(t, "lost_with_worker")
+            + n(t, "held_at_end"),
+        "established = closed_by_driver + closed_by_server + lost_with_worker + held_at_end {ctx}"
+    );
+    if let Some(planned) = s["scenario"]["connections"].as_u64() {
+        assert_eq!(
+            attempted + n(t, "never_attempted"),
+            planned,
+            "attempted + never_attempted = connections {ctx}"
+        );
+    }
+    let peak = n(t, "peak_active");
+    assert!(peak <= established, "peak_active ≤ established {ctx}");
+    if !s["first_limit"].is_null() {
+        let at = n(&s["first_limit"], "active_at");
+        assert!(
+            at <= peak,
+            "first_limit.active_at {at} ≤ peak_active {peak} {ctx}"
+        );
+    }
+    let deaths = s["workers"]["deaths"].as_array().unwrap();
+    for death in deaths {
+        assert!(
+            n(death, "held") <= peak,
+            "a death's held ≤ peak_active {ctx}"
+        );
+    }
+    let by_kind: u64 = s["failures_by_kind"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        by_kind,
+        connect_failed + n(t, "closed_by_server") + n(t, "lost_with_worker"),
+        "failures_by_kind sums to connect_failed + closed_by_server + lost_with_worker {ctx}"
+    );
+    let by_group: u64 = s["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| n(g, "count"))
+        .sum();
+    assert_eq!(
+        by_group, by_kind,
+        "failure groups sum to failures_by_kind {ctx}"
+    );
+    let sources = s["sources"].as_array().unwrap();
+    let sum = |key: &str| sources.iter().map(|src| n(src, key)).sum::<u64>();
+    let in_flight_at_death: u64 = deaths.iter().map(|d| n(d, "in_flight")).sum();
+    assert_eq!(sum("attempted"), attempted, "sources' attempted {ctx}");
+    assert_eq!(
+        sum("established"),
+        established,
+        "sources' established {ctx}"
+    );
+    let kernel_chosen = sources.len() == 1 && sources[0]["source"] == "(kernel-chosen)";
+    let sources_failed = sum("failed") + if kernel_chosen { 0 } else { in_flight_at_death };
+    assert_eq!(sources_failed, connect_failed, "sources' failed {ctx}");
+    for src in sources {
+        assert!(
+            n(src, "peak_ports_in_use") <= peak,
+            "a source's peak ports in use ≤ peak_active {ctx}"
+        );
+    }
+
+    // A run that could not write its time series (a full disk) is checked
+    // on what it has; assert_results_complete insists on the file.
+    let path = out.join("timeseries.csv");
+    if !path.exists() {
+        return;
+    }
+    let mut reader = csv::Reader::from_path(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no {name} column in {}", path.display()))
+    };
+    let [a, e, f, act] = ["attempted", "established", "failed", "active"].map(col);
+    let mut last: Option<[u64; 4]> = None;
+    for (i, row) in reader.records().enumerate() {
+        let row = row.unwrap_or_else(|err| panic!("{} row {}: {err}", path.display(), i + 1));
+        let v = [a, e, f, act].map(|c| row[c].parse::<u64>().unwrap());
+        let line = format!("{} row {}: {row:?} {ctx}", path.display(), i + 1);
+        assert!(v[3] <= peak, "active {} > peak_active {peak}: {line}", v[3]);
+        assert!(
+            v[0] >= v[1] + v[2],
+            "attempted ≥ established + failed: {line}"
+        );
+        assert!(v[3] <= v[1], "active ≤ established: {line}");
+        if let Some(prev) = last {
+            assert!(
+                (0..3).all(|k| v[k] >= prev[k]),
+                "a cumulative count went back: {line}"
+            );
+        }
+        last = Some(v);
+    }
+    if let Some([a, e, f, _]) = last {
+        assert_eq!(
+            (a, e, f),
+            (attempted, established, connect_failed),
+            "the last time series row is the totals {ctx}"
+        );
+    }
+}
+
+/// Every file a finished (or stopped) run must leave, and figures that add
+/// up ([`assert_invariants`]).
 pub fn assert_results_complete(out: &Path) {
     for file in [
         "summary.json",
@@ -105,6 +262,7 @@ pub fn assert_results_complete(out: &Path) {
             out.display()
         );
     }
+    assert_invariants(out);
 }
 
 /// Runs a command with a time bound; panics with its output if it does not

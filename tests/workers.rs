@@ -159,14 +159,21 @@ fn a_killed_worker_is_recorded_and_the_run_ends_with_every_result() {
     let held = death["held"].as_u64().unwrap();
     assert!(held > 0 && held <= 200, "{death}");
     let t = &s["totals"];
+    // Lost with the worker under their own name: not closed by ceiling,
+    // not "other error"; its unstarted attempts never attempted.
+    assert_eq!(t["lost_with_worker"], held, "{s}");
     assert_eq!(
-        s["failures_by_kind"]["other"],
+        s["failures_by_kind"]["lost_with_worker"],
         held + death["in_flight"].as_u64().unwrap()
     );
+    assert_eq!(s["failures_by_kind"]["other"], 0, "{s}");
+    assert_eq!(t["never_attempted"], death["not_attempted"], "{s}");
     assert_eq!(
         t["attempted"].as_u64().unwrap() + death["not_attempted"].as_u64().unwrap(),
         400,
         "{s}"
     );
-    assert!(text(&output.stdout).contains("worker processes that died (1 of 2)"));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("worker processes that died (1 of 2)"));
+    assert!(stdout.contains("lost with worker"), "{stdout}");
 }

@@ -46,21 +46,26 @@ pub struct RunFacts {
 /// Fewest closes a verdict is drawn from.
 const VERDICT_MIN_CLOSES: u64 = 3;
 
-/// Cap or timeout, from how the target's closes were spread:
+/// Closes that all came within this many milliseconds of each other are
+/// one moment: the server went away (when their ages differ).
+const SHUTDOWN_WINDOW_MS: u64 = 250;
+
+/// Cap, timeout or shutdown, from how the target's closes were spread:
 /// - one age (p10..p90 within 5% or 200 ms) of at least 500 ms: an idle or
 ///   session timeout of that age;
 /// - within 100 ms of connecting with (almost) nothing else held: the target
 ///   closes every connection at once;
+/// - one moment (all within `SHUTDOWN_WINDOW_MS`, 250 ms) at ages that differ by
+///   more than twice that window (and 200 ms): the server shut down or
+///   restarted;
 /// - one count of others held (p10..p90 within 5% or 2): a connection cap of
 ///   that count;
-/// - neither: no single cap or timeout (a crash, a restart, a load shedder).
+/// - none of these: no single cap or timeout (a crash, a load shedder).
 pub fn close_verdict(p: &ClosePattern) -> Option<String> {
-    if p.closes < VERDICT_MIN_CLOSES {
-        return None;
-    }
-    let tight = |s: &crate::model::Spread, floor: u64| s.p90 - s.p10 <= floor.max(s.p50 / 20);
+    let shape = close_shape(p)?;
     let (age, held) = (&p.age_ms, &p.others_held);
-    Some(if tight(age, 200) && age.p50 >= 500 {
+    let window = p.last_at_ms.saturating_sub(p.first_at_ms);
+    Some(if shape == CloseShape::Timeout {
         let half = (age.p90 - age.p10) as f64 / 2000.0;
         format!(
             "every connection closed at {:.1} ± {half:.1} s of age ({} closes): looks like an \
@@ -69,13 +74,27 @@ pub fn close_verdict(p: &ClosePattern) -> Option<String> {
             p.closes,
             age.p50 as f64 / 1000.0
         )
-    } else if age.p90 < 100 && held.p90 <= 2 {
+    } else if shape == CloseShape::AtOnce {
         format!(
             "the target closed every connection within {} ms of connecting ({} closes): it \
              refuses by accepting and closing",
             age.p90, p.closes
         )
-    } else if tight(held, 2) {
+    } else if shape == CloseShape::Shutdown {
+        // Nothing else held after the last close: every one was closed.
+        let closed = if held.min == 0 {
+            format!("every held connection ({}) was", thousands(p.closes))
+        } else {
+            format!("{} held connections were", thousands(p.closes))
+        };
+        format!(
+            "{closed} closed by the server within {window} ms at {:.1} s into the run, at ages \
+             {:.1}-{:.1} s: the server shut down or restarted",
+            p.first_at_ms as f64 / 1000.0,
+            age.min as f64 / 1000.0,
+            age.max as f64 / 1000.0
+        )
+    } else if shape == CloseShape::Cap {
         format!(
             "closes came while {} others were held ({} closes, ages {}..{} ms): looks like a \
              connection cap of ~{}",
@@ -83,10 +102,46 @@ pub fn close_verdict(p: &ClosePattern) -> Option<String> {
         )
     } else {
         format!(
-            "closes came at ages {}..{} ms with {}..{} others held ({} closes): no single cap \
-             or timeout (a crash, a restart or load shedding?)",
-            age.p10, age.p90, held.p10, held.p90, p.closes
+            "closes came at ages {}..{} ms with {}..{} others held, over {:.1} s ({} closes): \
+             no single cap, timeout or moment (a crash or load shedding?)",
+            age.p10,
+            age.p90,
+            held.p10,
+            held.p90,
+            window as f64 / 1000.0,
+            p.closes
         )
+    })
+}
+
+/// What the spread of the target's closes points to (see [`close_verdict`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloseShape {
+    Timeout,
+    AtOnce,
+    Shutdown,
+    Cap,
+    Scattered,
+}
+
+/// The shape of the closes; None below [`VERDICT_MIN_CLOSES`].
+fn close_shape(p: &ClosePattern) -> Option<CloseShape> {
+    if p.closes < VERDICT_MIN_CLOSES {
+        return None;
+    }
+    let tight = |s: &crate::model::Spread, floor: u64| s.p90 - s.p10 <= floor.max(s.p50 / 20);
+    let (age, held) = (&p.age_ms, &p.others_held);
+    let window = p.last_at_ms.saturating_sub(p.first_at_ms);
+    Some(if tight(age, 200) && age.p50 >= 500 {
+        CloseShape::Timeout
+    } else if age.p90 < 100 && held.p90 <= 2 {
+        CloseShape::AtOnce
+    } else if window <= SHUTDOWN_WINDOW_MS && age.max - age.min >= (2 * window).max(200) {
+        CloseShape::Shutdown
+    } else if tight(held, 2) {
+        CloseShape::Cap
+    } else {
+        CloseShape::Scattered
     })
 }
 
@@ -280,7 +335,10 @@ impl Explainer<'_> {
                 let _ = write!(m, "; nothing listens on {}", or_q(&ev.target));
             }
             LimitKind::Reset => m.push_str("; the handshake was answered with RST"),
-            LimitKind::ServerClosed | LimitKind::Unreachable | LimitKind::Other => {}
+            LimitKind::ServerClosed
+            | LimitKind::Unreachable
+            | LimitKind::Other
+            | LimitKind::LostWithWorker => {}
         }
         m
     }
@@ -571,6 +629,15 @@ impl Explainer<'_> {
                     limit(h.num("tcp_max_syn_backlog"))
                 )
             }
+            LimitKind::ServerClosed
+                if run.close_pattern.as_ref().and_then(close_shape)
+                    == Some(CloseShape::Shutdown) =>
+            {
+                "the target went away with every connection at once (it shut down, restarted \
+                 or crashed): not a connection limit; check its logs and its supervisor, then \
+                 run again"
+                    .to_string()
+            }
             LimitKind::ServerClosed => {
                 let age = ev.age_ms.map(duration).unwrap_or_else(|| "?".into());
                 let mut r = format!(
@@ -631,6 +698,10 @@ impl Explainer<'_> {
                 errno_text(ev.errno),
                 ev.syscall
             ),
+            LimitKind::LostWithWorker => "not a connection limit: a worker process died; its \
+                                          stderr is in summary.json workers.deaths (run again, \
+                                          or report the crash)"
+                .to_string(),
         }
     }
 

@@ -6,6 +6,7 @@
 //! # Layout
 //! - this module: the classification table.
 //! - [`explain`](mod@explain): one-line evidence, facts and a remedy.
+//! - [`nothing`]: why a run in which nothing connected got nowhere.
 //! - [`host`]: reads sysctls, rlimits, kernel counters, listener queues.
 //! - [`procfs`]: pure parsers of the /proc text `host` reads.
 //! - [`capacity`]: whether the host has memory and files left for a run.
@@ -15,6 +16,7 @@ pub mod capacity;
 pub mod diag;
 pub mod explain;
 pub mod host;
+pub mod nothing;
 pub mod procfs;
 
 use std::io;
@@ -22,6 +24,7 @@ use std::io;
 use crate::model::{LimitKind, Syscall};
 
 pub use explain::{RunFacts, close_verdict, explain};
+pub use nothing::nothing_connected;
 
 /// What the engine knew about the attempt when it failed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -78,6 +81,7 @@ pub fn classify(syscall: Syscall, errno: Option<i32>, ctx: &AttemptContext) -> L
             // The memory cgroup's limit: the kernel kills, it returns no
             // ENOMEM.
             Syscall::WorkerExit if ctx.oom_killed => K::KernelMemory,
+            Syscall::WorkerExit => K::LostWithWorker,
             _ => K::Other,
         };
     };
@@ -127,7 +131,7 @@ pub fn classify(syscall: Syscall, errno: Option<i32>, ctx: &AttemptContext) -> L
             ETIMEDOUT => K::ServerClosed,
             _ => K::Other,
         },
-        Syscall::WorkerExit => K::Other,
+        Syscall::WorkerExit => K::LostWithWorker,
     }
 }
 
@@ -193,7 +197,7 @@ mod tests {
         );
         assert_eq!(
             classify(Syscall::WorkerExit, None, &plain()),
-            LimitKind::Other
+            LimitKind::LostWithWorker
         );
     }
 

@@ -48,6 +48,10 @@ const RATE_STEP_DOWN: f64 = 0.9;
 /// Exit status of a run stopped by Ctrl-C or SIGTERM.
 const EXIT_INTERRUPTED: u8 = 130;
 
+/// Exit status of a run in which nothing connected (every attempt refused,
+/// timed out or failed): no limit was found because no target answered.
+const EXIT_NOTHING_CONNECTED: u8 = 3;
+
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let ui_mode = args.ui;
     let out = args.out.clone();
@@ -241,6 +245,8 @@ pub fn execute(
     } else if !panics.is_empty() {
         // A bug in ceiling, not a finding about the target.
         ExitCode::FAILURE
+    } else if summary.nothing_connected.is_some() {
+        ExitCode::from(EXIT_NOTHING_CONNECTED)
     } else {
         ExitCode::SUCCESS
     })
@@ -809,6 +815,24 @@ fn summarize(
     values.insert("rlimit_nofile_soft".into(), fd_soft.into());
     values.insert("rlimit_nofile_hard".into(), fd_hard.into());
     let source_names: Vec<String> = scenario.sources.iter().map(ToString::to_string).collect();
+    let totals = crate::model::Totals {
+        attempted: total.attempted,
+        established: total.established,
+        connect_failed: total.failed,
+        unfinished: total.in_flight(),
+        never_attempted: scenario.connections.saturating_sub(total.attempted),
+        peak_active: last.peak_active,
+        closed_by_driver: total.closed_by_driver,
+        closed_by_server: total.closed_by_server,
+        lost_with_worker: total.lost_with_worker,
+        held_at_end: total.active(),
+        last_established_s: total.last_established_s,
+    };
+    let failures_by_kind = LimitKind::ALL
+        .iter()
+        .map(|k| (k.as_str().to_string(), total.failures_by_kind[k.index()]))
+        .collect();
+    let targets: Vec<String> = scenario.targets.iter().map(ToString::to_string).collect();
     Summary {
         schema_version: SCHEMA_VERSION,
         ceiling_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -816,20 +840,10 @@ fn summarize(
         started_at: humantime::format_rfc3339_seconds(started_at).to_string(),
         duration_s: last.elapsed.as_secs_f64(),
         aborted,
-        totals: crate::model::Totals {
-            attempted: total.attempted,
-            established: total.established,
-            failed: total.failed,
-            peak_active: last.peak_active,
-            closed_by_driver: total.closed_by_driver,
-            closed_by_server: total.closed_by_server,
-            last_established_s: total.last_established_s,
-        },
+        nothing_connected: classify::nothing_connected(&totals, &failures_by_kind, &targets),
+        totals,
         first_limit,
-        failures_by_kind: LimitKind::ALL
-            .iter()
-            .map(|k| (k.as_str().to_string(), total.failures_by_kind[k.index()]))
-            .collect(),
+        failures_by_kind,
         failures,
         warnings: total.warnings.clone(),
         latency,

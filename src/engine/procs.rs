@@ -10,8 +10,9 @@
 //! its recorder. The rest of the coordinator cannot tell the difference.
 //!
 //! A child that dies is recorded, not fatal: its held connections count as
-//! closed by ceiling (the kernel closed them), its attempts under way as
-//! failed, and the death itself as a [`WorkerDeath`]. A SIGKILL while the
+//! lost with the worker (the kernel closed them), its attempts under way as
+//! connect failures, its unstarted ones as never attempted, and the death
+//! itself as a [`WorkerDeath`]. A SIGKILL while the
 //! workers' memory cgroup counted an OOM kill is `kernel_memory`: with a
 //! memory cgroup, that is how the kernel's memory limit shows (no ENOMEM is
 //! returned to a socket call).
@@ -323,6 +324,9 @@ impl<'a> Relay<'a> {
         for group in delta.groups.values_mut() {
             group.first.active += others;
         }
+        // Its own peak (or what it holds now) plus what the others hold:
+        // the run-wide figure its events were given.
+        delta.peak_active = delta.peak_active.max(report.active) + others;
         self.reported.merge_counters(delta);
         self.recorder
             .lock()
@@ -415,8 +419,9 @@ impl<'a> Relay<'a> {
         }
     }
 
-    /// Records the death: its held connections as closed by ceiling, its
-    /// attempts under way as failed, the death as a failure event.
+    /// Records the death: its held connections as lost with the worker, its
+    /// attempts under way as connect failures, each of them a failure event
+    /// like the death.
     fn record_death(&self, death: WorkerDeath) {
         let ctx = AttemptContext {
             oom_killed: death.signal == Some(libc::SIGKILL) && death.oom_kills.unwrap_or(0) > 0,
@@ -449,14 +454,13 @@ impl<'a> Relay<'a> {
         };
         {
             let mut d = self.recorder.lock().unwrap_or_else(|e| e.into_inner());
-            // Its held connections: closed (the kernel closed them) and
-            // lost, like held connections a server closes.
-            d.closed_by_driver += death.held;
-            d.lost_with_worker += death.held;
+            // Its held connections: lost (the kernel closed them), not
+            // closed by ceiling.
             for (counters, reported) in d.sources.iter_mut().zip(&self.reported.sources) {
                 counters.closed += reported.in_use();
             }
-            d.record_failures(&event, death.held + death.in_flight);
+            d.record_worker_loss(&event, death.held, death.in_flight);
+            d.note_active(event.active);
             d.record_limit_seen(&event);
         }
         self.launcher

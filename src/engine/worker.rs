@@ -367,10 +367,12 @@ impl Worker {
         if let Some(i) = endpoint.source_index {
             self.active_by_source.borrow_mut()[i] += 1;
         }
-        self.shared.active.fetch_add(1, Ordering::Relaxed);
+        let now_active = self.shared.active.fetch_add(1, Ordering::Relaxed) + 1;
         let at = self.shared.start.elapsed().as_secs_f64();
         self.record(|d| {
             d.established += 1;
+            // The peak is noted where the count goes up: exact, not sampled.
+            d.note_active(now_active);
             d.last_established_s = d.last_established_s.max(at);
             record_us(&mut d.connect_us, latency.as_micros() as u64);
             if retransmits > 0 {
@@ -400,6 +402,7 @@ impl Worker {
             }),
             HoldEnd::ServerClosed { how, errno, bytes } => {
                 let age_ms = age.as_millis() as u64;
+                let at_ms = self.shared.start.elapsed().as_millis() as u64;
                 let syscall = Syscall::Read;
                 let ctx = AttemptContext {
                     established: true,
@@ -411,12 +414,14 @@ impl Worker {
                 event.peer_close = Some(how);
                 event.age_ms = Some(age_ms);
                 event.server_bytes = bytes;
+                let is_limit = event.kind.is_limit();
                 self.record(|d| {
                     d.closed_by_server += 1;
-                    d.record_server_close(age_ms, active_before.saturating_sub(1));
+                    d.record_server_close(age_ms, active_before.saturating_sub(1), at_ms);
                     source_closed(d);
+                    d.record_event(event);
                 });
-                self.failed(event, endpoint);
+                self.stop_if_limit(is_limit);
             }
         }
     }
@@ -488,10 +493,15 @@ impl Worker {
         }
     }
 
+    /// An attempt that ended without a connection.
     fn failed(&self, event: FailureEvent, endpoint: &Endpoint) {
         let is_limit = event.kind.is_limit();
         let source_index = endpoint.source_index.unwrap_or(usize::MAX);
         self.record(|d| d.record_failure(event, source_index));
+        self.stop_if_limit(is_limit);
+    }
+
+    fn stop_if_limit(&self, is_limit: bool) {
         if is_limit && self.shared.settings.stop_at_first_limit {
             self.shared.stop(StopReason::FirstLimit);
         }

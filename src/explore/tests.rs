@@ -359,12 +359,14 @@ fn summary(established: u64, peak: u64, closed_by_server: u64, active_at: u64) -
         totals: Totals {
             attempted: established + 1,
             established,
-            failed: 1,
+            connect_failed: 1,
             peak_active: peak,
             closed_by_driver: established - closed_by_server,
             closed_by_server,
             last_established_s: 1.5,
+            ..Totals::default()
         },
+        nothing_connected: None,
         first_limit: Some(FirstLimit {
             kind: LimitKind::FdLimitProcess,
             errno: None,

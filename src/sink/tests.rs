@@ -118,12 +118,17 @@ fn fixture() -> (Summary, Snapshot) {
         totals: Totals {
             attempted: 28_236,
             established: 28_229,
-            failed: 7,
+            connect_failed: 7,
+            unfinished: 0,
+            never_attempted: 31_764,
             peak_active: 28_229,
             closed_by_driver: 28_229,
             closed_by_server: 0,
+            lost_with_worker: 0,
+            held_at_end: 0,
             last_established_s: 7.9,
         },
+        nothing_connected: None,
         first_limit: Some(first_limit),
         failures_by_kind,
         failures,
@@ -196,7 +201,7 @@ fn fixture_without_limit() -> (Summary, Snapshot) {
     summary.failures_by_kind.clear();
     summary.warnings = Warnings::default();
     summary.latency.remove("rtt_us");
-    summary.totals.failed = 0;
+    summary.totals.connect_failed = 0;
     summary.aborted = true;
     summary.duration_s = 75.2;
     snapshot.total.rtt_us.reset();
@@ -519,13 +524,24 @@ fn schema_rejects_summaries_that_break_the_contract() {
                 .unwrap()
                 .remove("p999");
         }),
-        ("schema_version 2", |v| v["schema_version"] = json!(2)),
+        ("schema_version 1", |v| v["schema_version"] = json!(1)),
         ("aborted as a string", |v| v["aborted"] = json!("no")),
         ("unknown failure kind", |v| {
             v["failures_by_kind"]["gremlins"] = json!(1)
         }),
         ("unknown top-level field", |v| v["extra"] = json!(true)),
-        ("negative count", |v| v["totals"]["failed"] = json!(-1)),
+        ("negative count", |v| {
+            v["totals"]["connect_failed"] = json!(-1)
+        }),
+        ("totals.connect_failed removed", |v| {
+            v["totals"]
+                .as_object_mut()
+                .unwrap()
+                .remove("connect_failed");
+        }),
+        ("an unknown nothing_connected cause", |v| {
+            v["nothing_connected"] = json!({"cause": "gremlins", "message": ""})
+        }),
     ];
     for (what, breaks) in broken {
         let mut value = valid.clone();

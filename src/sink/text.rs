@@ -1,6 +1,8 @@
 //! The short human summary printed at the end of a run: what was asked,
-//! what was reached, the first limit in plain words with its remedy, and
-//! where the files are. Fits 80 columns (long evidence and remedies wrap).
+//! what was reached (in the terms of `Totals`: attempts end established or
+//! as connect failures, connections end closed by ceiling, closed by the
+//! server or lost with a worker), a run in which nothing connected, the
+//! first limit in plain words with its remedy, and where the files are. Fits 80 columns (long evidence and remedies wrap).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -16,8 +18,13 @@ pub fn render(summary: &Summary, results_dir: &Path) -> String {
     let mut out = String::new();
     header(&mut out, summary);
     totals(&mut out, summary);
+    if let Some(nothing) = &summary.nothing_connected {
+        out.push('\n');
+        wrap(&mut out, "", &nothing.message);
+    }
     match &summary.first_limit {
         Some(limit) => first_limit(&mut out, limit),
+        None if summary.nothing_connected.is_some() => {}
         None => out.push_str("\nfirst limit: no limit hit\n"),
     }
     failures(&mut out, summary);
@@ -79,17 +86,48 @@ fn header(out: &mut String, summary: &Summary) {
 
 fn totals(out: &mut String, summary: &Summary) {
     let t = &summary.totals;
+    // Where the established connections went, when not all to ceiling's
+    // own closes.
+    let other_ends = t.closed_by_server + t.lost_with_worker + t.held_at_end > 0;
     let rows = [
-        ("attempted", t.attempted),
-        ("established", t.established),
-        ("failed", t.failed),
-        ("peak active", t.peak_active),
+        ("attempted", t.attempted, true, ""),
+        ("established", t.established, true, ""),
+        ("connect failures", t.connect_failed, true, ""),
+        (
+            "unfinished",
+            t.unfinished,
+            t.unfinished > 0,
+            "under way when the run stopped",
+        ),
+        (
+            "never attempted",
+            t.never_attempted,
+            t.never_attempted > 0,
+            "",
+        ),
+        ("closed by ceiling", t.closed_by_driver, other_ends, ""),
+        (
+            "closed by server",
+            t.closed_by_server,
+            t.closed_by_server > 0,
+            "",
+        ),
+        (
+            "lost with worker",
+            t.lost_with_worker,
+            t.lost_with_worker > 0,
+            "",
+        ),
+        ("held at end", t.held_at_end, t.held_at_end > 0, ""),
+        ("peak active", t.peak_active, true, ""),
     ];
+    let rows: Vec<(String, u64, String)> = rows
+        .into_iter()
+        .filter(|&(_, _, shown, _)| shown)
+        .map(|(label, n, _, note)| (label.to_string(), n, note.to_string()))
+        .collect();
     out.push_str("\nconnections\n");
-    table(
-        out,
-        &rows.map(|(label, n)| (label.to_string(), n, String::new())),
-    );
+    table(out, &rows);
     if t.established > 0 {
         let _ = writeln!(
             out,

@@ -2,11 +2,18 @@
 //! the aggregator turns into snapshots, per-second rows and the summary.
 //!
 //! Everything here merges by addition (counters add, HdrHistograms add,
-//! first events keep the earliest), so the same code serves worker threads
+//! first events keep the earliest, peaks and last times the highest), so the same code serves worker threads
 //! now and worker processes or machines later. A worker records into its own
 //! [`Delta`]; the [`Aggregator`] takes each worker's delta every tick, folds
 //! it into the run's cumulative totals and publishes an immutable
 //! [`Snapshot`].
+//!
+//! The counts follow one set of definitions (see [`crate::model::Totals`]):
+//! an attempt ends established or failed to connect (`failed`), or is still
+//! under way; an established connection ends closed by ceiling, closed by
+//! the server or lost with a worker process, or is still held. The failure
+//! kinds and groups count events: connect failures, server closes and
+//! connections lost with a worker alike.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -92,7 +99,8 @@ impl GroupStats {
     }
 }
 
-/// Per source IP counters; "in use" is established minus closed.
+/// Per source IP counters; "in use" is established minus closed; `failed`
+/// counts connect failures only (server closes are in `closed`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SourceCounters {
     pub attempted: u64,
@@ -121,12 +129,22 @@ impl SourceCounters {
 pub struct Delta {
     pub attempted: u64,
     pub established: u64,
+    /// Attempts that ended without a connection (connect failures); not
+    /// server closes nor connections lost with a worker.
     pub failed: u64,
     pub closed_by_driver: u64,
     pub closed_by_server: u64,
-    /// Held connections lost with a worker process that died: counted as
-    /// closed by the driver (the kernel closed them) and as failures.
+    /// Held connections lost with a worker process that died (the kernel
+    /// closed them): not in `closed_by_driver`.
     pub lost_with_worker: u64,
+    /// Most connections held at once, noted where the count goes up and
+    /// with every event's active count (merges by max). With threads it is
+    /// the run-wide count; a worker process's is its own, which its relay
+    /// turns into a run-wide figure.
+    pub peak_active: u64,
+    /// Milliseconds after the run's start of the first and the last close
+    /// by the target (merge by min and max).
+    pub server_close_at_ms: Option<(u64, u64)>,
     /// Seconds after the run's start at which the latest connection was
     /// established (merges by max).
     pub last_established_s: f64,
@@ -172,6 +190,8 @@ impl Delta {
             closed_by_driver: 0,
             closed_by_server: 0,
             lost_with_worker: 0,
+            peak_active: 0,
+            server_close_at_ms: None,
             last_established_s: 0.0,
             failures_by_kind: [0; LimitKind::ALL.len()],
             groups: HashMap::new(),
@@ -209,6 +229,11 @@ impl Delta {
         self.failed += other.failed;
         self.closed_by_driver += other.closed_by_driver;
         self.lost_with_worker += other.lost_with_worker;
+        self.note_active(other.peak_active);
+        if let Some((first, last)) = other.server_close_at_ms {
+            self.note_close_at(first);
+            self.note_close_at(last);
+        }
         self.last_established_s = self.last_established_s.max(other.last_established_s);
         self.closed_by_server += other.closed_by_server;
         for (mine, theirs) in self.failures_by_kind.iter_mut().zip(other.failures_by_kind) {
@@ -262,6 +287,8 @@ impl Delta {
         self.closed_by_driver = 0;
         self.closed_by_server = 0;
         self.lost_with_worker = 0;
+        self.peak_active = 0;
+        self.server_close_at_ms = None;
         self.last_established_s = 0.0;
         self.failures_by_kind = [0; LimitKind::ALL.len()];
         self.groups.clear();
@@ -280,9 +307,23 @@ impl Delta {
         self.sources.fill(SourceCounters::default());
     }
 
+    /// Notes an active count seen: the peak keeps the highest.
+    pub fn note_active(&mut self, active: u64) {
+        self.peak_active = self.peak_active.max(active);
+    }
+
+    fn note_close_at(&mut self, at_ms: u64) {
+        self.server_close_at_ms = Some(match self.server_close_at_ms {
+            None => (at_ms, at_ms),
+            Some((first, last)) => (first.min(at_ms), last.max(at_ms)),
+        });
+    }
+
     /// Records that the target closed a held connection of this age while
-    /// `others` more were held.
-    pub fn record_server_close(&mut self, age_ms: u64, others: u64) {
+    /// `others` more were held, `at_ms` after the run's start (the caller
+    /// counts it in `closed_by_server` and records its event).
+    pub fn record_server_close(&mut self, age_ms: u64, others: u64, at_ms: u64) {
+        self.note_close_at(at_ms);
         self.server_close_age_ms
             .saturating_record(age_ms.saturating_add(1).min(HIST_MAX_US));
         self.server_close_others
@@ -299,27 +340,27 @@ impl Delta {
             p90: s.p90 - 1,
             max: s.max - 1,
         };
+        let (first_at_ms, last_at_ms) = self.server_close_at_ms.unwrap_or_default();
         (closes > 0).then(|| ClosePattern {
             closes,
             age_ms: minus_one(spread(&self.server_close_age_ms)),
             others_held: minus_one(spread(&self.server_close_others)),
+            first_at_ms,
+            last_at_ms,
         })
     }
 
     /// Attempts started whose connect has not resolved yet (cumulative
     /// counters only).
     pub fn in_flight(&self) -> u64 {
-        let attempt_failures = self
-            .failed
-            .saturating_sub(self.closed_by_server + self.lost_with_worker);
         self.attempted
-            .saturating_sub(self.established + attempt_failures)
+            .saturating_sub(self.established + self.failed)
     }
 
-    /// Connections established and not yet closed.
+    /// Connections established and not yet closed nor lost.
     pub fn active(&self) -> u64 {
         self.established
-            .saturating_sub(self.closed_by_driver + self.closed_by_server)
+            .saturating_sub(self.closed_by_driver + self.closed_by_server + self.lost_with_worker)
     }
 
     /// Records a limit seen without a failed attempt of its own (a worker
@@ -330,15 +371,18 @@ impl Delta {
         }
     }
 
-    /// Records `count` failures like `event` at once (a worker process's
-    /// attempts under way when it died), none of them per source.
-    pub fn record_failures(&mut self, event: &FailureEvent, count: u64) {
+    /// Records a worker process's death: `held` connections lost with it,
+    /// `in_flight` attempts under way that now never connect, each a
+    /// failure like `event` (none of them per source).
+    pub fn record_worker_loss(&mut self, event: &FailureEvent, held: u64, in_flight: u64) {
+        self.lost_with_worker += held;
+        self.failed += in_flight;
+        let count = held + in_flight;
         if count == 0 {
             return;
         }
-        self.record_failure(event.clone(), usize::MAX);
+        self.record_event(event.clone());
         let more = count - 1;
-        self.failed += more;
         self.failures_by_kind[event.kind.index()] += more;
         if let Some(group) = self
             .groups
@@ -348,13 +392,22 @@ impl Delta {
         }
     }
 
-    /// Records a failed attempt or a held connection the server ended.
+    /// Records an attempt that ended without a connection: a connect
+    /// failure and its event.
     pub fn record_failure(&mut self, event: FailureEvent, source_index: usize) {
         self.failed += 1;
-        self.failures_by_kind[event.kind.index()] += 1;
         if let Some(source) = self.sources.get_mut(source_index) {
             source.failed += 1;
         }
+        self.record_event(event);
+    }
+
+    /// Records a failure event (a connect failure, a held connection the
+    /// server ended, a connection lost with a worker) in the kinds, the
+    /// groups and the first limit; the caller counts what it ended.
+    pub fn record_event(&mut self, event: FailureEvent) {
+        self.failures_by_kind[event.kind.index()] += 1;
+        self.note_active(event.active);
         if event.kind.is_limit() {
             keep_earliest(&mut self.first_limit, &event);
         }
@@ -421,6 +474,7 @@ pub struct SecondRow {
     pub utc: String,
     pub attempted: u64,
     pub established: u64,
+    /// Connect failures so far (attempts that never established).
     pub failed: u64,
     pub active: u64,
     /// Connects per second asked for over the interval: the rate profile's
@@ -449,6 +503,8 @@ pub struct Snapshot {
     pub planned_connections: u64,
     /// Everything recorded since the start.
     pub total: Delta,
+    /// Most connections held at once: at least every active count the run
+    /// reported (rows, events, workers).
     pub peak_active: u64,
     /// Highest `in_use` seen per source, indexed like `total.sources`.
     pub peak_ports_in_use: Vec<u64>,
@@ -522,7 +578,10 @@ impl Aggregator {
     pub fn absorb(&mut self, delta: &Delta) {
         self.total.merge(delta);
         self.second.merge(delta);
-        self.peak_active = self.peak_active.max(self.total.active());
+        self.peak_active = self
+            .peak_active
+            .max(self.total.peak_active)
+            .max(self.total.active());
         for (peak, counters) in self.peak_ports_in_use.iter_mut().zip(&self.total.sources) {
             *peak = (*peak).max(counters.in_use());
         }
@@ -597,6 +656,7 @@ impl Aggregator {
     fn second_has_data(&self, elapsed: Duration) -> bool {
         elapsed.as_secs_f64() > (self.next_row_at - 1) as f64 + 0.05
             || self.second.attempted > 0
+            || self.second.established > 0
             || self.second.failed > 0
     }
 
@@ -659,10 +719,10 @@ mod tests {
     #[test]
     fn server_closes_merge_into_one_pattern() {
         let mut a = Delta::new(0);
-        a.record_server_close(60_000, 10);
-        a.record_server_close(60_010, 30);
+        a.record_server_close(60_000, 10, 61_000);
+        a.record_server_close(60_010, 30, 65_500);
         let mut b = Delta::new(0);
-        b.record_server_close(59_990, 20);
+        b.record_server_close(59_990, 20, 60_990);
         let mut merged = Delta::new(0);
         merged.merge(&a);
         merged.merge(&b);
@@ -671,6 +731,109 @@ mod tests {
         // 2 significant figures: 60,000 ± 1%.
         assert!((59_400..=60_600).contains(&p.age_ms.p50), "{p:?}");
         assert_eq!((p.others_held.min, p.others_held.max), (10, 30));
+        // When they came merges by min and max, like the ages.
+        assert_eq!((p.first_at_ms, p.last_at_ms), (60_990, 65_500));
+    }
+
+    /// A delta where each of `held` connections was established (noting
+    /// the run-wide count then) and each of `closes` ended as `end` says.
+    fn held(n: u64) -> Delta {
+        let mut d = Delta::new(1);
+        for i in 1..=n {
+            d.attempted += 1;
+            d.established += 1;
+            d.note_active(i);
+        }
+        d
+    }
+
+    #[test]
+    fn every_attempt_and_connection_ends_in_exactly_one_count() {
+        // 120 established, all closed by the server: 0 connect failures,
+        // though 120 failure events.
+        let mut d = held(120);
+        for i in 0..120 {
+            d.closed_by_server += 1;
+            d.record_server_close(2_000, 119 - i, 3_400);
+            d.record_event(FailureEvent {
+                syscall: Syscall::Read,
+                errno: None,
+                ..event(LimitKind::ServerClosed, 3.4, i + 1)
+            });
+        }
+        assert_eq!(d.failed, 0);
+        assert_eq!(d.failures_by_kind[LimitKind::ServerClosed.index()], 120);
+        assert_eq!(d.active(), 0);
+        assert_eq!(d.in_flight(), 0);
+        // attempted = established + connect failures + under way.
+        d.attempted += 3;
+        d.record_failure(event(LimitKind::Refused, 3.5, 121), 0);
+        assert_eq!(d.attempted, d.established + d.failed + d.in_flight());
+        assert_eq!(d.in_flight(), 2);
+        assert_eq!(d.sources[0].failed, 1);
+    }
+
+    #[test]
+    fn a_dead_workers_connections_are_lost_not_closed_nor_other_errors() {
+        let mut d = held(10);
+        d.attempted += 4; // 4 under way
+        let death = FailureEvent {
+            syscall: Syscall::WorkerExit,
+            errno: None,
+            ..event(LimitKind::LostWithWorker, 2.0, 15)
+        };
+        d.record_worker_loss(&death, 10, 4);
+        assert_eq!(d.lost_with_worker, 10);
+        assert_eq!(d.closed_by_driver, 0);
+        assert_eq!(d.active(), 0);
+        assert_eq!(d.failed, 4, "its attempts under way are connect failures");
+        assert_eq!(d.in_flight(), 0);
+        assert_eq!(d.failures_by_kind[LimitKind::LostWithWorker.index()], 14);
+        assert_eq!(d.failures_by_kind[LimitKind::Other.index()], 0);
+        let group = &d.groups[&(LimitKind::LostWithWorker, Syscall::WorkerExit, None)];
+        assert_eq!(group.count, 14);
+        // Not a limit: no first limit from a crash.
+        assert!(d.first_limit.is_none());
+    }
+
+    #[test]
+    fn the_peak_is_exact_not_sampled() {
+        // 100 connections up and 60 down within one tick: a sample at the
+        // tick sees 40, the peak noted where the count went up is 100.
+        let mut agg = Aggregator::new(1, 100);
+        let mut d = held(100);
+        d.closed_by_driver = 60;
+        agg.absorb(&d);
+        let snap = agg.snapshot(
+            Duration::from_secs(1),
+            Phase::Opening,
+            0.0,
+            String::new,
+            true,
+        );
+        assert_eq!(snap.active(), 40);
+        assert_eq!(snap.peak_active, 100);
+        // An event's active count raises the peak too (it is a count the
+        // run reported), and peaks merge by max, not by sum.
+        let mut e = Delta::new(1);
+        e.record_failure(
+            FailureEvent {
+                active: 105,
+                ..event(LimitKind::PortExhaustion, 1.1, 102)
+            },
+            0,
+        );
+        agg.absorb(&e);
+        agg.absorb(&held(30));
+        let snap = agg.snapshot(
+            Duration::from_secs(2),
+            Phase::Opening,
+            0.0,
+            String::new,
+            true,
+        );
+        assert_eq!(snap.peak_active, 105);
+        assert!(snap.peak_active >= snap.total.first_limit.as_ref().unwrap().active);
     }
 
     #[test]

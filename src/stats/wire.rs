@@ -22,6 +22,12 @@ pub struct WireDelta {
     pub closed_by_driver: u64,
     pub closed_by_server: u64,
     pub lost_with_worker: u64,
+    /// The worker's own peak of connections held (merges by max).
+    #[serde(default)]
+    pub peak_active: u64,
+    /// First and last close by the target, ms after the run's start.
+    #[serde(default)]
+    pub server_close_at_ms: Option<(u64, u64)>,
     pub last_established_s: f64,
     /// Indexed like [`LimitKind::ALL`].
     pub failures_by_kind: Vec<u64>,
@@ -75,6 +81,8 @@ impl From<&Delta> for WireDelta {
             closed_by_driver: d.closed_by_driver,
             closed_by_server: d.closed_by_server,
             lost_with_worker: d.lost_with_worker,
+            peak_active: d.peak_active,
+            server_close_at_ms: d.server_close_at_ms,
             last_established_s: d.last_established_s,
             failures_by_kind: d.failures_by_kind.to_vec(),
             groups,
@@ -124,6 +132,8 @@ impl WireDelta {
         c.closed_by_driver = self.closed_by_driver;
         c.closed_by_server = self.closed_by_server;
         c.lost_with_worker = self.lost_with_worker;
+        c.peak_active = self.peak_active;
+        c.server_close_at_ms = self.server_close_at_ms;
         c.last_established_s = self.last_established_s;
         c.failures_by_kind.copy_from_slice(&self.failures_by_kind);
         for g in self.groups {
@@ -189,12 +199,13 @@ mod tests {
         for us in [40, 55, 1200, 90_000] {
             record_us(&mut d.connect_us, us);
         }
-        d.record_server_close(1500, 49);
+        d.record_server_close(1500, 49, 2100);
         d.record_failure(
             FailureEvent::example(LimitKind::PortExhaustion, 8, 0.5, 7),
             1,
         );
         d.record_failure(FailureEvent::example(LimitKind::Refused, 9, 0.25, 7), 0);
+        d.note_active(8);
         d.sources[1].attempted = 4;
         d.warnings.port_search_slow = 3;
         d
@@ -215,6 +226,8 @@ mod tests {
         assert_eq!(via_wire.connect_us.max(), original.connect_us.max());
         assert_eq!(via_wire.first_limit.unwrap().attempt, 8);
         assert_eq!(via_wire.sources[1].attempted, 4);
+        assert_eq!(via_wire.peak_active, 8);
+        assert_eq!(via_wire.server_close_at_ms, Some((2100, 2100)));
     }
 
     #[test]

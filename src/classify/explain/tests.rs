@@ -482,6 +482,7 @@ fn every_kind_snapshot() {
         (LimitKind::Reset, Syscall::Connect, Some(ECONNRESET)),
         (LimitKind::Unreachable, Syscall::Connect, Some(ENETUNREACH)),
         (LimitKind::Other, Syscall::Setsockopt, Some(95)),
+        (LimitKind::LostWithWorker, Syscall::WorkerExit, None),
     ];
     assert_eq!(cases.len(), LimitKind::ALL.len(), "one case per kind");
     let end = [("TcpExt.ListenOverflows", 40), ("TcpExt.ListenDrops", 40)];
@@ -519,7 +520,17 @@ fn formatting_helpers() {
     assert_eq!(parse_ip(""), None);
 }
 
+/// Closes spread over 30 s of the run unless a test says otherwise.
 fn pattern(closes: u64, age: [u64; 5], held: [u64; 5]) -> ClosePattern {
+    pattern_at(closes, age, held, (10_000, 40_000))
+}
+
+fn pattern_at(
+    closes: u64,
+    age: [u64; 5],
+    held: [u64; 5],
+    (first_at_ms, last_at_ms): (u64, u64),
+) -> ClosePattern {
     let spread = |v: [u64; 5]| crate::model::Spread {
         min: v[0],
         p10: v[1],
@@ -531,7 +542,46 @@ fn pattern(closes: u64, age: [u64; 5], held: [u64; 5]) -> ClosePattern {
         closes,
         age_ms: spread(age),
         others_held: spread(held),
+        first_at_ms,
+        last_at_ms,
     }
+}
+
+#[test]
+fn closes_at_one_moment_with_ages_differing_read_as_a_shutdown() {
+    // 40 held, opened over 2.4 s; the server killed at 3.4 s: every one
+    // closed within 12 ms, at ages 0.5..2.9 s, the last with none held.
+    let p = pattern_at(
+        40,
+        [500, 700, 1_700, 2_700, 2_900],
+        [0, 4, 20, 36, 39],
+        (3_400, 3_412),
+    );
+    let verdict = close_verdict(&p).unwrap();
+    assert_eq!(
+        verdict,
+        "every held connection (40) was closed by the server within 12 ms at 3.4 s into the \
+         run, at ages 0.5-2.9 s: the server shut down or restarted"
+    );
+    // Not a timeout, and not a cap, though it came at one moment.
+    assert!(!verdict.contains("timeout"), "{verdict}");
+    // The same closes over 20 s are no single moment.
+    let spread_out = pattern_at(
+        40,
+        [500, 700, 1_700, 2_700, 2_900],
+        [0, 4, 20, 36, 39],
+        (3_400, 23_400),
+    );
+    assert!(!close_verdict(&spread_out).unwrap().contains("shut down"));
+    // Closes at one moment and one age (all opened at once) stay a timeout:
+    // nothing tells them apart.
+    let one_age = pattern_at(
+        40,
+        [2_000, 2_000, 2_010, 2_020, 2_020],
+        [0, 4, 20, 36, 39],
+        (2_050, 2_060),
+    );
+    assert!(close_verdict(&one_age).unwrap().contains("timeout of 2 s"));
 }
 
 #[test]
@@ -567,7 +617,7 @@ fn immediate_closes_and_scattered_closes_are_named_as_such() {
     assert!(
         close_verdict(&scattered)
             .unwrap()
-            .contains("no single cap or timeout")
+            .contains("no single cap, timeout or moment")
     );
     let too_few = pattern(2, [60_000; 5], [5; 5]);
     assert_eq!(close_verdict(&too_few), None);
