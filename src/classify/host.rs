@@ -629,6 +629,70 @@ mod tests {
         assert!(listen_drop_count().is_some());
     }
 
+    /// Set in the child process of the test below.
+    const FD_FULL_CHILD: &str = "CEILING_TEST_FD_TABLE_FULL";
+
+    #[test]
+    fn the_panel_is_read_with_the_fd_table_full() {
+        if std::env::var_os(FD_FULL_CHILD).is_some() {
+            fill_the_fd_table_and_read();
+            return;
+        }
+        // RLIMIT_NOFILE is per process: lower it in a child, this test alone.
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "classify::host::tests::the_panel_is_read_with_the_fd_table_full",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(FD_FULL_CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "the child ran the test: {text}");
+    }
+
+    /// In the child: the files kept at the start, then every fd taken.
+    fn fill_the_fd_table_and_read() {
+        probe();
+        let open = open_fd_count().unwrap();
+        let limit = open + 16;
+        set_nofile_soft(limit).unwrap();
+        let mut taken = Vec::new();
+        loop {
+            match File::open("/dev/null") {
+                Ok(file) => taken.push(file),
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
+                    break;
+                }
+            }
+        }
+        assert!(
+            File::open("/proc/net/netstat").is_err(),
+            "the table is full"
+        );
+        let panel = read_panel();
+        // Every fd below the limit is taken (fds opened above it before it
+        // was lowered count too).
+        assert!(panel.open_fds.is_some_and(|n| n >= limit), "{panel:?}");
+        assert!(panel.port_range.is_some(), "{panel:?}");
+        assert!(
+            panel.counters.contains_key("sockstat.tcp_inuse"),
+            "{panel:?}"
+        );
+        assert!(
+            panel.counters.contains_key("TcpExt.ListenOverflows"),
+            "{panel:?}"
+        );
+        assert_eq!(panel.unread, None);
+        assert!(listen_drop_count().is_some());
+    }
+
     #[test]
     fn local_address_check_binds_only() {
         check_local_address("127.0.0.2".parse().unwrap()).expect("127.0.0.2 is on lo");
