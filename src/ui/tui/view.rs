@@ -9,6 +9,10 @@
 //! active-connections chart, connects per second, the limits and the
 //! sources. Below [`COMPACT_WIDTH`]×[`COMPACT_HEIGHT`] the body gives way to
 //! one compact panel.
+//!
+//! At every size a number is shown whole or not at all: a panel, a column
+//! or a detail that does not fit is left out, a title or a line picks a
+//! shorter form. The banner wraps, and its remedy is never cut.
 
 use hdrhistogram::Histogram;
 use ratatui::Frame;
@@ -396,6 +400,30 @@ fn banner_lines(view: &View, width: usize, room: usize) -> Vec<Line<'static>> {
 /// How the remedy starts in the banner.
 const FIX: &str = "   fix: ";
 
+/// `items` on lines of at most `width` columns, two spaces apart, each
+/// item whole on one line (an item wider than a line is wrapped).
+fn pack(items: impl IntoIterator<Item = String>, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for item in items {
+        if !line.is_empty() && line.chars().count() + 2 + item.chars().count() <= width {
+            line.push_str("  ");
+            line.push_str(&item);
+            continue;
+        }
+        if !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+        }
+        let mut wrapped = wrap(&item, width, "", "");
+        line = wrapped.pop().unwrap_or_default();
+        lines.extend(wrapped);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 /// `text` in lines of at most `width` columns, broken between words (a
 /// word longer than a line is split). The first line starts with `first`,
 /// the others with `rest`.
@@ -595,33 +623,20 @@ fn render_latency(frame: &mut Frame, area: Rect, view: &View) {
         // Too short for a table: pack the percentiles onto few lines, each
         // "p99 25.2ms" whole on its line.
         let width = usize::from(inner.width);
-        let mut pack = |name: &str, p: &Percentiles| {
-            let mut items = Vec::new();
-            if !name.is_empty() {
-                items.push(name.to_string());
-            }
-            items.extend(
-                PERCENTILE_ROWS
-                    .iter()
-                    .map(|(label, pick)| format!("{label} {}", latency_text(p, *pick))),
-            );
-            let mut line = String::new();
-            for item in items {
-                let sep = if line.is_empty() { "" } else { "  " };
-                if !line.is_empty()
-                    && (line.chars().count() + sep.len() + item.chars().count()) > width
-                {
-                    lines.push(Line::from(std::mem::take(&mut line)));
-                    line = item;
-                } else {
-                    line = format!("{line}{sep}{item}");
-                }
-            }
-            lines.push(Line::from(line));
+        let mut pack_set = |name: &str, p: &Percentiles| {
+            let items = (!name.is_empty())
+                .then(|| name.to_string())
+                .into_iter()
+                .chain(
+                    PERCENTILE_ROWS
+                        .iter()
+                        .map(|(label, pick)| format!("{label} {}", latency_text(p, *pick))),
+                );
+            lines.extend(pack(items, width).into_iter().map(Line::from));
         };
-        pack(if rtt.is_some() { "connect" } else { "" }, &connect);
+        pack_set(if rtt.is_some() { "connect" } else { "" }, &connect);
         if let Some(rtt) = &rtt {
-            pack("rtt", rtt);
+            pack_set("rtt", rtt);
         }
     }
     let used = lines.len() as u16;
@@ -1272,40 +1287,40 @@ fn render_compact(frame: &mut Frame, area: Rect, view: &View) {
     };
     // (text, style), in the order shown; kept by importance.
     let parts = [
-        (status, bold),
+        (vec![status], bold),
         (
-            format!(
-                "active {}  peak {}",
-                thousands(snap.active()),
-                thousands(snap.peak_active)
-            ),
+            vec![
+                format!("active {}", thousands(snap.active())),
+                format!("peak {}", thousands(snap.peak_active)),
+            ],
             bold.fg(Color::Green),
         ),
         (
-            format!(
-                "established {}  failed {}",
-                thousands(total.established),
-                thousands(total.failed)
-            ),
+            vec![
+                format!("established {}", thousands(total.established)),
+                format!("failed {}", thousands(total.failed)),
+            ],
             Style::new(),
         ),
         (
-            format!(
+            vec![format!(
                 "attempted {}/{}",
                 thousands(total.attempted),
                 thousands(snap.planned_connections)
-            ),
+            )],
             Style::new(),
         ),
-        (limit, limit_style),
+        (vec![limit], limit_style),
         (
-            "q stop  p pause  +/- rate  h help".to_string(),
+            ["q stop", "p pause", "+/- rate", "h help"]
+                .map(String::from)
+                .to_vec(),
             Style::new().add_modifier(Modifier::DIM),
         ),
     ];
     let wrapped: Vec<(Vec<String>, Style)> = parts
         .into_iter()
-        .map(|(text, style)| (wrap(&text, width, "", ""), style))
+        .map(|(items, style)| (pack(items, width), style))
         .collect();
     // The limit, then the status, active, established, attempted, keys.
     let mut rows = usize::from(area.height);
