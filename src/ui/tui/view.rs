@@ -102,14 +102,15 @@ fn render_full(frame: &mut Frame, area: Rect, view: &View) {
     } else {
         0
     };
-    let latency_height = left.height - numbers_height - host_height;
+    let latency_height = visible(left.height - numbers_height - host_height, 3);
+    // Rows too few for latency go to the host panel.
+    let host_height = match (latency_height, host_height) {
+        (0, 1..) => left.height - numbers_height,
+        _ => host_height,
+    };
     let [numbers, latency, host] = column(
         left,
-        [
-            visible(numbers_height, 3),
-            visible(latency_height, 3),
-            host_height,
-        ],
+        [visible(numbers_height, 3), latency_height, host_height],
     );
     render_numbers(frame, numbers, view);
     render_latency(frame, latency, view);
@@ -1203,14 +1204,14 @@ fn render_sources(frame: &mut Frame, area: Rect, view: &View) {
         // Not even a name and its established count: no panel.
         return;
     }
-    let mut header = vec!["source".to_string()];
+    let mut header = vec![Line::from("source")];
     let mut widths = Vec::new();
     let mut table: Vec<Vec<Line>> = shown
         .iter()
         .map(|(name, _)| vec![Line::from(ellipsize(name, name_width))])
         .collect();
     for ((title, width), (_, _, texts)) in shown_columns.into_iter().zip(columns) {
-        header.push(title.to_string());
+        header.push(Line::from(title).right_aligned());
         widths.push(Constraint::Length(width as u16));
         for (row, text) in table.iter_mut().zip(texts) {
             row.push(Line::from(text).right_aligned());
