@@ -3,6 +3,7 @@
 //! CI=true, where .ci/run installs it).
 
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::util::{Server, assert_results_complete, bin, out_dir, summary};
@@ -29,7 +30,15 @@ struct Tmux {
 
 impl Tmux {
     fn start(command: &str, width: u16, height: u16) -> Tmux {
-        let name = format!("ceiling-test-{}-{}x{}", std::process::id(), width, height);
+        // Unique per test: tests of one binary run side by side.
+        static SESSIONS: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "ceiling-test-{}-{}-{}x{}",
+            std::process::id(),
+            SESSIONS.fetch_add(1, Ordering::Relaxed),
+            width,
+            height
+        );
         let status = Command::new("tmux")
             .args([
                 "new-session",
@@ -197,4 +206,63 @@ fn tui_with_stdout_redirected_draws_and_writes_the_summary_to_the_file() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(summary(&out)["totals"]["established"], 200);
+}
+
+/// The Host panel's row that starts with `label`, up to the panel's border.
+fn host_row<'a>(screen: &'a str, label: &str) -> Option<&'a str> {
+    let line = screen.lines().find(|l| {
+        l.strip_prefix('│')
+            .is_some_and(|rest| rest.starts_with(label))
+    })?;
+    let inner = &line['│'.len_utf8()..];
+    Some(&inner[..inner.find('│').unwrap_or(inner.len())])
+}
+
+/// The first figure after `label` in the Host panel, commas dropped.
+fn host_figure(screen: &str, label: &str) -> Option<u64> {
+    let row = host_row(screen, label)?;
+    let value = row[label.len()..].split_whitespace().next()?;
+    value.replace(',', "").parse().ok()
+}
+
+#[test]
+fn tui_host_panel_keeps_reading_when_the_fd_table_is_full() {
+    if !have_tmux() {
+        return;
+    }
+    let server = Server::start(&["--fd-limit", "300"]);
+    let (_tmp, out) = out_dir();
+    // 2,000 connections in a table of 200 fds: EMFILE within the first
+    // second, then the run holds what it has.
+    let command = format!(
+        "{} run --ui tui --target {} --connections 2000 --fd-limit 200 --hold 30s --out {}; sleep 30",
+        bin(),
+        server.addr(),
+        out.display()
+    );
+    let tmux = Tmux::start(&command, 120, 40);
+    tmux.wait_for("the fd limit", Duration::from_secs(20), |s| {
+        s.contains("FIRST LIMIT per-process fd limit")
+    });
+    // The host panel is read once a second: these readings were taken with
+    // the fd table full.
+    std::thread::sleep(Duration::from_millis(2500));
+    let screen = tmux.screen();
+    let fds = host_figure(&screen, "fds");
+    assert!(
+        fds.is_some_and(|n| (100..=200).contains(&n)),
+        "open fds not read at the limit: {fds:?}\n{screen}"
+    );
+    let ports = host_row(&screen, "ports").unwrap_or_default();
+    assert!(ports.contains('–') && !ports.contains('?'), "{screen}");
+    assert!(host_figure(&screen, "tcp").is_some(), "{screen}");
+    let source = screen
+        .lines()
+        .find(|l| l.contains("(kernel-chosen)") && !l.contains("FIRST LIMIT"))
+        .unwrap_or_default();
+    assert!(
+        source.contains('%') && !source.contains('?'),
+        "the sources' share of the port range: {screen}"
+    );
+    tmux.keys("q");
 }

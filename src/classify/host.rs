@@ -6,11 +6,18 @@
 //! [`super::procfs`] and [`super::diag`]. Nothing here writes a sysctl; the
 //! only setting it changes is this process's own soft RLIMIT_NOFILE. A file
 //! that is missing (no netfilter, no cgroup) is left out, not an error.
+//!
+//! The files read again all run long (the counters, the port range and
+//! /proc/self/fd) are opened once, by [`probe`] at the start, and kept open:
+//! a process whose fd table is full (EMFILE) still reads them.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::sync::{Mutex, PoisonError};
 
 use serde_json::Value;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -127,20 +134,153 @@ pub fn conntrack_full() -> bool {
     }
 }
 
-/// File descriptors this process has open (entries of /proc/self/fd).
-pub fn open_fd_count() -> Option<u64> {
-    Some(fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+/// The files [`read_kept`] keeps open.
+const KEPT_FILES: [&str; 5] = [
+    "/proc/net/netstat",
+    "/proc/net/snmp",
+    "/proc/net/sockstat",
+    "/proc/net/sockstat6",
+    PORT_RANGE,
+];
+
+const PORT_RANGE: &str = "/proc/sys/net/ipv4/ip_local_port_range";
+
+/// The kept /proc files of this process, opened in the network namespace
+/// `netns` (/proc/net follows the namespace of the opener).
+struct Kept {
+    netns: Option<(u64, u64)>,
+    files: BTreeMap<&'static str, File>,
+    /// /proc/self/fd, listed again from its start at each count.
+    fd_dir: Option<File>,
+}
+
+static KEPT: Mutex<Kept> = Mutex::new(Kept {
+    netns: None,
+    files: BTreeMap::new(),
+    fd_dir: None,
+});
+
+impl Kept {
+    fn lock() -> std::sync::MutexGuard<'static, Kept> {
+        let mut kept = KEPT.lock().unwrap_or_else(PoisonError::into_inner);
+        // Files opened in another network namespace (before `lab` moved
+        // this process) describe that one: open them again. stat needs no fd.
+        let netns = fs::metadata("/proc/self/ns/net")
+            .ok()
+            .map(|m| (m.dev(), m.ino()));
+        if kept.netns != netns {
+            kept.files.clear();
+            kept.netns = netns;
+        }
+        kept
+    }
+
+    fn read(&mut self, path: &'static str) -> io::Result<String> {
+        let file = match self.files.entry(path) {
+            std::collections::btree_map::Entry::Occupied(file) => file.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => slot.insert(File::open(path)?),
+        };
+        file.seek(SeekFrom::Start(0))?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        Ok(text)
+    }
+
+    fn fd_dir(&mut self) -> io::Result<&File> {
+        if self.fd_dir.is_none() {
+            let dir = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY)
+                .open("/proc/self/fd")?;
+            self.fd_dir = Some(dir);
+        }
+        Ok(self.fd_dir.as_ref().expect("just opened"))
+    }
+}
+
+/// Opens the files read all run long ([`KEPT_FILES`], /proc/self/fd) now,
+/// while fds are free; those already open stay.
+fn keep_proc_files() {
+    let mut kept = Kept::lock();
+    for path in KEPT_FILES {
+        let _ = kept.read(path);
+    }
+    let _ = kept.fd_dir();
+}
+
+/// One of [`KEPT_FILES`], read from its start through the kept file
+/// (opened now if it is not open yet).
+fn read_kept(path: &'static str) -> io::Result<String> {
+    Kept::lock().read(path)
+}
+
+/// File descriptors this process has open (entries of /proc/self/fd, the
+/// kept one included), counted through the kept directory: no new fd.
+pub fn open_fd_count() -> io::Result<u64> {
+    let mut kept = Kept::lock();
+    let fd = kept.fd_dir()?.as_raw_fd();
+    // SAFETY: lseek on an fd we own.
+    if unsafe { libc::lseek(fd, 0, libc::SEEK_SET) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut count = 0;
+    loop {
+        // SAFETY: getdents64 writes at most buf.len() bytes into buf.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), buf.len()) };
+        match n {
+            ..0 => return Err(io::Error::last_os_error()),
+            0 => return Ok(count),
+            n => count += procfs::count_dirents(&buf[..n as usize]),
+        }
+    }
+}
+
+/// What the dashboard's host panel shows, read through the kept files.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PanelReading {
+    pub open_fds: Option<u64>,
+    pub port_range: Option<(u16, u16)>,
+    /// As [`read_counters`] gives them.
+    pub counters: BTreeMap<String, u64>,
+    /// Why something was not read (the first error), e.g. "fd table full".
+    pub unread: Option<String>,
+}
+
+/// The dashboard's host readings: open fds, the port range, the counters.
+pub fn read_panel() -> PanelReading {
+    let mut first_error = None;
+    let mut note = |e: io::Error| {
+        first_error.get_or_insert_with(|| match e.raw_os_error() {
+            Some(libc::EMFILE) => "fd table full (EMFILE)".to_string(),
+            Some(libc::ENFILE) => "system file table full (ENFILE)".to_string(),
+            _ => e.to_string(),
+        });
+    };
+    let open_fds = open_fd_count().map_err(&mut note).ok();
+    let port_range = read_kept(PORT_RANGE)
+        .map_err(&mut note)
+        .ok()
+        .and_then(|text| procfs::parse_port_range(&text));
+    let counters = counters_with(|path| read_kept(path).map_err(&mut note).ok());
+    PanelReading {
+        open_fds,
+        port_range,
+        counters,
+        unread: first_error,
+    }
 }
 
 /// Reads everything (values and counters).
 pub fn probe() -> HostState {
+    keep_proc_files();
     let mut values = BTreeMap::new();
     for (name, path) in SYSCTLS {
         if let Some(v) = read(path).as_deref().and_then(procfs::parse_u64) {
             values.insert(name.to_string(), Value::from(v));
         }
     }
-    let range = read("/proc/sys/net/ipv4/ip_local_port_range");
+    let range = read_kept(PORT_RANGE).ok();
     if let Some((lo, hi)) = range.as_deref().and_then(procfs::parse_port_range) {
         values.insert(
             "ip_local_port_range".into(),
@@ -201,6 +341,11 @@ pub fn select_counters(all: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
 
 /// Reads only the counters (cheaper than [`probe`]).
 pub fn read_counters() -> BTreeMap<String, u64> {
+    counters_with(|path| read_kept(path).ok())
+}
+
+/// The counters, each file read by `read`.
+fn counters_with(mut read: impl FnMut(&'static str) -> Option<String>) -> BTreeMap<String, u64> {
     let mut all = BTreeMap::new();
     for path in ["/proc/net/netstat", "/proc/net/snmp"] {
         if let Some(text) = read(path) {
@@ -235,7 +380,7 @@ pub fn counter_deltas(start: &HostState, end: &HostState) -> BTreeMap<String, i6
 /// file). The kernel counts every overflow as a drop too, so the sum only
 /// says whether anything moved, not how many SYNs were lost.
 pub fn listen_drop_count() -> Option<u64> {
-    listen_drops_from(&read("/proc/net/netstat")?)
+    listen_drops_from(&read_kept("/proc/net/netstat").ok()?)
 }
 
 /// [`listen_drop_count`] on given /proc/net/netstat text.
@@ -481,6 +626,70 @@ mod tests {
         assert!(h.counters.contains_key("TcpExt.ListenOverflows"));
         assert!(h.counters.contains_key("Tcp.ActiveOpens"));
         assert!(h.counters.contains_key("sockstat.tcp_tw"));
+        assert!(listen_drop_count().is_some());
+    }
+
+    /// Set in the child process of the test below.
+    const FD_FULL_CHILD: &str = "CEILING_TEST_FD_TABLE_FULL";
+
+    #[test]
+    fn the_panel_is_read_with_the_fd_table_full() {
+        if std::env::var_os(FD_FULL_CHILD).is_some() {
+            fill_the_fd_table_and_read();
+            return;
+        }
+        // RLIMIT_NOFILE is per process: lower it in a child, this test alone.
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "classify::host::tests::the_panel_is_read_with_the_fd_table_full",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(FD_FULL_CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "the child ran the test: {text}");
+    }
+
+    /// In the child: the files kept at the start, then every fd taken.
+    fn fill_the_fd_table_and_read() {
+        probe();
+        let open = open_fd_count().unwrap();
+        let limit = open + 16;
+        set_nofile_soft(limit).unwrap();
+        let mut taken = Vec::new();
+        loop {
+            match File::open("/dev/null") {
+                Ok(file) => taken.push(file),
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::EMFILE), "{e}");
+                    break;
+                }
+            }
+        }
+        assert!(
+            File::open("/proc/net/netstat").is_err(),
+            "the table is full"
+        );
+        let panel = read_panel();
+        // Every fd below the limit is taken (fds opened above it before it
+        // was lowered count too).
+        assert!(panel.open_fds.is_some_and(|n| n >= limit), "{panel:?}");
+        assert!(panel.port_range.is_some(), "{panel:?}");
+        assert!(
+            panel.counters.contains_key("sockstat.tcp_inuse"),
+            "{panel:?}"
+        );
+        assert!(
+            panel.counters.contains_key("TcpExt.ListenOverflows"),
+            "{panel:?}"
+        );
+        assert_eq!(panel.unread, None);
         assert!(listen_drop_count().is_some());
     }
 

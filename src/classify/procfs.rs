@@ -1,6 +1,7 @@
 //! Pure parsers for the /proc and /sys text the host probe reads: the
 //! netstat/snmp counter tables, sockstat, sysctl values, `file-nr`,
-//! /proc/net/tcp{,6} rows and /proc/self/cgroup.
+//! /proc/net/tcp{,6} rows, /proc/self/cgroup and the directory entries
+//! getdents64 returns.
 //!
 //! Each takes the file's text and returns what it could read: a missing
 //! field or a malformed line is skipped, never an error, so a kernel that
@@ -70,6 +71,27 @@ pub fn parse_port_range(text: &str) -> Option<(u16, u16)> {
     let lo = it.next()?.ok()?;
     let hi = it.next()?.ok()?;
     (lo <= hi).then_some((lo, hi))
+}
+
+/// Entries in a getdents64 buffer (`struct linux_dirent64` records: d_ino
+/// u64, d_off i64, d_reclen u16, d_type u8, then the NUL-ended name), "."
+/// and ".." left out. A truncated record ends the count.
+pub fn count_dirents(buf: &[u8]) -> u64 {
+    const NAME: usize = 19;
+    let mut count = 0;
+    let mut at = 0;
+    while let Some(record) = buf.get(at..at + NAME) {
+        let len = usize::from(u16::from_ne_bytes([record[16], record[17]]));
+        let Some(name) = buf.get(at + NAME..at + len) else {
+            break;
+        };
+        let name = name.split(|&b| b == 0).next().unwrap_or_default();
+        if name != b"." && name != b".." {
+            count += 1;
+        }
+        at += len.max(NAME);
+    }
+    count
 }
 
 /// /proc/meminfo: (MemTotal, MemAvailable) in bytes.
@@ -232,6 +254,26 @@ mod tests {
     const NETSTAT: &str = include_str!("fixtures/netstat.txt");
     const SNMP: &str = include_str!("fixtures/snmp.txt");
     const SOCKSTAT: &str = include_str!("fixtures/sockstat.txt");
+
+    /// One linux_dirent64 record, padded to 8 bytes as the kernel does.
+    fn dirent(name: &str) -> Vec<u8> {
+        let len = (19 + name.len() + 1).next_multiple_of(8);
+        let mut record = vec![0u8; len];
+        record[16..18].copy_from_slice(&(len as u16).to_ne_bytes());
+        record[19..19 + name.len()].copy_from_slice(name.as_bytes());
+        record
+    }
+
+    #[test]
+    fn dirents_counted_without_dot_entries() {
+        let buf: Vec<u8> = [".", "..", "0", "1", "2", "255", "1048575"]
+            .into_iter()
+            .flat_map(dirent)
+            .collect();
+        assert_eq!(count_dirents(&buf), 5);
+        assert_eq!(count_dirents(&buf[..buf.len() - 3]), 4, "cut record");
+        assert_eq!(count_dirents(&[]), 0);
+    }
     const SOCKSTAT6: &str = include_str!("fixtures/sockstat6.txt");
     const TCP: &str = include_str!("fixtures/tcp.txt");
     const TCP6: &str = include_str!("fixtures/tcp6.txt");

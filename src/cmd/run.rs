@@ -132,6 +132,18 @@ pub fn execute(
     if layout.processes > 0 {
         eprintln!("ceiling: {}", layout.reason);
     }
+    // The dashboard's terminal and key reader take fds too: opened before
+    // the workers start (see below).
+    let output = choose_output(ui_mode);
+    let context = RunContext {
+        name: scenario.name.clone(),
+        targets: scenario.targets.iter().map(ToString::to_string).collect(),
+        source_names: scenario.sources.iter().map(ToString::to_string).collect(),
+        duration: scenario.duration,
+        planned_connections: scenario.connections,
+        echo: scenario.mode == DriverMode::Echo,
+    };
+    let mut live = Live::new(output, context).context("cannot start the dashboard")?;
     // The tick loop's runtime and signal handlers take fds: made before
     // the workers start filling the fd table (an --fd-limit run reaches
     // it within milliseconds).
@@ -170,16 +182,6 @@ pub fn execute(
         .context("cannot start worker processes")?,
     };
 
-    let output = choose_output(ui_mode);
-    let context = RunContext {
-        name: scenario.name.clone(),
-        targets: scenario.targets.iter().map(ToString::to_string).collect(),
-        source_names: scenario.sources.iter().map(ToString::to_string).collect(),
-        duration: scenario.duration,
-        planned_connections: scenario.connections,
-        echo: scenario.mode == DriverMode::Echo,
-    };
-    let mut live = Live::new(output, context).context("cannot start the dashboard")?;
     let mut agg = Aggregator::new(scenario.sources.len(), scenario.connections);
     let run = RunInfo {
         scenario: &scenario,
@@ -747,22 +749,19 @@ fn explain_first_limit(
 /// The dashboard's host panel: fds, port range, sockets, listen drops.
 fn read_host_panel(run: &RunInfo<'_>) -> HostPanel {
     let (fd_soft, fd_hard) = run.fd_limits;
-    let counters = host::read_counters();
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let now = host::read_panel();
     HostPanel {
-        fds_in_use: host::open_fd_count(),
+        fds_in_use: now.open_fds,
         fd_soft,
         fd_hard,
-        port_range: range.and_then(|r| {
-            let mut parts = r.split_whitespace().map(|p| p.parse::<u16>().ok());
-            Some((parts.next()??, parts.next()??))
-        }),
-        tcp_inuse: counters.get("sockstat.tcp_inuse").copied(),
-        tcp_time_wait: counters.get("sockstat.tcp_tw").copied(),
+        port_range: now.port_range,
+        tcp_inuse: now.counters.get("sockstat.tcp_inuse").copied(),
+        tcp_time_wait: now.counters.get("sockstat.tcp_tw").copied(),
         listen_drops_delta: run
             .listen_drops_at_start
-            .zip(host::listen_drops_in(&counters))
+            .zip(host::listen_drops_in(&now.counters))
             .map(|(start, now)| now.saturating_sub(start)),
+        unread: now.unread,
     }
 }
 

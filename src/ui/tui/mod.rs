@@ -61,6 +61,9 @@ pub struct HostPanel {
     pub tcp_time_wait: Option<u64>,
     /// ListenOverflows + ListenDrops since the run started.
     pub listen_drops_delta: Option<u64>,
+    /// Why the figures that are `None` could not be read, when known
+    /// (e.g. "fd table full"): shown in their place.
+    pub unread: Option<String>,
 }
 
 /// The engine's controls as they are now.
@@ -104,9 +107,14 @@ const MAX_EVENTS_PER_UPDATE: usize = 64;
 
 impl Dashboard {
     /// Enters raw mode and the alternate screen (on stderr, so stdout stays
-    /// for the summary) and installs the panic hook that restores them.
+    /// for the summary), installs the panic hook that restores them, and
+    /// opens the key reader. Call it before the run's load starts: it
+    /// needs fds.
     pub fn start(context: RunContext) -> io::Result<Dashboard> {
         let guard = terminal::TerminalGuard::enter()?;
+        // The key reader takes its fds on first use: take them now, before
+        // a run can fill the fd table.
+        event::poll(Duration::ZERO)?;
         Ok(Dashboard {
             guard: Some(guard),
             context,

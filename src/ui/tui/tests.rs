@@ -9,7 +9,9 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 
 use super::*;
-use crate::model::{Evidence, FailureEvent, LimitKind};
+use ratatui::layout::Rect;
+
+use crate::model::{Evidence, FailureEvent, LimitKind, thousands};
 use crate::stats::{Aggregator, Delta, Phase, record_us};
 
 /// What a fixture run does, second by second.
@@ -132,6 +134,7 @@ fn host() -> HostPanel {
         tcp_inuse: Some(28_260),
         tcp_time_wait: Some(12),
         listen_drops_delta: Some(0),
+        unread: None,
     }
 }
 
@@ -448,4 +451,320 @@ fn view_inputs_change_the_view_and_actions_pass_through() {
     assert_eq!(ui.source_scroll, 0);
     apply_input(&mut ui, Input::ScrollBottom, 64);
     assert_eq!(ui.source_scroll, 63);
+}
+
+/// A remedy long enough to wrap at every width.
+const LONG_REMEDY: &str = "raise the soft fd limit (hard is 1048576): drop --fd-limit or \
+    `ulimit -n 1048576`; beyond the hard limit add --processes 4 (each worker process has \
+    its own fd table) or raise the hard limit in /etc/security/limits.conf";
+
+/// Every panel shown on `screen` with its title and inner rows, found by
+/// its top-left corner.
+fn panels(screen: &str) -> Vec<(String, Vec<String>)> {
+    let grid: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let at = |y: usize, x: usize| grid.get(y).and_then(|row| row.get(x)).copied();
+    let mut found = Vec::new();
+    for (y, row) in grid.iter().enumerate() {
+        for (x, &c) in row.iter().enumerate() {
+            if c != '┌' {
+                continue;
+            }
+            let Some(right) = (x + 1..row.len()).find(|&i| row[i] == '┐') else {
+                continue;
+            };
+            let title: String = row[x + 1..right].iter().collect();
+            let title = title.trim_matches('─').trim().to_string();
+            let inner = (y + 1..grid.len())
+                .take_while(|&r| at(r, x) == Some('│'))
+                .map(|r| {
+                    (x + 1..right)
+                        .map(|i| at(r, i).unwrap_or(' '))
+                        .collect::<String>()
+                })
+                .collect();
+            found.push((title, inner));
+        }
+    }
+    found
+}
+
+/// What a state's screens must show whole, wherever they show it.
+struct Figures {
+    remedy: Option<String>,
+    labelled: Vec<(&'static str, String)>,
+    latency: Vec<(&'static str, Vec<String>)>,
+    limit_counts: Vec<String>,
+    /// Per source name: the texts of its row.
+    sources: Vec<(String, Vec<String>)>,
+}
+
+fn figures(
+    spec: &Spec,
+    snapshot: &Snapshot,
+    limit: Option<&FirstLimit>,
+    host: &HostPanel,
+) -> Figures {
+    let total = &snapshot.total;
+    let mut labelled = vec![
+        ("active", thousands(snapshot.active())),
+        ("established", thousands(total.established)),
+        ("attempted", thousands(total.attempted)),
+        ("failed", thousands(total.failed)),
+        ("peak", thousands(snapshot.peak_active)),
+        ("fds", thousands(host.fds_in_use.unwrap())),
+        ("tcp", thousands(host.tcp_inuse.unwrap())),
+        ("now", thousands(snapshot.active())),
+    ];
+    labelled.push(("overflows", "+0".into()));
+    let connect = crate::stats::percentiles(&total.connect_us);
+    let rtt = crate::stats::percentiles(&total.rtt_us);
+    let latency = [
+        ("p50", connect.p50, rtt.p50),
+        ("p90", connect.p90, rtt.p90),
+        ("p99", connect.p99, rtt.p99),
+        ("p99.9", connect.p999, rtt.p999),
+        ("max", connect.max, rtt.max),
+    ]
+    .into_iter()
+    .map(|(label, c, r)| {
+        let mut values = vec![view::micros_text(c)];
+        if spec.echo {
+            values.push(view::micros_text(r));
+        }
+        (label, values)
+    })
+    .collect();
+    let mut limit_counts: Vec<String> = total
+        .failures_by_kind
+        .iter()
+        .filter(|&&n| n > 0)
+        .map(|&n| thousands(n))
+        .collect();
+    let w = &total.warnings;
+    for n in [
+        w.syn_retransmit_handshakes,
+        w.port_search_stall_seconds,
+        w.port_search_slow,
+        w.echo_unanswered,
+    ] {
+        limit_counts.push(thousands(n));
+    }
+    let range = 60999 - 32768 + 1;
+    let sources = sources(spec.sources)
+        .into_iter()
+        .zip(&total.sources)
+        .map(|(name, c)| {
+            (
+                name,
+                vec![
+                    thousands(c.established),
+                    thousands(c.failed),
+                    format!("{}/{}", thousands(c.in_use()), thousands(range)),
+                    format!("{:.0}%", c.in_use() as f64 * 100.0 / range as f64),
+                ],
+            )
+        })
+        .collect();
+    Figures {
+        remedy: limit.map(|l| l.remedy.clone()),
+        labelled,
+        latency,
+        limit_counts,
+        sources,
+    }
+}
+
+fn no_spaces(text: &str) -> String {
+    text.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// Every number on `screen` is whole: wherever a figure's label shows, the
+/// figure follows in full; no token is a thousands number cut on either
+/// side; every panel title is whole; the remedy shows whole with the limit.
+fn check(screen: &str, f: &Figures) -> Result<(), String> {
+    let tokens = |line: &str| -> Vec<String> {
+        line.split(|c: char| c.is_whitespace() || "│·()".contains(c))
+            .filter(|t| !t.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    if let Some(remedy) = &f.remedy
+        && screen.contains("LIMIT")
+        && !no_spaces(screen).contains(&no_spaces(remedy))
+    {
+        return Err("the remedy is not whole".into());
+    }
+    for line in screen.lines() {
+        for t in tokens(line) {
+            let t = t.trim_matches(|c: char| ",;:".contains(c) && !t.starts_with(','));
+            let groups: Vec<&str> = t.split(',').collect();
+            let numeric = t.contains(',') && t.chars().all(|c| c.is_ascii_digit() || c == ',');
+            if t.starts_with(',')
+                || (numeric
+                    && (groups[0].is_empty()
+                        || groups[0].len() > 3
+                        || groups[1..].iter().any(|g| g.len() != 3)))
+            {
+                return Err(format!("{t:?} is a cut number in {line:?}"));
+            }
+            if t.contains('…') && t.chars().any(|c| c.is_ascii_digit()) {
+                return Err(format!("{t:?} is a cut number in {line:?}"));
+            }
+        }
+        // A panel title runs into its border only when cut.
+        for (i, _) in line.match_indices('┌') {
+            let rest = &line[i + '┌'.len_utf8()..];
+            if let Some(end) = rest.find('┐') {
+                let top = rest[..end].trim_end_matches('─');
+                if !top.is_empty() && !top.ends_with(' ') {
+                    return Err(format!("a title is cut: {line:?}"));
+                }
+            }
+        }
+    }
+    let panels = panels(screen);
+    // Lines where labelled figures are looked for: the compact view, or
+    // the panels' titles and their rows.
+    let mut lines: Vec<String> = Vec::new();
+    if panels.is_empty() {
+        lines.extend(screen.lines().map(String::from));
+    }
+    for (title, inner) in panels {
+        lines.push(title.clone());
+        if title == "Connections" || title == "Host" {
+            lines.extend(inner.iter().cloned());
+        }
+        if title.contains("atency") {
+            for line in &inner {
+                let t = tokens(line);
+                for (i, token) in t.iter().enumerate() {
+                    if let Some((_, values)) = f.latency.iter().find(|(l, _)| l == token) {
+                        let next = t.get(i + 1);
+                        if !next.is_some_and(|n| values.contains(n)) {
+                            return Err(format!("latency {token} cut in {line:?}"));
+                        }
+                    }
+                }
+            }
+        }
+        if title.starts_with("Limits") {
+            for line in &inner {
+                for t in tokens(line) {
+                    let time = t
+                        .strip_suffix('s')
+                        .is_some_and(|n| n.parse::<f64>().is_ok());
+                    if t.chars().any(|c| c.is_ascii_digit())
+                        && !time
+                        && !f.limit_counts.contains(&t)
+                    {
+                        return Err(format!("limit count {t:?} cut in {line:?}"));
+                    }
+                }
+            }
+        }
+        if title.starts_with("Sources") || title.contains('/') || title.is_empty() {
+            for line in &inner {
+                let t = tokens(line);
+                let Some((_, texts)) = t.first().and_then(|name| {
+                    f.sources.iter().find(|(n, _)| {
+                        n == name || name.strip_suffix('…').is_some_and(|p| n.starts_with(p))
+                    })
+                }) else {
+                    continue;
+                };
+                if t.len() < 2 {
+                    return Err(format!("a source row without its count: {line:?}"));
+                }
+                if let Some(bad) = t[1..].iter().find(|x| !texts.contains(x)) {
+                    return Err(format!("source figure {bad:?} cut in {line:?}"));
+                }
+            }
+        }
+    }
+    // Labelled figures, in panels, titles and the compact view alike.
+    for line in &lines {
+        let t = tokens(line);
+        for (i, token) in t.iter().enumerate() {
+            for (label, figure) in &f.labelled {
+                if token == label {
+                    let next = t.get(i + 1).map(String::as_str);
+                    let next = next.map(|n| n.split('/').next().unwrap_or(n));
+                    if next != Some(figure.as_str()) {
+                        return Err(format!("{label} {figure} not whole in {line:?}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sizes for the sweeps: every width from the compact view's to 130 at
+/// the heights where layouts change, wider ones every 5 columns, and every
+/// height at widths around the thresholds.
+fn sweep_sizes() -> impl Iterator<Item = (u16, u16)> {
+    let widths = (40..=130).chain((135..=200).step_by(5));
+    let by_width = widths.flat_map(|w| [10, 16, 18, 24, 40].map(|h| (w, h)));
+    let by_height = [59, 60, 80, 119, 120]
+        .into_iter()
+        .flat_map(|w| (10..=50).map(move |h| (w, h)));
+    by_width.chain(by_height)
+}
+
+/// Renders `case` (with the long remedy when at a limit) at every sweep
+/// size and checks each screen.
+fn sweep(case: &Case) {
+    let (snapshot, history) = run(&case.spec);
+    let limit = case.limit.then(|| FirstLimit {
+        remedy: LONG_REMEDY.into(),
+        ..first_limit(&snapshot)
+    });
+    let context = context(&case.spec, case.sources.clone());
+    let host = host();
+    let view = View {
+        context: &context,
+        snapshot: &snapshot,
+        first_limit: limit.as_ref(),
+        host: &host,
+        controls: case.controls,
+        history: &history,
+        ui: &case.ui,
+    };
+    let figures = figures(&case.spec, &snapshot, limit.as_ref(), &host);
+    let mut terminal = Terminal::new(TestBackend::new(200, 50)).unwrap();
+    for (width, height) in sweep_sizes() {
+        terminal.backend_mut().resize(width, height);
+        terminal.resize(Rect::new(0, 0, width, height)).unwrap();
+        terminal.draw(|frame| render(frame, &view)).unwrap();
+        let screen = text(terminal.backend().buffer());
+        if let Err(why) = check(&screen, &figures) {
+            panic!("{width}×{height}: {why}\n{screen}");
+        }
+    }
+}
+
+#[test]
+fn every_size_shows_whole_numbers_while_opening() {
+    sweep(&Case::new(Spec::default()));
+}
+
+#[test]
+fn every_size_shows_whole_numbers_and_the_remedy_at_a_limit() {
+    let mut case = Case::new(Spec {
+        echo: true,
+        ..limited()
+    });
+    case.limit = true;
+    sweep(&case);
+}
+
+#[test]
+fn every_size_shows_whole_numbers_with_many_sources() {
+    let mut case = Case::new(Spec {
+        sources: 64,
+        ..limited()
+    });
+    case.limit = true;
+    case.ui.source_scroll = 7;
+    sweep(&case);
 }

@@ -9,6 +9,10 @@
 //! active-connections chart, connects per second, the limits and the
 //! sources. Below [`COMPACT_WIDTH`]×[`COMPACT_HEIGHT`] the body gives way to
 //! one compact panel.
+//!
+//! At every size a number is shown whole or not at all: a panel, a column
+//! or a detail that does not fit is left out, a title or a line picks a
+//! shorter form. The banner wraps, and its remedy is never cut.
 
 use hdrhistogram::Histogram;
 use ratatui::Frame;
@@ -68,53 +72,115 @@ pub fn render(frame: &mut Frame, view: &View) {
 }
 
 fn render_full(frame: &mut Frame, area: Rect, view: &View) {
-    let banner = banner_lines(view);
+    let width = usize::from(area.width);
+    let banner_room = area.height.saturating_sub(HEADER + FOOTER + MIN_BODY);
+    let mut banner = banner_lines(view, width, usize::from(banner_room));
+    banner.truncate(usize::from(area.height.saturating_sub(HEADER + FOOTER)));
     let [header, banner_area, body, footer] = Layout::vertical([
-        Constraint::Length(2),
+        Constraint::Length(HEADER),
         Constraint::Length(banner.len() as u16),
         Constraint::Min(0),
-        Constraint::Length(1),
+        Constraint::Length(FOOTER),
     ])
     .areas(area);
-    frame.render_widget(Paragraph::new(header_lines(view)), header);
+    frame.render_widget(Paragraph::new(header_lines(view, width)), header);
     frame.render_widget(
         Paragraph::new(banner).style(Style::new().fg(Color::White).bg(Color::Red)),
         banner_area,
     );
-    frame.render_widget(Paragraph::new(footer_line(view)), footer);
+    frame.render_widget(Paragraph::new(footer_line(view, width)), footer);
 
     let left_width = if area.width >= WIDE { 44 } else { 35 };
     let [left, right] =
         Layout::horizontal([Constraint::Length(left_width), Constraint::Min(0)]).areas(body);
 
-    let [numbers, latency, host] = Layout::vertical([
-        Constraint::Length(7),
-        Constraint::Min(0),
-        Constraint::Length(7),
-    ])
-    .areas(left);
+    // A panel too short for its content is left out, never cut: the
+    // numbers first, then the host, then latency.
+    let numbers_height = left.height.min(7);
+    let host_height = if left.height >= numbers_height + 7 {
+        7
+    } else {
+        0
+    };
+    let latency_height = visible(left.height - numbers_height - host_height, 3);
+    // Rows too few for latency go to the host panel.
+    let host_height = match (latency_height, host_height) {
+        (0, 1..) => left.height - numbers_height,
+        _ => host_height,
+    };
+    let [numbers, latency, host] = column(
+        left,
+        [visible(numbers_height, 3), latency_height, host_height],
+    );
     render_numbers(frame, numbers, view);
     render_latency(frame, latency, view);
     render_host(frame, host, view);
 
-    let limit_lines = limits_lines(view, right.width.saturating_sub(2));
-    let limits_height = (limit_lines.len() as u16 + 2).min(body.height / 3).max(3);
-    let rate_height = match body.height {
+    let limit_lines = limits_lines(view, usize::from(right.width.saturating_sub(2)));
+    let limits_want = (limit_lines.len() as u16 + 2).min(body.height / 3).max(3);
+    let rate_want = match body.height {
         30.. => 6,
         20.. => 4,
         _ => 3,
     };
+    // Each panel in order of importance takes its least height while rows
+    // are left; the chart and the sources share what remains.
+    let mut rows = right.height;
+    let mut take = |least: u16| {
+        if least <= rows {
+            rows -= least;
+            least
+        } else {
+            0
+        }
+    };
+    let limits_height = take(limits_want);
+    let chart_least = take(5);
+    let sources_least = take(4);
+    let rate_height = take(rate_want);
+    let constraint = |least: u16| match least {
+        0 => Constraint::Length(0),
+        n => Constraint::Min(n),
+    };
     let [chart, rate, limits, sources] = Layout::vertical([
-        Constraint::Min(5),
+        constraint(chart_least),
         Constraint::Length(rate_height),
         Constraint::Length(limits_height),
-        Constraint::Min(4),
+        constraint(sources_least),
     ])
     .areas(right);
     render_active_chart(frame, chart, view);
     render_rate(frame, rate, view);
-    frame.render_widget(Paragraph::new(limit_lines).block(panel("Limits")), limits);
+    if !limits.is_empty() {
+        frame.render_widget(Paragraph::new(limit_lines).block(panel("Limits")), limits);
+    }
     render_sources(frame, sources, view);
+}
+
+/// Rows of the header and the footer.
+const HEADER: u16 = 2;
+const FOOTER: u16 = 1;
+/// Rows the banner leaves to the panels when it can do without them.
+const MIN_BODY: u16 = 8;
+
+/// `height`, or 0 (hidden) when it is below `least`.
+fn visible(height: u16, least: u16) -> u16 {
+    if height >= least { height } else { 0 }
+}
+
+/// `area` cut into rows of the given heights, top to bottom.
+fn column<const N: usize>(area: Rect, heights: [u16; N]) -> [Rect; N] {
+    let mut y = area.y;
+    heights.map(|h| {
+        let h = h.min(area.bottom().saturating_sub(y));
+        let rect = Rect {
+            y,
+            height: h,
+            ..area
+        };
+        y += h;
+        rect
+    })
 }
 
 fn panel(title: &str) -> Block<'_> {
@@ -124,7 +190,7 @@ fn panel(title: &str) -> Block<'_> {
     ))
 }
 
-fn header_lines(view: &View) -> Vec<Line<'static>> {
+fn header_lines(view: &View, width: usize) -> Vec<Line<'static>> {
     let ctx = view.context;
     let snap = view.snapshot;
     let sources = match ctx.source_names.len() {
@@ -132,11 +198,25 @@ fn header_lines(view: &View) -> Vec<Line<'static>> {
         1 => format!("source {}", ctx.source_names[0]),
         n => format!("{n} sources"),
     };
-    let first = Line::from(vec![
-        Span::styled("ceiling ", Style::new().add_modifier(Modifier::BOLD)),
-        Span::styled(ctx.name.clone(), Style::new().fg(Color::Cyan).bold()),
-        Span::raw(format!("  → {}  · {sources}", targets_text(&ctx.targets))),
-    ]);
+    let name = || {
+        vec![
+            Span::styled("ceiling ", Style::new().add_modifier(Modifier::BOLD)),
+            Span::styled(ctx.name.clone(), Style::new().fg(Color::Cyan).bold()),
+        ]
+    };
+    let with = |extra: String| {
+        let mut spans = name();
+        spans.push(Span::raw(extra));
+        spans
+    };
+    let first = fit_spans(
+        width,
+        vec![
+            with(format!("  → {}  · {sources}", targets_text(&ctx.targets))),
+            with(format!("  → {}", targets_text(&ctx.targets))),
+            name(),
+        ],
+    );
     let elapsed = snap.elapsed.as_secs();
     let bound = match ctx.duration {
         Some(d) => format!(" / {}", duration_text(d.as_secs())),
@@ -158,26 +238,78 @@ fn header_lines(view: &View) -> Vec<Line<'static>> {
         // Every attempt has been made: there is no rate to keep.
         "—".to_string()
     };
-    let mut second = vec![
-        Span::raw(format!("{}{bound}  ", duration_text(elapsed))),
-        Span::styled(snap.phase.as_str().to_string(), Style::new().bold()),
-        Span::raw(format!(
-            "  target {target} · attempts {}/s · established {}/s",
-            rate_text(attempts),
-            rate_text(achieved)
-        )),
-    ];
+    let mut tail = Vec::new();
     if (view.controls.rate_factor - 1.0).abs() > 1e-9 {
-        second.push(Span::raw(format!(" (×{:.2})", view.controls.rate_factor)));
+        tail.push(Span::raw(format!(" (×{:.2})", view.controls.rate_factor)));
     }
     if view.controls.paused {
-        second.push(Span::raw("  "));
-        second.push(Span::styled(
+        tail.push(Span::raw("  "));
+        tail.push(Span::styled(
             " PAUSED ",
             Style::new().fg(Color::Black).bg(Color::Yellow).bold(),
         ));
     }
-    vec![first, Line::from(second)]
+    let second = |time: String, rates: String| {
+        let mut spans = vec![
+            Span::raw(format!("{time}  ")),
+            Span::styled(snap.phase.as_str().to_string(), Style::new().bold()),
+            Span::raw(rates),
+        ];
+        spans.extend(tail.iter().cloned());
+        spans
+    };
+    let full_time = format!("{}{bound}", duration_text(elapsed));
+    let second = fit_spans(
+        width,
+        vec![
+            second(
+                full_time.clone(),
+                format!(
+                    "  target {target} · attempts {}/s · established {}/s",
+                    rate_text(attempts),
+                    rate_text(achieved)
+                ),
+            ),
+            second(
+                full_time.clone(),
+                format!("  target {target} · established {}/s", rate_text(achieved)),
+            ),
+            second(full_time, format!("  {}/s", rate_text(achieved))),
+            second(
+                duration_text(elapsed),
+                format!("  {}/s", rate_text(achieved)),
+            ),
+            second(duration_text(elapsed), String::new()),
+        ],
+    );
+    vec![first, second]
+}
+
+/// The first of `candidates` that fits `width` columns; else the last,
+/// cut with an ellipsis.
+fn fit_spans(width: usize, candidates: Vec<Vec<Span<'static>>>) -> Line<'static> {
+    let mut last = Vec::new();
+    for spans in candidates {
+        let line = Line::from(spans);
+        if line.width() <= width {
+            return line;
+        }
+        last = line.spans;
+    }
+    let mut room = width;
+    let mut kept = Vec::new();
+    for span in last {
+        let len = span.content.chars().count();
+        if len < room {
+            room -= len;
+            kept.push(span);
+        } else {
+            let cut: String = span.content.chars().take(room.saturating_sub(1)).collect();
+            kept.push(Span::styled(format!("{cut}…"), span.style));
+            break;
+        }
+    }
+    Line::from(kept)
 }
 
 /// The first two targets and how many more.
@@ -189,35 +321,57 @@ fn targets_text(targets: &[String]) -> String {
     }
 }
 
-/// The first-limit banner: what, when, the evidence and the remedy. Before
-/// the classified limit arrives, the raw event still names the kind.
-fn banner_lines(view: &View) -> Vec<Line<'static>> {
+/// The first-limit banner, `width` columns wide: what, when, the evidence
+/// and the remedy, each wrapped. The remedy is never cut; when more than
+/// `room` rows would be needed, the headline and the evidence give up rows
+/// (down to one each, ending in "…"). Before the classified limit arrives,
+/// the raw event still names the kind.
+fn banner_lines(view: &View, width: usize, room: usize) -> Vec<Line<'static>> {
     let bold = Style::new().add_modifier(Modifier::BOLD);
     if let Some(limit) = view.first_limit {
-        let mut lines = vec![
-            Line::from(vec![
-                Span::styled(" FIRST LIMIT ", bold),
-                Span::styled(limit.kind.describe().to_string(), bold),
-                Span::raw(format!(
-                    " at attempt {} · {} active · {}s · {} → {}",
-                    thousands(limit.at_attempt),
-                    thousands(limit.active_at),
-                    decimal1(limit.at_elapsed_s),
-                    limit.source,
-                    limit.target
-                )),
-            ]),
-            Line::from(format!(
-                "   {}{}",
-                errno_prefix(limit),
-                one_line(&limit.evidence.message)
-            )),
-        ];
-        if !limit.remedy.is_empty() {
-            lines.push(Line::from(vec![
-                Span::styled("   fix: ", bold),
-                Span::raw(one_line(&limit.remedy)),
-            ]));
+        let headline = format!(
+            "FIRST LIMIT {} at attempt {} · {} active · {}s · {} → {}",
+            limit.kind.describe(),
+            thousands(limit.at_attempt),
+            thousands(limit.active_at),
+            decimal1(limit.at_elapsed_s),
+            limit.source,
+            limit.target
+        );
+        let headline = wrap(&headline, width, " ", "   ");
+        let evidence = format!(
+            "{}{}",
+            errno_prefix(limit),
+            one_line(&limit.evidence.message)
+        );
+        let evidence = wrap(&evidence, width, "   ", "   ");
+        let remedy = if limit.remedy.is_empty() {
+            Vec::new()
+        } else {
+            wrap(&limit.remedy, width, FIX, "        ")
+        };
+        let rest = room.saturating_sub(remedy.len());
+        let headline_rows = headline.len().min(rest.saturating_sub(1)).max(1);
+        let evidence_rows = evidence
+            .len()
+            .min(rest.saturating_sub(headline_rows))
+            .max(1);
+        let mut lines: Vec<Line> = shorten(headline, headline_rows, width)
+            .into_iter()
+            .map(|l| Line::styled(l, bold))
+            .collect();
+        lines.extend(
+            shorten(evidence, evidence_rows, width)
+                .into_iter()
+                .map(Line::from),
+        );
+        for (i, line) in remedy.into_iter().enumerate() {
+            lines.push(match line.strip_prefix(FIX) {
+                Some(rest) if i == 0 => {
+                    Line::from(vec![Span::styled(FIX, bold), Span::raw(rest.to_string())])
+                }
+                _ => Line::from(line),
+            });
         }
         return lines;
     }
@@ -230,15 +384,122 @@ fn banner_lines(view: &View) -> Vec<Line<'static>> {
             })
             .unwrap_or_default();
         let line = format!(
-            " FIRST LIMIT {} at attempt {} ({}s): {} {errno}",
+            "FIRST LIMIT {} at attempt {} ({}s): {} {errno}",
             event.kind.describe(),
             thousands(event.attempt),
             decimal1(event.elapsed_s),
             event.syscall
         );
-        return vec![Line::styled(line, bold)];
+        return wrap(&line, width, " ", "   ")
+            .into_iter()
+            .map(|l| Line::styled(l, bold))
+            .collect();
     }
     Vec::new()
+}
+
+/// How the remedy starts in the banner.
+const FIX: &str = "   fix: ";
+
+/// `items` on lines of at most `width` columns, two spaces apart, each
+/// item whole on one line (an item wider than a line is wrapped).
+fn pack(items: impl IntoIterator<Item = String>, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for item in items {
+        if !line.is_empty() && line.chars().count() + 2 + item.chars().count() <= width {
+            line.push_str("  ");
+            line.push_str(&item);
+            continue;
+        }
+        if !line.is_empty() {
+            lines.push(std::mem::take(&mut line));
+        }
+        let mut wrapped = wrap(&item, width, "", "");
+        line = wrapped.pop().unwrap_or_default();
+        lines.extend(wrapped);
+    }
+    if !line.is_empty() || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// `text` in lines of at most `width` columns, broken between words (a
+/// word longer than a line is split). The first line starts with `first`,
+/// the others with `rest`.
+fn wrap(text: &str, width: usize, first: &str, rest: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = first.to_string();
+    let mut len = first.chars().count();
+    let mut words_on_line = 0;
+    for word in text.split_whitespace() {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let space = usize::from(words_on_line > 0);
+            if len + space + word.len() <= width {
+                if space > 0 {
+                    line.push(' ');
+                }
+                line.extend(&word);
+                len += space + word.len();
+                words_on_line += 1;
+                break;
+            }
+            if words_on_line > 0 {
+                lines.push(std::mem::replace(&mut line, rest.to_string()));
+                len = rest.chars().count();
+                words_on_line = 0;
+                continue;
+            }
+            // Alone on its line and still too long: split the word.
+            let fits = width.saturating_sub(len).max(1).min(word.len());
+            line.extend(&word[..fits]);
+            word.drain(..fits);
+            if word.is_empty() {
+                len += fits;
+                words_on_line += 1;
+                break;
+            }
+            lines.push(std::mem::replace(&mut line, rest.to_string()));
+            len = rest.chars().count();
+        }
+    }
+    if words_on_line > 0 || lines.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// The first `rows` of `lines`; when some are left out, the last one kept
+/// ends in "…".
+fn shorten(mut lines: Vec<String>, rows: usize, width: usize) -> Vec<String> {
+    if lines.len() > rows {
+        lines.truncate(rows);
+        if let Some(last) = lines.last_mut() {
+            // " …" after a whole word, so no number is left half shown.
+            let mut cut = last.trim_end().to_string();
+            while cut.chars().count() + 2 > width {
+                match cut.rfind(' ') {
+                    Some(space) if !cut[..space].trim().is_empty() => {
+                        cut.truncate(space);
+                        cut.truncate(cut.trim_end().len());
+                    }
+                    _ => {
+                        cut = clip(&cut, width.saturating_sub(2));
+                        break;
+                    }
+                }
+            }
+            *last = format!("{cut} …");
+        }
+    }
+    lines
+}
+
+/// `text` cut to at most `width` columns.
+fn clip(text: &str, width: usize) -> String {
+    text.chars().take(width).collect()
 }
 
 fn errno_prefix(limit: &FirstLimit) -> String {
@@ -254,30 +515,40 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn footer_line(view: &View) -> Line<'static> {
+fn footer_line(view: &View, width: usize) -> Line<'static> {
     let key = Style::new().fg(Color::Black).bg(Color::Gray);
     let pause = if view.controls.paused {
         " resume  "
     } else {
         " pause  "
     };
-    let keys: [(&str, &str); 6] = [
+    let keys: [(&str, &str); 5] = [
         ("q", " stop  "),
         ("p", pause),
         ("+/-", " rate ±10%  "),
         ("↑↓", " sources  "),
         ("h", " help  "),
-        ("", ""),
     ];
+    // Whole keys only: those that do not fit are left out.
     let mut spans = vec![Span::raw(" ")];
-    for (k, what) in keys.into_iter().filter(|(k, _)| !k.is_empty()) {
-        spans.push(Span::styled(format!(" {k} "), key));
+    let mut used = 1;
+    for (k, what) in keys {
+        let key_text = format!(" {k} ");
+        let len = key_text.chars().count() + what.trim_end().chars().count();
+        if used + len > width {
+            break;
+        }
+        used += key_text.chars().count() + what.chars().count();
+        spans.push(Span::styled(key_text, key));
         spans.push(Span::raw(what));
     }
     Line::from(spans)
 }
 
 fn render_numbers(frame: &mut Frame, area: Rect, view: &View) {
+    if area.is_empty() {
+        return;
+    }
     let snap = view.snapshot;
     let total = &snap.total;
     let planned = if snap.planned_connections > 0 {
@@ -298,8 +569,11 @@ fn render_numbers(frame: &mut Frame, area: Rect, view: &View) {
         big
     };
     let mut attempted = row("attempted", thousands(total.attempted), big);
-    if planned > 0 {
-        attempted.push_span(Span::raw(format!(" / {}", thousands(planned))));
+    let of_planned = format!(" / {}", thousands(planned));
+    // The plan only when it fits whole.
+    if planned > 0 && attempted.width() + of_planned.chars().count() <= usize::from(area.width - 2)
+    {
+        attempted.push_span(Span::raw(of_planned));
     }
     let lines = vec![
         row("active", thousands(snap.active()), big.fg(Color::Green)),
@@ -313,6 +587,9 @@ fn render_numbers(frame: &mut Frame, area: Rect, view: &View) {
 
 /// Latency rows: one column for connect, a second for the echo RTT.
 fn render_latency(frame: &mut Frame, area: Rect, view: &View) {
+    if area.is_empty() {
+        return;
+    }
     let block = panel(if view.context.echo {
         "Latency"
     } else {
@@ -328,7 +605,8 @@ fn render_latency(frame: &mut Frame, area: Rect, view: &View) {
     let rtt = view.context.echo.then(|| stats::percentiles(&total.rtt_us));
     let mut lines = Vec::new();
     let needed = 5 + u16::from(rtt.is_some());
-    if inner.height >= needed {
+    let table = inner.height >= needed;
+    if table {
         if rtt.is_some() {
             lines.push(Line::styled(
                 format!("{:<6}{:>10}{:>10}", "", "connect", "rtt"),
@@ -343,28 +621,28 @@ fn render_latency(frame: &mut Frame, area: Rect, view: &View) {
             lines.push(Line::from(text));
         }
     } else {
-        // Too short for a table: pack the percentiles onto few lines.
-        let pack = |name: &str, p: &Percentiles| {
-            let parts: Vec<String> = PERCENTILE_ROWS
-                .iter()
-                .map(|(label, pick)| format!("{label} {}", latency_text(p, *pick)))
-                .collect();
-            Line::from(format!("{name}{}", parts.join("  ")))
+        // Too short for a table: pack the percentiles onto few lines, each
+        // "p99 25.2ms" whole on its line.
+        let width = usize::from(inner.width);
+        let mut pack_set = |name: &str, p: &Percentiles| {
+            let items = (!name.is_empty())
+                .then(|| name.to_string())
+                .into_iter()
+                .chain(
+                    PERCENTILE_ROWS
+                        .iter()
+                        .map(|(label, pick)| format!("{label} {}", latency_text(p, *pick))),
+                );
+            lines.extend(pack(items, width).into_iter().map(Line::from));
         };
-        lines.push(pack(if rtt.is_some() { "connect " } else { "" }, &connect));
+        pack_set(if rtt.is_some() { "connect" } else { "" }, &connect);
         if let Some(rtt) = &rtt {
-            lines.push(pack("rtt ", rtt));
+            pack_set("rtt", rtt);
         }
     }
     let used = lines.len() as u16;
-    let wrap = inner.height < needed;
-    let paragraph = if wrap {
-        Paragraph::new(lines).wrap(Wrap { trim: true })
-    } else {
-        Paragraph::new(lines)
-    };
-    frame.render_widget(paragraph, inner);
-    if wrap || inner.height <= used + 1 {
+    frame.render_widget(Paragraph::new(lines), inner);
+    if !table || inner.height <= used + 1 {
         return;
     }
     // The rest of the panel: a histogram of connect (then RTT) latency.
@@ -456,28 +734,39 @@ fn histogram_lines(name: &str, hist: &Histogram<u64>, width: u16) -> Vec<Line<'s
 }
 
 fn render_host(frame: &mut Frame, area: Rect, view: &View) {
+    if area.is_empty() {
+        return;
+    }
     let host = view.host;
     let width = usize::from(area.width.saturating_sub(2 + 6));
     let dim = Style::new().add_modifier(Modifier::DIM);
     let label = |text: &str| Span::styled(format!("{text:<6}"), dim);
-    let opt = |v: Option<u64>| v.map_or_else(|| "?".to_string(), thousands);
-    let fds = fitting(
-        width,
-        [
-            format!(
-                "{} / {} (hard {})",
-                opt(host.fds_in_use),
-                limit_text(host.fd_soft),
-                limit_text(host.fd_hard)
-            ),
-            format!(
-                "{} / {} (hard {})",
-                opt(host.fds_in_use),
-                short_limit_text(host.fd_soft),
-                short_limit_text(host.fd_hard)
-            ),
-        ],
-    );
+    // A figure that could not be read says why, when that is known.
+    let unread = || match &host.unread {
+        Some(why) => clip(&format!("not read: {why}"), width),
+        None => "–".to_string(),
+    };
+    let fds = match host.fds_in_use {
+        Some(fds) => fitting(
+            width,
+            [
+                format!(
+                    "{} / {} (hard {})",
+                    thousands(fds),
+                    limit_text(host.fd_soft),
+                    limit_text(host.fd_hard)
+                ),
+                format!(
+                    "{} / {} (hard {})",
+                    thousands(fds),
+                    short_limit_text(host.fd_soft),
+                    short_limit_text(host.fd_hard)
+                ),
+                format!("{} / {}", thousands(fds), short_limit_text(host.fd_soft)),
+            ],
+        ),
+        None => unread(),
+    };
     let mut lines = vec![Line::from(vec![label("fds"), Span::raw(fds)])];
     match host.port_range {
         Some((lo, hi)) => {
@@ -487,31 +776,27 @@ fn render_host(frame: &mut Frame, area: Rect, view: &View) {
             ]));
             lines.push(Line::from(vec![
                 label(""),
-                Span::raw(port_use_text(view, range_size(lo, hi))),
+                Span::raw(port_use_text(view, range_size(lo, hi), width)),
             ]));
         }
-        None => lines.push(Line::from(vec![label("ports"), Span::raw("?")])),
+        None => lines.push(Line::from(vec![label("ports"), Span::raw(unread())])),
     }
-    let tcp = fitting(
-        width,
-        [
-            format!(
-                "{} in use · {} TIME_WAIT",
-                opt(host.tcp_inuse),
-                opt(host.tcp_time_wait)
-            ),
-            format!(
-                "{} · TIME_WAIT {}",
-                opt(host.tcp_inuse),
-                opt(host.tcp_time_wait)
-            ),
-        ],
-    );
+    let tcp = match (host.tcp_inuse, host.tcp_time_wait) {
+        (Some(inuse), Some(tw)) => fitting(
+            width,
+            [
+                format!("{} in use · {} TIME_WAIT", thousands(inuse), thousands(tw)),
+                format!("{} · TIME_WAIT {}", thousands(inuse), thousands(tw)),
+                format!("{} · TW {}", thousands(inuse), thousands(tw)),
+            ],
+        ),
+        _ => unread(),
+    };
     lines.push(Line::from(vec![label("tcp"), Span::raw(tcp)]));
     let drops = match host.listen_drops_delta {
         Some(0) => Span::raw("+0"),
         Some(n) => Span::styled(format!("+{}", thousands(n)), Style::new().fg(Color::Red)),
-        None => Span::raw("?"),
+        None => Span::raw("–"),
     };
     lines.push(Line::from(vec![
         Span::styled("listen overflows ", dim),
@@ -533,7 +818,7 @@ fn fitting<const N: usize>(width: usize, texts: [String; N]) -> String {
 
 /// How much of the port range the sources use: the one source, or the
 /// busiest one and the average when there are several.
-fn port_use_text(view: &View, range: u64) -> String {
+fn port_use_text(view: &View, range: u64, width: usize) -> String {
     let sources = source_rows(view);
     let pct = |n: u64| n as f64 * 100.0 / range.max(1) as f64;
     match sources.as_slice() {
@@ -549,10 +834,14 @@ fn port_use_text(view: &View, range: u64) -> String {
                 .max_by_key(|(_, c)| c.in_use())
                 .expect("not empty");
             let sum: u64 = many.iter().map(|(_, c)| c.in_use()).sum();
-            format!(
-                "max {:.0}% ({name}) avg {:.0}%",
-                pct(busiest.in_use()),
-                pct(sum) / many.len() as f64
+            let max = pct(busiest.in_use());
+            let avg = pct(sum) / many.len() as f64;
+            fitting(
+                width,
+                [
+                    format!("max {max:.0}% ({name}) avg {avg:.0}%"),
+                    format!("max {max:.0}% avg {avg:.0}%"),
+                ],
             )
         }
     }
@@ -583,18 +872,30 @@ fn short_limit_text(limit: u64) -> String {
 }
 
 fn render_active_chart(frame: &mut Frame, area: Rect, view: &View) {
+    if area.is_empty() {
+        return;
+    }
     let points: Vec<(f64, f64)> = view
         .history
         .iter()
         .map(|p| (p.elapsed_s as f64, p.active as f64))
         .collect();
-    let mut title = format!(
-        "Active connections · now {}",
-        thousands(view.snapshot.active())
-    );
+    let now = thousands(view.snapshot.active());
+    let title_width = usize::from(area.width.saturating_sub(4));
+    let titles = |span: &str| {
+        [
+            format!("Active connections · now {now}{span}"),
+            format!("Active connections · now {now}"),
+            format!("Active · now {now}"),
+            format!("now {now}"),
+            String::new(),
+        ]
+    };
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         frame.render_widget(
-            Paragraph::new("waiting for the first second…").block(panel(&title)),
+            Paragraph::new("waiting for the first second…")
+                .wrap(Wrap { trim: true })
+                .block(panel(&fitting(title_width, titles("")))),
             area,
         );
         return;
@@ -604,13 +905,16 @@ fn render_active_chart(frame: &mut Frame, area: Rect, view: &View) {
     // A short panel spends no rows on the time axis: the span goes in the
     // title instead.
     let x_labels = area.height >= 9;
-    if !x_labels {
-        title.push_str(&format!(
+    let span = if x_labels {
+        String::new()
+    } else {
+        format!(
             " · {}–{}",
             duration_text(x0 as u64),
             duration_text(x1 as u64)
-        ));
-    }
+        )
+    };
+    let title = fitting(title_width, titles(&span));
     let block = panel(&title);
     let y_max = nice_ceiling(points.iter().map(|p| p.1).fold(0.0, f64::max));
     let dataset = Dataset::default()
@@ -642,6 +946,9 @@ fn render_active_chart(frame: &mut Frame, area: Rect, view: &View) {
 /// Connects per second, newest at the right, scaled so that the highest
 /// achieved or target rate in view fills the panel.
 fn render_rate(frame: &mut Frame, area: Rect, view: &View) {
+    if area.is_empty() {
+        return;
+    }
     let width = usize::from(area.width.saturating_sub(2));
     let points: Vec<_> = view.history.last(width).collect();
     let achieved = view
@@ -649,18 +956,27 @@ fn render_rate(frame: &mut Frame, area: Rect, view: &View) {
         .last_row
         .as_ref()
         .map_or(0.0, |row| row.establish_rate_per_s);
-    let top = points
+    let top_rate = points
         .iter()
         .map(|p| p.establish_rate_per_s.max(p.target_rate_per_s))
         .fold(0.0, f64::max);
-    let mut title = format!("Connects/s {}", rate_text(achieved));
-    if view.snapshot.target_rate_per_s > 0.0 {
-        title.push_str(&format!(
-            " of {}",
-            rate_text(view.snapshot.target_rate_per_s)
-        ));
-    }
-    title.push_str(&format!(" · top {}", rate_text(top)));
+    let achieved = rate_text(achieved);
+    let top = rate_text(top_rate);
+    let of = if view.snapshot.target_rate_per_s > 0.0 {
+        format!(" of {}", rate_text(view.snapshot.target_rate_per_s))
+    } else {
+        String::new()
+    };
+    let title = fitting(
+        usize::from(area.width.saturating_sub(4)),
+        [
+            format!("Connects/s {achieved}{of} · top {top}"),
+            format!("Connects/s {achieved}{of}"),
+            format!("Connects/s {achieved}"),
+            format!("{achieved}/s"),
+            String::new(),
+        ],
+    );
     let data: Vec<u64> = points
         .iter()
         .map(|p| p.establish_rate_per_s.round() as u64)
@@ -668,15 +984,16 @@ fn render_rate(frame: &mut Frame, area: Rect, view: &View) {
     let sparkline = Sparkline::default()
         .block(panel(&title))
         .style(Style::new().fg(Color::Cyan))
-        .max(top.ceil().max(1.0) as u64)
+        .max(top_rate.ceil().max(1.0) as u64)
         .data(data);
     frame.render_widget(sparkline, area);
 }
 
-/// Failures by kind (count, time of first occurrence) and the warnings.
-fn limits_lines(view: &View, width: u16) -> Vec<Line<'static>> {
+/// Failures by kind (count, time of first occurrence) and the warnings,
+/// in `width` columns: details that do not fit are left out, and a name
+/// too long is cut before its count is.
+fn limits_lines(view: &View, width: usize) -> Vec<Line<'static>> {
     let total = &view.snapshot.total;
-    let wide = width + 2 >= WIDE - 44;
     let name_width = LimitKind::ALL
         .into_iter()
         .filter(|k| total.failures_by_kind[k.index()] > 0)
@@ -685,6 +1002,26 @@ fn limits_lines(view: &View, width: u16) -> Vec<Line<'static>> {
         .max()
         .unwrap_or(14)
         + 1;
+    let dim = Style::new().add_modifier(Modifier::DIM);
+    // One row: the name, the count, then details while they fit.
+    let row = |name: &str, style: Style, count: u64, details: Vec<Span<'static>>| {
+        let count = thousands(count);
+        let mut candidates = Vec::new();
+        for kept in (0..=details.len()).rev() {
+            let mut spans = vec![
+                Span::styled(format!("{name:<name_width$}"), style),
+                Span::raw(format!("{count:>9}")),
+            ];
+            spans.extend(details[..kept].iter().cloned());
+            candidates.push(spans);
+        }
+        let short_name = clip(name, width.saturating_sub(count.len() + 1).max(1));
+        candidates.push(vec![
+            Span::styled(format!("{short_name} "), style),
+            Span::raw(count),
+        ]);
+        fit_spans(width, candidates)
+    };
     let mut lines = Vec::new();
     for kind in LimitKind::ALL {
         let count = total.failures_by_kind[kind.index()];
@@ -702,68 +1039,60 @@ fn limits_lines(view: &View, width: u16) -> Vec<Line<'static>> {
         } else {
             Style::new()
         };
-        let mut spans = vec![
-            Span::styled(format!("{:<name_width$}", kind.as_str()), style),
-            Span::raw(format!("{:>9}", thousands(count))),
-        ];
+        let mut details = Vec::new();
         if let Some(group) = first {
-            spans.push(Span::raw(format!(
+            details.push(Span::raw(format!(
                 "  first {}s",
                 decimal1(group.first.elapsed_s)
             )));
-            if wide {
-                let errno = group
-                    .first
-                    .errno
-                    .map(|e| {
-                        crate::model::errno_name(e)
-                            .map_or_else(|| format!("errno {e}"), str::to_string)
-                    })
-                    .unwrap_or_default();
-                spans.push(Span::styled(
-                    format!("  {} {errno}", group.first.syscall),
-                    Style::new().add_modifier(Modifier::DIM),
-                ));
-            }
+            let errno = group
+                .first
+                .errno
+                .map(|e| {
+                    crate::model::errno_name(e).map_or_else(|| format!("errno {e}"), str::to_string)
+                })
+                .unwrap_or_default();
+            details.push(Span::styled(
+                format!("  {} {errno}", group.first.syscall),
+                dim,
+            ));
         }
-        lines.push(Line::from(spans));
+        lines.push(row(kind.as_str(), style, count, details));
     }
     let warnings = &total.warnings;
     let warn = Style::new().fg(Color::Yellow);
     if warnings.syn_retransmit_handshakes > 0 {
-        lines.push(Line::from(vec![
-            Span::styled(format!("{:<name_width$}", "SYN retransmit"), warn),
-            Span::raw(format!(
-                "{:>9}  handshakes",
-                thousands(warnings.syn_retransmit_handshakes)
-            )),
-        ]));
+        lines.push(row(
+            "SYN retransmit",
+            warn,
+            warnings.syn_retransmit_handshakes,
+            vec![Span::raw("  handshakes")],
+        ));
     }
     if warnings.port_search_stall_seconds > 0 {
-        lines.push(Line::from(vec![
-            Span::styled(format!("{:<name_width$}", "port search"), warn),
-            Span::raw(format!(
-                "{:>9}  s stalled{}",
-                thousands(warnings.port_search_stall_seconds),
-                if wide {
-                    format!(" ({} slow connect())", thousands(warnings.port_search_slow))
-                } else {
-                    String::new()
-                }
-            )),
-        ]));
+        lines.push(row(
+            "port search",
+            warn,
+            warnings.port_search_stall_seconds,
+            vec![
+                Span::raw("  s stalled"),
+                Span::raw(format!(
+                    " ({} slow connect())",
+                    thousands(warnings.port_search_slow)
+                )),
+            ],
+        ));
     }
     if warnings.echo_unanswered > 0 {
-        lines.push(Line::from(vec![
-            Span::styled(format!("{:<name_width$}", "echo unanswered"), warn),
-            Span::raw(format!("{:>9}", thousands(warnings.echo_unanswered))),
-        ]));
+        lines.push(row(
+            "echo unanswered",
+            warn,
+            warnings.echo_unanswered,
+            Vec::new(),
+        ));
     }
     if lines.is_empty() {
-        lines.push(Line::styled(
-            "no failures yet",
-            Style::new().add_modifier(Modifier::DIM),
-        ));
+        lines.push(Line::styled("no failures yet", dim));
     }
     lines
 }
@@ -795,75 +1124,139 @@ pub fn clamp_scroll(scroll: usize, rows: usize, visible: usize) -> usize {
 }
 
 fn render_sources(frame: &mut Frame, area: Rect, view: &View) {
+    if area.is_empty() {
+        return;
+    }
     let rows = source_rows(view);
     let visible = usize::from(area.height.saturating_sub(3)).max(1);
     let offset = clamp_scroll(view.ui.source_scroll, rows.len(), visible);
+    let shown = &rows[offset..(offset + visible).min(rows.len())];
     let available = view.host.port_range.map(|(lo, hi)| range_size(lo, hi));
+    let failed = |c: &SourceCounters| {
+        if c.failed > 0 {
+            Span::styled(thousands(c.failed), Style::new().fg(Color::Red))
+        } else {
+            Span::raw("0")
+        }
+    };
+    let in_use = |c: &SourceCounters| match available {
+        Some(n) => format!("{}/{}", thousands(c.in_use()), thousands(n)),
+        None => thousands(c.in_use()),
+    };
+    let of_range = |c: &SourceCounters| match available {
+        Some(n) => format!("{:.0}%", c.in_use() as f64 * 100.0 / n as f64),
+        None => "–".to_string(),
+    };
+    let cells = |cell: &dyn Fn(&SourceCounters) -> Span<'static>| -> Vec<Span<'static>> {
+        shown.iter().map(|(_, c)| cell(c)).collect()
+    };
+    // Each column: its header (long and short) and its cells.
+    let columns = [
+        (
+            "established",
+            "estab.",
+            cells(&|c| Span::raw(thousands(c.established))),
+        ),
+        ("failed", "fail", cells(&failed)),
+        ("ports in use", "in use", cells(&|c| Span::raw(in_use(c)))),
+        ("of range", "%", cells(&|c| Span::raw(of_range(c)))),
+    ];
+    // Whole columns, left to right, while they fit (with short headers if
+    // that fits more); to make room for the established count the names
+    // are cut (with "…"), never a number.
+    let inner = usize::from(area.width.saturating_sub(2));
+    let names = shown
+        .iter()
+        .map(|(name, _)| name.chars().count())
+        .chain([9])
+        .max()
+        .unwrap_or(9)
+        .min(inner);
+    let data: Vec<usize> = columns
+        .iter()
+        .map(|(_, _, texts)| texts.iter().map(Span::width).max().unwrap_or(0))
+        .collect();
+    // (name column width, header and width of each column shown)
+    let plan = |short: bool| {
+        let mut name_width = names;
+        let mut shown = Vec::new();
+        for ((long, brief, _), data) in columns.iter().zip(&data) {
+            let title = if short { *brief } else { *long };
+            let width = (*data).max(title.chars().count());
+            let used: usize = name_width + shown.iter().map(|(_, w)| 1 + w).sum::<usize>();
+            if used + 1 + width > inner {
+                if !shown.is_empty() {
+                    break;
+                }
+                name_width = inner.saturating_sub(1 + width);
+            }
+            shown.push((title, width));
+        }
+        (name_width, shown)
+    };
+    let (long, short) = (plan(false), plan(true));
+    let (name_width, shown_columns) = if short.1.len() > long.1.len() {
+        short
+    } else {
+        long
+    };
+    if name_width < 4 {
+        // Not even a name and its established count: no panel.
+        return;
+    }
+    let mut header = vec![Line::from("source")];
+    let mut widths = Vec::new();
+    let mut table: Vec<Vec<Line>> = shown
+        .iter()
+        .map(|(name, _)| vec![Line::from(ellipsize(name, name_width))])
+        .collect();
+    for ((title, width), (_, _, texts)) in shown_columns.into_iter().zip(columns) {
+        header.push(Line::from(title).right_aligned());
+        widths.push(Constraint::Length(width as u16));
+        for (row, text) in table.iter_mut().zip(texts) {
+            row.push(Line::from(text).right_aligned());
+        }
+    }
+    let mut constraints = vec![Constraint::Min(name_width as u16)];
+    constraints.extend(widths);
     let title = if rows.len() > visible {
-        format!(
-            "Sources {}–{} of {} (↑↓)",
-            offset + 1,
-            (offset + visible).min(rows.len()),
-            rows.len()
+        let (from, to, of) = (offset + 1, (offset + visible).min(rows.len()), rows.len());
+        fitting(
+            usize::from(area.width.saturating_sub(4)),
+            [
+                format!("Sources {from}–{to} of {of} (↑↓)"),
+                format!("Sources {from}–{to}/{of}"),
+                format!("{from}–{to}/{of}"),
+                String::new(),
+            ],
         )
     } else {
         "Sources".to_string()
     };
-    let wide = area.width >= WIDE - 44;
-    let header = Row::new(
-        ["source", "established", "failed", "ports in use"]
-            .into_iter()
-            .map(String::from)
-            .chain(wide.then(|| "of range".to_string())),
-    )
-    .style(Style::new().add_modifier(Modifier::DIM));
-    let body = rows.iter().skip(offset).take(visible).map(|(name, c)| {
-        let failed = if c.failed > 0 {
-            Span::styled(thousands(c.failed), Style::new().fg(Color::Red))
-        } else {
-            Span::raw("0")
-        };
-        let mut cells = vec![
-            Line::from(name.clone()),
-            Line::from(thousands(c.established)).right_aligned(),
-            Line::from(failed).right_aligned(),
-            Line::from(match available {
-                Some(n) => format!("{}/{}", thousands(c.in_use()), thousands(n)),
-                None => thousands(c.in_use()),
-            })
-            .right_aligned(),
-        ];
-        if wide {
-            cells.push(
-                Line::from(match available {
-                    Some(n) => format!("{:.0}%", c.in_use() as f64 * 100.0 / n as f64),
-                    None => "?".to_string(),
-                })
-                .right_aligned(),
-            );
-        }
-        Row::new(cells)
-    });
-    let mut widths = vec![
-        Constraint::Min(9),
-        Constraint::Length(11),
-        Constraint::Length(7),
-        Constraint::Length(13),
-    ];
-    if wide {
-        widths.push(Constraint::Length(8));
-    }
-    let table = Table::new(body, widths)
+    let header = Row::new(header).style(Style::new().add_modifier(Modifier::DIM));
+    let table = Table::new(table.into_iter().map(Row::new), constraints)
         .header(header)
         .column_spacing(1)
         .block(panel(&title));
     frame.render_widget(table, area);
 }
 
-/// One panel for small terminals: the big numbers and the limit line.
+/// `text` in at most `width` columns, ending in "…" when cut.
+fn ellipsize(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        format!("{}…", clip(text, width.saturating_sub(1)))
+    }
+}
+
+/// One panel for small terminals: the big numbers and the limit with its
+/// remedy. The remedy is never cut: when rows are short, the other lines
+/// give way (the keys first).
 fn render_compact(frame: &mut Frame, area: Rect, view: &View) {
     let snap = view.snapshot;
     let total = &snap.total;
+    let width = usize::from(area.width);
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let mut status = format!(
         "{} {} {}",
@@ -875,49 +1268,78 @@ fn render_compact(frame: &mut Frame, area: Rect, view: &View) {
         status.push_str(" PAUSED");
     }
     let limit = match (view.first_limit, &total.first_limit) {
-        (Some(limit), _) => Line::styled(
-            format!(
-                "LIMIT {} at {}: {}",
-                limit.kind.describe(),
-                thousands(limit.at_attempt),
-                one_line(&limit.remedy)
-            ),
-            bold.fg(Color::Red),
+        (Some(limit), _) => format!(
+            "LIMIT {} at {}: {}",
+            limit.kind.describe(),
+            thousands(limit.at_attempt),
+            one_line(&limit.remedy)
         ),
-        (None, Some(event)) => Line::styled(
-            format!(
-                "LIMIT {} at {}",
-                event.kind.describe(),
-                thousands(event.attempt)
-            ),
-            bold.fg(Color::Red),
+        (None, Some(event)) => format!(
+            "LIMIT {} at {}",
+            event.kind.describe(),
+            thousands(event.attempt)
         ),
-        (None, None) => Line::raw("no limit yet"),
+        (None, None) => "no limit yet".to_string(),
     };
-    let lines = vec![
-        Line::styled(status, bold),
-        Line::from(vec![
-            Span::raw("active "),
-            Span::styled(thousands(snap.active()), bold.fg(Color::Green)),
-            Span::raw(format!("  peak {}", thousands(snap.peak_active))),
-        ]),
-        Line::raw(format!(
-            "established {}  failed {}",
-            thousands(total.established),
-            thousands(total.failed)
-        )),
-        Line::raw(format!(
-            "attempted {}/{}",
-            thousands(total.attempted),
-            thousands(snap.planned_connections)
-        )),
-        limit,
-        Line::styled(
-            "q stop  p pause  +/- rate  h help",
+    let limit_style = if total.first_limit.is_some() || view.first_limit.is_some() {
+        bold.fg(Color::Red)
+    } else {
+        Style::new()
+    };
+    // (text, style), in the order shown; kept by importance.
+    let parts = [
+        (vec![status], bold),
+        (
+            vec![
+                format!("active {}", thousands(snap.active())),
+                format!("peak {}", thousands(snap.peak_active)),
+            ],
+            bold.fg(Color::Green),
+        ),
+        (
+            vec![
+                format!("established {}", thousands(total.established)),
+                format!("failed {}", thousands(total.failed)),
+            ],
+            Style::new(),
+        ),
+        (
+            vec![format!(
+                "attempted {}/{}",
+                thousands(total.attempted),
+                thousands(snap.planned_connections)
+            )],
+            Style::new(),
+        ),
+        (vec![limit], limit_style),
+        (
+            ["q stop", "p pause", "+/- rate", "h help"]
+                .map(String::from)
+                .to_vec(),
             Style::new().add_modifier(Modifier::DIM),
         ),
     ];
-    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), area);
+    let wrapped: Vec<(Vec<String>, Style)> = parts
+        .into_iter()
+        .map(|(items, style)| (pack(items, width), style))
+        .collect();
+    // The limit, then the status, active, established, attempted, keys.
+    let mut rows = usize::from(area.height);
+    let mut keep = [false; 6];
+    for i in [4, 0, 1, 2, 3, 5] {
+        let need = wrapped[i].0.len();
+        if need <= rows || i == 4 {
+            rows = rows.saturating_sub(need);
+            keep[i] = true;
+        }
+    }
+    let lines: Vec<Line> = wrapped
+        .into_iter()
+        .zip(keep)
+        .filter(|(_, kept)| *kept)
+        .flat_map(|((lines, style), _)| lines.into_iter().map(move |l| Line::styled(l, style)))
+        .collect();
+    frame.render_widget(Paragraph::new(lines), area);
 }
 
 const HELP: &[(&str, &str)] = &[
