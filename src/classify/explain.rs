@@ -265,12 +265,6 @@ impl Explainer<'_> {
                     limit(h.num("rlimit_nofile_soft")),
                     limit(h.num("rlimit_nofile_hard"))
                 );
-                if self.run.embedded_target {
-                    m.push_str(
-                        "; the embedded target server holds the other end of each connection \
-                         in this process (2 fds per connection)",
-                    );
-                }
             }
             LimitKind::FdLimitSystem => {
                 let _ = write!(
@@ -560,30 +554,25 @@ impl Explainer<'_> {
             LimitKind::FdLimitProcess => {
                 let soft = h.num("rlimit_nofile_soft");
                 let hard = h.num("rlimit_nofile_hard");
-                let mut r = match (soft, hard) {
+                match (soft, hard) {
                     (Some(s), Some(hd)) if s >= hd => format!(
-                        "the soft fd limit is already the hard limit ({}): use more processes, \
-                         or raise the hard limit as root (limits.conf nofile, systemd LimitNOFILE=)",
+                        "the soft fd limit is already the hard limit ({}): add worker processes, \
+                         each with an fd table of its own (`--processes auto`, or more with \
+                         `--processes N`), or raise the hard limit as root (limits.conf nofile, \
+                         systemd LimitNOFILE=)",
                         limit(Some(hd))
                     ),
                     (_, Some(hd)) => format!(
                         "raise the soft fd limit (hard is {0}): drop --fd-limit or `ulimit -n {0}`; \
-                         beyond the hard limit use more processes",
+                         beyond the hard limit add worker processes (`--processes auto`)",
                         limit(Some(hd))
                     ),
                     _ => {
                         "raise the soft fd limit (`ulimit -n`, up to the hard limit `ulimit -Hn`); \
-                          beyond it use more processes"
+                          beyond it add worker processes (`--processes auto`)"
                             .to_string()
                     }
-                };
-                if run.embedded_target {
-                    r.push_str(
-                        "; the embedded server shares this process's fds: run `ceiling serve` \
-                         separately and point --target at it",
-                    );
                 }
-                r
             }
             LimitKind::FdLimitSystem => format!(
                 "raise fs.file-max (now {}, {} allocated; host-wide, not per namespace) or close \

@@ -421,7 +421,7 @@ pub fn set_nofile_soft(soft: u64) -> io::Result<()> {
             io::ErrorKind::InvalidInput,
             format!(
                 "soft fd limit {soft} is above the hard limit {hard}: ask for at most {hard}, \
-                 or use more processes"
+                 or add worker processes (--processes)"
             ),
         ));
     }

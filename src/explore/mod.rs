@@ -355,23 +355,13 @@ fn add_sources(sources: &[IpAddr], ctx: &Context, per_source: u64) -> Result<Vec
     Ok(out)
 }
 
-/// The most connections a climb held at once. A climb holds every
-/// connection to its end, so when nothing closed before then (no server
-/// close, no worker process died) that is every connection established;
-/// otherwise the larger of the peak sampled every 100 ms and the count held
-/// when the first limit was hit. (The sampled peak alone misses up to a
-/// tick's worth of connects.)
+/// The most connections a climb held at once: the run's peak, which is
+/// exact (tracked where the active count goes up, not sampled). Not the
+/// count established: a climb whose time bound ends while connects are
+/// still under way closes held connections and frees their ports before
+/// the last ones are established.
 pub fn ceiling_of(summary: &Summary) -> u64 {
-    let t = &summary.totals;
-    if t.closed_by_server == 0 && summary.workers.deaths.is_empty() {
-        t.established.max(t.peak_active)
-    } else {
-        summary
-            .first_limit
-            .as_ref()
-            .map_or(0, |f| f.active_at)
-            .max(t.peak_active)
-    }
+    summary.totals.peak_active
 }
 
 /// The first climb's rung, from the scenario the ladder starts from.

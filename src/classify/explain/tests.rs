@@ -189,35 +189,10 @@ fn fd_limit_process() {
     assert_eq!(
         remedy,
         "raise the soft fd limit (hard is 20000): drop --fd-limit or `ulimit -n 20000`; beyond \
-         the hard limit use more processes"
+         the hard limit add worker processes (`--processes auto`)"
     );
     assert_eq!(evidence.facts["rlimit_nofile_soft"], 1000);
     assert_eq!(evidence.facts["embedded_target"], false);
-}
-
-#[test]
-fn fd_limit_process_with_embedded_target() {
-    let ev = event(
-        LimitKind::FdLimitProcess,
-        Syscall::Socket,
-        Some(libc::EMFILE),
-        498,
-        497,
-    );
-    let facts = RunFacts {
-        embedded_target: true,
-        ..one_source()
-    };
-    let (evidence, remedy) = run(&ev, &[], &facts);
-    assert!(
-        evidence
-            .message
-            .contains("hard 20000; the embedded target server")
-    );
-    assert!(evidence.message.contains("2 fds per connection"));
-    assert!(remedy.starts_with("raise the soft fd limit (hard is 20000)"));
-    assert!(remedy.ends_with("run `ceiling serve` separately and point --target at it"));
-    assert_eq!(evidence.facts["embedded_target"], true);
 }
 
 #[test]
@@ -234,9 +209,11 @@ fn fd_limit_at_the_hard_limit() {
         .insert("rlimit_nofile_soft".into(), Value::from(20000));
     let (_, remedy) = explain(&ev, &host(&[]), &end, &one_source());
     assert!(
-        remedy
-            .starts_with("the soft fd limit is already the hard limit (20000): use more processes")
+        remedy.starts_with(
+            "the soft fd limit is already the hard limit (20000): add worker processes"
+        )
     );
+    assert!(remedy.contains("`--processes auto`"), "{remedy}");
 }
 
 fn backlog_facts() -> RunFacts {
