@@ -7,7 +7,7 @@
 //!
 //! # Layout
 //! - [`cli`]: clap types only; they stop at `cmd`.
-//! - [`cmd`]: one module per subcommand; orchestration and `anyhow` live here.
+//! - [`cmd`]: one module per subcommand: parse → call → print.
 //! - [`model`]: plain serde types shared by all (limit kinds, failure events,
 //!   the summary).
 //! - [`scenario`]: scenario files and flags → a validated [`scenario::Scenario`].
@@ -23,8 +23,9 @@
 //!   the server keep idle sockets without a task each.
 //! - [`explore`]: `ceiling explore`'s ladder: from the limit a climb hit,
 //!   the change the next climb makes; the ladder's table and files.
-//! - [`runner`]: what `run`, `lab` and `explore` share about one run: the
-//!   built-in target server as a child `ceiling serve`.
+//! - [`runner`]: the life of one run, which `run` and `lab` call: layout
+//!   and host checks, the built-in target (a child `ceiling serve`), the
+//!   lab's namespace and cgroup session, the tick loop, the summary.
 //! - [`lab`]: `ceiling lab`'s disposable network namespace (loopback up,
 //!   per-namespace sysctls) and memory cgroup.
 //!

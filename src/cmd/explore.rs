@@ -24,10 +24,11 @@ use anyhow::Context as _;
 use crate::UsageError;
 use crate::classify::host;
 use crate::cli::{ExploreArgs, UiMode};
-use crate::cmd::run;
+use crate::cmd::args;
 use crate::explore::report::{self, Report, Row};
 use crate::explore::{self, Context, End, Next, Outcome};
 use crate::model::{Summary, thousands};
+use crate::runner;
 use crate::scenario::units::PortRange;
 use crate::scenario::{self, Scenario, ScenarioSpec, emit};
 
@@ -88,7 +89,7 @@ pub fn explore(args: ExploreArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     file.hold = None;
-    let base = run::build_scenario_from(file, run_args, ladder)?;
+    let base = args::build_scenario_from(file, run_args, ladder)?;
     let in_lab = base.lab.is_some();
     // SAFETY: geteuid has no preconditions.
     if in_lab && unsafe { libc::geteuid() } != 0 {
@@ -118,7 +119,7 @@ pub fn explore(args: ExploreArgs) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    let out = out.unwrap_or_else(|| run::default_results_dir(&format!("explore-{}", base.name)));
+    let out = out.unwrap_or_else(|| runner::default_results_dir(&format!("explore-{}", base.name)));
     create_out(&out)?;
     let ctx = Context {
         bound: base.connections,

@@ -1,9 +1,24 @@
-//! One module per subcommand: turns flags into validated values, starts the
-//! work, wires snapshots to the UI and the results directory.
+//! One module per subcommand: turns flags into validated values, calls the
+//! module that does the work, prints the outcome.
 
+pub mod args;
 pub mod explore;
 pub mod lab;
 pub mod run;
 pub mod serve;
 pub mod shell;
 pub mod worker;
+
+use std::process::ExitCode;
+
+use crate::runner::Finished;
+use crate::sink;
+
+/// A run's text summary on stdout, whatever happened to its files; then
+/// the files that could not be written, as the error (exit 1).
+fn print_finished(finished: Finished) -> anyhow::Result<ExitCode> {
+    print!("{}", sink::text::render(&finished.summary, &finished.dir));
+    let code = finished.exit_code();
+    finished.written?;
+    Ok(code)
+}

@@ -1,6 +1,326 @@
-//! The life of one run, apart from any one subcommand: what `run`, `lab`
-//! and `explore` share. Today that is the built-in target server started
-//! as a child process ([`target`]); the plan → engine → snapshots → sinks
-//! loop still lives in `cmd/run.rs` and moves here next.
+//! The life of one run: a validated scenario → host preparation (fd
+//! limit, source checks, layout, host room, the built-in target) → engine
+//! → the tick loop that aggregates, feeds the live output and appends the
+//! time series → summary and results files. `ceiling run` and `ceiling lab`
+//! call [`execute`]; `explore`'s climbs are such runs in child processes.
+//!
+//! Like `cmd/`, this is orchestration, so its errors are `anyhow` with
+//! context; it takes validated values only (a [`Scenario`], an
+//! [`Output`]), never a clap type.
 
+mod drive;
+pub mod lab_session;
+mod layout;
+mod summary;
 pub mod target;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::Context;
+
+use crate::UsageError;
+use crate::classify::{RunFacts, host};
+use crate::engine::hold::Echo;
+use crate::engine::plan::{Plan, Segment};
+use crate::engine::procs::Launcher;
+use crate::engine::{Engine, Launch, Settings, StopReason};
+use crate::model::{Safety, Summary, WorkersReport};
+use crate::scenario::Scenario;
+use crate::scenario::units::{DriverMode, PortPick};
+use crate::sink::{ResultsDir, ResultsUnwritten};
+use crate::stats::{Aggregator, Snapshot};
+use crate::ui::tui::RunContext;
+use crate::ui::{Live, Output};
+use drive::{Driven, HostAtLimit, Ticker};
+use lab_session::LabSession;
+use layout::{WorkerLayout, apply_fd_limit, check_host_room, peak_connections_estimate};
+use summary::{Hosts, summarize};
+use target::TargetServer;
+
+/// Exit status of a run stopped by Ctrl-C or SIGTERM.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Exit status of a run in which nothing connected (every attempt refused,
+/// timed out or failed): no limit was found because no target answered.
+pub const EXIT_NOTHING_CONNECTED: u8 = 3;
+
+/// Runs a validated scenario to its end: `ceiling run`, and `ceiling lab`
+/// once its namespace and server are up (`lab` then adds its report to the
+/// summary). `out`: the results directory (default
+/// `results/<UTC time>-<name>`).
+pub fn execute(
+    mut scenario: Scenario,
+    output: Output,
+    out: Option<PathBuf>,
+    lab: Option<&LabSession>,
+) -> anyhow::Result<Finished> {
+    let (fd_soft, fd_hard) = apply_fd_limit(scenario.fd_limit)?;
+    for ip in &scenario.sources {
+        host::check_local_address(*ip).map_err(|e| {
+            UsageError(format!(
+                "source {ip} is not an address of this host ({e}): use addresses shown by `ip addr` \
+                 (on Linux every 127.0.0.0/8 address is local)"
+            ))
+        })?;
+    }
+    // Everything that can refuse the run is checked before anything is
+    // created: no results directory, no server, for a run that never starts.
+    let embedded_target = scenario.uses_embedded_target() && lab.is_none();
+    let target_local: Vec<bool> = if embedded_target {
+        vec![true]
+    } else {
+        scenario
+            .targets
+            .iter()
+            .map(|t| host::is_local_target(*t))
+            .collect()
+    };
+    let layout = WorkerLayout::choose(&scenario, fd_hard)?;
+    let plan_note = check_host_room(&scenario, &target_local, lab.is_some() || embedded_target)?;
+    let out = out.unwrap_or_else(|| default_results_dir(&scenario.name));
+
+    let embedded = embedded_target
+        .then(|| TargetServer::embedded(peak_connections_estimate(&scenario)))
+        .transpose()?;
+    if let Some(target) = &embedded {
+        scenario.targets = target.listen().to_vec();
+        eprintln!(
+            "ceiling: no target given: running against the built-in server on {} (a child \
+             `ceiling serve`, pid {}{})",
+            target.listen_text(),
+            target.pid(),
+            match target.processes() {
+                1 => String::new(),
+                n => format!(", {n} server processes"),
+            }
+        );
+    }
+    let mut results = ResultsDir::create(&out)
+        .map_err(|e| UsageError(format!("cannot write results to '{}': {e}", out.display())))?;
+
+    let host_start = host::probe();
+    let listen_drops_at_start = host::listen_drop_count();
+    let plan = Plan::new(
+        scenario.sources.clone(),
+        scenario.targets.clone(),
+        scenario.source_ports,
+        scenario.connections,
+    );
+    if layout.processes > 0 {
+        eprintln!("ceiling: {}", layout.reason);
+    }
+    // The dashboard's terminal and key reader take fds too: opened before
+    // the workers start (see below).
+    let context = RunContext {
+        name: scenario.name.clone(),
+        targets: scenario.targets.iter().map(ToString::to_string).collect(),
+        source_names: scenario.sources.iter().map(ToString::to_string).collect(),
+        duration: scenario.duration,
+        planned_connections: scenario.connections,
+        echo: scenario.mode == DriverMode::Echo,
+    };
+    let mut live = Live::new(output, context).context("cannot start the dashboard")?;
+    // The tick loop's runtime and signal handlers take fds: made before
+    // the workers start filling the fd table (an --fd-limit run reaches
+    // it within milliseconds).
+    let ticker = Ticker::new().context("cannot start the coordinator's runtime")?;
+    let started_at = SystemTime::now();
+    let launch = Launch {
+        start: tokio::time::Instant::now(),
+        target_local,
+        listen_drops_at_start,
+    };
+    let launcher = match layout.processes {
+        0 => None,
+        _ => {
+            let mut launcher =
+                Launcher::new(layout.threads).context("cannot find ceiling's own binary")?;
+            launcher.memory = lab.and_then(LabSession::worker_cgroup);
+            Some(Arc::new(launcher))
+        }
+    };
+    let engine = match &launcher {
+        None => Engine::start(
+            plan,
+            settings(&scenario),
+            Segment::WHOLE,
+            layout.threads,
+            launch,
+        )
+        .context("cannot start worker threads")?,
+        Some(launcher) => Engine::start_processes(
+            plan,
+            settings(&scenario),
+            layout.processes,
+            Arc::clone(launcher),
+            launch,
+        )
+        .context("cannot start worker processes")?,
+    };
+
+    let mut agg = Aggregator::new(scenario.sources.len(), scenario.connections);
+    let run = RunInfo {
+        scenario: &scenario,
+        host_start: &host_start,
+        embedded_target,
+        fd_limits: (fd_soft, fd_hard),
+        listen_drops_at_start,
+        launcher: launcher.as_deref(),
+    };
+    let driven = drive::drive(ticker, &engine, &run, &mut agg, &mut live, &mut results);
+    // The terminal comes back before anything else is printed, error or not.
+    let restored = live.finish();
+    let Driven {
+        last,
+        host_at_limit,
+        host_room_stop,
+    } = driven?;
+    restored.context("cannot restore the terminal")?;
+    let interrupted = engine.stop_reason() == Some(StopReason::Interrupted);
+    let panics = engine.join();
+    for panic in &panics {
+        eprintln!("ceiling: {panic}");
+    }
+    // The built-in target goes once the driver has closed its side.
+    drop(embedded);
+
+    let host_end = host::probe();
+    let facts = run.facts(&last, host_at_limit.as_ref());
+    let hosts = Hosts {
+        start: &host_start,
+        at_limit: host_at_limit.as_ref().map_or(&host_end, |at| &at.state),
+        end: &host_end,
+    };
+    let workers = WorkersReport {
+        processes: layout.processes as u64,
+        threads_per_process: layout.threads as u64,
+        reason: layout.reason,
+        deaths: facts.worker_deaths.clone(),
+    };
+    let mut summary = summarize(
+        &scenario,
+        &facts,
+        &last,
+        hosts,
+        started_at,
+        interrupted,
+        (fd_soft, fd_hard),
+    );
+    summary.workers = workers;
+    summary.safety = Safety {
+        plan: plan_note,
+        stopped: host_room_stop,
+    };
+    summary.aborted |= summary.safety.stopped.is_some() || !panics.is_empty();
+    summary.lab = lab.map(|session| session.report());
+    // The summary is printed whether or not the files could be written;
+    // those that could not are then named in one error (exit 1).
+    let written = results.finish(&summary, &last);
+    Ok(Finished {
+        summary,
+        dir: results.path().to_path_buf(),
+        written,
+        interrupted,
+        panicked: !panics.is_empty(),
+    })
+}
+
+/// A run that went to its end (or was stopped): its summary, where its
+/// files are, and whether they could all be written.
+pub struct Finished {
+    pub summary: Summary,
+    pub dir: PathBuf,
+    /// Err: the files that could not be written, named (the summary is
+    /// whole all the same).
+    pub written: Result<(), ResultsUnwritten>,
+    /// Stopped by Ctrl-C, SIGTERM or the dashboard's `q`.
+    pub interrupted: bool,
+    /// A worker thread panicked: a bug in ceiling, not a finding.
+    pub panicked: bool,
+}
+
+impl Finished {
+    /// The exit status: 130 interrupted, 1 for a bug in ceiling, 3 when
+    /// nothing connected, 0 otherwise. (Files not written: the caller's
+    /// error, exit 1.)
+    pub fn exit_code(&self) -> ExitCode {
+        if self.interrupted {
+            ExitCode::from(EXIT_INTERRUPTED)
+        } else if self.panicked {
+            ExitCode::FAILURE
+        } else if self.summary.nothing_connected.is_some() {
+            ExitCode::from(EXIT_NOTHING_CONNECTED)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// What the tick loop and the summary need to know about the run.
+struct RunInfo<'a> {
+    scenario: &'a Scenario,
+    host_start: &'a host::HostState,
+    embedded_target: bool,
+    fd_limits: (u64, u64),
+    /// ListenOverflows + ListenDrops when the run started.
+    listen_drops_at_start: Option<u64>,
+    /// Worker processes' launcher (None: worker threads in this process).
+    launcher: Option<&'a Launcher>,
+}
+
+impl RunInfo<'_> {
+    /// The facts the classifier's explanation uses, as of `snapshot`.
+    fn facts(&self, snapshot: &Snapshot, at_limit: Option<&HostAtLimit>) -> RunFacts {
+        let scenario = self.scenario;
+        RunFacts {
+            source_count: scenario.sources.len(),
+            target_count: scenario.targets.len(),
+            explicit_source_ports: scenario.source_ports.map(|r| (r.lo, r.hi)),
+            embedded_target: self.embedded_target,
+            connections_requested: scenario.connections,
+            established: snapshot.total.established,
+            peak_active: snapshot.peak_active,
+            connect_timeout_ms: scenario.connect_timeout.as_millis() as u64,
+            target_local: at_limit.is_some_and(|at| at.target_local),
+            target_listener: at_limit.and_then(|at| at.listener),
+            close_pattern: snapshot.total.close_pattern(),
+            worker_deaths: self.launcher.map(Launcher::deaths).unwrap_or_default(),
+        }
+    }
+}
+
+/// `results/<UTC time>-<name>`, with a numeric suffix if that exists.
+pub fn default_results_dir(name: &str) -> PathBuf {
+    let stamp: String = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    let base = PathBuf::from("results").join(format!("{stamp}-{name}"));
+    let mut candidate = base.clone();
+    let mut n = 2;
+    while candidate.exists() {
+        candidate = PathBuf::from(format!("{}-{n}", base.display()));
+        n += 1;
+    }
+    candidate
+}
+
+fn settings(scenario: &Scenario) -> Settings {
+    Settings {
+        pace: scenario.pace,
+        hold: scenario.hold,
+        duration: scenario.duration,
+        connect_timeout: scenario.connect_timeout,
+        echo: (scenario.mode == DriverMode::Echo).then(|| Echo {
+            message: scenario.message.as_bytes().into(),
+            interval: scenario.interval,
+        }),
+        close: scenario.close,
+        stop_at_first_limit: scenario.stop_at_first_limit,
+        bind_address_no_port: scenario.pick_port_at == PortPick::Connect,
+    }
+}

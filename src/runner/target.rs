@@ -14,7 +14,7 @@
 //! kernel (PR_SET_PDEATHSIG) if ceiling dies first.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -149,6 +149,19 @@ impl TargetServer {
             }
         }
         Ok(server)
+    }
+
+    /// The built-in target for a run without one: on a free loopback
+    /// port, with as many server processes as `connections` held at once
+    /// need.
+    pub fn embedded(connections: u64) -> anyhow::Result<TargetServer> {
+        let processes = processes_to_hold(connections)?;
+        TargetServer::start(
+            &[SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
+            &LabServer::default(),
+            processes,
+        )
+        .context("cannot start the built-in target server on 127.0.0.1")
     }
 
     pub fn pid(&self) -> u32 {

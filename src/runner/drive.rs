@@ -1,0 +1,229 @@
+//! The tick loop of a run: every [`TICK`] it merges the workers' deltas,
+//! appends the finished seconds to the time series, reads the host when
+//! the first limit appears (the evidence), refreshes the live output and
+//! its host panel, applies the dashboard's keys, and stops the engine on
+//! a signal or when the host runs out of room.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use super::RunInfo;
+use super::lab_session;
+use super::summary::explain_first_limit;
+use crate::classify::capacity::Room;
+use crate::classify::host;
+use crate::engine::{Engine, StopReason};
+use crate::model::FirstLimit;
+use crate::sink::ResultsDir;
+use crate::stats::{Aggregator, Phase, Snapshot};
+use crate::ui::tui::{self, Action, Controls, HostPanel};
+use crate::ui::{Live, LiveView};
+
+/// How often workers' deltas are merged and the live output refreshed.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// How often the dashboard's host panel is re-read.
+const HOST_PANEL_EVERY: Duration = Duration::from_secs(1);
+
+/// Rate change of one `+` / `-` key in the dashboard.
+const RATE_STEP_UP: f64 = 1.1;
+const RATE_STEP_DOWN: f64 = 0.9;
+
+/// The host as it was when the first limit was seen: the evidence for it.
+/// Read at the next tick (within [`TICK`]), before the run's own closes
+/// change it (TIME_WAIT, queues).
+pub struct HostAtLimit {
+    pub state: host::HostState,
+    pub target_local: bool,
+    /// The target's listener queue, when the target is on this host.
+    pub listener: Option<host::ListenerQueue>,
+}
+
+impl HostAtLimit {
+    pub fn read(target: &str) -> HostAtLimit {
+        let target: Option<SocketAddr> = target.parse().ok();
+        let target_local = target.is_some_and(host::is_local_target);
+        HostAtLimit {
+            state: host::probe(),
+            target_local,
+            listener: target
+                .filter(|_| target_local)
+                .and_then(host::listener_queue),
+        }
+    }
+}
+
+/// What the tick loop leaves behind.
+pub struct Driven {
+    pub last: Snapshot,
+    pub host_at_limit: Option<HostAtLimit>,
+    /// Why the host-room guard stopped the run, if it did.
+    pub host_room_stop: Option<String>,
+}
+
+/// The coordinator's runtime with its SIGINT and SIGTERM handlers.
+pub struct Ticker {
+    runtime: tokio::runtime::Runtime,
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Ticker {
+    pub fn new() -> std::io::Result<Ticker> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (interrupt, terminate) = {
+            let _entered = runtime.enter();
+            (
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            )
+        };
+        Ok(Ticker {
+            runtime,
+            interrupt,
+            terminate,
+        })
+    }
+}
+
+/// The tick loop: aggregate, show, append rows; stop on a signal. Returns
+/// the final snapshot once every worker has finished.
+pub fn drive(
+    ticker: Ticker,
+    engine: &Engine,
+    run: &RunInfo<'_>,
+    agg: &mut Aggregator,
+    live: &mut Live,
+    results: &mut ResultsDir,
+) -> anyhow::Result<Driven> {
+    let Ticker {
+        runtime,
+        mut interrupt,
+        mut terminate,
+    } = ticker;
+    runtime.block_on(async {
+        let mut tick = tokio::time::interval(TICK);
+        let mut host_at_limit: Option<HostAtLimit> = None;
+        let mut first_limit: Option<FirstLimit> = None;
+        let mut host_panel = HostPanel::default();
+        let mut host_panel_at: Option<tokio::time::Instant> = None;
+        let mut host_room_stop: Option<String> = None;
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = engine.finished() => {}
+                _ = interrupt.recv() => on_signal(engine),
+                _ = terminate.recv() => on_signal(engine),
+            }
+            let finished = engine.is_finished();
+            engine.drain_into(agg);
+            let elapsed = engine.start_instant().elapsed();
+            let phase = match engine.phase() {
+                _ if finished => Phase::Done,
+                // Every attempt started, but handshakes are still pending.
+                Phase::Holding if agg.in_flight() > 0 => Phase::Opening,
+                phase => phase,
+            };
+            let snapshot = agg.snapshot(elapsed, phase, engine.target_rate(), utc_now, finished);
+            // A failed write keeps the rows for the end: the run goes on.
+            results.append_rows(&agg.take_rows());
+            if host_at_limit.is_none()
+                && let Some(event) = &snapshot.total.first_limit
+            {
+                let at = HostAtLimit::read(&event.target);
+                let facts = run.facts(&snapshot, Some(&at));
+                first_limit = Some(explain_first_limit(
+                    event,
+                    run.host_start,
+                    &at.state,
+                    &facts,
+                ));
+                host_at_limit = Some(at);
+            }
+            if host_panel_at.is_none_or(|at| at.elapsed() >= HOST_PANEL_EVERY) {
+                host_panel = read_host_panel(run);
+                host_panel_at = Some(tokio::time::Instant::now());
+                if host_room_stop.is_none()
+                    && let Some(why) = Room::read().and_then(|room| room.exhausted())
+                {
+                    eprintln!("ceiling: stopping: {why}");
+                    engine.stop(StopReason::HostRoom);
+                    host_room_stop = Some(why);
+                }
+            }
+            let schedule = engine.schedule();
+            let controls = Controls {
+                paused: schedule.is_paused(),
+                rate_factor: schedule.factor(),
+            };
+            let view = LiveView {
+                snapshot: &snapshot,
+                first_limit: first_limit.as_ref(),
+                host: &host_panel,
+                controls,
+            };
+            for action in live.update(&view).context("cannot draw the dashboard")? {
+                match action {
+                    Action::Stop => {
+                        engine.stop(StopReason::Interrupted);
+                    }
+                    Action::TogglePause => engine.set_paused(!controls.paused),
+                    Action::RateUp => engine.set_rate_factor(controls.rate_factor * RATE_STEP_UP),
+                    Action::RateDown => {
+                        engine.set_rate_factor(controls.rate_factor * RATE_STEP_DOWN)
+                    }
+                }
+            }
+            if finished {
+                return Ok(Driven {
+                    last: snapshot,
+                    host_at_limit,
+                    host_room_stop,
+                });
+            }
+        }
+    })
+}
+
+/// First signal: stop gracefully. Second: the user means it.
+pub fn on_signal(engine: &Engine) {
+    if engine.stop_reason() == Some(StopReason::Interrupted) {
+        let _ = tui::restore_terminal();
+        lab_session::cleanup_before_exit();
+        eprintln!("ceiling: interrupted again: exiting without waiting for connections to close");
+        std::process::exit(i32::from(super::EXIT_INTERRUPTED));
+    }
+    eprintln!(
+        "ceiling: stopping: closing connections and writing results (Ctrl-C again to quit at once)"
+    );
+    engine.stop(StopReason::Interrupted);
+}
+
+fn utc_now() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// The dashboard's host panel: fds, port range, sockets, listen drops.
+pub fn read_host_panel(run: &RunInfo<'_>) -> HostPanel {
+    let (fd_soft, fd_hard) = run.fd_limits;
+    let now = host::read_panel();
+    HostPanel {
+        fds_in_use: now.open_fds,
+        fd_soft,
+        fd_hard,
+        port_range: now.port_range,
+        tcp_inuse: now.counters.get("sockstat.tcp_inuse").copied(),
+        tcp_time_wait: now.counters.get("sockstat.tcp_tw").copied(),
+        listen_drops_delta: run
+            .listen_drops_at_start
+            .zip(host::listen_drops_in(&now.counters))
+            .map(|(start, now)| now.saturating_sub(start)),
+        unread: now.unread,
+    }
+}
