@@ -72,7 +72,7 @@ pub fn execute(
     out: Option<PathBuf>,
     lab: Option<&crate::cmd::lab::Session>,
 ) -> anyhow::Result<ExitCode> {
-    let (fd_soft, fd_hard) = apply_fd_limit(scenario.fd_limit)?;
+    let (fd_soft, fd_hard) = apply_fd_limit(scenario.fd_limit, scenario.fd_limit_from)?;
     for ip in &scenario.sources {
         host::check_local_address(*ip).map_err(|e| {
             UsageError(format!(
@@ -323,6 +323,7 @@ pub fn build_scenario_from(
         interval: args.interval,
         close: args.close,
         fd_limit: args.fd_limit,
+        fd_limit_from: scenario::Origin::Flag,
         stop_at_first_limit: args.stop_at_first_limit.then_some(true),
         threads: args.threads,
         processes: args.processes,
@@ -340,13 +341,16 @@ pub fn build_scenario_from(
     Ok(Scenario::validate(merged)?)
 }
 
-/// Sets the soft fd limit as asked, or raises it to the hard limit.
-fn apply_fd_limit(wanted: Option<u64>) -> anyhow::Result<(u64, u64)> {
+/// Sets the soft fd limit as asked (`from` says where it was asked), or
+/// raises it to the hard limit.
+fn apply_fd_limit(wanted: Option<u64>, from: scenario::Origin) -> anyhow::Result<(u64, u64)> {
     let (soft, hard) = host::nofile_limits().context("cannot read RLIMIT_NOFILE")?;
     let target = match wanted {
         Some(n) if n > hard => {
             return Err(UsageError(format!(
-                "--fd-limit {n} is above the hard limit {hard}: use at most {hard} (only root can raise the hard limit)"
+                "{} is above the hard limit {hard}: use at most {hard} ({})",
+                from.spell("fd_limit", n),
+                crate::cmd::hard_limit_remedy(n)
             ))
             .into());
         }

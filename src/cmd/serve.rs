@@ -139,7 +139,8 @@ fn check_fd_limit(wanted: Option<u64>) -> anyhow::Result<()> {
     }
     if wanted > hard {
         return Err(UsageError(format!(
-            "--fd-limit {wanted} is above the hard limit {hard}: use at most {hard} (only root can raise the hard limit), and --processes N to serve from N fd tables"
+            "--fd-limit {wanted} is above the hard limit {hard}: use at most {hard} ({}), and --processes N to serve from N fd tables",
+            crate::cmd::hard_limit_remedy(wanted)
         ))
         .into());
     }
