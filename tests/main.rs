@@ -3,6 +3,7 @@
 mod caps;
 mod cli;
 mod explore;
+mod fuzz;
 mod lab;
 mod netns;
 mod processes;
