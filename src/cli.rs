@@ -317,6 +317,7 @@ fn parse_max_steps(text: &str) -> Result<u32, String> {
         min: 1,
         max: 32,
         what: "number of climbs",
+        max_name: None,
         why: "each climb is a whole run",
     }
     .parse(text)

@@ -233,7 +233,7 @@ fn help_and_readme_state_every_range() {
         units::CONNECT_TIMEOUT.describe(),
         units::INTERVAL.describe(),
         "0.001 to 10m".to_string(),
-        "16 to the hard limit".to_string(),
+        units::FD_LIMIT.describe(),
     ] {
         assert!(help.contains(&range), "run --help lacks {range:?}:\n{help}");
         assert!(readme.contains(&range), "README lacks {range:?}");
@@ -403,4 +403,28 @@ fn a_scenario_may_name_its_target_as_the_flag_does() {
     let s = summary(&out);
     assert_eq!(s["scenario"]["targets"][0], server.addr().as_str());
     assert_eq!(s["totals"]["established"], 3, "{s}");
+}
+
+#[test]
+fn values_at_the_edges_of_their_ranges_run_and_end() {
+    // The longest interval, rate and hold, and the slowest rate and ramp:
+    // the engine's deadlines stay in range, the hold and --duration end it.
+    for args in [
+        &["--mode", "echo", "--interval", "1h", "--hold", "1s"][..],
+        &["--rate", "0.001", "--duration", "1s"],
+        &["--ramp", "0..0.001/30d", "--duration", "1s"],
+        &["--hold", "30d", "--duration", "1s"],
+        &["--connect-timeout", "1h", "--hold", "0s", "--rate", "10m"],
+    ] {
+        let (_tmp, out) = out_dir();
+        let mut cmd = ceiling();
+        cmd.args(["run", "--connections", "3", "--ui", "none", "--out"])
+            .arg(&out)
+            .args(args);
+        let output = run_bounded(cmd, Duration::from_secs(30));
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(summary(&out)["totals"]["established"].as_u64() >= Some(1));
+    }
 }

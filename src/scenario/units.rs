@@ -272,6 +272,9 @@ pub struct CountRange {
     pub max: u64,
     /// What is counted, for messages: "connection count"...
     pub what: &'static str,
+    /// The upper bound in words, where that says more than the number
+    /// ("the hard limit").
+    pub max_name: Option<&'static str>,
     /// Why the bounds are what they are, or what the value does.
     pub why: &'static str,
 }
@@ -291,6 +294,7 @@ pub const CONNECTIONS: CountRange = CountRange {
     min: 1,
     max: MAX_CONNECTIONS,
     what: "connection count",
+    max_name: None,
     why: "attempts in one run",
 };
 /// `fd_limit`: a process needs about ten fds of its own to run at all.
@@ -298,13 +302,16 @@ pub const FD_LIMIT: CountRange = CountRange {
     min: 16,
     max: MAX_FD_LIMIT,
     what: "fd limit",
-    why: "ceiling needs about ten fds before its first connection; at most the hard limit",
+    max_name: Some("the hard limit"),
+    why: "ceiling needs about ten fds before its first connection, and no hard limit is above \
+          2147483584",
 };
 /// `threads`.
 pub const THREADS: CountRange = CountRange {
     min: 1,
     max: MAX_THREADS,
     what: "thread count",
+    max_name: None,
     why: "worker threads per process",
 };
 /// `serve --backlog`, `[lab] server_backlog`.
@@ -312,13 +319,17 @@ pub const BACKLOG: CountRange = CountRange {
     min: 1,
     max: 65_535,
     what: "backlog",
+    max_name: None,
     why: "the kernel caps it at net.core.somaxconn",
 };
 
 impl CountRange {
     /// `1 to 100m`, with the bounds written as they can be typed.
     pub fn describe(&self) -> String {
-        format!("{} to {}", short_count(self.min), short_count(self.max))
+        let max = self
+            .max_name
+            .map_or_else(|| short_count(self.max), String::from);
+        format!("{} to {max}", short_count(self.min))
     }
 
     /// Parses `text` (with k/m suffixes) and checks it is in range.
@@ -379,6 +390,7 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
         min: 1,
         max: 1_000_000_000_000,
         what: "count",
+        max_name: None,
         why: "a whole number of things",
     }
     .parse(text)
