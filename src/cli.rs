@@ -260,9 +260,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = "64k", value_parser = crate::server::parse_size)]
     pub thread_stack: usize,
 
-    /// Serve at most N connections at once; --when-full says what happens
-    /// to the next one. With --processes, N per process (a total cap could
-    /// not be exact across processes without coordinating them).
+    /// Serve at most N (1 or more) connections at once; --when-full says
+    /// what happens to the next one. With --processes, N per process (a
+    /// total cap could not be exact across processes without coordinating
+    /// them).
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = crate::server::parse_max_conns)]
     pub max_conns: Option<usize>,
 
@@ -288,11 +289,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub stats: bool,
 
-    /// Serve from N processes of this binary, each with its own fd table
-    /// and RLIMIT_NOFILE (to hold more than one process's fd limit). They
-    /// all listen on the same ADDR:PORT with SO_REUSEPORT and the kernel
-    /// spreads new connections among them by a hash of the addresses and
-    /// ports: roughly even, not exactly. --backlog, --max-conns and
+    /// Serve from N processes (1 to 1024) of this binary, each with its own
+    /// fd table and RLIMIT_NOFILE (to hold more than one process's fd
+    /// limit). They all listen on the same ADDR:PORT with SO_REUSEPORT and
+    /// the kernel spreads new connections among them by a hash of the
+    /// addresses and ports: roughly even, not exactly. --backlog, --max-conns and
     /// --fd-limit apply to each process. Figures printed are summed over
     /// the processes (peak held: the sum of each one's peak, an upper
     /// bound of the peak held at one moment), with one line per process at
