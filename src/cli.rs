@@ -76,7 +76,8 @@ pub enum Command {
 /// `ceiling run`. Every flag overrides the same field of the scenario file.
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
-    /// Scenario file (TOML); flags given here override its fields.
+    /// Scenario file (TOML, at most 1 MiB); flags given here override its
+    /// fields, each named as its flag with `_` for `-`.
     pub scenario: Option<PathBuf>,
 
     /// Target ADDR:PORT or ADDR:PORT-PORT (repeatable), e.g. 127.0.0.1:7070,
@@ -131,7 +132,8 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub mode: Option<units::DriverMode>,
 
-    /// Echo payload (echo mode). Default "ping" and a newline.
+    /// Echo payload (echo mode), at most 64 KiB. Default "ping" and a
+    /// newline.
     #[arg(long, value_name = "TEXT")]
     pub message: Option<String>,
 
