@@ -116,8 +116,8 @@ impl Origin {
 
 impl ScenarioSpec {
     /// `self` (the file's) with every field that `over` (the command
-    /// line's) sets replaced by `over`'s. Lists given in `over` replace the
-    /// file's lists whole.
+    /// line's) sets replaced by `over`'s, with its origin. Lists given in
+    /// `over` replace the file's lists whole.
     pub fn overridden_by(self, over: ScenarioSpec) -> ScenarioSpec {
         // A rate given on the command line replaces a ramp from the file and
         // the other way round: they are one setting.
@@ -146,7 +146,7 @@ impl ScenarioSpec {
             interval: over.interval.or(self.interval),
             close: over.close.or(self.close),
             fd_limit_from: if over.fd_limit.is_some() {
-                Origin::Flag
+                over.fd_limit_from
             } else {
                 self.fd_limit_from
             },
@@ -332,7 +332,8 @@ pub fn parse_text(text: &str) -> Result<ScenarioSpec, String> {
 /// Keys serde would misread: two spellings of one field (`target` and
 /// `targets`), and flags that are not scenario fields (`out`, `ui`).
 fn check_keys(table: &toml::Table) -> Result<(), String> {
-    let mut seen: Vec<(String, &str)> = Vec::new();
+    // field → the key that gave it (a file may hold many keys: a map).
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
     for key in table.keys() {
         match key.as_str() {
             "out" => {
@@ -356,7 +357,7 @@ fn check_keys(table: &toml::Table) -> Result<(), String> {
             "source" => "sources".to_string(),
             other => other.to_string(),
         };
-        if let Some((_, first)) = seen.iter().find(|(f, _)| *f == field) {
+        if let Some(first) = seen.get(&field) {
             let list = match field.as_str() {
                 "targets" => {
                     " (a list holds several: targets = [\"127.0.0.1:7070\", \"127.0.0.1:7071\"])"
@@ -368,7 +369,7 @@ fn check_keys(table: &toml::Table) -> Result<(), String> {
                 "`{first}` and `{key}` are the same setting, given twice: keep one{list}"
             ));
         }
-        seen.push((field, key));
+        seen.insert(field, key);
     }
     Ok(())
 }
@@ -821,6 +822,7 @@ mod tests {
         );
         let flags = ScenarioSpec {
             fd_limit: Some(100),
+            fd_limit_from: Origin::Flag,
             ..Default::default()
         };
         let s = Scenario::validate(file.overridden_by(flags)).unwrap();
