@@ -764,6 +764,9 @@ mod tests {
         );
         let err = validated("fd_limit = 100\nfd-limit = 200\n").unwrap_err();
         assert!(err.contains("`fd-limit` and `fd_limit`"), "{err}");
+        let wide = "\"127.0.0.1:1-65535\", ".repeat(3);
+        let err = validated(&format!("targets = [{wide}]\n")).unwrap_err();
+        assert!(err.contains("past 65536 target addresses"), "{err}");
         let err = validated("targets = 7070\n").unwrap_err();
         assert!(err.contains("a string or a list of strings"), "{err}");
         assert!(

@@ -834,9 +834,16 @@ serde_parsers! {
 
 /// The strings of a TOML value that is one string or a list of them, fed to
 /// `parse`: `targets = "127.0.0.1:7070"` is `targets = ["127.0.0.1:7070"]`.
+/// The addresses the items expand to are counted as they are read, so a
+/// long list of wide ranges is refused before it fills memory.
 struct OneOrMany<T> {
     parse: fn(&str) -> Result<T, String>,
     example: &'static str,
+    /// How many addresses one item expands to.
+    size: fn(&T) -> usize,
+    /// Most addresses in all, and what they are.
+    max: u64,
+    what: &'static str,
 }
 
 impl<'de, T> serde::de::Visitor<'de> for OneOrMany<T> {
@@ -856,8 +863,17 @@ impl<'de, T> serde::de::Visitor<'de> for OneOrMany<T> {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
         let mut out = Vec::new();
+        let mut total = 0u64;
         while let Some(s) = seq.next_element::<String>()? {
-            out.push((self.parse)(&s).map_err(serde::de::Error::custom)?);
+            let item = (self.parse)(&s).map_err(serde::de::Error::custom)?;
+            total += (self.size)(&item) as u64;
+            if total > self.max {
+                return Err(serde::de::Error::custom(format!(
+                    "the list expands past {} {}, the most allowed, at '{s}': narrow the ranges",
+                    self.max, self.what
+                )));
+            }
+            out.push(item);
         }
         Ok(out)
     }
@@ -867,6 +883,9 @@ pub fn de_targets<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<TargetSpec>, D
     de.deserialize_any(OneOrMany {
         parse: parse_target,
         example: "127.0.0.1:7070",
+        size: |t| t.addrs.len(),
+        max: MAX_TARGETS,
+        what: "target addresses",
     })
 }
 
@@ -874,6 +893,9 @@ pub fn de_sources<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<SourceSpec>, D
     de.deserialize_any(OneOrMany {
         parse: parse_source,
         example: "127.0.0.2",
+        size: |s| s.ips.len(),
+        max: MAX_SOURCES,
+        what: "source addresses",
     })
 }
 
