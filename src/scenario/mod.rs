@@ -480,7 +480,8 @@ impl Scenario {
         if hold == HoldMode::UntilEnd && spec.duration.is_none() {
             return Err(invalid(
                 "hold",
-                "'end' holds until --duration ends the run: give a duration too",
+                "'end' holds until the run's duration ends it: give a duration too (--duration 1m, \
+                 or duration = \"1m\" in the file)",
             ));
         }
         if let Some(d) = spec.duration {
