@@ -103,7 +103,8 @@ pub enum Command {
 /// `ceiling run`. Every flag overrides the same field of the scenario file.
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
-    /// Scenario file (TOML); flags given here override its fields.
+    /// Scenario file (TOML, at most 1 MiB); flags given here override its
+    /// fields, each named as its flag with `_` for `-`.
     pub scenario: Option<PathBuf>,
 
     /// Target ADDR:PORT or ADDR:PORT-PORT (repeatable), e.g. 127.0.0.1:7070,
@@ -117,35 +118,40 @@ pub struct RunArgs {
     #[arg(long = "source", value_name = "IP|IP-IP|CIDR", value_parser = units::parse_source)]
     pub sources: Vec<SourceSpec>,
 
-    /// Bind explicit source ports LO-HI instead of letting the kernel pick.
-    #[arg(long, value_name = "LO-HI", value_parser = units::parse_port_range)]
+    /// Bind explicit source ports LO-HI (1-65535) instead of letting the
+    /// kernel pick.
+    #[arg(long, value_name = "LO-HI", allow_hyphen_values = true, value_parser = units::parse_port_range)]
     pub source_ports: Option<PortRange>,
 
-    /// Exactly this many connection attempts (accepts 10k, 1m). Default 8k.
-    #[arg(long, short = 'c', value_name = "N", value_parser = units::parse_count)]
+    /// Exactly this many connection attempts, 1 to 100m (accepts 10k, 1m).
+    /// Default 8k.
+    #[arg(long, short = 'c', value_name = "N", allow_negative_numbers = true, value_parser = units::parse_connections)]
     pub connections: Option<u64>,
 
-    /// Connects per second (accepts 5k); 0 means as fast as possible.
-    /// Default 4k.
-    #[arg(long, short = 'r', value_name = "R", value_parser = units::parse_rate, conflicts_with = "ramp")]
+    /// Connects per second, 0.001 to 10m (accepts 5k); 0 means as fast as
+    /// possible. Default 4k.
+    #[arg(long, short = 'r', value_name = "R", allow_negative_numbers = true, value_parser = units::parse_rate)]
     pub rate: Option<f64>,
 
     /// Linear rate ramp FROM..TO/OVER, e.g. 0..20000/30s; TO holds after.
-    #[arg(long, value_name = "FROM..TO/OVER", value_parser = units::parse_ramp)]
+    /// FROM and TO are rates as --rate takes them (TO above 0), OVER 1ms to
+    /// 30d. Give --rate or --ramp, not both.
+    #[arg(long, value_name = "FROM..TO/OVER", allow_hyphen_values = true, value_parser = units::parse_ramp)]
     pub ramp: Option<RampSpec>,
 
-    /// How long each connection is held once established, then closed
-    /// (e.g. 500ms, 10s, 2m; 0s closes at once); `end` holds until
-    /// --duration ends the run. Default 3s.
-    #[arg(long, value_name = "DURATION|end", value_parser = units::parse_hold)]
+    /// How long each connection is held once established, then closed,
+    /// 0s to 30d (e.g. 500ms, 10s, 2m; 0s closes at once); `end` holds
+    /// until --duration ends the run. Default 3s.
+    #[arg(long, value_name = "DURATION|end", allow_hyphen_values = true, value_parser = units::parse_hold)]
     pub hold: Option<HoldMode>,
 
-    /// Hard bound on the whole run; held connections are closed at it.
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    /// Hard bound on the whole run, 1ms to 30d; held connections are closed
+    /// at it.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = units::parse_run_duration)]
     pub duration: Option<Duration>,
 
-    /// Give up on a handshake after this long. Default 3s.
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    /// Give up on a handshake after this long, 1ms to 1h. Default 3s.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = units::parse_connect_timeout)]
     pub connect_timeout: Option<Duration>,
 
     /// idle: hold silently; echo: send --message every --interval and time
@@ -153,13 +159,14 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub mode: Option<units::DriverMode>,
 
-    /// Echo payload (echo mode). Default "ping" and a newline.
+    /// Echo payload (echo mode), at most 64 KiB. Default "ping" and a
+    /// newline.
     #[arg(long, value_name = "TEXT")]
     pub message: Option<String>,
 
-    /// Time between echo messages on each connection (echo mode). Default
-    /// 1s.
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    /// Time between echo messages on each connection (echo mode), 1ms to
+    /// 1h. Default 1s.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = units::parse_interval)]
     pub interval: Option<Duration>,
 
     /// How ceiling closes: fin (orderly; TIME_WAIT stays on this side) or
@@ -167,9 +174,10 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub close: Option<CloseMode>,
 
-    /// Set this process's soft RLIMIT_NOFILE (to reproduce the fd limit).
-    /// By default the soft limit is raised to the hard limit.
-    #[arg(long, value_name = "N", value_parser = units::parse_count)]
+    /// Set this process's soft RLIMIT_NOFILE (to reproduce the fd limit),
+    /// 16 to the hard limit. By default the soft limit is raised to the
+    /// hard limit.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = units::parse_fd_limit)]
     pub fd_limit: Option<u64>,
 
     /// When a socket bound to a --source IP gets its port: connect (the
@@ -183,16 +191,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub stop_at_first_limit: bool,
 
-    /// Worker threads per process (default: one per core, shared among the
-    /// worker processes; at most one per connection).
-    #[arg(long, value_name = "N", value_parser = units::parse_count)]
+    /// Worker threads per process, 1 to 1024 (default: one per core,
+    /// shared among the worker processes; at most one per connection).
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = units::parse_threads)]
     pub threads: Option<u64>,
 
     /// Worker processes, each with its own fd table, to go past the
     /// per-process fd limit: auto (as many as --connections need under the
     /// hard RLIMIT_NOFILE; none when one process is enough) or 1 to 1024.
     /// Default: ceiling's own process only.
-    #[arg(long, value_name = "auto|N", value_parser = units::parse_processes)]
+    #[arg(long, value_name = "auto|N", allow_negative_numbers = true, value_parser = units::parse_processes)]
     pub processes: Option<units::Processes>,
 
     /// Name of the run, used in the results directory name.
@@ -221,7 +229,7 @@ pub struct ExploreArgs {
     pub ladder: bool,
 
     /// Most climbs of a ladder (1 to 32). Default 8.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=32))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_max_steps)]
     pub max_steps: Option<u32>,
 
     #[command(flatten)]
@@ -262,9 +270,9 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = ServeMode::Hold)]
     pub mode: ServeMode,
 
-    /// listen() backlog (each process's, with --processes); the kernel caps
-    /// it at net.core.somaxconn.
-    #[arg(long, value_name = "N", default_value_t = 4096, value_parser = units::parse_backlog)]
+    /// listen() backlog (each process's, with --processes), 1 to 65535;
+    /// the kernel caps it at net.core.somaxconn.
+    #[arg(long, value_name = "N", default_value_t = 4096, allow_negative_numbers = true, value_parser = units::parse_backlog)]
     pub backlog: u32,
 
     /// Listen but never accept (reproduces listen backlog overflow).
@@ -281,10 +289,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", default_value = "64k", value_parser = crate::server::parse_size)]
     pub thread_stack: usize,
 
-    /// Serve at most N connections at once; --when-full says what happens
-    /// to the next one. With --processes, N per process (a total cap could
-    /// not be exact across processes without coordinating them).
-    #[arg(long, value_name = "N", value_parser = crate::server::parse_max_conns)]
+    /// Serve at most N (1 or more) connections at once; --when-full says
+    /// what happens to the next one. With --processes, N per process (a
+    /// total cap could not be exact across processes without coordinating
+    /// them).
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = crate::server::parse_max_conns)]
     pub max_conns: Option<usize>,
 
     /// With --max-conns, what a new connection gets while N are served:
@@ -299,9 +308,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "TEXT")]
     pub reject_message: Option<String>,
 
-    /// Close a connection that has received nothing for this long (e.g.
-    /// 500ms, 60s).
-    #[arg(long, value_name = "DURATION", value_parser = units::parse_duration)]
+    /// Close a connection that has received nothing for this long, 1ms to
+    /// 30d (e.g. 500ms, 60s).
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = units::parse_idle_timeout)]
     pub idle_timeout: Option<Duration>,
 
     /// Print accepted, held, rejected, threads, RSS, context switches and
@@ -309,27 +318,40 @@ pub struct ServeArgs {
     #[arg(long)]
     pub stats: bool,
 
-    /// Serve from N processes of this binary, each with its own fd table
-    /// and RLIMIT_NOFILE (to hold more than one process's fd limit). They
-    /// all listen on the same ADDR:PORT with SO_REUSEPORT and the kernel
-    /// spreads new connections among them by a hash of the addresses and
-    /// ports: roughly even, not exactly. --backlog, --max-conns and
+    /// Serve from N processes (1 to 1024) of this binary, each with its own
+    /// fd table and RLIMIT_NOFILE (to hold more than one process's fd
+    /// limit). They all listen on the same ADDR:PORT with SO_REUSEPORT and
+    /// the kernel spreads new connections among them by a hash of the
+    /// addresses and ports: roughly even, not exactly. --backlog, --max-conns and
     /// --fd-limit apply to each process. Figures printed are summed over
     /// the processes (peak held: the sum of each one's peak, an upper
     /// bound of the peak held at one moment), with one line per process at
     /// exit. A process that dies is reported and the others keep serving.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_processes)]
+    #[arg(long, value_name = "N", default_value_t = 1, allow_negative_numbers = true, value_parser = parse_processes)]
     pub processes: usize,
 
-    /// Set the soft RLIMIT_NOFILE of the (each) server process; at most the
+    /// Set the soft RLIMIT_NOFILE of the (each) server process, 16 to the
     /// hard limit. By default the inherited limit is kept.
-    #[arg(long, value_name = "N", value_parser = units::parse_count)]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = units::parse_fd_limit)]
     pub fd_limit: Option<u64>,
 
     /// Internal: run as server process K of `serve --processes`, reporting
     /// to the parent as JSON lines on stdout.
     #[arg(long, value_name = "K", hide = true)]
     pub as_process: Option<usize>,
+}
+
+/// `explore --max-steps`: 1 to 32 climbs.
+fn parse_max_steps(text: &str) -> Result<u32, String> {
+    units::CountRange {
+        min: 1,
+        max: 32,
+        what: "number of climbs",
+        max_name: None,
+        why: "each climb is a whole run",
+    }
+    .parse(text)
+    .map(|n| n as u32)
 }
 
 /// Most server processes `serve --processes` starts.
@@ -340,7 +362,8 @@ fn parse_processes(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {
         Ok(n) if (1..=MAX_PROCESSES).contains(&n) => Ok(n),
         _ => Err(format!(
-            "'{text}' is not a usable number of processes: use a whole number from 1 to {MAX_PROCESSES} (1 serves from this process alone)"
+            "'{}' is not a usable number of processes: use a whole number from 1 to {MAX_PROCESSES} (1 serves from this process alone)",
+            text.trim()
         )),
     }
 }

@@ -5,6 +5,7 @@ mod cli;
 mod disk_full;
 mod explore;
 mod figures;
+mod fuzz;
 mod lab;
 mod netns;
 mod processes;

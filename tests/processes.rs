@@ -478,7 +478,7 @@ fn processes_and_fd_limit_usage_errors_exit_2_and_name_the_fix() {
         (vec!["--processes", "two"], "from 1 to 1024"),
         (
             vec!["--processes", "2", "--fd-limit", "8"],
-            "use 16 or more",
+            "from 16 to the hard limit",
         ),
         (vec!["--processes", "2", "--fd-limit", &above], "hard limit"),
     ] {

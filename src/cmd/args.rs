@@ -46,6 +46,7 @@ pub fn build_scenario_from(
         interval: args.interval,
         close: args.close,
         fd_limit: args.fd_limit,
+        fd_limit_from: scenario::Origin::Flag,
         stop_at_first_limit: args.stop_at_first_limit.then_some(true),
         threads: args.threads,
         processes: args.processes,

@@ -27,10 +27,6 @@ use crate::server::{
     self, Cap, Mode, ProcessFigures, ServeOptions, ServerConfig, ServerTotals, WhenFull,
 };
 
-/// The lowest `--fd-limit` a server process can start with: the runtime,
-/// the signal pipe, the standard streams and a listener take about ten.
-const MIN_FD_LIMIT: u64 = 16;
-
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     check_fd_limit(args.fd_limit)?;
     // Signal handlers go in before the first `listening on` line: a script
@@ -125,21 +121,17 @@ async fn serve_here(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `--fd-limit` within what a server process can use and may set.
+/// `--fd-limit` within what this process may set (its parser,
+/// `units::parse_fd_limit`, has already refused one too low to run).
 fn check_fd_limit(wanted: Option<u64>) -> anyhow::Result<()> {
     let Some(wanted) = wanted else {
         return Ok(());
     };
     let (_, hard) = host::nofile_limits().context("cannot read RLIMIT_NOFILE")?;
-    if wanted < MIN_FD_LIMIT {
-        return Err(UsageError(format!(
-            "--fd-limit {wanted} is too low for a server process: use {MIN_FD_LIMIT} or more (it needs about ten fds before its first connection)"
-        ))
-        .into());
-    }
     if wanted > hard {
         return Err(UsageError(format!(
-            "--fd-limit {wanted} is above the hard limit {hard}: use at most {hard} (only root can raise the hard limit), and --processes N to serve from N fd tables"
+            "--fd-limit {wanted} is above the hard limit {hard}: use at most {hard} ({}), and --processes N to serve from N fd tables",
+            host::hard_limit_remedy(wanted)
         ))
         .into());
     }

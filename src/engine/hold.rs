@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until};
 
+use super::clock;
 use crate::model::PeerClose;
 
 /// Bytes of what the server sent that are kept as evidence.
@@ -166,7 +167,7 @@ async fn echo_until_end(
         tokio::select! {
             _ = &mut expiry => return HoldEnd::Expired,
             _ = &mut next_send => {
-                next_send.as_mut().reset(Instant::now() + echo.interval);
+                next_send.as_mut().reset(clock::after(Instant::now(), echo.interval));
                 if sent_at.is_some() {
                     observer.echo_unanswered();
                     if tally.replies == 0 && !tally.starved {

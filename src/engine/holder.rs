@@ -32,6 +32,7 @@ use slab::Slab;
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
+use super::clock;
 use super::conn::{self, AttemptError};
 use super::hold::{EVIDENCE_BYTES, HoldEnd, printable};
 use crate::epoll::{self, EpollSet};
@@ -206,7 +207,7 @@ impl Holder {
             let due = async {
                 match next {
                     Some(at_ms) => {
-                        let at = self.epoch + Duration::from_millis(u64::from(at_ms));
+                        let at = clock::after(self.epoch, Duration::from_millis(u64::from(at_ms)));
                         tokio::select! {
                             () = sleep_until(at) => {}
                             () = self.queued.notified() => {}
@@ -226,7 +227,7 @@ impl Holder {
                     // the queues still end what is due.
                     Err(_) => {
                         self.expire(ends);
-                        sleep_until(Instant::now() + Duration::from_millis(10)).await;
+                        sleep_until(clock::after(Instant::now(), Duration::from_millis(10))).await;
                     }
                 },
                 _ = due => self.expire(ends),
@@ -435,7 +436,8 @@ impl Holder {
     }
 
     fn since(&self, us: u64) -> Duration {
-        Instant::now().saturating_duration_since(self.epoch + Duration::from_micros(us))
+        Instant::now()
+            .saturating_duration_since(clock::after(self.epoch, Duration::from_micros(us)))
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! - [`plan`]: (source IP, source port, target) of each attempt; segments.
 //! - [`rate`]: when each attempt is meant to start; the pacer.
+//! - [`clock`]: deadlines and scaled durations that saturate, never panic.
 //! - [`conn`]: socket(), bind(), connect(), the handshake wait, TCP_INFO.
 //! - [`hold`]: idle or echo holding with read interest, in a task.
 //! - [`holder`]: idle connections held outside tokio, one epoll set a worker.
@@ -14,6 +15,7 @@
 //! The engine never talks to the UI or the sinks: the caller drains the
 //! workers' deltas into a [`stats::Aggregator`] every tick.
 
+pub mod clock;
 pub mod conn;
 pub mod hold;
 pub mod holder;
@@ -77,9 +79,6 @@ pub struct Control {
 /// Lowest and highest live rate factor (`+`/`-` in the dashboard).
 const RATE_FACTOR_RANGE: (f64, f64) = (0.01, 100.0);
 
-/// Far enough ahead to mean "never" for a timer, near enough not to overflow.
-const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
-
 /// State the workers share; read-mostly.
 pub struct Shared {
     pub plan: Plan,
@@ -103,7 +102,7 @@ pub struct Shared {
 impl Shared {
     /// The instant the run must end by (far away without --duration).
     pub fn run_deadline(&self) -> Instant {
-        self.start + self.settings.duration.unwrap_or(NEVER)
+        clock::after(self.start, self.settings.duration.unwrap_or(clock::NEVER))
     }
 
     /// Asks every worker to stop (first reason wins).

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::engine::clock;
 use crate::engine::plan::Segment;
 use crate::scenario::Pace;
 
@@ -33,7 +34,7 @@ pub fn start_offset(pace: Pace, index: u64) -> Option<Duration> {
             }
         }
     };
-    Some(Duration::from_secs_f64(seconds))
+    Some(clock::secs(seconds))
 }
 
 /// The connect rate asked for at `elapsed` (0 for unlimited).
@@ -84,10 +85,10 @@ impl Schedule {
         if self.paused {
             return self.anchor_offset;
         }
-        self.anchor_offset
-            + now
-                .saturating_duration_since(self.anchor)
-                .mul_f64(self.factor)
+        self.anchor_offset.saturating_add(clock::scale(
+            now.saturating_duration_since(self.anchor),
+            self.factor,
+        ))
     }
 
     /// The real instant at which schedule time reaches `offset`; `None`
@@ -102,10 +103,10 @@ impl Schedule {
         let ahead = offset.saturating_sub(self.anchor_offset);
         let behind = self.anchor_offset.saturating_sub(offset);
         Some(if behind.is_zero() {
-            self.anchor + ahead.div_f64(self.factor)
+            clock::after(self.anchor, clock::scale(ahead, self.factor.recip()))
         } else {
             self.anchor
-                .checked_sub(behind.div_f64(self.factor))
+                .checked_sub(clock::scale(behind, self.factor.recip()))
                 .unwrap_or(self.anchor)
         })
     }
@@ -124,7 +125,7 @@ impl Schedule {
     /// A schedule received from another process, anchored on our `start`.
     pub fn from_wire(start: Instant, wire: WireSchedule) -> Schedule {
         Schedule {
-            anchor: start + wire.anchor_after_start,
+            anchor: clock::after(start, wire.anchor_after_start),
             anchor_offset: wire.anchor_offset,
             factor: wire.factor,
             paused: wire.paused,

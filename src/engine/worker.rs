@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio::task::LocalSet;
 use tokio::time::{Instant, sleep_until};
 
+use super::clock;
 use super::conn::{self, AttemptError, BindPolicy, ConnectCall};
 use super::hold::{self, HoldEnd, HoldObserver};
 use super::holder::{HoldEnds, Holder};
@@ -217,7 +218,7 @@ impl Worker {
         let endpoint = self.shared.plan.endpoint(index);
         let bind = self.begin(&endpoint);
         let settings = &self.shared.settings;
-        let deadline = Instant::now() + settings.connect_timeout;
+        let deadline = clock::after(Instant::now(), settings.connect_timeout);
         let mut call = self.connect_call();
         let opened = conn::open(bind, endpoint.target, deadline, settings.close, &mut call).await;
         self.handshake_ended();
@@ -230,7 +231,7 @@ impl Worker {
                 self.record_established(&endpoint, latency, retransmits);
                 let established_at = Instant::now();
                 let until = match settings.hold {
-                    HoldMode::For(hold) => established_at + hold,
+                    HoldMode::For(hold) => clock::after(established_at, hold),
                     HoldMode::UntilEnd => self.shared.run_deadline(),
                 };
                 let observer = AttemptObserver {
@@ -255,7 +256,7 @@ impl Worker {
         let mut call = self.connect_call();
         let started = conn::start(bind, endpoint.target, settings.close, &mut call);
         self.note_connect_call(call);
-        let deadline = Instant::now() + settings.connect_timeout;
+        let deadline = clock::after(Instant::now(), settings.connect_timeout);
         let maybe_done = self.shared.target_local[endpoint.target_index];
         let held = started.and_then(|socket| {
             holder
@@ -555,7 +556,7 @@ impl HoldEnds for Worker {
         let endpoint = self.shared.plan.endpoint(index);
         self.record_established(&endpoint, latency, retransmits);
         match self.shared.settings.hold {
-            HoldMode::For(hold) => Some(Instant::now() + hold),
+            HoldMode::For(hold) => Some(clock::after(Instant::now(), hold)),
             // Closed when the run ends and the holder is emptied.
             HoldMode::UntilEnd => None,
         }

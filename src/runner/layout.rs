@@ -9,15 +9,18 @@ use crate::classify::capacity::Room;
 use crate::classify::host;
 use crate::model::thousands;
 use crate::scenario::units::{HoldMode, Processes};
-use crate::scenario::{Pace, Scenario};
+use crate::scenario::{Origin, Pace, Scenario};
 
-/// Sets the soft fd limit as asked, or raises it to the hard limit.
-pub fn apply_fd_limit(wanted: Option<u64>) -> anyhow::Result<(u64, u64)> {
+/// Sets the soft fd limit as asked (`from` says where it was asked), or
+/// raises it to the hard limit.
+pub fn apply_fd_limit(wanted: Option<u64>, from: Origin) -> anyhow::Result<(u64, u64)> {
     let (soft, hard) = host::nofile_limits().context("cannot read RLIMIT_NOFILE")?;
     let target = match wanted {
         Some(n) if n > hard => {
             return Err(UsageError(format!(
-                "--fd-limit {n} is above the hard limit {hard}: use at most {hard} (only root can raise the hard limit)"
+                "{} is above the hard limit {hard}: use at most {hard} ({})",
+                from.spell("fd_limit", n),
+                host::hard_limit_remedy(n)
             ))
             .into());
         }

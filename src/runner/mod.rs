@@ -57,7 +57,7 @@ pub fn execute(
     out: Option<PathBuf>,
     lab: Option<&LabSession>,
 ) -> anyhow::Result<Finished> {
-    let (fd_soft, fd_hard) = apply_fd_limit(scenario.fd_limit)?;
+    let (fd_soft, fd_hard) = apply_fd_limit(scenario.fd_limit, scenario.fd_limit_from)?;
     for ip in &scenario.sources {
         host::check_local_address(*ip).map_err(|e| {
             UsageError(format!(

@@ -5,6 +5,7 @@ pub mod emit;
 pub mod lab;
 pub mod units;
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +17,8 @@ use units::{
     TargetSpec,
 };
 
+pub use units::MAX_CONNECTIONS;
+
 /// Connections opened when neither the file nor the flags say.
 pub const DEFAULT_CONNECTIONS: u64 = 8_000;
 /// Connect rate when neither the file nor the flags say (connects/s).
@@ -24,22 +27,33 @@ pub const DEFAULT_HOLD: Duration = Duration::from_secs(3);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const DEFAULT_MESSAGE: &str = "ping\n";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
-/// Above this many attempts a run is almost surely a typo.
-pub const MAX_CONNECTIONS: u64 = 100_000_000;
+/// The largest scenario file read: a scenario is a few hundred bytes, and
+/// a file larger than this is not one (or is `/dev/zero`).
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+/// Longest echo message, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 65_536;
 
 /// A scenario as written in a file or given by flags: every field optional.
 /// Flags are turned into one of these and laid over the file's.
+///
+/// Each field is named after its `ceiling run` flag, with `_` for `-`; the
+/// flag's own spelling is accepted too (`connect-timeout`), and so are
+/// `target` and `source` (the flags' names) for `targets` and `sources`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioSpec {
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "units::de_targets")]
+    #[serde(default, alias = "target", deserialize_with = "units::de_targets")]
     pub targets: Vec<TargetSpec>,
-    #[serde(default, deserialize_with = "units::de_sources")]
+    #[serde(default, alias = "source", deserialize_with = "units::de_sources")]
     pub sources: Vec<SourceSpec>,
-    #[serde(default, deserialize_with = "units::de::port_range")]
+    #[serde(
+        default,
+        alias = "source-ports",
+        deserialize_with = "units::de::port_range"
+    )]
     pub source_ports: Option<PortRange>,
-    #[serde(default, deserialize_with = "units::de::count")]
+    #[serde(default, deserialize_with = "units::de::connections")]
     pub connections: Option<u64>,
     #[serde(default, deserialize_with = "units::de::rate")]
     pub rate: Option<f64>,
@@ -47,32 +61,63 @@ pub struct ScenarioSpec {
     pub ramp: Option<RampSpec>,
     #[serde(default, deserialize_with = "units::de::hold")]
     pub hold: Option<HoldMode>,
-    #[serde(default, deserialize_with = "units::de::duration")]
+    #[serde(default, deserialize_with = "units::de::run_duration")]
     pub duration: Option<Duration>,
-    #[serde(default, deserialize_with = "units::de::duration")]
+    #[serde(
+        default,
+        alias = "connect-timeout",
+        deserialize_with = "units::de::connect_timeout"
+    )]
     pub connect_timeout: Option<Duration>,
     pub mode: Option<DriverMode>,
     pub message: Option<String>,
-    #[serde(default, deserialize_with = "units::de::duration")]
+    #[serde(default, deserialize_with = "units::de::interval")]
     pub interval: Option<Duration>,
     pub close: Option<CloseMode>,
-    #[serde(default, deserialize_with = "units::de::count")]
+    #[serde(default, alias = "fd-limit", deserialize_with = "units::de::fd_limit")]
     pub fd_limit: Option<u64>,
+    /// Where `fd_limit` was given, for messages about it after validation.
+    #[serde(skip)]
+    pub fd_limit_from: Origin,
+    #[serde(alias = "stop-at-first-limit")]
     pub stop_at_first_limit: Option<bool>,
-    #[serde(default, deserialize_with = "units::de::count")]
+    #[serde(default, deserialize_with = "units::de::threads")]
     pub threads: Option<u64>,
     #[serde(default, deserialize_with = "units::de::processes")]
     pub processes: Option<Processes>,
     /// When a socket bound to a source IP gets its port: `connect`
     /// (IP_BIND_ADDRESS_NO_PORT, the default) or `bind`.
+    #[serde(alias = "pick-port-at")]
     pub pick_port_at: Option<PortPick>,
     /// `ceiling lab` only: the namespace's settings.
     pub lab: Option<lab::LabSpec>,
 }
 
+/// Where a setting was given: messages name the file's key or the flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// The scenario file (or a default).
+    #[default]
+    File,
+    /// A command-line flag.
+    Flag,
+}
+
+impl Origin {
+    /// `fd_limit = 100` or `--fd-limit 100`: the setting as the user wrote
+    /// it, from its field name.
+    pub fn spell(self, field: &str, value: impl fmt::Display) -> String {
+        match self {
+            Origin::File => format!("{field} = {value} in the scenario file"),
+            Origin::Flag => format!("--{} {value}", field.replace('_', "-")),
+        }
+    }
+}
+
 impl ScenarioSpec {
-    /// `self` with every field that `over` sets replaced by `over`'s.
-    /// Lists given in `over` replace the file's lists whole.
+    /// `self` (the file's) with every field that `over` (the command
+    /// line's) sets replaced by `over`'s, with its origin. Lists given in
+    /// `over` replace the file's lists whole.
     pub fn overridden_by(self, over: ScenarioSpec) -> ScenarioSpec {
         // A rate given on the command line replaces a ramp from the file and
         // the other way round: they are one setting.
@@ -100,6 +145,11 @@ impl ScenarioSpec {
             message: over.message.or(self.message),
             interval: over.interval.or(self.interval),
             close: over.close.or(self.close),
+            fd_limit_from: if over.fd_limit.is_some() {
+                over.fd_limit_from
+            } else {
+                self.fd_limit_from
+            },
             fd_limit: over.fd_limit.or(self.fd_limit),
             stop_at_first_limit: over.stop_at_first_limit.or(self.stop_at_first_limit),
             threads: over.threads.or(self.threads),
@@ -113,12 +163,16 @@ impl ScenarioSpec {
 /// Errors in a scenario: all are the user's to fix (exit status 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("cannot read scenario file '{path}': {source}")]
+    /// The OS error is part of the message, not a `source()`: printed as a
+    /// chain it would appear twice.
+    #[error("cannot read scenario file '{path}': {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    /// Not a file ceiling reads: too large, or a device or directory.
+    #[error("scenario file '{path}' {why}")]
+    NotAScenario { path: PathBuf, why: String },
     /// toml's message carries the line, the column and the field.
     #[error("scenario file '{path}': {message}")]
     Parse { path: PathBuf, message: String },
@@ -171,6 +225,9 @@ pub struct Scenario {
     pub interval: Duration,
     pub close: CloseMode,
     pub fd_limit: Option<u64>,
+    /// Where `fd_limit` was given.
+    #[serde(skip)]
+    pub fd_limit_from: Origin,
     pub stop_at_first_limit: bool,
     /// Worker threads per process (default: one per core, shared among
     /// the processes).
@@ -198,25 +255,130 @@ fn serialize_opt_duration<S: serde::Serializer>(
     }
 }
 
-/// Reads a scenario file.
+/// Reads a scenario file: a regular file or a pipe (`<(...)`), at most
+/// [`MAX_FILE_BYTES`]. The size is checked on what is read, not only on
+/// what the file claims (`/dev/zero` claims 0 bytes).
 pub fn load_file(path: &Path) -> Result<ScenarioSpec, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_bounded(path)?;
     parse_text(&text).map_err(|message| ScenarioError::Parse {
         path: path.to_path_buf(),
         message,
     })
 }
 
+fn read_bounded(path: &Path) -> Result<String, ScenarioError> {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+
+    let read_error = |error| ScenarioError::Read {
+        path: path.to_path_buf(),
+        error,
+    };
+    let refuse = |why: String| ScenarioError::NotAScenario {
+        path: path.to_path_buf(),
+        why,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    let kind = meta.file_type();
+    let what = if kind.is_dir() {
+        Some("a directory")
+    } else if kind.is_char_device() {
+        Some("a character device")
+    } else if kind.is_block_device() {
+        Some("a block device")
+    } else if kind.is_socket() {
+        Some("a socket")
+    } else {
+        None
+    };
+    if let Some(what) = what {
+        return Err(refuse(format!(
+            "is {what}, not a file: give a scenario file (TOML), e.g. scenarios/load-test.toml"
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        // A regular file says its size; a pipe only that it goes on.
+        let size = if kind.is_file() && meta.len() > MAX_FILE_BYTES {
+            format!("is {} bytes", meta.len())
+        } else {
+            format!("has more than {MAX_FILE_BYTES} bytes")
+        };
+        return Err(refuse(format!(
+            "{size}: a scenario file is at most {MAX_FILE_BYTES} bytes (1 MiB); a scenario is a \
+             few lines of TOML, so this is another file: give the scenario file"
+        )));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        refuse(format!(
+            "is not UTF-8 text (invalid byte at offset {}): a scenario is a TOML file",
+            e.utf8_error().valid_up_to()
+        ))
+    })
+}
+
 /// Parses scenario TOML; the error text names line, column and field.
 pub fn parse_text(text: &str) -> Result<ScenarioSpec, String> {
-    toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    let toml_error = |e: toml::de::Error| e.to_string().trim_end().to_string();
+    let table: toml::Table = toml::from_str(text).map_err(toml_error)?;
+    check_keys(&table)?;
+    toml::from_str(text).map_err(toml_error)
+}
+
+/// Keys serde would misread: two spellings of one field (`target` and
+/// `targets`), and flags that are not scenario fields (`out`, `ui`).
+fn check_keys(table: &toml::Table) -> Result<(), String> {
+    // field → the key that gave it (a file may hold many keys: a map).
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for key in table.keys() {
+        match key.as_str() {
+            "out" => {
+                return Err(
+                    "`out` is not a scenario field: the results directory is chosen \
+                            per run; pass --out DIR instead"
+                        .to_string(),
+                );
+            }
+            "ui" => {
+                return Err(
+                    "`ui` is not a scenario field: the live output is chosen per run; \
+                            pass --ui MODE instead"
+                        .to_string(),
+                );
+            }
+            _ => {}
+        }
+        let field = match key.replace('-', "_").as_str() {
+            "target" => "targets".to_string(),
+            "source" => "sources".to_string(),
+            other => other.to_string(),
+        };
+        if let Some(first) = seen.get(&field) {
+            let list = match field.as_str() {
+                "targets" => {
+                    " (a list holds several: targets = [\"127.0.0.1:7070\", \"127.0.0.1:7071\"])"
+                }
+                "sources" => " (a list holds several: sources = [\"127.0.0.2\", \"127.0.0.3\"])",
+                _ => "",
+            };
+            return Err(format!(
+                "`{first}` and `{key}` are the same setting, given twice: keep one{list}"
+            ));
+        }
+        seen.insert(field, key);
+    }
+    Ok(())
 }
 
 impl Scenario {
     /// Fills in defaults and checks that the values make sense together.
+    /// Every value is checked against its documented range here too (flags
+    /// and files are checked as they are parsed; a spec built in code is
+    /// not), so the engine can trust what it gets.
     pub fn validate(spec: ScenarioSpec) -> Result<Scenario, ScenarioError> {
         let name = spec.name.unwrap_or_else(|| "default".into());
         if name.is_empty()
@@ -230,22 +392,26 @@ impl Scenario {
             ));
         }
         let lab = spec.lab.map(lab::LabSpec::validate).transpose()?;
-        let mut targets: Vec<SocketAddr> = spec
-            .targets
-            .iter()
-            .flat_map(|t| t.addrs.iter().copied())
-            .collect();
+        let mut targets = unique(
+            "targets",
+            "target",
+            spec.targets
+                .iter()
+                .flat_map(|t| t.addrs.iter().map(move |a| (*a, t.text.as_str()))),
+        )?;
         if let Some(lab) = &lab {
             if targets.is_empty() {
                 targets.push(lab::DEFAULT_LAB_TARGET.parse().expect("a socket address"));
             }
             lab::check_targets(lab, &targets)?;
         }
-        let sources: Vec<IpAddr> = spec
-            .sources
-            .iter()
-            .flat_map(|s| s.ips.iter().copied())
-            .collect();
+        let sources = unique(
+            "sources",
+            "source",
+            spec.sources
+                .iter()
+                .flat_map(|s| s.ips.iter().map(move |ip| (*ip, s.text.as_str()))),
+        )?;
         if sources.len() as u64 > units::MAX_SOURCES {
             return Err(invalid(
                 "sources",
@@ -269,74 +435,95 @@ impl Scenario {
         check_families(&sources, &targets)?;
 
         let connections = spec.connections.unwrap_or(DEFAULT_CONNECTIONS);
-        if connections > MAX_CONNECTIONS {
-            return Err(invalid(
-                "connections",
-                format!("{connections} is more than ceiling allows in one run ({MAX_CONNECTIONS})"),
-            ));
-        }
+        units::CONNECTIONS
+            .check(connections)
+            .map_err(|e| invalid("connections", e))?;
         let pace = match (spec.rate, spec.ramp) {
             (Some(_), Some(_)) => {
-                return Err(invalid("rate", "give either a rate or a ramp, not both"));
+                return Err(invalid(
+                    "rate",
+                    "give either a rate or a ramp, not both: --rate R (rate = R in a file) \
+                     for a constant rate, or --ramp FROM..TO/OVER (ramp = \"FROM..TO/OVER\") \
+                     for one that changes",
+                ));
             }
             (_, Some(ramp)) => {
-                if ramp.to == 0.0 {
-                    return Err(invalid(
+                ramp.check().map_err(|why| {
+                    invalid(
                         "ramp",
-                        "the ramp must end above 0 connects/s, or the run would never finish",
-                    ));
-                }
+                        format!(
+                            "{}..{}/{}: {why}",
+                            ramp.from,
+                            ramp.to,
+                            units::format_duration(ramp.over)
+                        ),
+                    )
+                })?;
                 Pace::Ramp(ramp)
             }
-            (Some(0.0), None) => Pace::Unlimited,
-            (Some(rate), None) => Pace::Constant { per_s: rate },
+            (Some(rate), None) => {
+                units::check_rate(rate).map_err(|e| invalid("rate", format!("{rate} {e}")))?;
+                if rate == 0.0 {
+                    Pace::Unlimited
+                } else {
+                    Pace::Constant { per_s: rate }
+                }
+            }
             (None, None) => Pace::Constant {
                 per_s: DEFAULT_RATE,
             },
         };
         let hold = spec.hold.unwrap_or(HoldMode::For(DEFAULT_HOLD));
+        if let HoldMode::For(d) = hold {
+            in_range("hold", &units::HOLD, d)?;
+        }
         if hold == HoldMode::UntilEnd && spec.duration.is_none() {
             return Err(invalid(
                 "hold",
-                "'end' holds until --duration ends the run: give a duration too",
+                "'end' holds until the run's duration ends it: give a duration too (--duration 1m, \
+                 or duration = \"1m\" in the file)",
             ));
         }
-        if spec.duration.is_some_and(|d| d.is_zero()) {
-            return Err(invalid("duration", "must be longer than 0s"));
+        if let Some(d) = spec.duration {
+            in_range("duration", &units::RUN_DURATION, d)?;
         }
         let connect_timeout = spec.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        if connect_timeout < Duration::from_millis(1) {
-            return Err(invalid("connect_timeout", "must be at least 1ms"));
-        }
+        in_range("connect_timeout", &units::CONNECT_TIMEOUT, connect_timeout)?;
         let mode = spec.mode.unwrap_or_default();
         let message = spec.message.unwrap_or_else(|| DEFAULT_MESSAGE.into());
         if mode == DriverMode::Echo && message.is_empty() {
             return Err(invalid("message", "echo mode needs a non-empty message"));
         }
-        if message.len() > 65_536 {
+        if message.len() > MAX_MESSAGE_BYTES {
             return Err(invalid(
                 "message",
-                format!("{} bytes is too long: at most 65536", message.len()),
+                format!(
+                    "{} bytes is too long: at most {MAX_MESSAGE_BYTES}",
+                    message.len()
+                ),
             ));
         }
         let interval = spec.interval.unwrap_or(DEFAULT_INTERVAL);
-        if interval < Duration::from_millis(1) {
-            return Err(invalid("interval", "must be at least 1ms"));
+        in_range("interval", &units::INTERVAL, interval)?;
+        if let Some(limit) = spec.fd_limit {
+            units::FD_LIMIT
+                .check(limit)
+                .map_err(|e| invalid("fd_limit", e))?;
         }
-        if let Some(limit) = spec.fd_limit
-            && limit < 16
+        if let Some(threads) = spec.threads {
+            units::THREADS
+                .check(threads)
+                .map_err(|e| invalid("threads", e))?;
+        }
+        if let Some(Processes::Count(n)) = spec.processes
+            && !(1..=units::MAX_PROCESSES).contains(&n)
         {
             return Err(invalid(
-                "fd_limit",
-                format!("{limit} is too low to run at all: use 16 or more"),
-            ));
-        }
-        if let Some(threads) = spec.threads
-            && threads > 1024
-        {
-            return Err(invalid(
-                "threads",
-                format!("{threads} is too many: use 1 to 1024"),
+                "processes",
+                format!(
+                    "{n} is not a process count: use auto or 1 to {}",
+                    units::MAX_PROCESSES
+                ),
             ));
         }
         let pick_port_at = spec.pick_port_at.unwrap_or_default();
@@ -371,6 +558,7 @@ impl Scenario {
             interval,
             close: spec.close.unwrap_or_default(),
             fd_limit: spec.fd_limit,
+            fd_limit_from: spec.fd_limit_from,
             stop_at_first_limit: spec.stop_at_first_limit.unwrap_or(false),
             threads: spec.threads,
             processes: spec.processes,
@@ -402,6 +590,50 @@ fn check_families(sources: &[IpAddr], targets: &[SocketAddr]) -> Result<(), Scen
         }
     }
     Ok(())
+}
+
+/// `Err` naming the field when `d` is outside `range`.
+fn in_range(
+    field: &'static str,
+    range: &units::DurationRange,
+    d: Duration,
+) -> Result<(), ScenarioError> {
+    range
+        .check(d)
+        .map_err(|e| invalid(field, format!("{} {e}", units::format_duration(d))))
+}
+
+/// The addresses in order, refusing one given twice (the same target
+/// twice is one target: a lab's server could not listen on it twice, and
+/// a run would count its connections as two targets'). `items` pairs each
+/// address with the value it came from.
+fn unique<A: Copy + Eq + std::hash::Hash + fmt::Display>(
+    field: &'static str,
+    flag: &str,
+    items: impl Iterator<Item = (A, impl AsRef<str>)>,
+) -> Result<Vec<A>, ScenarioError> {
+    let mut seen: std::collections::HashMap<A, String> = std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (addr, text) in items {
+        let text = text.as_ref();
+        if let Some(first) = seen.get(&addr) {
+            let given = if first == text {
+                format!("'{text}' is given twice")
+            } else {
+                format!("'{first}' and '{text}' both include it")
+            };
+            return Err(invalid(
+                field,
+                format!(
+                    "{flag} {addr} appears twice ({given}): remove the duplicate (--{flag} may \
+                     be repeated, but each {flag} only once)"
+                ),
+            ));
+        }
+        seen.insert(addr, text.to_string());
+        out.push(addr);
+    }
+    Ok(out)
 }
 
 /// A list from the flags replaces the file's list; an empty one keeps it.
@@ -490,6 +722,139 @@ mod tests {
         assert!(validated("fd_limit = 3\n").is_err());
         assert!(validated("name = \"a b\"\n").is_err());
         assert!(validated("connections = 0\n").is_err());
+    }
+
+    #[test]
+    fn a_target_or_source_given_twice_is_refused_naming_it() {
+        let err = validated("targets = [\"127.0.0.1:7070\", \"127.0.0.1:7070\"]\n").unwrap_err();
+        assert!(err.contains("127.0.0.1:7070 appears twice"), "{err}");
+        let err =
+            validated("targets = [\"127.0.0.1:7070-7072\", \"127.0.0.1:7071\"]\n").unwrap_err();
+        assert!(
+            err.contains("'127.0.0.1:7070-7072' and '127.0.0.1:7071'"),
+            "{err}"
+        );
+        let err = validated("sources = [\"127.0.0.2\", \"127.0.0.1/30\"]\n").unwrap_err();
+        assert!(err.contains("source 127.0.0.2 appears twice"), "{err}");
+        let err =
+            validated("targets = [\"127.0.0.1:7070\", \"127.0.0.1:7070\"]\n[lab]\n").unwrap_err();
+        assert!(err.contains("remove the duplicate"), "{err}");
+    }
+
+    #[test]
+    fn flag_names_and_single_values_are_accepted_as_keys() {
+        let s = validated(
+            "target = \"127.0.0.1:7070\"\nsource = \"127.0.0.2\"\nconnect-timeout = \"2s\"\n\
+             fd-limit = 100\nstop-at-first-limit = true\npick-port-at = \"bind\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.targets, vec!["127.0.0.1:7070".parse().unwrap()]);
+        assert_eq!(s.sources, vec!["127.0.0.2".parse::<IpAddr>().unwrap()]);
+        assert_eq!(s.connect_timeout, Duration::from_secs(2));
+        assert_eq!(s.fd_limit, Some(100));
+        assert!(s.stop_at_first_limit);
+        assert_eq!(s.pick_port_at, PortPick::Bind);
+        let s =
+            validated("targets = \"127.0.0.1:7070-7071\"\nsources = [\"127.0.0.2\"]\n").unwrap();
+        assert_eq!(s.targets.len(), 2);
+        let err =
+            validated("target = \"127.0.0.1:7070\"\ntargets = [\"127.0.0.1:7071\"]\n").unwrap_err();
+        assert!(
+            err.contains("`target` and `targets` are the same setting"),
+            "{err}"
+        );
+        let err = validated("fd_limit = 100\nfd-limit = 200\n").unwrap_err();
+        assert!(err.contains("`fd-limit` and `fd_limit`"), "{err}");
+        let wide = "\"127.0.0.1:1-65535\", ".repeat(3);
+        let err = validated(&format!("targets = [{wide}]\n")).unwrap_err();
+        assert!(err.contains("past 65536 target addresses"), "{err}");
+        let err = validated("targets = 7070\n").unwrap_err();
+        assert!(err.contains("a string or a list of strings"), "{err}");
+        assert!(
+            validated("out = \"x\"\n")
+                .unwrap_err()
+                .contains("--out DIR")
+        );
+        assert!(
+            validated("ui = \"none\"\n")
+                .unwrap_err()
+                .contains("--ui MODE")
+        );
+    }
+
+    #[test]
+    fn ranges_are_checked_on_specs_built_in_code_too() {
+        let spec = |f: fn(&mut ScenarioSpec)| {
+            let mut spec = ScenarioSpec::default();
+            f(&mut spec);
+            Scenario::validate(spec).map_err(|e| e.to_string())
+        };
+        const FAR: Duration = Duration::from_secs(u64::MAX);
+        assert!(
+            spec(|s| s.duration = Some(FAR))
+                .unwrap_err()
+                .contains("1ms to 30d")
+        );
+        assert!(spec(|s| s.hold = Some(HoldMode::For(FAR))).is_err());
+        assert!(spec(|s| s.connect_timeout = Some(FAR)).is_err());
+        assert!(spec(|s| s.interval = Some(FAR)).is_err());
+        assert!(spec(|s| s.rate = Some(1e-300)).is_err());
+        assert!(spec(|s| s.rate = Some(f64::NAN)).is_err());
+        assert!(spec(|s| s.threads = Some(0)).is_err());
+        assert!(spec(|s| s.connections = Some(0)).is_err());
+        assert!(spec(|s| s.processes = Some(Processes::Count(0))).is_err());
+        assert!(
+            spec(|s| {
+                s.ramp = Some(RampSpec {
+                    from: 0.0,
+                    to: 1.0,
+                    over: FAR,
+                })
+            })
+            .is_err()
+        );
+        assert_eq!(spec(|s| s.rate = Some(0.0)).unwrap().pace, Pace::Unlimited);
+    }
+
+    #[test]
+    fn where_fd_limit_was_given_is_kept_for_messages() {
+        let file = parse_text("fd_limit = \"1m\"\n").unwrap();
+        let s = Scenario::validate(file.clone().overridden_by(ScenarioSpec::default())).unwrap();
+        assert_eq!(
+            s.fd_limit_from.spell("fd_limit", 7),
+            "fd_limit = 7 in the scenario file"
+        );
+        let flags = ScenarioSpec {
+            fd_limit: Some(100),
+            fd_limit_from: Origin::Flag,
+            ..Default::default()
+        };
+        let s = Scenario::validate(file.overridden_by(flags)).unwrap();
+        assert_eq!(s.fd_limit_from.spell("fd_limit", 7), "--fd-limit 7");
+    }
+
+    #[test]
+    fn a_scenario_file_is_read_within_a_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, "#".repeat(2 << 20)).unwrap();
+        let err = load_file(&big).unwrap_err().to_string();
+        assert!(
+            err.contains("big.toml") && err.contains("2097152 bytes"),
+            "{err}"
+        );
+        assert!(err.contains("1048576"), "{err}");
+        let err = load_file(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(
+            err.contains("/dev/zero") && err.contains("character device"),
+            "{err}"
+        );
+        let err = load_file(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("a directory"), "{err}");
+        let err = load_file(&dir.path().join("none.toml")).unwrap_err();
+        // The OS error once, in the message, and not again as a source.
+        assert_eq!(err.to_string().matches("os error 2").count(), 1, "{err}");
+        assert!(std::error::Error::source(&err).is_none());
     }
 
     #[test]

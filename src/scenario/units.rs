@@ -110,9 +110,109 @@ pub fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S:
     s.serialize_str(&format_duration(*d))
 }
 
-const DURATION_FORMS: &str = "a number with a unit: 500ms, 10s, 2m, 1h";
+const DURATION_FORMS: &str = "a number with a unit: 500ms, 10s, 2m, 1h, 2d";
+
+const DAY: u64 = 24 * 3600;
+
+/// The durations one setting accepts, inclusive. The upper bounds keep every
+/// deadline the engine computes far from `Instant`'s range and within its
+/// timers' (the holder's millisecond clock runs 49 days); beyond them a
+/// value is a typo, not a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurationRange {
+    pub min: Duration,
+    pub max: Duration,
+    /// What the value is, for messages: "a run", "a hold"...
+    pub what: &'static str,
+}
+
+/// `duration`: a soak test of a month is the longest anyone runs.
+pub const RUN_DURATION: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(30 * DAY),
+    what: "the run's duration",
+};
+/// `hold`: 0s closes at once; a hold never outlasts the longest run.
+pub const HOLD: DurationRange = DurationRange {
+    min: Duration::ZERO,
+    max: Duration::from_secs(30 * DAY),
+    what: "a hold",
+};
+/// `connect_timeout`: the kernel gives up on a SYN by itself after
+/// tcp_syn_retries (about 2 minutes by default), so an hour is never reached.
+pub const CONNECT_TIMEOUT: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(3600),
+    what: "a connect timeout",
+};
+/// `interval`: one echo an hour is already a keepalive; idle mode is for
+/// connections that send nothing.
+pub const INTERVAL: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(3600),
+    what: "an echo interval",
+};
+/// A ramp's OVER: no longer than the longest run.
+pub const RAMP_OVER: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(30 * DAY),
+    what: "a ramp",
+};
+/// `serve --idle-timeout`.
+pub const IDLE_TIMEOUT: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(30 * DAY),
+    what: "an idle timeout",
+};
+
+impl DurationRange {
+    /// `1ms to 30d`, as users type durations.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} to {}",
+            short_duration(self.min),
+            short_duration(self.max)
+        )
+    }
+
+    /// Parses `text` and checks it is in range.
+    pub fn parse(&self, text: &str) -> Result<Duration, String> {
+        let d = parse_duration(text)?;
+        self.check(d)
+            .map_err(|why| format!("'{}' {why}", text.trim()))?;
+        Ok(d)
+    }
+
+    /// `Err` (saying why and what to use) when `d` is out of range.
+    pub fn check(&self, d: Duration) -> Result<(), String> {
+        if (self.min..=self.max).contains(&d) {
+            Ok(())
+        } else {
+            Err(format!(
+                "is out of range: {} takes {}",
+                self.what,
+                self.describe()
+            ))
+        }
+    }
+}
+
+/// A range's bound in one unit: `0s`, `1ms`, `1h`, `30d`.
+fn short_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 || secs == 0 {
+        return format_duration(d);
+    }
+    match secs {
+        s if s % DAY == 0 => format!("{}d", s / DAY),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
 
 /// `500ms`, `10s`, `2m`, `1h30m`. A bare number is refused: the unit matters.
+/// Any length humantime reads; the settings' own parsers bound it.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text.is_empty() || text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
@@ -122,12 +222,32 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("'{text}' is not a duration ({e}): use {DURATION_FORMS}"))
 }
 
-/// A hold: a duration or `end`.
+/// `--duration`: within [`RUN_DURATION`].
+pub fn parse_run_duration(text: &str) -> Result<Duration, String> {
+    RUN_DURATION.parse(text)
+}
+
+/// `--connect-timeout`: within [`CONNECT_TIMEOUT`].
+pub fn parse_connect_timeout(text: &str) -> Result<Duration, String> {
+    CONNECT_TIMEOUT.parse(text)
+}
+
+/// `--interval`: within [`INTERVAL`].
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    INTERVAL.parse(text)
+}
+
+/// `serve --idle-timeout`: within [`IDLE_TIMEOUT`].
+pub fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
+    IDLE_TIMEOUT.parse(text)
+}
+
+/// A hold: a duration within [`HOLD`], or `end`.
 pub fn parse_hold(text: &str) -> Result<HoldMode, String> {
     if text.trim() == "end" {
         return Ok(HoldMode::UntilEnd);
     }
-    parse_duration(text)
+    HOLD.parse(text)
         .map(HoldMode::For)
         .map_err(|e| format!("{e}, or 'end' to hold until --duration"))
 }
@@ -143,20 +263,152 @@ fn split_suffix(text: &str) -> Option<(f64, f64)> {
     value.is_finite().then_some((value, multiplier))
 }
 
-const COUNT_FORMS: &str =
-    "a whole number, optionally with k (thousand) or m (million): 500, 10k, 1.5m";
+const COUNT_FORMS: &str = "optionally with k (thousand) or m (million): 500, 10k, 1.5m";
 
-/// A count: `500`, `10k`, `1m`, `1.5m`, `10_000`. Must be whole and > 0.
-pub fn parse_count(text: &str) -> Result<u64, String> {
-    let (value, multiplier) =
-        split_suffix(text).ok_or_else(|| format!("'{text}' is not a count: use {COUNT_FORMS}"))?;
-    let total = value * multiplier;
-    if total < 1.0 || total.fract() != 0.0 || total > 1e12 {
-        return Err(format!(
-            "'{text}' is not a usable count: it must be a whole number from 1 to 10^12 ({COUNT_FORMS})"
-        ));
+/// The whole numbers one count setting accepts, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CountRange {
+    pub min: u64,
+    pub max: u64,
+    /// What is counted, for messages: "connection count"...
+    pub what: &'static str,
+    /// The upper bound in words, where that says more than the number
+    /// ("the hard limit").
+    pub max_name: Option<&'static str>,
+    /// Why the bounds are what they are, or what the value does.
+    pub why: &'static str,
+}
+
+/// Most connection attempts in one run: above this a run is a typo.
+pub const MAX_CONNECTIONS: u64 = 100_000_000;
+/// Most worker processes a run may start.
+pub const MAX_PROCESSES: u64 = 1024;
+/// Most worker threads per process.
+pub const MAX_THREADS: u64 = 1024;
+/// The largest RLIMIT_NOFILE the kernel lets anyone set (fs.nr_open's own
+/// ceiling on 64-bit Linux: INT_MAX rounded down to a multiple of 64).
+pub const MAX_FD_LIMIT: u64 = 2_147_483_584;
+
+/// `connections`.
+pub const CONNECTIONS: CountRange = CountRange {
+    min: 1,
+    max: MAX_CONNECTIONS,
+    what: "connection count",
+    max_name: None,
+    why: "attempts in one run",
+};
+/// `fd_limit`: a process needs about ten fds of its own to run at all.
+pub const FD_LIMIT: CountRange = CountRange {
+    min: 16,
+    max: MAX_FD_LIMIT,
+    what: "fd limit",
+    max_name: Some("the hard limit"),
+    why: "ceiling needs about ten fds before its first connection, and no hard limit is above \
+          2147483584",
+};
+/// `threads`.
+pub const THREADS: CountRange = CountRange {
+    min: 1,
+    max: MAX_THREADS,
+    what: "thread count",
+    max_name: None,
+    why: "worker threads per process",
+};
+/// `serve --backlog`, `[lab] server_backlog`.
+pub const BACKLOG: CountRange = CountRange {
+    min: 1,
+    max: 65_535,
+    what: "backlog",
+    max_name: None,
+    why: "the kernel caps it at net.core.somaxconn",
+};
+
+impl CountRange {
+    /// `1 to 100m`, with the bounds written as they can be typed.
+    pub fn describe(&self) -> String {
+        let max = self
+            .max_name
+            .map_or_else(|| short_count(self.max), String::from);
+        format!("{} to {max}", short_count(self.min))
     }
-    Ok(total as u64)
+
+    /// Parses `text` (with k/m suffixes) and checks it is in range.
+    pub fn parse(&self, text: &str) -> Result<u64, String> {
+        let usable = || {
+            // k and m are worth a mention only where they can be used.
+            let forms = if self.max >= 10_000 {
+                format!(", {COUNT_FORMS}")
+            } else {
+                String::new()
+            };
+            format!(
+                "'{}' is not a usable {}: use a whole number from {} ({}){forms}",
+                text.trim(),
+                self.what,
+                self.describe(),
+                self.why
+            )
+        };
+        let (value, multiplier) = split_suffix(text).ok_or_else(usable)?;
+        let total = value * multiplier;
+        if total.fract() != 0.0 || total < self.min as f64 || total > self.max as f64 {
+            return Err(usable());
+        }
+        Ok(total as u64)
+    }
+
+    /// `Err` (saying what to use) when `n` is out of range.
+    pub fn check(&self, n: u64) -> Result<(), String> {
+        if (self.min..=self.max).contains(&n) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{n} is not a usable {}: use {} ({})",
+                self.what,
+                self.describe(),
+                self.why
+            ))
+        }
+    }
+}
+
+/// `100m`, `10k`, `1024`: the shortest form `parse_count` reads back.
+fn short_count(n: u64) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}m", n / 1_000_000)
+    } else if n >= 10_000 && n.is_multiple_of(1_000) {
+        format!("{}k", n / 1_000)
+    } else {
+        n.to_string()
+    }
+}
+
+/// A count: `500`, `10k`, `1m`, `1.5m`, `10_000`. Whole, from 1 to 10^12;
+/// the settings' own parsers narrow the range.
+pub fn parse_count(text: &str) -> Result<u64, String> {
+    CountRange {
+        min: 1,
+        max: 1_000_000_000_000,
+        what: "count",
+        max_name: None,
+        why: "a whole number of things",
+    }
+    .parse(text)
+}
+
+/// `--connections`: within [`CONNECTIONS`].
+pub fn parse_connections(text: &str) -> Result<u64, String> {
+    CONNECTIONS.parse(text)
+}
+
+/// `--fd-limit`: within [`FD_LIMIT`] (the hard limit is checked at start).
+pub fn parse_fd_limit(text: &str) -> Result<u64, String> {
+    FD_LIMIT.parse(text)
+}
+
+/// `--threads`: within [`THREADS`].
+pub fn parse_threads(text: &str) -> Result<u64, String> {
+    THREADS.parse(text)
 }
 
 /// How many worker processes a run uses.
@@ -168,9 +420,6 @@ pub enum Processes {
     Count(u64),
 }
 
-/// Most worker processes a run may start.
-pub const MAX_PROCESSES: u64 = 1024;
-
 /// `auto` or a count from 1 to [`MAX_PROCESSES`].
 pub fn parse_processes(text: &str) -> Result<Processes, String> {
     if text.trim().eq_ignore_ascii_case("auto") {
@@ -179,72 +428,134 @@ pub fn parse_processes(text: &str) -> Result<Processes, String> {
     match parse_count(text) {
         Ok(n) if n <= MAX_PROCESSES => Ok(Processes::Count(n)),
         _ => Err(format!(
-            "'{text}' is not a process count: use auto (as many as the connections need under \
-             the hard fd limit) or 1 to {MAX_PROCESSES}"
+            "'{}' is not a process count: use auto (as many as the connections need under \
+             the hard fd limit) or a whole number from 1 to {MAX_PROCESSES}",
+            text.trim()
         )),
     }
 }
 
-const RATE_FORMS: &str = "connects per second, e.g. 500, 5k, 2.5k; 0 for as fast as possible";
+/// The slowest paced rate, connects per second: one attempt every 1000 s.
+/// Slower is not a load test, and keeps schedule times finite.
+pub const MIN_RATE: f64 = 0.001;
+/// The fastest paced rate: ten million connects per second is past what
+/// one host can open (0 is "as fast as possible" anyway).
+pub const MAX_RATE: f64 = 10_000_000.0;
 
-/// A rate in connects per second: `500`, `5k`; `0` = unlimited.
+const RATE_FORMS: &str = "0 (as fast as possible) or 0.001 to 10m connects per second, \
+                          e.g. 500, 5k, 2.5k";
+
+/// A rate in connects per second: `500`, `5k`; `0` = unlimited; else within
+/// [`MIN_RATE`]..=[`MAX_RATE`].
 pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let shown = text.trim();
     let (value, multiplier) =
-        split_suffix(text).ok_or_else(|| format!("'{text}' is not a rate: use {RATE_FORMS}"))?;
+        split_suffix(text).ok_or_else(|| format!("'{shown}' is not a rate: use {RATE_FORMS}"))?;
     let rate = value * multiplier;
-    if !(0.0..=1e9).contains(&rate) {
-        return Err(format!("'{text}' is out of range: use {RATE_FORMS}"));
+    check_rate(rate).map_err(|why| format!("'{shown}' {why}"))?;
+    // -0 is 0.
+    Ok(rate.abs())
+}
+
+/// `Err` (saying what to use) unless `rate` is 0 or within
+/// [`MIN_RATE`]..=[`MAX_RATE`].
+pub fn check_rate(rate: f64) -> Result<(), String> {
+    if rate == 0.0 || (MIN_RATE..=MAX_RATE).contains(&rate) {
+        Ok(())
+    } else {
+        Err(format!("is out of range: use {RATE_FORMS}"))
     }
-    Ok(rate)
 }
 
 const RAMP_FORMS: &str = "FROM..TO/OVER, e.g. 0..20000/30s or 1k..10k/1m";
 
 /// `FROM..TO/OVER`: rate rises (or falls) linearly from FROM to TO over OVER.
 pub fn parse_ramp(text: &str) -> Result<RampSpec, String> {
-    let bad = |why: &str| format!("'{text}' is not a ramp ({why}): use {RAMP_FORMS}");
+    let bad = |why: &str| format!("'{}' is not a ramp ({why}): use {RAMP_FORMS}", text.trim());
     let (rates, over) = text.split_once('/').ok_or_else(|| bad("missing /OVER"))?;
     let (from, to) = rates
         .split_once("..")
         .ok_or_else(|| bad("missing FROM..TO"))?;
     let from = parse_rate(from).map_err(|e| bad(&e))?;
     let to = parse_rate(to).map_err(|e| bad(&e))?;
-    let over = parse_duration(over).map_err(|e| bad(&e))?;
-    if over.is_zero() {
-        return Err(bad("OVER must be longer than 0s"));
-    }
-    if from == 0.0 && to == 0.0 {
-        return Err(bad("FROM and TO cannot both be 0"));
-    }
-    Ok(RampSpec { from, to, over })
+    let over = RAMP_OVER.parse(over).map_err(|e| bad(&e))?;
+    let ramp = RampSpec { from, to, over };
+    ramp.check().map_err(|why| bad(&why))?;
+    Ok(ramp)
 }
 
-const PORT_FORMS: &str = "a port 1-65535, or a range LO-HI such as 7070-7079";
+impl RampSpec {
+    /// `Err` (saying why) unless both rates and OVER are in range and the
+    /// ramp ends above 0 (or the run would never finish).
+    pub fn check(&self) -> Result<(), String> {
+        check_rate(self.from).map_err(|e| format!("FROM {} {e}", self.from))?;
+        check_rate(self.to).map_err(|e| format!("TO {} {e}", self.to))?;
+        RAMP_OVER
+            .check(self.over)
+            .map_err(|e| format!("OVER {} {e}", format_duration(self.over)))?;
+        if self.to == 0.0 {
+            return Err("TO must be above 0 connects/s, or the run would never finish".to_string());
+        }
+        Ok(())
+    }
+}
+
+/// The ports a value takes, for messages: a listen address may use port 0.
+fn port_forms(allow_zero: bool) -> &'static str {
+    if allow_zero {
+        "a port 0-65535 (0 picks any free port), or a range LO-HI such as 7070-7079"
+    } else {
+        "a port 1-65535, or a range LO-HI such as 7070-7079"
+    }
+}
 
 fn parse_port(text: &str, allow_zero: bool) -> Result<u16, String> {
-    let port: u32 = text
+    let forms = port_forms(allow_zero);
+    let port: u64 = text
         .trim()
         .parse()
-        .map_err(|_| format!("'{text}' is not a port: use {PORT_FORMS}"))?;
+        .map_err(|_| format!("'{}' is not a port: use {forms}", text.trim()))?;
     let lowest = if allow_zero { 0 } else { 1 };
     if port < lowest || port > 65_535 {
-        return Err(format!("port {port} is out of range: use {PORT_FORMS}"));
+        return Err(format!("port {port} is out of range: use {forms}"));
     }
     Ok(port as u16)
 }
 
 /// `LO-HI` (inclusive), or a single port.
 pub fn parse_port_range(text: &str) -> Result<PortRange, String> {
+    parse_ports(text, false)
+}
+
+/// `LO-HI` or a single port; `allow_zero`: port 0 alone (pick a free port)
+/// is accepted, and messages say so.
+fn parse_ports(text: &str, allow_zero: bool) -> Result<PortRange, String> {
+    if allow_zero && text.trim() == "0" {
+        return Ok(PortRange { lo: 0, hi: 0 });
+    }
+    let port = |p: &str| {
+        parse_port(p, allow_zero).and_then(|n| {
+            if n == 0 {
+                Err(format!(
+                    "port 0 picks a free port: it cannot be part of a range; use {}",
+                    port_forms(allow_zero)
+                ))
+            } else {
+                Ok(n)
+            }
+        })
+    };
     let (lo, hi) = match text.split_once('-') {
-        Some((lo, hi)) => (parse_port(lo, false)?, parse_port(hi, false)?),
+        Some((lo, hi)) => (port(lo)?, port(hi)?),
         None => {
-            let port = parse_port(text, false)?;
-            (port, port)
+            let p = port(text)?;
+            (p, p)
         }
     };
     if lo > hi {
         return Err(format!(
-            "'{text}': the range is reversed ({lo} > {hi}); write it as {hi}-{lo}"
+            "'{}': the range is reversed ({lo} > {hi}); write it as {hi}-{lo}",
+            text.trim()
         ));
     }
     Ok(PortRange { lo, hi })
@@ -268,16 +579,17 @@ fn parse_addr_ports(text: &str, allow_zero: bool) -> Result<TargetSpec, String> 
                 format!("'{text}' is not an address: use {TARGET_FORMS} (IPv6 goes in brackets)")
             })?
     };
+    if host.trim().is_empty() {
+        return Err(format!(
+            "'{trimmed}' has no IP address before the port: use {TARGET_FORMS}"
+        ));
+    }
     let ip: IpAddr = host.parse().map_err(|_| {
         format!(
-            "'{host}' in '{text}' is not an IP address (names are not resolved): use {TARGET_FORMS}"
+            "'{host}' in '{trimmed}' is not an IP address (names are not resolved): use {TARGET_FORMS}"
         )
     })?;
-    let range = if allow_zero && ports.trim() == "0" {
-        PortRange { lo: 0, hi: 0 }
-    } else {
-        parse_port_range(ports).map_err(|e| format!("{e} (in '{text}')"))?
-    };
+    let range = parse_ports(ports, allow_zero).map_err(|e| format!("{e} (in '{trimmed}')"))?;
     if u64::from(range.len()) > MAX_TARGETS {
         return Err(format!(
             "'{text}' expands to more than {MAX_TARGETS} addresses"
@@ -302,15 +614,9 @@ pub fn parse_listen(text: &str) -> Result<TargetSpec, String> {
     parse_addr_ports(text, true)
 }
 
-/// A listen backlog: 1..=65535.
+/// A listen backlog: within [`BACKLOG`].
 pub fn parse_backlog(text: &str) -> Result<u32, String> {
-    let n = parse_count(text)?;
-    if n > 65_535 {
-        return Err(format!(
-            "backlog {n} is too large: use 1 to 65535 (the kernel caps it at net.core.somaxconn)"
-        ));
-    }
-    Ok(n as u32)
+    BACKLOG.parse(text).map(|n| n as u32)
 }
 
 /// A memory size: bytes, or with a unit: `512KiB`, `64MiB`, `1GiB` (also
@@ -455,6 +761,33 @@ fn u128_to_ip(n: u128, v4: bool) -> IpAddr {
     }
 }
 
+/// The text of a TOML value that is a number or a string.
+struct NumberOrString;
+
+impl serde::de::Visitor<'_> for NumberOrString {
+    type Value = String;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number or a string, e.g. 10000 or \"10k\", \"5s\"")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<String, E> {
+        Ok(n.to_string())
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<String, E> {
+        Ok(n.to_string())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<String, E> {
+        Ok(f.to_string())
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<String, E> {
+        Ok(s.to_string())
+    }
+}
+
 /// Accepts a TOML value that is either a number or a string and feeds its
 /// text to `parse`, so `connections = 10000` and `connections = "10k"` both
 /// work and errors carry the file position.
@@ -465,18 +798,7 @@ fn from_number_or_string<'de, D, T>(
 where
     D: Deserializer<'de>,
 {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(i64),
-        Float(f64),
-        Text(String),
-    }
-    let text = match Raw::deserialize(de)? {
-        Raw::Int(n) => n.to_string(),
-        Raw::Float(f) => f.to_string(),
-        Raw::Text(s) => s,
-    };
+    let text = de.deserialize_any(NumberOrString)?;
     parse(&text).map_err(serde::de::Error::custom)
 }
 
@@ -496,8 +818,13 @@ macro_rules! serde_parsers {
 
 serde_parsers! {
     count => parse_count -> u64;
+    connections => parse_connections -> u64;
+    fd_limit => parse_fd_limit -> u64;
+    threads => parse_threads -> u64;
     rate => parse_rate -> f64;
-    duration => parse_duration -> Duration;
+    run_duration => parse_run_duration -> Duration;
+    connect_timeout => parse_connect_timeout -> Duration;
+    interval => parse_interval -> Duration;
     hold => parse_hold -> HoldMode;
     ramp => parse_ramp -> RampSpec;
     port_range => parse_port_range -> PortRange;
@@ -505,23 +832,71 @@ serde_parsers! {
     size => parse_size -> u64;
 }
 
-/// Deserializes a list of strings through `parse`.
-fn list<'de, D, T>(de: D, parse: fn(&str) -> Result<T, String>) -> Result<Vec<T>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    Vec::<String>::deserialize(de)?
-        .iter()
-        .map(|s| parse(s).map_err(serde::de::Error::custom))
-        .collect()
+/// The strings of a TOML value that is one string or a list of them, fed to
+/// `parse`: `targets = "127.0.0.1:7070"` is `targets = ["127.0.0.1:7070"]`.
+/// The addresses the items expand to are counted as they are read, so a
+/// long list of wide ranges is refused before it fills memory.
+struct OneOrMany<T> {
+    parse: fn(&str) -> Result<T, String>,
+    example: &'static str,
+    /// How many addresses one item expands to.
+    size: fn(&T) -> usize,
+    /// Most addresses in all, and what they are.
+    max: u64,
+    what: &'static str,
+}
+
+impl<'de, T> serde::de::Visitor<'de> for OneOrMany<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "a string or a list of strings, e.g. \"{0}\" or [\"{0}\"]",
+            self.example
+        )
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Vec<T>, E> {
+        (self.parse)(s).map(|v| vec![v]).map_err(E::custom)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let mut out = Vec::new();
+        let mut total = 0u64;
+        while let Some(s) = seq.next_element::<String>()? {
+            let item = (self.parse)(&s).map_err(serde::de::Error::custom)?;
+            total += (self.size)(&item) as u64;
+            if total > self.max {
+                return Err(serde::de::Error::custom(format!(
+                    "the list expands past {} {}, the most allowed, at '{s}': narrow the ranges",
+                    self.max, self.what
+                )));
+            }
+            out.push(item);
+        }
+        Ok(out)
+    }
 }
 
 pub fn de_targets<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<TargetSpec>, D::Error> {
-    list(de, parse_target)
+    de.deserialize_any(OneOrMany {
+        parse: parse_target,
+        example: "127.0.0.1:7070",
+        size: |t| t.addrs.len(),
+        max: MAX_TARGETS,
+        what: "target addresses",
+    })
 }
 
 pub fn de_sources<'de, D: Deserializer<'de>>(de: D) -> Result<Vec<SourceSpec>, D::Error> {
-    list(de, parse_source)
+    de.deserialize_any(OneOrMany {
+        parse: parse_source,
+        example: "127.0.0.2",
+        size: |s| s.ips.len(),
+        max: MAX_SOURCES,
+        what: "source addresses",
+    })
 }
 
 impl FromStr for TargetSpec {
@@ -614,6 +989,79 @@ mod tests {
         assert!(parse_source("127.0.0.1-::1").unwrap_err().contains("mixes"));
         assert!(parse_source("127.0.0.300").is_err());
         assert!(parse_source("127.0.0.1/33").is_err());
+    }
+
+    #[test]
+    fn every_setting_refuses_values_outside_its_range_and_names_it() {
+        // The issue's values: each was accepted, then panicked or hung.
+        for (parse, text, range) in [
+            (
+                parse_run_duration as fn(&str) -> Result<Duration, String>,
+                "500000000000y",
+                "1ms to 30d",
+            ),
+            (parse_connect_timeout, "500000000000y", "1ms to 1h"),
+            (parse_interval, "500000000000y", "1ms to 1h"),
+            (parse_idle_timeout, "31d", "1ms to 30d"),
+            (parse_run_duration, "0s", "1ms to 30d"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(text) && err.contains(range), "{err}");
+        }
+        assert!(
+            parse_hold("500000000000y")
+                .unwrap_err()
+                .contains("0s to 30d")
+        );
+        assert_eq!(parse_hold("0s"), Ok(HoldMode::For(Duration::ZERO)));
+        assert_eq!(parse_run_duration("30d"), Ok(Duration::from_secs(30 * DAY)));
+        for rate in ["1e-300", "-1", "20m", "0.0001"] {
+            let err = parse_rate(rate).unwrap_err();
+            assert!(err.contains("0.001 to 10m"), "{err}");
+        }
+        assert_eq!(parse_rate("0.001"), Ok(0.001));
+        assert_eq!(parse_rate("-0"), Ok(0.0));
+        assert!(
+            parse_ramp("0..1/10000000000y")
+                .unwrap_err()
+                .contains("1ms to 30d")
+        );
+        assert!(
+            parse_ramp("1e-300..1e-300/1s")
+                .unwrap_err()
+                .contains("0.001 to 10m")
+        );
+        assert!(
+            parse_ramp("5..0/1s")
+                .unwrap_err()
+                .contains("TO must be above 0")
+        );
+        let threads = parse_threads("0").unwrap_err();
+        assert!(
+            threads.contains("1 to 1024") && !threads.contains("10^12"),
+            "{threads}"
+        );
+        assert!(parse_connections("-5").unwrap_err().contains("1 to 100m"));
+        assert!(parse_connections("101m").is_err());
+        assert_eq!(parse_connections("100m"), Ok(MAX_CONNECTIONS));
+        assert!(parse_fd_limit("15").unwrap_err().contains("16 to"));
+        assert!(parse_backlog("0").unwrap_err().contains("1 to 65535"));
+    }
+
+    #[test]
+    fn a_listen_port_may_be_0_and_the_message_says_so() {
+        let err = parse_listen("127.0.0.1:70700").unwrap_err();
+        assert!(
+            err.contains("0-65535") && err.contains("free port"),
+            "{err}"
+        );
+        assert!(
+            parse_target("127.0.0.1:70700")
+                .unwrap_err()
+                .contains("1-65535")
+        );
+        assert!(parse_listen(":7070").unwrap_err().contains("no IP address"));
+        assert!(parse_listen("127.0.0.1:0-5").unwrap_err().contains("range"));
     }
 
     #[test]

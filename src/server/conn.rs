@@ -57,7 +57,8 @@ enum End {
 async fn handle(stream: &TcpStream, mode: Mode, idle: Option<Duration>) -> io::Result<End> {
     // Empty until an echo peer stops reading; an empty Vec owns no memory.
     let mut unsent: Vec<u8> = Vec::new();
-    let mut idle_at = idle.map(|idle| Instant::now() + idle);
+    // A deadline past the clock's range is no deadline.
+    let mut idle_at = idle.and_then(|idle| Instant::now().checked_add(idle));
     loop {
         if !unsent.is_empty() {
             stream.writable().await?;
@@ -75,7 +76,7 @@ async fn handle(stream: &TcpStream, mode: Mode, idle: Option<Duration>) -> io::R
             Step::Eof => return Ok(End::Eof),
             Step::Open { received } => {
                 if received {
-                    idle_at = idle.map(|idle| Instant::now() + idle);
+                    idle_at = idle.and_then(|idle| Instant::now().checked_add(idle));
                 }
             }
         }

@@ -53,7 +53,7 @@ fn status_field(status: &str, name: &str) -> Option<u64> {
 fn timeval(tv: libc::timeval) -> Duration {
     let secs = u64::try_from(tv.tv_sec).unwrap_or(0);
     let micros = u32::try_from(tv.tv_usec).unwrap_or(0);
-    Duration::from_secs(secs) + Duration::from_micros(u64::from(micros))
+    Duration::from_secs(secs).saturating_add(Duration::from_micros(u64::from(micros)))
 }
 
 #[cfg(test)]

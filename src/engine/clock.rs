@@ -1,0 +1,57 @@
+//! Time arithmetic that cannot panic. `Instant + Duration` panics past the
+//! clock's range and `Duration::from_secs_f64` on a NaN, an infinity or a
+//! value past `Duration::MAX`; the engine computes deadlines from user
+//! settings and rates, so it goes through these instead: a deadline too
+//! far to represent is [`NEVER`] away, which no run reaches.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Far enough ahead to mean "never" for a timer, near enough not to
+/// overflow: a year, past the longest run a scenario accepts (30 days).
+pub const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `at + d`, with `d` capped at [`NEVER`].
+pub fn after(at: Instant, d: Duration) -> Instant {
+    // A year past any instant of a clock that counts from boot is far
+    // inside its range; `at` itself is the last resort, never reached.
+    at.checked_add(d.min(NEVER)).unwrap_or(at)
+}
+
+/// `seconds` as a duration: negative or NaN is 0, too large for a
+/// duration is `Duration::MAX`.
+pub fn secs(seconds: f64) -> Duration {
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+}
+
+/// `d × factor`, saturating as [`secs`] does.
+pub fn scale(d: Duration, factor: f64) -> Duration {
+    secs(d.as_secs_f64() * factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extreme_values_saturate_instead_of_panicking() {
+        let now = Instant::now();
+        assert_eq!(after(now, Duration::MAX), now + NEVER);
+        assert_eq!(
+            after(now, Duration::from_secs(2)),
+            now + Duration::from_secs(2)
+        );
+        assert_eq!(secs(f64::NAN), Duration::ZERO);
+        assert_eq!(secs(-1.0), Duration::ZERO);
+        assert_eq!(secs(f64::INFINITY), Duration::MAX);
+        assert_eq!(secs(1e300), Duration::MAX);
+        assert_eq!(secs(1.5), Duration::from_millis(1500));
+        assert_eq!(scale(Duration::MAX, 1e10), Duration::MAX);
+        assert_eq!(scale(Duration::from_secs(10), 1.0 / 1e-300), Duration::MAX);
+        assert_eq!(scale(Duration::from_secs(10), 0.5), Duration::from_secs(5));
+    }
+}
