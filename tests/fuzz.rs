@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence};
 
 use ceiling::cli::{Cli, Command, RunArgs};
-use ceiling::cmd::run::build_scenario_from;
+use ceiling::cmd::args::build_scenario_from;
 use ceiling::engine::{clock, rate};
 use ceiling::scenario::units::{self, HoldMode, Processes};
 use ceiling::scenario::{MAX_MESSAGE_BYTES, Pace, Scenario, ScenarioSpec, emit, parse_text};
