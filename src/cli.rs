@@ -159,8 +159,8 @@ pub struct RunArgs {
     #[arg(long, value_enum)]
     pub mode: Option<units::DriverMode>,
 
-    /// Echo payload (echo mode), at most 64 KiB. Default "ping" and a
-    /// newline.
+    /// Echo payload (echo mode), at most 64 KiB: \r, \n, \t, \0, \\ and \xHH
+    /// are escapes, e.g. 'PING\r\n' for Redis. Default "ping" and a newline.
     #[arg(long, value_name = "TEXT")]
     pub message: Option<String>,
 

@@ -427,3 +427,75 @@ fn a_server_that_never_echoes_is_reported_connection_by_connection() {
     assert_eq!(s["latency"]["rtt_us"]["count"], 0);
     assert!(text(&output.stdout).contains("no first echo reply in time"));
 }
+
+/// A real Redis (not ours) answers `PING\r\n` only with a real CR LF: the
+/// message's escapes make the six characters a shell passes into the six
+/// bytes Redis reads. Skips without redis-server; under CI=true a skip is
+/// a failure.
+#[test]
+fn echo_mode_pings_a_real_redis_with_escapes_in_the_message() {
+    if std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        let reason =
+            "echo_mode_pings_a_real_redis: skipped: no redis-server (apt-get install redis-server)";
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{reason}; under CI=true a skip is a failure"
+        );
+        eprintln!("{reason}");
+        return;
+    }
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut redis = std::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "redis did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(run_args(&out)).args([
+        "--target",
+        &addr,
+        "--connections",
+        "5",
+        "--rate",
+        "0",
+        "--mode",
+        "echo",
+        "--message",
+        r"PING\r\n",
+        "--interval",
+        "200ms",
+        "--hold",
+        "1s",
+    ]);
+    let output = run_bounded(cmd, BOUND);
+    let _ = redis.kill();
+    let _ = redis.wait();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let s = summary(&out);
+    drop(tmp);
+    assert_eq!(s["totals"]["established"], 5);
+    assert_eq!(s["scenario"]["message"], r"PING\r\n");
+    let replies = s["latency"]["rtt_us"]["count"].as_u64().unwrap();
+    assert!(replies >= 10, "{replies} replies from redis: {s}");
+    assert_eq!(
+        s["warnings"]["echo_unanswered"].as_u64().unwrap_or(0),
+        0,
+        "{}",
+        s["warnings"]
+    );
+}

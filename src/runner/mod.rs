@@ -316,7 +316,7 @@ fn settings(scenario: &Scenario) -> Settings {
         duration: scenario.duration,
         connect_timeout: scenario.connect_timeout,
         echo: (scenario.mode == DriverMode::Echo).then(|| Echo {
-            message: scenario.message.as_bytes().into(),
+            message: scenario.payload.as_slice().into(),
             interval: scenario.interval,
         }),
         close: scenario.close,

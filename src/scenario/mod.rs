@@ -220,7 +220,11 @@ pub struct Scenario {
     #[serde(serialize_with = "units::serialize_duration")]
     pub connect_timeout: Duration,
     pub mode: DriverMode,
+    /// The echo message as typed (escapes and all).
     pub message: String,
+    /// The bytes it stands for ([`units::unescape`]): what echo mode sends.
+    #[serde(skip)]
+    pub payload: Vec<u8>,
     #[serde(serialize_with = "units::serialize_duration")]
     pub interval: Duration,
     pub close: CloseMode,
@@ -491,15 +495,16 @@ impl Scenario {
         in_range("connect_timeout", &units::CONNECT_TIMEOUT, connect_timeout)?;
         let mode = spec.mode.unwrap_or_default();
         let message = spec.message.unwrap_or_else(|| DEFAULT_MESSAGE.into());
-        if mode == DriverMode::Echo && message.is_empty() {
+        let payload = units::unescape(&message).map_err(|e| invalid("message", e))?;
+        if mode == DriverMode::Echo && payload.is_empty() {
             return Err(invalid("message", "echo mode needs a non-empty message"));
         }
-        if message.len() > MAX_MESSAGE_BYTES {
+        if payload.len() > MAX_MESSAGE_BYTES {
             return Err(invalid(
                 "message",
                 format!(
                     "{} bytes is too long: at most {MAX_MESSAGE_BYTES}",
-                    message.len()
+                    payload.len()
                 ),
             ));
         }
@@ -555,6 +560,7 @@ impl Scenario {
             connect_timeout,
             mode,
             message,
+            payload,
             interval,
             close: spec.close.unwrap_or_default(),
             fd_limit: spec.fd_limit,

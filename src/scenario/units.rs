@@ -232,6 +232,56 @@ pub fn parse_connect_timeout(text: &str) -> Result<Duration, String> {
     CONNECT_TIMEOUT.parse(text)
 }
 
+/// The escapes a message may use, for messages about them.
+const MESSAGE_ESCAPES: &str = "\\r \\n \\t \\0 \\\\ and \\xHH (a byte in hex)";
+
+/// The bytes of an echo message as typed: `\r`, `\n`, `\t`, `\0`, `\\`
+/// and `\xHH` are escapes (a shell's `'PING\r\n'` is six characters, and a
+/// Redis server answers only a real CR LF); every other character is its
+/// UTF-8 bytes.
+pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut chars = text.char_indices();
+    while let Some((at, c)) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        let byte = match chars.next().map(|(_, e)| e) {
+            Some('r') => b'\r',
+            Some('n') => b'\n',
+            Some('t') => b'\t',
+            Some('0') => 0,
+            Some('\\') => b'\\',
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).map(|(_, h)| h).collect();
+                u8::from_str_radix(&hex, 16)
+                    .ok()
+                    .filter(|_| hex.len() == 2)
+                    .ok_or_else(|| {
+                        format!(
+                            "'\\x{hex}' at byte {at} is not a byte in hex: write two hex digits, \
+                             e.g. \\x0d"
+                        )
+                    })?
+            }
+            Some(other) => {
+                return Err(format!(
+                    "'\\{other}' at byte {at} is not an escape: use {MESSAGE_ESCAPES}"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "a lone '\\' ends the message: write \\\\ for a backslash ({MESSAGE_ESCAPES})"
+                ));
+            }
+        };
+        out.push(byte);
+    }
+    Ok(out)
+}
+
 /// `--interval`: within [`INTERVAL`].
 pub fn parse_interval(text: &str) -> Result<Duration, String> {
     INTERVAL.parse(text)
@@ -909,6 +959,20 @@ impl FromStr for TargetSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_take_escapes_for_control_bytes() {
+        assert_eq!(unescape("PING\\r\\n").unwrap(), b"PING\r\n");
+        assert_eq!(unescape("a\\tb\\0\\\\\\x7f").unwrap(), b"a\tb\0\\\x7f");
+        // Real control characters (a TOML "\r\n") stay as they are.
+        assert_eq!(unescape("PING\r\n").unwrap(), b"PING\r\n");
+        assert_eq!(unescape("µ").unwrap(), "µ".as_bytes());
+        let err = unescape("PING\\q").unwrap_err();
+        assert!(err.contains("'\\q'") && err.contains("\\xHH"), "{err}");
+        assert!(unescape("\\x4").unwrap_err().contains("two hex digits"));
+        assert!(unescape("\\xZZ").is_err());
+        assert!(unescape("end\\").unwrap_err().contains("lone"));
+    }
 
     #[test]
     fn durations_need_a_unit() {
