@@ -59,8 +59,9 @@ pub enum Command {
     /// One climb is a run that opens up to --connections (the bound,
     /// default 30k) at the scenario's pace (default 10k/s), holds every
     /// connection to the end and stops at the first limit: its ceiling is
-    /// the most connections held (the run flags' own defaults and --hold do
-    /// not apply). Each climb runs as a child `ceiling run`
+    /// the most connections held at once (explore's defaults below replace
+    /// run's, and a climb sets its own hold). Each climb runs as a child
+    /// `ceiling run`
     /// (or `ceiling lab` when the scenario has [lab]) and writes a normal
     /// results directory; explore adds ladder.csv and explore.json.
     ///
@@ -73,6 +74,28 @@ pub enum Command {
     /// connection of the bound is held, at any other limit, or after
     /// --max-steps climbs. Without a scenario, --ladder starts from
     /// scenarios/explore-ladder.toml's settings.
+    #[command(
+        mut_arg("connections", |a| a.help(
+            "The bound: at most this many connection attempts per climb, 1 to 100m \
+             (accepts 10k, 1m). Default 30k"
+        )),
+        mut_arg("rate", |a| a.help(
+            "Connects per second of each climb, 0.001 to 10m (accepts 5k); 0 means as fast \
+             as possible. Default 10k"
+        )),
+        mut_arg("duration", |a| a.help(
+            "Time bound of each climb, 1ms to 30d. Default: twice the pace's time to open \
+             the bound, plus 3 s"
+        )),
+        mut_arg("out", |a| a.help(
+            "Output directory (default results/<UTC time>-explore-<name>/): ladder.csv, \
+             explore.json and each climb's results; must not exist or be empty"
+        )),
+        // A climb holds every connection to its end and stops at the first
+        // limit: these two are not the user's to set here.
+        mut_arg("hold", |a| a.hide(true)),
+        mut_arg("stop_at_first_limit", |a| a.hide(true)),
+    )]
     Explore(Box<ExploreArgs>),
     /// The built-in target server: accepts and holds, echoes or closes.
     Serve(ServeArgs),

@@ -243,3 +243,18 @@ fn explore_ladder_walks_ports_sources_fds_processes_to_the_bound() {
         "a named netns left"
     );
 }
+
+/// `explore --help` gives explore's own defaults, not run's it overrides,
+/// and hides the run flags a climb sets itself.
+#[test]
+fn explore_help_states_explores_own_defaults() {
+    let output = ceiling().args(["explore", "--help"]).output().unwrap();
+    assert!(output.status.success());
+    let help = text(&output.stdout);
+    assert!(help.contains("Default 30k"), "{help}");
+    assert!(help.contains("Default 10k"), "{help}");
+    assert!(!help.contains("Default 8k"), "run's default shown: {help}");
+    assert!(!help.contains("Default 4k"), "run's default shown: {help}");
+    assert!(!help.contains("--hold"), "{help}");
+    assert!(!help.contains("--stop-at-first-limit"), "{help}");
+}
