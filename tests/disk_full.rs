@@ -23,17 +23,11 @@ fn require_mount_ns(test: &str) -> bool {
             .args(["-m", "true"])
             .status()
             .is_ok_and(|s| s.success());
-    if !ok {
-        let reason = format!(
-            "{test}: skipped: needs root and unshare (util-linux) to mount a tmpfs in a mount \
-             namespace of its own"
-        );
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{reason}; under CI=true a skip is a failure");
-        }
-        eprintln!("{reason}");
-    }
-    ok
+    crate::util::require(
+        test,
+        ok,
+        "root and unshare (util-linux) to mount a tmpfs in a mount namespace of its own",
+    )
 }
 
 /// What a run on a nearly full tmpfs left.

@@ -434,18 +434,11 @@ fn a_server_that_never_echoes_is_reported_connection_by_connection() {
 /// a failure.
 #[test]
 fn echo_mode_pings_a_real_redis_with_escapes_in_the_message() {
-    if std::process::Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        let reason =
-            "echo_mode_pings_a_real_redis: skipped: no redis-server (apt-get install redis-server)";
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{reason}; under CI=true a skip is a failure"
-        );
-        eprintln!("{reason}");
+    if !crate::util::require(
+        "echo_mode_pings_a_real_redis",
+        crate::util::installed("redis-server"),
+        "redis-server (Debian: redis-server)",
+    ) {
         return;
     }
     let port = {

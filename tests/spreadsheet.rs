@@ -16,20 +16,11 @@ use crate::util::{ceiling, out_dir, run_bounded, text};
 /// Whether `soffice` is installed. Without it the caller skips with a
 /// reason; under CI=true (where .ci/run installs it) a skip is a failure.
 fn require_soffice(test: &str) -> bool {
-    let ok = Command::new("soffice")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        let reason = format!(
-            "{test}: skipped: needs LibreOffice's soffice (Debian: libreoffice-calc-nogui)"
-        );
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{reason}; under CI=true a skip is a failure");
-        }
-        eprintln!("{reason}");
-    }
-    ok
+    crate::util::require(
+        test,
+        crate::util::installed("soffice"),
+        "LibreOffice's soffice (Debian: libreoffice-calc-nogui)",
+    )
 }
 
 /// Converts `csv` to `.fods` with LibreOffice headless, its own profile in

@@ -307,10 +307,27 @@ pub fn require_netns(test: &str) -> bool {
             .arg("-V")
             .output()
             .is_ok_and(|o| o.status.success());
+    require(
+        test,
+        ok,
+        "root, unshare and ip (iproute2) to create a network namespace",
+    )
+}
+
+/// Whether `program --version` runs: a real server or tool a test drives.
+pub fn installed(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `ok`, or a skip of `test` with the reason that it `needs` something
+/// missing here; under CI=true (where .ci/run installs everything) a skip
+/// is a failure.
+pub fn require(test: &str, ok: bool, needs: &str) -> bool {
     if !ok {
-        let reason = format!(
-            "{test}: skipped: needs root, unshare and ip (iproute2) to create a network namespace"
-        );
+        let reason = format!("{test}: skipped: needs {needs}");
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{reason}; under CI=true a skip is a failure");
         }
