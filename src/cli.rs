@@ -71,6 +71,14 @@ pub enum Command {
     Explore(Box<ExploreArgs>),
     /// The built-in target server: accepts and holds, echoes or closes.
     Serve(ServeArgs),
+    /// Write report.html for existing results directories: one run, an
+    /// explore ladder, or several runs overlaid.
+    ///
+    /// Every run and explore writes its own report.html; this writes it
+    /// again (e.g. for results of an older ceiling) or overlays several
+    /// directories on one page, one colour per run. The page is one file
+    /// that fetches nothing when opened.
+    Report(ReportArgs),
     /// Print a shell completion script to stdout.
     ///
     /// bash: `ceiling completions bash > ~/.local/share/bash-completion/completions/ceiling`
@@ -204,6 +212,20 @@ pub struct RunArgs {
     /// plain (one line a second), none.
     #[arg(long, value_enum, default_value_t = UiMode::Auto)]
     pub ui: UiMode,
+}
+
+/// `ceiling report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Results directories: a run's, an explore's (its steps are drawn), or
+    /// several to overlay.
+    #[arg(value_name = "DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+
+    /// Where to write the page. Default: DIR/report.html for one directory;
+    /// required for several.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `ceiling explore`: a run's flags (they set up each climb) and the

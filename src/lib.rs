@@ -25,6 +25,9 @@
 //!   the change the next climb makes; the ladder's table and files.
 //! - [`runner`]: what `run`, `lab` and `explore` share about one run: the
 //!   built-in target server as a child `ceiling serve`.
+//! - [`report`]: results directories → one offline HTML page
+//!   (`report.html`, vendored uPlot) and `ceiling compare`; reads results
+//!   files only.
 //! - [`lab`]: `ceiling lab`'s disposable network namespace (loopback up,
 //!   per-namespace sysctls) and memory cgroup.
 //!
@@ -40,6 +43,7 @@ pub mod epoll;
 pub mod explore;
 pub mod lab;
 pub mod model;
+pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod server;
@@ -84,6 +88,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             let runtime = runtime.enable_all().build()?;
             runtime.block_on(cmd::serve::serve(args))
         }
+        cli::Command::Report(args) => cmd::report::report(args),
         cli::Command::Completions { shell } => cmd::shell::completions(shell),
         cli::Command::Manpage { dir } => cmd::shell::manpage(dir.as_deref()),
         cli::Command::Worker => cmd::worker::worker(),

@@ -3,6 +3,7 @@
 
 pub mod explore;
 pub mod lab;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod shell;

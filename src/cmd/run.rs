@@ -235,6 +235,7 @@ pub fn execute(
         .finish(&summary, &last)
         .with_context(|| format!("cannot write results to '{}'", results.path().display()))?;
     print!("{}", sink::text::render(&summary, results.path()));
+    crate::cmd::report::write_beside(results.path());
     Ok(if interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
     } else if !panics.is_empty() {
