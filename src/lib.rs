@@ -89,6 +89,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(cmd::serve::serve(args))
         }
         cli::Command::Report(args) => cmd::report::report(args),
+        cli::Command::Compare(args) => cmd::compare::compare(args),
         cli::Command::Completions { shell } => cmd::shell::completions(shell),
         cli::Command::Manpage { dir } => cmd::shell::manpage(dir.as_deref()),
         cli::Command::Worker => cmd::worker::worker(),

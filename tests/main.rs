@@ -2,10 +2,12 @@
 
 mod caps;
 mod cli;
+mod compare;
 mod explore;
 mod lab;
 mod netns;
 mod processes;
+mod report;
 mod results;
 mod run;
 mod serve;

@@ -4,8 +4,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
-
 use crate::UsageError;
 use crate::cli::ReportArgs;
 use crate::report::{self, ReportError};
@@ -23,12 +21,10 @@ pub fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
     };
-    report::write(&args.dirs, &out)
-        .map_err(|e| match e {
-            ReportError::NotResults(_) => anyhow::Error::new(UsageError(e.to_string())),
-            other => anyhow::Error::new(other),
-        })
-        .context("cannot write the report")?;
+    report::write(&args.dirs, &out).map_err(|e| match e {
+        ReportError::NotResults(_) => anyhow::Error::new(UsageError(e.to_string())),
+        other => anyhow::Error::new(other).context("cannot write the report"),
+    })?;
     println!("report: {}", out.display());
     Ok(ExitCode::SUCCESS)
 }

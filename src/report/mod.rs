@@ -8,8 +8,10 @@
 //! (uPlot, vendored under `vendor/`) and the page's own script and style
 //! inline, behind a Content-Security-Policy that lets it fetch nothing.
 
+pub mod compare;
 mod downsample;
 mod page;
+pub mod rank;
 pub mod read;
 
 use std::path::{Path, PathBuf};

@@ -117,15 +117,19 @@
 
   // A chart over elapsed time: picks = [{col, label}], one line per
   // (run, pick) that has the column.
-  function timeChart(el, picks, yLabel, fmt, log) {
+  // With origin, every line starts at 0 connections at 0 s (the rows
+  // are the ends of each second).
+  function timeChart(el, picks, yLabel, fmt, log, origin) {
     var series = [{ label: "elapsed", value: function (u, v) { return secs(v); } }];
     var tables = [];
     runs.forEach(function (run, r) {
-      var table = [run.t];
+      var zero = origin && run.t.length && run.t[0] > 0;
+      var table = [zero ? [0].concat(run.t) : run.t];
       picks.forEach(function (p, i) {
         var col = run.series[p.col];
         if (!col) return;
         if (log) col = col.map(function (v) { return v > 0 ? v : null; });
+        if (zero) col = [0].concat(col);
         table.push(col);
         series.push({
           label: several ? run.name + " " + p.label : p.label,
@@ -182,6 +186,7 @@
     var splits = [];
     for (var s = 1; s <= xMax * 1.0001; s *= 10) splits.push(s);
     make(el, {
+      padding: [12, 36, 0, 0],
       scales: { x: { time: false, distr: 3, range: function () { return [1, xMax]; } }, y: { distr: 3 } },
       axes: [
         { label: "percentile", splits: function () { return splits; }, values: function (u, vals) { return vals.map(percentileLabel); } },
@@ -232,7 +237,7 @@
         { col: "active", label: "active" },
         { col: "established", label: "established" },
         { col: "failed", label: "failed", color: "#d62728" }
-      ], "connections", count, false);
+      ], "connections", count, false, true);
     } else if (kind === "rate") {
       timeChart(el, [
         { col: "target_rate_per_s", label: "target", color: "#7f7f7f", dash: [6, 3] },

@@ -7,7 +7,8 @@
 //! The chart containers are written here (`<div class="chart"
 //! data-chart=...>`, their count in `<body data-charts>`); the script fills
 //! each and sets `<body data-drawn>` once all drew, and `data-errors` when
-//! a script error happened: what a test reads back from the DOM.
+//! a script error happened or the Content-Security-Policy blocked a
+//! request: what a test reads back from the DOM.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -108,8 +109,11 @@ pub fn render(loaded: &[Loaded]) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <meta name=\"generator\" content=\"ceiling {}\">\n<title>ceiling: {}</title>\n\
          <style>\n{UPLOT_CSS}\n{PAGE_CSS}</style>\n</head>\n<body data-charts=\"{chart_count}\">\n\
-         <script>window.onerror=function(m,s,l){{var b=document.body,e=b.getAttribute('data-errors');\
-         b.setAttribute('data-errors',(e?e+' | ':'')+m+' (line '+l+')');}};</script>\n",
+         <script>function ceilingError(m){{var b=document.body,e=b.getAttribute('data-errors');\
+         b.setAttribute('data-errors',(e?e+' | ':'')+m);}}\
+         window.onerror=function(m,s,l){{ceilingError(m+' (line '+l+')');}};\
+         document.addEventListener('securitypolicyviolation',function(e){{\
+         ceilingError('blocked request: '+e.blockedURI+' ('+e.violatedDirective+')');}});</script>\n",
         env!("CARGO_PKG_VERSION"),
         esc(&title)
     );
@@ -335,13 +339,18 @@ fn subtitle(runs: &[&Run], ladders: &[&Ladder]) -> String {
             }
         )
     } else {
+        let n = runs.len();
+        let what = match (ladders.is_empty(), n) {
+            (true, _) => format!("{n} runs"),
+            (false, 1) => "1 climb of an explore ladder".to_string(),
+            (false, _) => format!("{n} climbs of an explore ladder"),
+        };
         format!(
-            "<p class=\"sub\">{} run(s){}</p>",
-            runs.len(),
-            if ladders.is_empty() {
+            "<p class=\"sub\">{what}{}</p>",
+            if n > 1 {
                 ", overlaid: one colour each"
             } else {
-                " of an explore ladder, overlaid: one colour each"
+                ""
             }
         )
     }
@@ -380,8 +389,12 @@ fn kind_words(kind: &str) -> String {
 /// The verdict: for one run, the first limit in plain words with its
 /// evidence and remedy; for several, a line each.
 fn verdict_section(runs: &[&Run], full: bool) -> String {
-    let mut out = String::from("<section id=\"verdict\"><h2>Verdict</h2>\n");
-    if runs.len() == 1 && full {
+    let single = runs.len() == 1 && full;
+    let mut out = format!(
+        "<section id=\"verdict\"><h2>{}</h2>\n",
+        if single { "Verdict" } else { "Runs" }
+    );
+    if single {
         out.push_str(&run_verdict(runs[0]));
     } else {
         out.push_str(
@@ -673,8 +686,20 @@ fn prefix(runs: &[&Run], run: &Run) -> String {
 /// Totals, failure groups, sources (and a fleet's hosts) as tables.
 fn tables_section(runs: &[&Run]) -> String {
     let mut out = String::from("<section id=\"tables\"><h2>Figures</h2>\n");
-    // Totals: every number summary.json's totals has, a column per run.
-    let mut keys: Vec<String> = Vec::new();
+    // Totals: every number summary.json's totals has, a column per run;
+    // the main counts first.
+    let mut keys: Vec<String> = [
+        "attempted",
+        "established",
+        "failed",
+        "peak_active",
+        "closed_by_driver",
+        "closed_by_server",
+    ]
+    .iter()
+    .filter(|k| runs.iter().any(|r| r.num(&["totals", k]).is_some()))
+    .map(|k| k.to_string())
+    .collect();
     for run in runs {
         if let Some(totals) = lookup(&run.summary, &["totals"]).and_then(Value::as_object) {
             for (k, v) in totals {
@@ -691,7 +716,8 @@ fn tables_section(runs: &[&Run]) -> String {
         }
         out.push_str("</tr></thead><tbody>\n");
         for key in &keys {
-            let _ = write!(out, "<tr><td>{}</td>", esc(&key.replace('_', " ")));
+            let label = key.strip_suffix("_s").unwrap_or(key).replace('_', " ");
+            let _ = write!(out, "<tr><td>{}</td>", esc(&label));
             for run in runs {
                 let v = run.num(&["totals", key]);
                 let shown = if key.ends_with("_s") {
