@@ -48,6 +48,13 @@
     return +(v / 1e6).toPrecision(3) + " s";
   }
   function secs(v) { return v == null ? "–" : +v.toFixed(2) + " s"; }
+  // An elapsed-time tick: seconds, minutes past 10 min, hours past 2 h.
+  function tick(v, span) {
+    if (span >= 7200) return +(v / 3600).toFixed(2) + " h";
+    if (span >= 600) return +(v / 60).toFixed(1) + " min";
+    return v + " s";
+  }
+  var TIME_INCRS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800];
 
   var charts = document.querySelectorAll("div.chart");
   var drawn = 0;
@@ -147,7 +154,14 @@
     make(el, {
       scales: { x: { time: false, range: function (u, min, max) { return [Math.min(0, min), max > 0 ? max : 1]; } }, y: log ? { distr: 3 } : { range: function (u, min, max) { return [Math.min(0, min), max > 0 ? max * 1.05 : 1]; } } },
       axes: [
-        { label: "elapsed (s)", values: function (u, vals) { return vals.map(function (v) { return v + " s"; }); } },
+        {
+          label: "elapsed",
+          incrs: TIME_INCRS,
+          values: function (u, vals) {
+            var span = u.scales.x.max - u.scales.x.min;
+            return vals.map(function (v) { return tick(v, span); });
+          }
+        },
         { label: yLabel, size: 70, values: function (u, vals) { return vals.map(fmt); } }
       ],
       series: series,

@@ -602,11 +602,24 @@ fn charts_section(runs: &[&Run], ladders: &[&Ladder]) -> (String, usize) {
                 ));
             }
         }
-        let note = if marks.is_empty() {
-            String::new()
-        } else {
-            format!("Marked: {}.", marks.join("; "))
-        };
+        let mut notes = Vec::new();
+        if !marks.is_empty() {
+            notes.push(format!("Marked: {}.", marks.join("; ")));
+        }
+        for run in runs {
+            let rows = run.timeseries.rows();
+            if rows > 2 * BUCKETS {
+                notes.push(format!(
+                    "{}{} seconds drawn as {} points: each series' minimum and maximum per \
+                     {:.0} s, so no spike is lost.",
+                    prefix(runs, run),
+                    thousands(rows as u64),
+                    thousands(2 * BUCKETS as u64),
+                    rows as f64 / BUCKETS as f64
+                ));
+            }
+        }
+        let note = notes.join(" ");
         chart(
             &mut out,
             &mut n,
