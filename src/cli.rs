@@ -256,7 +256,8 @@ pub struct CompareArgs {
     /// 'connect_p99 > 5ms', 'failed_port_exhaustion > 0'. Figures:
     /// established, peak_active, attempted, failed, time_to_first_limit,
     /// held_at_first_limit, connect_rate, failed_<kind>,
-    /// connect_p50/p90/p99/p999/max, rtt_p50/...
+    /// connect_p50/p90/p99/p999/max, rtt_p50/..., or any number in
+    /// summary.json's totals
     #[arg(long = "fail-if", value_name = "COND")]
     pub fail_if: Vec<String>,
 }

@@ -10,7 +10,8 @@ use crate::report::compare::{self, Condition, Side};
 use crate::report::{ReportError, read};
 
 pub fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
-    // Conditions first: a typo is reported before anything is read.
+    // Conditions first: a malformed one is reported before anything is
+    // read.
     let conditions: Vec<Condition> = args
         .fail_if
         .iter()
@@ -43,7 +44,7 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         sides.push(Side { label, runs });
     }
     let comparison = compare::compare(&sides);
-    let held = compare::check(&comparison, &conditions);
+    let held = compare::check(&comparison, &conditions).map_err(|e| UsageError(e.to_string()))?;
     if args.json {
         let value = serde_json::json!({"comparison": comparison, "fail_if": held});
         println!("{}", serde_json::to_string_pretty(&value)?);

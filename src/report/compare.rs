@@ -72,6 +72,21 @@ pub fn figures(run: &Run) -> Vec<(String, Unit, f64)> {
             .and_then(Value::as_f64),
     );
     push("connect_rate", Unit::PerSecond, connect_rate(run));
+    // Any other number in totals (closed_by_server, held_at_end, ...).
+    if let Some(totals) = lookup(&run.summary, &["totals"]).and_then(Value::as_object) {
+        for (name, v) in totals {
+            let listed = ["attempted", "established", "failed", "peak_active"];
+            if listed.contains(&name.as_str()) {
+                continue;
+            }
+            let unit = if name.ends_with("_s") {
+                Unit::Seconds
+            } else {
+                Unit::Count
+            };
+            push(name, unit, v.as_f64());
+        }
+    }
     if let Some(by_kind) = lookup(&run.summary, &["failures_by_kind"]).and_then(Value::as_object) {
         for (kind, n) in by_kind {
             push(&format!("failed_{kind}"), Unit::Count, n.as_f64());
@@ -561,6 +576,9 @@ pub struct Condition {
     pub figure: String,
     pub op: Op,
     pub rhs: Rhs,
+    /// One of the figures every ceiling has (not a field of summary.json's
+    /// totals that only some versions write).
+    pub known: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -593,6 +611,13 @@ pub struct ConditionError {
 const FIGURES_HELP: &str = "established, peak_active, attempted, failed, time_to_first_limit \
      (s), held_at_first_limit, connect_rate (/s), failed_<kind>, connect_p50/p90/p99/p999/max \
      and rtt_... (µs)";
+
+fn unknown_figure(figure: &str) -> String {
+    format!(
+        "unknown figure '{figure}': use one of {FIGURES_HELP}, or a numeric field of \
+         summary.json's totals"
+    )
+}
 
 /// The unit a figure name has, or None for a name `compare` does not know.
 fn unit_of(figure: &str) -> Option<Unit> {
@@ -634,10 +659,19 @@ impl Condition {
         };
         let figure = text[..at].trim().to_string();
         let value = text[at + token.len()..].trim();
-        let Some(unit) = unit_of(&figure) else {
-            return Err(err(format!(
-                "unknown figure '{figure}': use one of {FIGURES_HELP}"
-            )));
+        let known = unit_of(&figure);
+        // Any other totals field of summary.json (held_at_end, ...) is a
+        // count, or seconds for a name ending in _s; whether a run has it
+        // is known once the runs are read (`check`).
+        let identifier = !figure.is_empty()
+            && figure
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        let unit = match known {
+            Some(unit) => unit,
+            None if identifier && figure.ends_with("_s") => Unit::Seconds,
+            None if identifier => Unit::Count,
+            None => return Err(err(unknown_figure(&figure))),
         };
         let rhs = parse_rhs(value, unit).map_err(err)?;
         Ok(Condition {
@@ -645,6 +679,7 @@ impl Condition {
             figure,
             op,
             rhs,
+            known: known.is_some(),
         })
     }
 
@@ -728,12 +763,19 @@ pub struct Held {
 
 /// Checks each condition against every side after the first (a side's
 /// median); a condition whose figure a side lacks (no rtt measured, no
-/// limit hit) does not hold there.
-pub fn check(c: &Comparison, conditions: &[Condition]) -> Vec<Held> {
+/// limit hit) does not hold there. A figure that is neither one every
+/// ceiling has nor in any run's totals is an error.
+pub fn check(c: &Comparison, conditions: &[Condition]) -> Result<Vec<Held>, ConditionError> {
     let mut held = Vec::new();
     for cond in conditions {
         let Some(row) = c.rows.iter().find(|r| r.figure == cond.figure) else {
-            continue;
+            if cond.known {
+                continue;
+            }
+            return Err(ConditionError {
+                text: cond.text.clone(),
+                reason: unknown_figure(&cond.figure),
+            });
         };
         for (i, side) in c.sides.iter().enumerate().skip(1) {
             let Some(v) = row.values[i] else { continue };
@@ -755,7 +797,7 @@ pub fn check(c: &Comparison, conditions: &[Condition]) -> Vec<Held> {
             }
         }
     }
-    held
+    Ok(held)
 }
 
 #[cfg(test)]

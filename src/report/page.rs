@@ -176,8 +176,7 @@ fn nums(values: &[Option<f64>]) -> Value {
 fn charted(name: &str) -> bool {
     matches!(
         name,
-        "attempted"
-            | "established"
+        "established"
             | "failed"
             | "active"
             | "target_rate_per_s"

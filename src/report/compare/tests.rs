@@ -228,10 +228,10 @@ fn conditions_parse_with_units_and_factors_of_a() {
 
 #[test]
 fn a_bad_condition_says_what_is_accepted() {
-    let e = Condition::parse("peak_held < 5").unwrap_err();
+    let e = Condition::parse("peak-held < 5").unwrap_err();
     assert!(
         e.to_string()
-            .starts_with("--fail-if 'peak_held < 5': unknown figure 'peak_held'"),
+            .starts_with("--fail-if 'peak-held < 5': unknown figure 'peak-held'"),
         "{e}"
     );
     assert!(e.to_string().contains("peak_active"), "{e}");
@@ -259,7 +259,7 @@ fn conditions_are_checked_against_the_sides_after_the_first() {
     .iter()
     .map(|t| Condition::parse(t).unwrap())
     .collect();
-    let held = check(&c, &conds);
+    let held = check(&c, &conds).unwrap();
     let names: Vec<&str> = held.iter().map(|h| h.condition.as_str()).collect();
     assert_eq!(names, ["peak_active < 0.95*A", "connect_p99 > 5ms"]);
     assert_eq!(
@@ -269,5 +269,29 @@ fn conditions_are_checked_against_the_sides_after_the_first() {
     assert_eq!(
         held[1].text,
         "fail-if 'connect_p99 > 5ms' holds for B: connect_p99 is 7 ms against 5 ms"
+    );
+}
+
+#[test]
+fn totals_fields_of_later_versions_are_figures_and_a_name_no_run_has_is_an_error() {
+    let a = summary(30000, None, 800);
+    let mut b = summary(30000, None, 800);
+    b["totals"]["held_at_end"] = json!(100);
+    let c = compare(&[side("A", vec![run("a", a)]), side("B", vec![run("b", b)])]);
+    assert_eq!(row(&c, "held_at_end").values, [Some(30000.0), Some(100.0)]);
+    assert_eq!(row(&c, "last_established_s").unit, Unit::Seconds);
+    let gate = Condition::parse("held_at_end < 0.9*A").unwrap();
+    assert!(!gate.known);
+    assert_eq!(check(&c, &[gate]).unwrap().len(), 1);
+    // A known figure no run has does not hold; an unknown one is an error.
+    let rtt = Condition::parse("rtt_p99 > 1ms").unwrap();
+    assert!(check(&c, &[rtt]).unwrap().is_empty());
+    let typo = Condition::parse("peak < 0.95*A").unwrap();
+    let e = check(&c, &[typo]).unwrap_err();
+    assert!(
+        e.to_string().starts_with(
+            "--fail-if 'peak < 0.95*A': unknown figure 'peak': use one of established"
+        ),
+        "{e}"
     );
 }
