@@ -446,3 +446,30 @@ fn every_report_shape_draws_in_headless_chromium_without_errors_or_requests() {
         "a request went unnoticed: {errors:?}"
     );
 }
+
+#[test]
+fn a_run_killed_before_its_summary_still_gets_its_charts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report/limit");
+    std::fs::copy(
+        fixture.join("timeseries.csv"),
+        tmp.path().join("timeseries.csv"),
+    )
+    .unwrap();
+    let output = ceiling().arg("report").arg(tmp.path()).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let html = std::fs::read_to_string(tmp.path().join("report.html")).unwrap();
+    assert!(
+        html.contains("No summary.json"),
+        "no word of the missing summary"
+    );
+    assert!(
+        html.contains("<body data-charts=\"4\">"),
+        "charts from timeseries.csv"
+    );
+    let runs = json_blocks(&html, "ceiling-run");
+    assert_eq!(
+        numbers(&runs[0]["series"]["active"]),
+        column(tmp.path(), "active")
+    );
+}

@@ -432,6 +432,14 @@ fn run_verdict(run: &Run) -> String {
     let extra_verdict = lookup(s, &["verdict"])
         .or_else(|| lookup(s, &["totals", "verdict"]))
         .and_then(Value::as_str);
+    if s.is_null() {
+        out.push_str(
+            "<div class=\"verdict limit\"><p class=\"headline\">No summary.json</p>\n\
+             <p>The run ended without writing its summary (killed?): the charts below come from \
+             timeseries.csv, as far as it got.</p></div>\n",
+        );
+        return out;
+    }
     match run.first_limit() {
         Some(f) => {
             let kind = f.get("kind").and_then(Value::as_str).unwrap_or("?");

@@ -237,10 +237,15 @@ fn load_ladder(dir: &Path) -> Result<Ladder, ReportError> {
             .map(PathBuf::from)
             .filter(|p| p.join("summary.json").is_file());
         let step_dir = written.unwrap_or_else(|| dir.join(format!("step-{number}")));
-        if step_dir.is_dir() {
-            let mut run = load_run(&step_dir)?;
-            run.name = format!("step {number}");
-            runs.push(run);
+        // A climb stopped before it wrote anything has no results: the
+        // ladder's row still says what happened.
+        match load_run(&step_dir) {
+            Ok(mut run) => {
+                run.name = format!("step {number}");
+                runs.push(run);
+            }
+            Err(ReportError::NotResults(_)) => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(Ladder {
@@ -439,6 +444,35 @@ mod tests {
         assert_eq!(ts.failure_kinds(), ["new_kind"]);
         assert_eq!(ts.latency_metrics(), ["connect", "rtt"]);
         assert_eq!(ts.first_utc.as_deref(), Some("2026-12-06 01:45:12.230"));
+    }
+
+    #[test]
+    fn a_ladder_reads_its_steps_beside_it_and_skips_one_without_results() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report/limit");
+        let dir = tempfile::tempdir().unwrap();
+        let step1 = dir.path().join("step-1");
+        std::fs::create_dir(&step1).unwrap();
+        for file in ["summary.json", "timeseries.csv"] {
+            std::fs::copy(fixture.join(file), step1.join(file)).unwrap();
+        }
+        std::fs::create_dir(dir.path().join("step-2")).unwrap();
+        // Written elsewhere, then moved here: results_dir no longer exists.
+        std::fs::write(
+            dir.path().join("ladder.csv"),
+            "step,change,ceiling,limit,at_attempt,evidence,remedy,results_dir
+             1,start,50,server_closed,51,e,r,/gone/step-1
+             2,more,0,none,,,,/gone/step-2
+",
+        )
+        .unwrap();
+        let Loaded::Ladder(ladder) = load(dir.path()).unwrap() else {
+            panic!("not read as a ladder");
+        };
+        assert_eq!(ladder.steps.len(), 2);
+        assert_eq!(ladder.steps[0]["ceiling"], 50);
+        assert_eq!(ladder.runs.len(), 1);
+        assert_eq!(ladder.runs[0].name, "step 1");
+        assert_eq!(ladder.runs[0].timeseries.rows(), 6);
     }
 
     #[test]
