@@ -63,7 +63,7 @@ fn limit_run(out: &Path) -> Output {
     ]);
     let mut cmd = ceiling();
     cmd.args(["run", "--ui", "none", "--target", &server.addr()])
-        .args(["-c", "300", "-r", "1000", "--hold", "1s", "--out"])
+        .args(["-c", "300", "-r", "200", "--hold", "1s", "--out"])
         .arg(out);
     let output = run_bounded(cmd, Duration::from_secs(30));
     assert!(output.status.success(), "{}", text(&output.stderr));

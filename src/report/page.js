@@ -255,7 +255,7 @@
     } else if (kind === "rate") {
       timeChart(el, [
         { col: "target_rate_per_s", label: "target", color: "#7f7f7f", dash: [6, 3] },
-        { col: "attempt_rate_per_s", label: "attempts" },
+        { col: "attempt_rate_per_s", label: "attempts", color: "#1f77b4" },
         { col: "establish_rate_per_s", label: "established", color: "#2ca02c" }
       ], "per second", count, false);
     } else if (kind === "latency") {
