@@ -358,13 +358,39 @@ pub fn compare(sides: &[Side]) -> Comparison {
             )
         })
         .collect();
-    let warning = (!many.is_empty()).then(|| {
-        format!(
+    let mut warnings = Vec::new();
+    if !many.is_empty() {
+        warnings.push(format!(
             "more than one knob changed ({}): a change below cannot be put down to one of them \
              (change one knob at a time)",
             many.join(", ")
-        )
-    });
+        ));
+    }
+    // The runs of one side should be repeats of one setup.
+    for side in sides {
+        let first = settings_of(&side.runs[0]);
+        let mut differ: Vec<String> = Vec::new();
+        for run in &side.runs[1..] {
+            let other = settings_of(run);
+            for key in first.keys().chain(other.keys()) {
+                if first.get(key) != other.get(key)
+                    && !DERIVED.contains(&key.as_str())
+                    && !differ.contains(key)
+                {
+                    differ.push(key.clone());
+                }
+            }
+        }
+        if !differ.is_empty() {
+            differ.sort();
+            warnings.push(format!(
+                "the runs of {} are not repeats of one setup: they differ in {}",
+                side.label,
+                differ.join(", ")
+            ));
+        }
+    }
+    let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
 
     let limits: Vec<LimitAt> = sides.iter().map(limit_of).collect();
     let limit_moved = limits.iter().any(|l| l.kind != limits[0].kind);
@@ -481,7 +507,7 @@ pub fn show(unit: Unit, v: f64) -> String {
     match unit {
         Unit::Count => thousands(v.max(0.0).round() as u64),
         Unit::PerSecond => format!("{}/s", thousands(v.max(0.0).round() as u64)),
-        Unit::Seconds => format!("{v:.2} s"),
+        Unit::Seconds => micros(v * 1e6),
         Unit::Micros => micros(v),
     }
 }

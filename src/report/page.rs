@@ -1037,6 +1037,37 @@ mod tests {
     }
 
     #[test]
+    fn a_day_of_rows_is_sent_as_at_most_4000_points_keeping_a_spike() {
+        use crate::report::read::Timeseries;
+        let n = 86_400;
+        let mut active: Vec<Option<f64>> = (0..n).map(|_| Some(1000.0)).collect();
+        active[50_000] = Some(99_999.0);
+        let run = Run {
+            name: "day".into(),
+            dir: "day".into(),
+            summary: Value::Null,
+            timeseries: Timeseries {
+                names: vec!["elapsed_s".into(), "active".into()],
+                columns: vec![(1..=n).map(|i| Some(i as f64)).collect(), active],
+                first_utc: None,
+            },
+            latency: Vec::new(),
+            failures: None,
+            sources: None,
+            hosts: None,
+        };
+        let data = run_data(&run);
+        assert_eq!(data["rows"], n);
+        let t = data["t"].as_array().unwrap();
+        assert_eq!(t.len(), 2 * BUCKETS);
+        assert_eq!(t[0], 1);
+        assert_eq!(t[t.len() - 1], n);
+        let active = data["series"]["active"].as_array().unwrap();
+        assert_eq!(active.len(), 2 * BUCKETS);
+        assert!(active.contains(&Value::from(99_999)));
+    }
+
+    #[test]
     fn whole_numbers_have_no_fraction_in_the_data() {
         assert_eq!(num(4013.0).to_string(), "4013");
         assert_eq!(num(12.5).to_string(), "12.5");

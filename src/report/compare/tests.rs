@@ -295,3 +295,18 @@ fn totals_fields_of_later_versions_are_figures_and_a_name_no_run_has_is_an_error
         "{e}"
     );
 }
+
+#[test]
+fn runs_of_one_side_that_are_not_repeats_are_warned_of() {
+    let a1 = summary(100, None, 800);
+    let mut a2 = summary(101, None, 800);
+    a2["host"]["values"]["somaxconn"] = json!(128);
+    let c = compare(&[
+        side("A", vec![run("a1", a1.clone()), run("a2", a2)]),
+        side("B", vec![run("b1", a1.clone()), run("b2", a1)]),
+    ]);
+    assert_eq!(
+        c.warning.as_deref(),
+        Some("the runs of A are not repeats of one setup: they differ in host.somaxconn")
+    );
+}
