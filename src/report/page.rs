@@ -685,7 +685,7 @@ fn charts_section(runs: &[&Run], ladders: &[&Ladder]) -> (String, usize) {
             "hdr",
             "",
             "Latency distribution: value at each percentile (HdrHistogram percentile plot, log axes)",
-            "",
+            "From latency.csv (or the .hgrm files); 100% (the maximum) is drawn at the right end.",
         );
     }
     if n == 0 {
