@@ -186,7 +186,9 @@ fn charted(name: &str) -> bool {
         || latency_column(name).is_some()
 }
 
-/// The first time each failure kind was seen, from summary.json's groups.
+/// The first time each failure kind was seen, from summary.json's groups;
+/// the first limit's own kind left out when it was first seen then (its
+/// mark is the first limit's).
 fn first_seen(run: &Run) -> BTreeMap<String, f64> {
     let mut first: BTreeMap<String, f64> = BTreeMap::new();
     let groups = lookup(&run.summary, &["failures"]).and_then(Value::as_array);
@@ -199,6 +201,15 @@ fn first_seen(run: &Run) -> BTreeMap<String, f64> {
         };
         let entry = first.entry(kind.to_string()).or_insert(t);
         *entry = entry.min(t);
+    }
+    if let Some(f) = run.first_limit()
+        && let (Some(kind), Some(at)) = (
+            f.get("kind").and_then(Value::as_str),
+            f.get("at_elapsed_s").and_then(Value::as_f64),
+        )
+        && first.get(kind).is_some_and(|t| (t - at).abs() < 1e-3)
+    {
+        first.remove(kind);
     }
     first
 }
