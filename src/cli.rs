@@ -99,6 +99,24 @@ pub enum Command {
     Explore(Box<ExploreArgs>),
     /// The built-in target server: accepts and holds, echoes or closes.
     Serve(ServeArgs),
+    /// Write report.html for existing results directories: one run, an
+    /// explore ladder, or several runs overlaid.
+    ///
+    /// Every run and explore writes its own report.html; this writes it
+    /// again (e.g. for results of an older ceiling) or overlays several
+    /// directories on one page, one colour per run. The page is one file
+    /// that fetches nothing when opened.
+    Report(ReportArgs),
+    /// Compare runs: settings that differ, whether the first limit moved,
+    /// figures side by side with their change; CI gates with --fail-if.
+    ///
+    /// Each SIDE is a results directory or several of the same setup,
+    /// comma-separated (A1,A2,A3 B1,B2,B3): a side's figure is the median
+    /// of its runs, and with several runs on every side a Mann-Whitney U
+    /// test marks each change significant at 5% or `~`. The first side is
+    /// the baseline. Exit status 1 when a --fail-if condition holds, 2 for
+    /// a bad condition or directory.
+    Compare(CompareArgs),
     /// Print a shell completion script to stdout.
     ///
     /// bash: `ceiling completions bash > ~/.local/share/bash-completion/completions/ceiling`
@@ -240,6 +258,44 @@ pub struct RunArgs {
     /// plain (one line a second), none.
     #[arg(long, value_enum, default_value_t = UiMode::Auto)]
     pub ui: UiMode,
+}
+
+/// `ceiling report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Results directories: a run's, an explore's (its steps are drawn), or
+    /// several to overlay.
+    #[arg(value_name = "DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+
+    /// Where to write the page. Default: DIR/report.html for one directory;
+    /// required for several.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// `ceiling compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Two sides or more: each a results directory, or several
+    /// comma-separated (DIR1,DIR2,DIR3) runs of one setup.
+    #[arg(value_name = "SIDE", num_args = 2.., required = true)]
+    pub sides: Vec<String>,
+
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Exit 1 when this holds for a side after the first (repeatable):
+    /// FIGURE OP VALUE, OP one of < <= > >= == !=, VALUE with its unit or a
+    /// factor of the first side, e.g. 'peak_active < 0.95*A',
+    /// 'connect_p99 > 5ms', 'failed_port_exhaustion > 0'. Figures:
+    /// established, peak_active, attempted, failed, time_to_first_limit,
+    /// held_at_first_limit, connect_rate, failed_<kind>,
+    /// connect_p50/p90/p99/p999/max, rtt_p50/..., or any number in
+    /// summary.json's totals
+    #[arg(long = "fail-if", value_name = "COND")]
+    pub fail_if: Vec<String>,
 }
 
 /// `ceiling explore`: a run's flags (they set up each climb) and the

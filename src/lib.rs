@@ -26,6 +26,9 @@
 //! - [`runner`]: the life of one run, which `run` and `lab` call: layout
 //!   and host checks, the built-in target (a child `ceiling serve`), the
 //!   lab's namespace and cgroup session, the tick loop, the summary.
+//! - [`report`]: results directories → one offline HTML page
+//!   (`report.html`, vendored uPlot) and `ceiling compare`; reads results
+//!   files only.
 //! - [`lab`]: `ceiling lab`'s disposable network namespace (loopback up,
 //!   per-namespace sysctls) and memory cgroup.
 //!
@@ -41,6 +44,7 @@ pub mod epoll;
 pub mod explore;
 pub mod lab;
 pub mod model;
+pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod server;
@@ -85,6 +89,8 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             let runtime = runtime.enable_all().build()?;
             runtime.block_on(cmd::serve::serve(args))
         }
+        cli::Command::Report(args) => cmd::report::report(args),
+        cli::Command::Compare(args) => cmd::compare::compare(args),
         cli::Command::Completions { shell } => cmd::shell::completions(shell),
         cli::Command::Manpage { dir } => cmd::shell::manpage(dir.as_deref()),
         cli::Command::Worker => cmd::worker::worker(),

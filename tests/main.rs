@@ -2,6 +2,7 @@
 
 mod caps;
 mod cli;
+mod compare;
 mod disk_full;
 mod explore;
 mod figures;
@@ -9,6 +10,7 @@ mod fuzz;
 mod lab;
 mod netns;
 mod processes;
+mod report;
 mod results;
 mod run;
 mod serve;

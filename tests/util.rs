@@ -255,6 +255,7 @@ pub fn assert_results_complete(out: &Path) {
         "sources.csv",
         "latency.csv",
         "connect.hgrm",
+        "report.html",
     ] {
         assert!(
             out.join(file).is_file(),

@@ -207,6 +207,7 @@ pub fn explore(args: ExploreArgs) -> anyhow::Result<ExitCode> {
             break;
         }
     }
+    crate::cmd::report::write_beside(&out);
     let report = build_report(ladder, &ctx, &rows, &end);
     print!("{}", report::render(&report));
     println!("results: {}", out.display());

@@ -2,8 +2,10 @@
 //! module that does the work, prints the outcome.
 
 pub mod args;
+pub mod compare;
 pub mod explore;
 pub mod lab;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod shell;
@@ -18,6 +20,7 @@ use crate::sink;
 /// the files that could not be written, as the error (exit 1).
 fn print_finished(finished: Finished) -> anyhow::Result<ExitCode> {
     print!("{}", sink::text::render(&finished.summary, &finished.dir));
+    report::write_beside(&finished.dir);
     let code = finished.exit_code();
     finished.written?;
     Ok(code)
