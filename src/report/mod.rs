@@ -7,6 +7,8 @@
 //! The page is one file: the data as JSON blocks, the chart library
 //! (uPlot, vendored under `vendor/`) and the page's own script and style
 //! inline, behind a Content-Security-Policy that lets it fetch nothing.
+//! It is written as the results files are ([`crate::sink::write_atomically`]):
+//! whole or not at all.
 
 pub mod compare;
 mod downsample;
@@ -88,7 +90,8 @@ pub fn render(dirs: &[PathBuf]) -> Result<String, ReportError> {
 /// Writes the page for `dirs` to `out`.
 pub fn write(dirs: &[PathBuf], out: &Path) -> Result<(), ReportError> {
     let html = render(dirs)?;
-    std::fs::write(out, html).map_err(|source| ReportError::Write {
+    // Whole or not at all: a full disk leaves no half page behind.
+    crate::sink::write_atomically(out, html.as_bytes()).map_err(|source| ReportError::Write {
         path: out.to_path_buf(),
         source,
     })
