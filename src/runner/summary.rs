@@ -85,13 +85,17 @@ pub fn summarize(
     values.insert("rlimit_nofile_soft".into(), fd_soft.into());
     values.insert("rlimit_nofile_hard".into(), fd_hard.into());
     let source_names: Vec<String> = scenario.sources.iter().map(ToString::to_string).collect();
+    // Worker processes' peaks are merged with the others' counts as of
+    // their last reports, which can run ahead of a moment that really was:
+    // never more than were ever established.
+    let peak_active = last.peak_active.min(total.established);
     let totals = crate::model::Totals {
         attempted: total.attempted,
         established: total.established,
         connect_failed: total.failed,
         unfinished: total.in_flight(),
         never_attempted: scenario.connections.saturating_sub(total.attempted),
-        peak_active: last.peak_active,
+        peak_active,
         closed_by_driver: total.closed_by_driver,
         closed_by_server: total.closed_by_server,
         lost_with_worker: total.lost_with_worker,
@@ -125,7 +129,7 @@ pub fn summarize(
                 attempted: total.attempted,
                 established: total.established,
                 failed: total.failed,
-                peak_ports_in_use: last.peak_active,
+                peak_ports_in_use: peak_active,
             }]
         } else {
             last.source_summaries(&source_names)
