@@ -529,6 +529,43 @@ pub struct LabServerReport {
     pub accept: bool,
     pub mode: String,
     pub pid: u32,
+    /// `async` or `threads` (one thread per connection).
+    #[serde(default)]
+    pub model: String,
+    /// pids.max of its pids cgroup (`[lab] server_threads_max`).
+    #[serde(default)]
+    pub threads_max: Option<u64>,
+    /// Its CPU quota in cores (`[lab] server_cpus`).
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// Its cgroups' directories (removed at exit).
+    #[serde(default)]
+    pub cgroups: Vec<String>,
+    /// What it used over the run, read from /proc (None: never read).
+    #[serde(default)]
+    pub figures: Option<LabServerFigures>,
+}
+
+/// The lab server's threads, memory and CPU over a run (all its
+/// processes): the figures that put numbers on C10K.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabServerFigures {
+    /// Most threads at once.
+    pub peak_threads: u64,
+    /// RSS when first read, before the first connection.
+    pub rss_kib_at_start: u64,
+    pub peak_rss_kib: u64,
+    /// (peak RSS − RSS at start) / the run's peak active connections.
+    pub rss_bytes_per_connection: Option<u64>,
+    pub cpu_user_s: f64,
+    pub cpu_system_s: f64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    /// Thread or process starts its pids cgroup refused (pids.events max).
+    pub pids_refused: Option<u64>,
+    /// Periods in which its CPU quota throttled it, and for how long.
+    pub cpu_throttled_periods: Option<u64>,
+    pub cpu_throttled_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

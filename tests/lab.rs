@@ -562,3 +562,63 @@ fn lab_removes_the_cgroup_a_killed_lab_left() {
         text(&output.stderr)
     );
 }
+
+/// C10K from one file: the lab puts its thread-per-connection server in a
+/// pids cgroup of 2,000; the thread cap is named as a cap, and the summary
+/// has the server's figures. The cgroup is gone afterwards.
+#[test]
+fn lab_c10k_threads_hits_the_thread_cap_and_says_what_the_server_used() {
+    let Some(s) = lab("lab_c10k_threads", &scenario("c10k-threads"), &[]) else {
+        return;
+    };
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "server_closed", "{s}");
+    let message = first["evidence"]["message"].as_str().unwrap();
+    assert!(message.contains("cannot start a thread"), "{message}");
+    assert!(
+        message.contains("the server's pids cgroup (pids.max 2000) refused"),
+        "{message}"
+    );
+    let remedy = first["remedy"].as_str().unwrap();
+    assert!(remedy.contains("server_model = \"async\""), "{remedy}");
+    let held = s["totals"]["closed_by_driver"].as_u64().unwrap();
+    assert!(
+        (1_000..=2_000).contains(&held),
+        "{held} held under pids.max 2000"
+    );
+    let server = &s["lab"]["server"];
+    assert_eq!(server["model"], "threads", "{server}");
+    assert_eq!(server["threads_max"], 2000, "{server}");
+    let f = &server["figures"];
+    let threads = f["peak_threads"].as_u64().unwrap();
+    assert!((1_000..=2_000).contains(&threads), "{f}");
+    assert!(f["pids_refused"].as_u64().unwrap() > 0, "{f}");
+    // A thread's stack pages at least, per held connection.
+    assert!(
+        f["rss_bytes_per_connection"].as_u64().unwrap() > 4096,
+        "{f}"
+    );
+    for path in server["cgroups"].as_array().unwrap() {
+        let path = path.as_str().unwrap();
+        assert!(!Path::new(path).exists(), "{path} left behind");
+    }
+}
+
+/// The same load and cgroup against the async design: all 10,000 held,
+/// with a handful of threads.
+#[test]
+fn lab_c10k_async_holds_all_under_the_same_thread_cap() {
+    let Some(s) = lab("lab_c10k_async", &scenario("c10k-async"), &[]) else {
+        return;
+    };
+    assert_eq!(s["totals"]["established"], 10_000, "{s}");
+    assert_eq!(s["totals"]["closed_by_server"], 0, "{s}");
+    assert!(s["first_limit"].is_null(), "{s}");
+    let f = &s["lab"]["server"]["figures"];
+    assert!(f["peak_threads"].as_u64().unwrap() < 64, "{f}");
+    assert!(
+        f["rss_bytes_per_connection"].as_u64().unwrap() < 1024,
+        "{f}"
+    );
+    assert_eq!(f["pids_refused"], 0, "{f}");
+}

@@ -41,6 +41,16 @@ pub struct RunFacts {
     pub close_pattern: Option<ClosePattern>,
     /// Worker processes that died, with their memory cgroup's readings.
     pub worker_deaths: Vec<WorkerDeath>,
+    /// The lab's server runs in a pids cgroup: its pids.max and the thread
+    /// starts it refused so far.
+    pub server_pids: Option<ServerPids>,
+}
+
+/// A server's pids cgroup, as the lab made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerPids {
+    pub max: u64,
+    pub refused: u64,
 }
 
 /// Fewest closes a verdict is drawn from.
@@ -433,6 +443,16 @@ impl Explainer<'_> {
         {
             let _ = write!(m, "; {verdict}");
         }
+        if ev.kind == LimitKind::ServerClosed
+            && let Some(pids) = self.run.server_pids.filter(|p| p.refused > 0)
+        {
+            let _ = write!(
+                m,
+                "; the server's pids cgroup (pids.max {}) refused {} thread starts: its \
+                 threads are the cap",
+                pids.max, pids.refused
+            );
+        }
         m
     }
 
@@ -626,6 +646,15 @@ impl Explainer<'_> {
                  or crashed): not a connection limit; check its logs and its supervisor, then \
                  run again"
                     .to_string()
+            }
+            LimitKind::ServerClosed if run.server_pids.is_some_and(|p| p.refused > 0) => {
+                let max = run.server_pids.map_or(0, |p| p.max);
+                format!(
+                    "the server cannot start a thread per connection past its pids cgroup's \
+                     limit ({max} tasks, [lab] server_threads_max): an event-driven server holds \
+                     them with a few threads ([lab] server_model = \"async\"), or raise the \
+                     limit (threads-max, pids.max, systemd TasksMax=)"
+                )
             }
             LimitKind::ServerClosed => {
                 let age = ev.age_ms.map(duration).unwrap_or_else(|| "?".into());

@@ -437,6 +437,56 @@ pub fn hard_limit_remedy(wanted: u64) -> String {
     )
 }
 
+/// The figures of process `pid` and every process below it (a `serve
+/// --processes` supervisor and its server processes), summed; None when
+/// `pid` is gone. Context switches are summed over each live thread (the
+/// process's own status line counts its first thread only).
+pub fn process_tree(pid: u32) -> Option<procfs::TaskFigures> {
+    let mut total = procfs::TaskFigures::default();
+    let mut todo = vec![pid];
+    let mut seen = 0;
+    while let Some(pid) = todo.pop() {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
+        let (Ok(status), Ok(stat)) = (status, stat) else {
+            if seen == 0 {
+                return None;
+            }
+            continue;
+        };
+        seen += 1;
+        let f = procfs::parse_task_figures(&status, &stat);
+        total.threads += f.threads;
+        total.rss_kib += f.rss_kib;
+        total.user_ticks += f.user_ticks;
+        total.system_ticks += f.system_ticks;
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let t = procfs::parse_task_figures(&status, "");
+            total.voluntary_switches += t.voluntary_switches;
+            total.involuntary_switches += t.involuntary_switches;
+            let children =
+                std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            todo.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    Some(total)
+}
+
+/// Clock ticks per second of /proc's CPU times (USER_HZ).
+pub fn clock_ticks_per_s() -> u64 {
+    // SAFETY: sysconf has no memory preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|&hz| hz > 0).unwrap_or(100)
+}
+
 /// Sets the soft RLIMIT_NOFILE (keeps the hard one). Asking for more than
 /// the hard limit is an `InvalidInput` error naming the hard limit.
 pub fn set_nofile_soft(soft: u64) -> io::Result<()> {

@@ -23,7 +23,7 @@ use std::io;
 
 use crate::model::{LimitKind, Syscall};
 
-pub use explain::{RunFacts, close_verdict, explain};
+pub use explain::{RunFacts, ServerPids, close_verdict, explain};
 pub use nothing::nothing_connected;
 
 /// What the engine knew about the attempt when it failed.

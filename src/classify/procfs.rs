@@ -10,6 +10,48 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+/// A process's figures from /proc/PID/status and /proc/PID/stat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskFigures {
+    pub threads: u64,
+    pub rss_kib: u64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    /// utime + stime of its threads, in clock ticks (USER_HZ).
+    pub user_ticks: u64,
+    pub system_ticks: u64,
+}
+
+/// `Threads:`, `VmRSS:` and the context-switch lines of /proc/PID/status,
+/// and utime/stime (fields 14 and 15) of /proc/PID/stat.
+pub fn parse_task_figures(status: &str, stat: &str) -> TaskFigures {
+    let field = |name: &str| {
+        status.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            rest.split_whitespace().next()?.parse::<u64>().ok()
+        })
+    };
+    // The command name (field 2) may hold spaces: count from its ')'.
+    let times: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    TaskFigures {
+        threads: field("Threads:").unwrap_or(0),
+        rss_kib: field("VmRSS:").unwrap_or(0),
+        voluntary_switches: field("voluntary_ctxt_switches:").unwrap_or(0),
+        involuntary_switches: field("nonvoluntary_ctxt_switches:").unwrap_or(0),
+        user_ticks: times.first().copied().unwrap_or(0),
+        system_ticks: times.get(1).copied().unwrap_or(0),
+    }
+}
+
 /// TCP state number of a listening socket in /proc/net/tcp (`st` column).
 pub const TCP_LISTEN: u8 = 0x0A;
 
@@ -250,6 +292,25 @@ pub fn parse_memory_limit(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn task_figures_from_status_and_stat() {
+        let status = "Name:\tceiling\nThreads:\t2003\nVmRSS:\t   35412 kB\n\
+                      voluntary_ctxt_switches:\t16623\nnonvoluntary_ctxt_switches:\t2088\n";
+        let stat = "4242 (ceiling serve) S 1 4242 4242 0 -1 4194560 1 0 0 0 170 35 0 0 20 0 3";
+        assert_eq!(
+            parse_task_figures(status, stat),
+            TaskFigures {
+                threads: 2003,
+                rss_kib: 35412,
+                voluntary_switches: 16623,
+                involuntary_switches: 2088,
+                user_ticks: 170,
+                system_ticks: 35,
+            }
+        );
+        assert_eq!(parse_task_figures("", ""), TaskFigures::default());
+    }
 
     const NETSTAT: &str = include_str!("fixtures/netstat.txt");
     const SNMP: &str = include_str!("fixtures/snmp.txt");

@@ -22,6 +22,10 @@ use crate::engine::procs::WorkerCgroup;
 
 const V2_ROOT: &str = "/sys/fs/cgroup";
 const V1_ROOT: &str = "/sys/fs/cgroup/memory";
+const V1_PIDS_ROOT: &str = "/sys/fs/cgroup/pids";
+const V1_CPU_ROOT: &str = "/sys/fs/cgroup/cpu";
+/// The CPU quota's period: the kernel's default, 100 ms.
+const CPU_PERIOD_US: u64 = 100_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
@@ -247,7 +251,12 @@ pub enum Stale {
 pub fn remove_stale(root: Option<&Path>) -> Vec<Stale> {
     let roots: Vec<PathBuf> = match root {
         Some(root) => vec![root.to_path_buf()],
-        None => vec![PathBuf::from(V1_ROOT), PathBuf::from(V2_ROOT)],
+        None => vec![
+            PathBuf::from(V1_ROOT),
+            PathBuf::from(V1_PIDS_ROOT),
+            PathBuf::from(V1_CPU_ROOT),
+            PathBuf::from(V2_ROOT),
+        ],
     };
     let mut done = Vec::new();
     for root in roots {
@@ -283,6 +292,165 @@ fn owner_pid(name: &str) -> Option<u32> {
 /// program does not keep a leftover alive).
 fn process_is_ceiling(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == "ceiling")
+}
+
+/// The lab server's own cgroups: a pids limit (its threads) and a CPU
+/// quota, as asked. On cgroup v1 one directory per controller, on v2 one
+/// directory with both; named `ceiling-lab-<pid>-server`. The server joins
+/// them as it starts, before it can fork or spawn ([`Self::procs_files`]);
+/// removed on drop, its processes killed first.
+#[derive(Debug)]
+pub struct ServerCgroups {
+    /// The pids cgroup's directory (v2: the one directory).
+    pids: Option<PathBuf>,
+    /// The cpu cgroup's directory (v2: the same one as `pids`).
+    cpu: Option<PathBuf>,
+    threads_max: Option<u64>,
+    cpu_millis: Option<u64>,
+}
+
+impl ServerCgroups {
+    /// Creates the cgroups for `threads_max` (pids.max) and `cpu_millis`
+    /// (thousandths of a core); None when neither is asked.
+    pub fn create(threads_max: Option<u64>, cpu_millis: Option<u64>) -> io::Result<Option<Self>> {
+        if threads_max.is_none() && cpu_millis.is_none() {
+            return Ok(None);
+        }
+        let name = format!("ceiling-lab-{}-server", std::process::id());
+        let v2 = Path::new(V2_ROOT).join("cgroup.controllers").exists();
+        let mut made = ServerCgroups {
+            pids: None,
+            cpu: None,
+            threads_max,
+            cpu_millis,
+        };
+        if v2 {
+            let wanted: Vec<&str> = [threads_max.map(|_| "pids"), cpu_millis.map(|_| "cpu")]
+                .into_iter()
+                .flatten()
+                .collect();
+            let enabled =
+                std::fs::read_to_string(Path::new(V2_ROOT).join("cgroup.subtree_control"))
+                    .unwrap_or_default();
+            if let Some(missing) = wanted
+                .iter()
+                .find(|c| !enabled.split_whitespace().any(|e| e == **c))
+            {
+                return Err(io::Error::other(format!(
+                    "the {missing} controller is not enabled for children of {V2_ROOT}; \
+                     ceiling does not change host-wide cgroup settings: enable it, or drop \
+                     the [lab] setting that needs it"
+                )));
+            }
+            let dir = mkdir(&Path::new(V2_ROOT).join(&name))?;
+            made.pids = threads_max.map(|_| dir.clone());
+            made.cpu = cpu_millis.map(|_| dir);
+        } else {
+            if threads_max.is_some() {
+                made.pids = Some(mkdir(&Path::new(V1_PIDS_ROOT).join(&name))?);
+            }
+            if cpu_millis.is_some() {
+                made.cpu = Some(mkdir(&Path::new(V1_CPU_ROOT).join(&name))?);
+            }
+        }
+        // From here on, drop removes what was made.
+        if let (Some(dir), Some(max)) = (&made.pids, threads_max) {
+            write_file(&dir.join("pids.max"), &max.to_string())?;
+        }
+        if let (Some(dir), Some(millis)) = (&made.cpu, cpu_millis) {
+            let quota = (millis * CPU_PERIOD_US / 1000).max(1000);
+            if v2 {
+                write_file(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))?;
+            } else {
+                write_file(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                write_file(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+            }
+        }
+        Ok(Some(made))
+    }
+
+    /// The `cgroup.procs` files the server writes "0" to as it starts, to
+    /// join every cgroup here (one on v2).
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        let mut dirs: Vec<&PathBuf> = self.pids.iter().chain(self.cpu.iter()).collect();
+        dirs.dedup();
+        dirs.into_iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    pub fn threads_max(&self) -> Option<u64> {
+        self.threads_max
+    }
+
+    pub fn cpu_millis(&self) -> Option<u64> {
+        self.cpu_millis
+    }
+
+    /// The directories, for the summary.
+    pub fn paths(&self) -> Vec<String> {
+        let mut dirs: Vec<&PathBuf> = self.pids.iter().chain(self.cpu.iter()).collect();
+        dirs.dedup();
+        dirs.into_iter().map(|d| d.display().to_string()).collect()
+    }
+
+    /// Forks or thread starts the pids limit refused: `max N` of
+    /// pids.events (None: no pids cgroup, or not counted here).
+    pub fn pids_refused(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.pids.as_ref()?.join("pids.events")).ok()?;
+        text.lines().find_map(|line| {
+            let mut parts = line.split_whitespace();
+            (parts.next()? == "max")
+                .then(|| parts.next()?.parse().ok())
+                .flatten()
+        })
+    }
+
+    /// The quota's throttling: (periods throttled, seconds throttled), from
+    /// cpu.stat (None: no cpu cgroup).
+    pub fn throttled(&self) -> Option<(u64, f64)> {
+        let text = std::fs::read_to_string(self.cpu.as_ref()?.join("cpu.stat")).ok()?;
+        let field = |name: &str| {
+            text.lines().find_map(|line| {
+                let mut parts = line.split_whitespace();
+                (parts.next()? == name)
+                    .then(|| parts.next()?.parse::<u64>().ok())
+                    .flatten()
+            })
+        };
+        let periods = field("nr_throttled")?;
+        // v1: throttled_time in ns; v2: throttled_usec.
+        let seconds = match field("throttled_time") {
+            Some(ns) => ns as f64 / 1e9,
+            None => field("throttled_usec")? as f64 / 1e6,
+        };
+        Some((periods, seconds))
+    }
+}
+
+impl Drop for ServerCgroups {
+    fn drop(&mut self) {
+        let mut dirs: Vec<PathBuf> = self.pids.iter().chain(self.cpu.iter()).cloned().collect();
+        dirs.dedup();
+        for dir in dirs {
+            if let Err(e) = remove(&dir) {
+                eprintln!("ceiling: {e}");
+            }
+        }
+    }
+}
+
+fn mkdir(path: &Path) -> io::Result<PathBuf> {
+    std::fs::create_dir(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("mkdir {}: {e}", path.display())))?;
+    Ok(path.to_path_buf())
+}
+
+fn write_file(path: &Path, value: &str) -> io::Result<()> {
+    std::fs::write(path, value).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("write {value} to {}: {e}", path.display()),
+        )
+    })
 }
 
 /// The `oom_kill N` line of memory.oom_control or memory.events.

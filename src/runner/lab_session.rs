@@ -14,31 +14,40 @@
 //! removed by the next lab ([`remove_stale_cgroups`]).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 
 use super::target::{self, TargetServer};
 use crate::UsageError;
+use crate::classify::procfs::TaskFigures;
+use crate::classify::{ServerPids, host};
 use crate::engine::procs::WorkerCgroup;
-use crate::lab::cgroup::{self, MemoryCgroup};
+use crate::lab::cgroup::{self, MemoryCgroup, ServerCgroups};
 use crate::lab::{NetNamespace, SysctlWrite};
-use crate::model::{LabCgroupReport, LabReport, LabServerReport};
+use crate::model::{LabCgroupReport, LabReport, LabServerFigures, LabServerReport, thousands};
 use crate::scenario::Scenario;
 use crate::scenario::lab::Lab;
 
-/// The cgroup to remove if ceiling exits without unwinding (a second
+/// The cgroups to remove if ceiling exits without unwinding (a second
 /// Ctrl-C calls `exit`).
-static CGROUP_ON_EXIT: Mutex<Option<PathBuf>> = Mutex::new(None);
+static CGROUPS_ON_EXIT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-/// Removes the lab's cgroup now, its worker processes killed first: for
-/// exits that skip destructors (a second Ctrl-C).
+/// How often the server's threads, memory and CPU are read (each of its
+/// threads' status file, for the context switches: thousands at C10K).
+const SAMPLE_EVERY: Duration = Duration::from_millis(500);
+
+/// Removes the lab's cgroups now, their processes killed first: for exits
+/// that skip destructors (a second Ctrl-C).
 pub fn cleanup_before_exit() {
-    if let Ok(mut slot) = CGROUP_ON_EXIT.lock()
-        && let Some(path) = slot.take()
-        && let Err(e) = cgroup::remove(&path)
-    {
-        eprintln!("ceiling: {e}");
+    if let Ok(mut paths) = CGROUPS_ON_EXIT.lock() {
+        for path in paths.drain(..) {
+            if let Err(e) = cgroup::remove(&path) {
+                eprintln!("ceiling: {e}");
+            }
+        }
     }
 }
 
@@ -75,13 +84,18 @@ fn describe_sysctls(applied: &[(String, String)]) -> String {
     format!(" with {}", list.join(", "))
 }
 
-/// Everything a lab run holds; dropping it undoes the lab (the server is
-/// killed before the cgroup is removed).
+/// Everything a lab run holds; dropping it undoes the lab (the sampler
+/// stops, the server is killed, then its cgroups and the workers' are
+/// removed).
 pub struct LabSession {
+    sampler: Sampler,
     namespace: NetNamespace,
     lab: Lab,
     server: TargetServer,
     cgroup: Option<Arc<MemoryCgroup>>,
+    /// The server's pids and cpu cgroups (after `server`: it leaves them
+    /// before they are removed).
+    server_cgroups: Option<ServerCgroups>,
 }
 
 impl LabSession {
@@ -119,7 +133,7 @@ impl LabSession {
             })
             .transpose()?;
         if let Some(cgroup) = &cgroup {
-            *CGROUP_ON_EXIT.lock().unwrap() = Some(cgroup.path().to_path_buf());
+            on_exit(cgroup.path().to_path_buf());
             eprintln!(
                 "ceiling: memory cgroup {} (limit {} bytes) for the worker processes; ceiling's own \
                  process stays outside it to report what happens inside",
@@ -127,20 +141,39 @@ impl LabSession {
                 cgroup.limit_bytes()
             );
         }
+        let server_cgroups = ServerCgroups::create(lab.server.threads_max, lab.server.cpu_millis)
+            .context(
+            "cannot create the lab server's cgroups (server_threads_max, server_cpus)",
+        )?;
+        let joins = server_cgroups
+            .as_ref()
+            .map(ServerCgroups::procs_files)
+            .unwrap_or_default();
+        for path in server_cgroups.iter().flat_map(ServerCgroups::paths) {
+            on_exit(path.into());
+        }
         let server_processes = target::processes_to_hold(scenario.connections)?;
-        let server = TargetServer::start(&scenario.targets, &lab.server, server_processes)
+        let server = TargetServer::start(&scenario.targets, &lab.server, server_processes, &joins)
             .context("cannot start the lab's built-in server")?;
         eprintln!(
-            "ceiling: lab: new network namespace{}; built-in server (pid {}) on {}",
+            "ceiling: lab: new network namespace{}; built-in server (pid {}, {}{}) on {}",
             describe_sysctls(namespace.applied()),
             server.pid(),
+            lab.server.model.as_str(),
+            server_cgroups
+                .as_ref()
+                .map(describe_server_cgroups)
+                .unwrap_or_default(),
             server.listen_text()
         );
+        let sampler = Sampler::start(server.pid());
         Ok(LabSession {
+            sampler,
             namespace,
             lab,
             server,
             cgroup: cgroup.map(Arc::new),
+            server_cgroups,
         })
     }
 
@@ -151,8 +184,19 @@ impl LabSession {
             .map(|c| Arc::clone(c) as Arc<dyn WorkerCgroup>)
     }
 
-    /// The lab's settings for summary.json.
-    pub fn report(&self) -> LabReport {
+    /// The server's pids cgroup: its limit and the thread starts refused
+    /// so far (the classifier names it).
+    pub fn server_pids(&self) -> Option<ServerPids> {
+        let cgroups = self.server_cgroups.as_ref()?;
+        Some(ServerPids {
+            max: cgroups.threads_max()?,
+            refused: cgroups.pids_refused().unwrap_or(0),
+        })
+    }
+
+    /// The lab's settings, and what its server did, for summary.json.
+    /// `peak_active`: the run's peak, which the server held too.
+    pub fn report(&self, peak_active: u64) -> LabReport {
         LabReport {
             namespace: "anonymous network namespace of this ceiling process (unshare \
                         CLONE_NEWNET), gone when it exits"
@@ -169,6 +213,17 @@ impl LabSession {
                 accept: self.lab.server.accept,
                 mode: self.lab.server.mode.as_str().into(),
                 pid: self.server.pid(),
+                model: self.lab.server.model.as_str().into(),
+                threads_max: self.lab.server.threads_max,
+                cpus: self.lab.server.cpu_millis.map(|m| m as f64 / 1000.0),
+                cgroups: self
+                    .server_cgroups
+                    .iter()
+                    .flat_map(ServerCgroups::paths)
+                    .collect(),
+                figures: self
+                    .sampler
+                    .figures(peak_active, self.server_cgroups.as_ref()),
             },
             memory_cgroup: self.cgroup.as_ref().map(|c| LabCgroupReport {
                 path: c.path().display().to_string(),
@@ -183,6 +238,115 @@ impl LabSession {
 impl Drop for LabSession {
     fn drop(&mut self) {
         // The guards (fields) undo the lab; nothing is left to remove at exit.
-        *CGROUP_ON_EXIT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        CGROUPS_ON_EXIT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
+
+/// Remember `path` for [`cleanup_before_exit`].
+fn on_exit(path: PathBuf) {
+    CGROUPS_ON_EXIT
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(path);
+}
+
+fn describe_server_cgroups(cgroups: &ServerCgroups) -> String {
+    let mut parts = Vec::new();
+    if let Some(max) = cgroups.threads_max() {
+        parts.push(format!("pids.max {}", thousands(max)));
+    }
+    if let Some(millis) = cgroups.cpu_millis() {
+        parts.push(format!("CPU quota {:.2} cores", millis as f64 / 1000.0));
+    }
+    format!(", {}", parts.join(", "))
+}
+
+/// What the sampler has seen of the server's process tree.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    first: Option<TaskFigures>,
+    last: TaskFigures,
+    peak_threads: u64,
+    peak_rss_kib: u64,
+}
+
+/// Reads the server's threads, memory and CPU every [`SAMPLE_EVERY`] on a
+/// thread of its own, keeping the peaks: a thread-per-connection server's
+/// threads and memory are gone once the run closes its connections.
+struct Sampler {
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sampler {
+    fn start(pid: u32) -> Sampler {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (seen, stop) = (Arc::clone(&seen), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("lab-server-figures".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Some(now) = host::process_tree(pid) {
+                            let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                            seen.first.get_or_insert(now);
+                            // Threads that exited take their switches
+                            // with them: keep the most seen.
+                            let switches = (
+                                seen.last.voluntary_switches.max(now.voluntary_switches),
+                                seen.last.involuntary_switches.max(now.involuntary_switches),
+                            );
+                            seen.last = now;
+                            (seen.last.voluntary_switches, seen.last.involuntary_switches) =
+                                switches;
+                            seen.peak_threads = seen.peak_threads.max(now.threads);
+                            seen.peak_rss_kib = seen.peak_rss_kib.max(now.rss_kib);
+                        }
+                        std::thread::sleep(SAMPLE_EVERY);
+                    }
+                })
+                .ok()
+        };
+        Sampler { seen, stop, thread }
+    }
+
+    /// The server's figures over the run (None: never read).
+    fn figures(
+        &self,
+        peak_active: u64,
+        cgroups: Option<&ServerCgroups>,
+    ) -> Option<LabServerFigures> {
+        let seen = *self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let first = seen.first?;
+        let hz = host::clock_ticks_per_s() as f64;
+        let grown = seen.peak_rss_kib.saturating_sub(first.rss_kib) * 1024;
+        let throttled = cgroups.and_then(ServerCgroups::throttled);
+        Some(LabServerFigures {
+            peak_threads: seen.peak_threads,
+            rss_kib_at_start: first.rss_kib,
+            peak_rss_kib: seen.peak_rss_kib,
+            rss_bytes_per_connection: (peak_active > 0).then(|| grown / peak_active),
+            cpu_user_s: seen.last.user_ticks as f64 / hz,
+            cpu_system_s: seen.last.system_ticks as f64 / hz,
+            voluntary_switches: seen.last.voluntary_switches,
+            involuntary_switches: seen.last.involuntary_switches,
+            pids_refused: cgroups.and_then(ServerCgroups::pids_refused),
+            cpu_throttled_periods: throttled.map(|(periods, _)| periods),
+            cpu_throttled_s: throttled.map(|(_, seconds)| seconds),
+        })
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

@@ -169,6 +169,7 @@ pub fn execute(
         fd_limits: (fd_soft, fd_hard),
         listen_drops_at_start,
         launcher: launcher.as_deref(),
+        lab,
     };
     let driven = drive::drive(ticker, &engine, &run, &mut agg, &mut live, &mut results);
     // The terminal comes back before anything else is printed, error or not.
@@ -215,7 +216,7 @@ pub fn execute(
         stopped: host_room_stop,
     };
     summary.aborted |= summary.safety.stopped.is_some() || !panics.is_empty();
-    summary.lab = lab.map(|session| session.report());
+    summary.lab = lab.map(|session| session.report(summary.totals.peak_active));
     // The summary is printed whether or not the files could be written;
     // those that could not are then named in one error (exit 1).
     let written = results.finish(&summary, &last);
@@ -269,6 +270,8 @@ struct RunInfo<'a> {
     listen_drops_at_start: Option<u64>,
     /// Worker processes' launcher (None: worker threads in this process).
     launcher: Option<&'a Launcher>,
+    /// The lab, when this run is `ceiling lab`'s.
+    lab: Option<&'a LabSession>,
 }
 
 impl RunInfo<'_> {
@@ -288,6 +291,7 @@ impl RunInfo<'_> {
             target_listener: at_limit.and_then(|at| at.listener),
             close_pattern: snapshot.total.close_pattern(),
             worker_deaths: self.launcher.map(Launcher::deaths).unwrap_or_default(),
+            server_pids: self.lab.and_then(LabSession::server_pids),
         }
     }
 }

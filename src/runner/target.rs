@@ -15,7 +15,9 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -24,6 +26,7 @@ use anyhow::Context;
 
 use crate::classify::host;
 use crate::scenario::lab::LabServer;
+use crate::scenario::units::ServerModel;
 
 /// How long the child server may take to print its `listening on` lines
 /// (`serve --processes M` starts M processes first).
@@ -56,10 +59,15 @@ impl TargetServer {
     /// than one process (`processes` or the config's own count, whichever
     /// is larger) it runs as `serve --processes`, so the server side too can
     /// hold more than one process's fd limit.
+    ///
+    /// `join`: `cgroup.procs` files of cgroups the server joins as it
+    /// starts (the lab's pids and cpu cgroups), before it can spawn a thread
+    /// or a process: what it starts inherits them.
     pub fn start(
         listen: &[SocketAddr],
         config: &LabServer,
         processes: u64,
+        cgroups: &[PathBuf],
     ) -> anyhow::Result<TargetServer> {
         let exe = std::env::current_exe().context("cannot find ceiling's own executable")?;
         let mut cmd = Command::new(exe);
@@ -72,6 +80,20 @@ impl TargetServer {
         if !config.accept {
             cmd.arg("--no-accept");
         }
+        if config.model != ServerModel::Async {
+            cmd.args(["--model", config.model.as_str()]);
+        }
+        // Opened here: between fork and exec only write(2) is left to do.
+        let joins: Vec<std::fs::File> = cgroups
+            .iter()
+            .map(|path| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let join_fds: Vec<i32> = joins.iter().map(AsRawFd::as_raw_fd).collect();
         let processes = processes.max(config.processes as u64).max(1);
         if processes > 1 {
             cmd.args(["--processes", &processes.to_string()]);
@@ -79,10 +101,16 @@ impl TargetServer {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: between fork and exec only async-signal-safe calls: prctl,
-        // getrlimit, setrlimit.
+        // SAFETY: between fork and exec only async-signal-safe calls: write,
+        // prctl, getrlimit, setrlimit.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
+                // "0": this process joins the cgroup.
+                for &fd in &join_fds {
+                    if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 // If ceiling dies without killing it, the kernel does.
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
@@ -101,6 +129,7 @@ impl TargetServer {
             });
         }
         let mut child = cmd.spawn().context("cannot spawn `ceiling serve`")?;
+        drop(joins);
         let stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
         let (tx, rx) = mpsc::channel();
@@ -160,6 +189,7 @@ impl TargetServer {
             &[SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
             &LabServer::default(),
             processes,
+            &[],
         )
         .context("cannot start the built-in target server on 127.0.0.1")
     }

@@ -123,6 +123,13 @@ fn lab_table(lab: &Lab) -> Table {
             Value::Integer(lab.server.processes as i64),
         );
     }
+    t.insert("server_model".into(), lab.server.model.as_str().into());
+    if let Some(n) = lab.server.threads_max {
+        t.insert("server_threads_max".into(), count(n));
+    }
+    if let Some(millis) = lab.server.cpu_millis {
+        t.insert("server_cpus".into(), Value::Float(millis as f64 / 1000.0));
+    }
     t
 }
 

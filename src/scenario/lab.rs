@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-use super::units::{self, PortRange, ServerMode};
+use super::units::{self, PortRange, ServerMode, ServerModel};
 use super::{ScenarioError, invalid};
 
 /// Where the built-in server listens in a lab when the scenario names no
@@ -43,6 +43,14 @@ pub struct LabSpec {
     /// process's fd limit of server-side connections (SO_REUSEPORT).
     #[serde(default, deserialize_with = "units::de::count")]
     pub server_processes: Option<u64>,
+    /// The server's design: `async` or `threads` (one per connection).
+    pub server_model: Option<ServerModel>,
+    /// A pids cgroup for the server: at most this many tasks (threads) in
+    /// it, as a host with a threads limit has.
+    #[serde(default, deserialize_with = "units::de::count")]
+    pub server_threads_max: Option<u64>,
+    /// A CPU quota for the server, in cores (e.g. 0.2), by a cpu cgroup.
+    pub server_cpus: Option<f64>,
     /// Not a lab setting: accepted only to say where it belongs.
     #[serde(default, deserialize_with = "units::de::count")]
     pub fd_limit: Option<u64>,
@@ -75,7 +83,18 @@ pub struct LabServer {
     /// Server processes (`ceiling serve --processes`), each with its own fd
     /// table; 1 serves from one process.
     pub processes: usize,
+    pub model: ServerModel,
+    /// pids.max of the server's pids cgroup (None: no cgroup).
+    pub threads_max: Option<u64>,
+    /// The server's CPU quota in thousandths of a core (None: no quota).
+    pub cpu_millis: Option<u64>,
 }
+
+/// Fewest tasks a lab server's pids cgroup may allow: the server's own
+/// threads (runtime, accept thread) come before any connection.
+pub const MIN_SERVER_THREADS: u64 = 8;
+/// Most: the kernel's own PID space (pid_max's ceiling).
+pub const MAX_SERVER_THREADS: u64 = 4_194_304;
 
 /// A validated `[lab]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
@@ -97,6 +116,9 @@ impl Default for LabServer {
             accept: true,
             mode: ServerMode::Hold,
             processes: 1,
+            model: ServerModel::Async,
+            threads_max: None,
+            cpu_millis: None,
         }
     }
 }
@@ -274,6 +296,35 @@ impl LabSpec {
                 ));
             }
         };
+        let threads_max = match self.server_threads_max {
+            None => None,
+            Some(n) if (MIN_SERVER_THREADS..=MAX_SERVER_THREADS).contains(&n) => Some(n),
+            Some(n) => {
+                return Err(invalid(
+                    "server_threads_max",
+                    format!(
+                        "[lab] server_threads_max = {n} is out of range: use \
+                         {MIN_SERVER_THREADS} to {MAX_SERVER_THREADS} (the server needs a few \
+                         threads of its own before its first connection)"
+                    ),
+                ));
+            }
+        };
+        let cpu_millis = match self.server_cpus {
+            None => None,
+            Some(cpus) if cpus.is_finite() && (0.01..=1024.0).contains(&cpus) => {
+                Some((cpus * 1000.0).round() as u64)
+            }
+            Some(cpus) => {
+                return Err(invalid(
+                    "server_cpus",
+                    format!(
+                        "[lab] server_cpus = {cpus} is out of range: use 0.01 to 1024 cores, \
+                         e.g. 0.2 for a fifth of one core"
+                    ),
+                ));
+            }
+        };
         Ok(Lab {
             sysctls,
             ehash_entries,
@@ -283,6 +334,9 @@ impl LabSpec {
                 accept: self.server_accept.unwrap_or(true),
                 mode: self.server_mode.unwrap_or_default(),
                 processes,
+                model: self.server_model.unwrap_or_default(),
+                threads_max,
+                cpu_millis,
             },
         })
     }
@@ -361,6 +415,28 @@ mod tests {
         assert!(!lab.server.accept);
         assert_eq!(lab.memory_limit, Some(64 << 20));
         assert_eq!(lab.port_range(), Some((50000, 50010)));
+    }
+
+    #[test]
+    fn the_server_design_and_its_cgroups_have_ranges() {
+        let lab = lab_of(
+            "[lab]\nserver_model = \"threads\"\nserver_threads_max = \"2k\"\nserver_cpus = 0.25\n",
+        )
+        .unwrap();
+        assert_eq!(lab.server.model, super::ServerModel::Threads);
+        assert_eq!(lab.server.threads_max, Some(2000));
+        assert_eq!(lab.server.cpu_millis, Some(250));
+        let err = lab_of("[lab]\nserver_threads_max = 3\n").unwrap_err();
+        assert!(
+            err.contains("server_threads_max = 3") && err.contains("8 to"),
+            "{err}"
+        );
+        for bad in ["0", "0.001", "2000", "nan"] {
+            let err = lab_of(&format!("[lab]\nserver_cpus = {bad}\n")).unwrap_err();
+            assert!(err.contains("0.01 to 1024"), "{bad}: {err}");
+        }
+        let err = lab_of("[lab]\nserver_model = \"fibers\"\n").unwrap_err();
+        assert!(err.contains("async") && err.contains("threads"), "{err}");
     }
 
     #[test]

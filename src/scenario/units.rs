@@ -714,6 +714,26 @@ impl ServerMode {
     }
 }
 
+/// The built-in server's design (`ceiling serve --model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerModel {
+    /// Event-driven (epoll): a few threads whatever the connections.
+    #[default]
+    Async,
+    /// One OS thread per connection: C10K's cautionary design.
+    Threads,
+}
+
+impl ServerModel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerModel::Async => "async",
+            ServerModel::Threads => "threads",
+        }
+    }
+}
+
 /// When the source port of a socket bound to a source IP is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]

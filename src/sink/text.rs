@@ -30,9 +30,67 @@ pub fn render(summary: &Summary, results_dir: &Path) -> String {
     failures(&mut out, summary);
     worker_deaths(&mut out, summary);
     warnings(&mut out, summary);
+    lab_server(&mut out, summary);
     latency(&mut out, summary);
     let _ = writeln!(out, "\nresults: {}", results_dir.display());
     out
+}
+
+/// The lab server's design and what it used: threads, memory per
+/// connection, CPU, context switches, and its cgroups' refusals.
+fn lab_server(out: &mut String, summary: &Summary) {
+    let Some(lab) = &summary.lab else { return };
+    let Some(f) = &lab.server.figures else { return };
+    let mut limits = Vec::new();
+    if let Some(max) = lab.server.threads_max {
+        limits.push(format!("pids.max {}", thousands(max)));
+    }
+    if let Some(cpus) = lab.server.cpus {
+        limits.push(format!("CPU quota {cpus} cores"));
+    }
+    let _ = writeln!(
+        out,
+        "\nlab server ({}{})",
+        lab.server.model,
+        if limits.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", limits.join(", "))
+        }
+    );
+    let mut line = format!(
+        "{} threads at most, RSS {} KiB at start and {} KiB at most{}; CPU {:.2} s user + {:.2} s \
+         system; context switches {} voluntary, {} involuntary",
+        thousands(f.peak_threads),
+        thousands(f.rss_kib_at_start),
+        thousands(f.peak_rss_kib),
+        f.rss_bytes_per_connection
+            .map_or(String::new(), |b| format!(
+                " (~{} B per held connection)",
+                thousands(b)
+            )),
+        f.cpu_user_s,
+        f.cpu_system_s,
+        thousands(f.voluntary_switches),
+        thousands(f.involuntary_switches)
+    );
+    if let Some(refused) = f.pids_refused.filter(|&n| n > 0) {
+        let _ = write!(
+            line,
+            "; the pids limit refused {} thread starts",
+            thousands(refused)
+        );
+    }
+    if let (Some(periods), Some(seconds)) = (f.cpu_throttled_periods, f.cpu_throttled_s)
+        && periods > 0
+    {
+        let _ = write!(
+            line,
+            "; throttled by its CPU quota in {} periods, {seconds:.2} s in all",
+            thousands(periods)
+        );
+    }
+    wrap(out, "  ", &line);
 }
 
 /// One line per worker process that died, with what it took with it.

@@ -313,6 +313,46 @@ fn server_closed_with_its_message() {
     assert_eq!(evidence.facts["peer_close"], "eof");
 }
 
+/// A lab server whose pids cgroup refused thread starts: the cgroup is
+/// named as the cap, and the remedy is the design, not a setting.
+#[test]
+fn server_closed_by_its_pids_cgroup_names_the_thread_cap() {
+    let mut ev = event(LimitKind::ServerClosed, Syscall::Read, None, 1996, 2039);
+    ev.peer_close = Some(PeerClose::Eof);
+    ev.server_bytes = Some("ceiling-serve: cannot start a thread for this connection\r\n".into());
+    let facts = RunFacts {
+        server_pids: Some(crate::classify::ServerPids {
+            max: 2000,
+            refused: 8003,
+        }),
+        ..one_source()
+    };
+    let (evidence, remedy) = run(&ev, &[], &facts);
+    assert!(
+        evidence
+            .message
+            .ends_with("the server's pids cgroup (pids.max 2000) refused 8003 thread starts: its threads are the cap"),
+        "{}",
+        evidence.message
+    );
+    assert!(remedy.contains("server_model = \"async\""), "{remedy}");
+    assert!(remedy.contains("2000 tasks"), "{remedy}");
+    // A pids cgroup that refused nothing is not the cause.
+    let facts = RunFacts {
+        server_pids: Some(crate::classify::ServerPids {
+            max: 2000,
+            refused: 0,
+        }),
+        ..one_source()
+    };
+    let (evidence, remedy) = run(&ev, &[], &facts);
+    assert!(!evidence.message.contains("pids"), "{}", evidence.message);
+    assert!(
+        remedy.starts_with("the target closes connections itself"),
+        "{remedy}"
+    );
+}
+
 #[test]
 fn server_closed_silently_by_reset() {
     let mut ev = event(
