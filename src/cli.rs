@@ -279,6 +279,13 @@ pub enum ServeMode {
     Hold,
     /// Close it at once.
     Close,
+    /// Answer HTTP/1.1 requests: any method and path get 200 "ok";
+    /// keep-alive unless the client sends Connection: close.
+    Http,
+    /// Answer RESP (Redis) commands: PING, ECHO, QUIT; others get -ERR.
+    Redis,
+    /// Answer each line with the same line.
+    Line,
 }
 
 /// `ceiling serve`.
@@ -297,6 +304,13 @@ pub struct ServeArgs {
     /// the kernel caps it at net.core.somaxconn.
     #[arg(long, value_name = "N", default_value_t = 4096, allow_negative_numbers = true, value_parser = units::parse_backlog)]
     pub backlog: u32,
+
+    /// With --mode http, redis or line: how long each request takes before
+    /// its response, 0 to 60s (e.g. 200ms), or MIN..MAX drawn uniformly
+    /// per request (e.g. 1ms..5ms). A task waits on a timer (other
+    /// requests go on); a thread (--model threads) sleeps. Default 0.
+    #[arg(long, value_name = "DURATION[..DURATION]", value_parser = crate::server::parse_service_time)]
+    pub service_time: Option<crate::server::ServiceTime>,
 
     /// Listen but never accept (reproduces listen backlog overflow).
     #[arg(long)]
@@ -396,6 +410,7 @@ impl Default for ServeArgs {
         ServeArgs {
             listen: Vec::new(),
             mode: ServeMode::Hold,
+            service_time: None,
             backlog: 4096,
             no_accept: false,
             model: crate::server::Model::Async,

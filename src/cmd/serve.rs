@@ -23,12 +23,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::UsageError;
 use crate::classify::host;
 use crate::cli::{ServeArgs, ServeMode};
+use crate::protocol::Protocol;
 use crate::server::{
     self, Cap, Mode, ProcessFigures, ServeOptions, ServerConfig, ServerTotals, WhenFull,
 };
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     check_fd_limit(args.fd_limit)?;
+    check_service_time(&args)?;
     // Signal handlers go in before the first `listening on` line: a script
     // that sends SIGTERM as soon as it reads that line must not kill us
     // with the default action.
@@ -114,7 +116,7 @@ async fn serve_here(
     } else {
         format!(
             "{}\n{}\n",
-            exit_line(&totals),
+            exit_line(&totals, protocol(args.mode).is_some()),
             stats_line(&totals, &figures)
         )
     })?;
@@ -138,6 +140,29 @@ fn check_fd_limit(wanted: Option<u64>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--service-time` only where there are requests to take time.
+fn check_service_time(args: &ServeArgs) -> Result<(), UsageError> {
+    match (args.service_time, protocol(args.mode)) {
+        (Some(time), None) => Err(UsageError(format!(
+            "--service-time {} needs requests to answer: use it with --mode http, redis or line (--mode {} has none)",
+            time.describe(),
+            clap::ValueEnum::to_possible_value(&args.mode)
+                .map_or_else(String::new, |v| v.get_name().to_string()),
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The protocol a request mode answers.
+fn protocol(mode: ServeMode) -> Option<Protocol> {
+    match mode {
+        ServeMode::Http => Some(Protocol::Http),
+        ServeMode::Redis => Some(Protocol::Redis),
+        ServeMode::Line => Some(Protocol::Line),
+        ServeMode::Echo | ServeMode::Hold | ServeMode::Close => None,
+    }
+}
+
 /// The validated server configuration for these flags.
 fn config_from(args: &ServeArgs) -> (ServerConfig, ServeOptions) {
     let mut listen: Vec<_> = args
@@ -150,10 +175,11 @@ fn config_from(args: &ServeArgs) -> (ServerConfig, ServeOptions) {
     }
     let config = ServerConfig {
         listen,
-        mode: match args.mode {
-            ServeMode::Echo => Mode::Echo,
-            ServeMode::Hold => Mode::Hold,
-            ServeMode::Close => Mode::Close,
+        mode: match (args.mode, protocol(args.mode)) {
+            (_, Some(protocol)) => Mode::Answer(protocol),
+            (ServeMode::Echo, None) => Mode::Echo,
+            (ServeMode::Close, None) => Mode::Close,
+            (_, None) => Mode::Hold,
         },
         backlog: args.backlog,
         accept: !args.no_accept,
@@ -169,28 +195,38 @@ fn config_from(args: &ServeArgs) -> (ServerConfig, ServeOptions) {
         }),
         idle_timeout: args.idle_timeout,
         reject_message: args.reject_message.clone().map(String::into_bytes),
+        service_time: args.service_time.unwrap_or_default(),
     };
     (config, options)
 }
 
-/// `accepted 10000, peak held 10000, held at exit 9998, accept errors 0`
-fn exit_line(totals: &ServerTotals) -> String {
-    format!(
+/// `accepted 10000, peak held 10000, held at exit 9998, accept errors 0`,
+/// and in a request mode (`answers`) `, requests 5, responses 5, request
+/// errors 0`.
+fn exit_line(totals: &ServerTotals, answers: bool) -> String {
+    let mut line = format!(
         "accepted {}, peak held {}, held at exit {}, accept errors {}",
         totals.accepted, totals.peak_held, totals.held, totals.accept_errors
-    )
+    );
+    if answers {
+        line.push_str(&format!(
+            ", requests {}, responses {}, request errors {}",
+            totals.requests, totals.responses, totals.request_errors
+        ));
+    }
+    line
 }
 
 /// `stats: accepted 10, held 5, peak held 5, queued 0, rejected 5
 /// (full_close 5, full_reset 0, closed_oldest 0, thread_spawn_failed 0),
-/// idle closed 0, threads 3, rss 5120 KiB, voluntary switches 12,
+/// idle closed 0, requests 0, responses 0, request errors 0, threads 3, rss 5120 KiB, voluntary switches 12,
 /// involuntary switches 1, cpu user 0.010 s, cpu system 0.020 s` (one
 /// line); a figure the system does not give is `-`.
 fn stats_line(totals: &ServerTotals, process: &ProcessFigures) -> String {
     let or_dash = |figure: Option<u64>| figure.map_or("-".to_string(), |n| n.to_string());
     let rejected = &totals.rejected;
     format!(
-        "stats: accepted {}, held {}, peak held {}, queued {}, rejected {} (full_close {}, full_reset {}, closed_oldest {}, thread_spawn_failed {}), idle closed {}, threads {}, rss {} KiB, voluntary switches {}, involuntary switches {}, cpu user {:.3} s, cpu system {:.3} s",
+        "stats: accepted {}, held {}, peak held {}, queued {}, rejected {} (full_close {}, full_reset {}, closed_oldest {}, thread_spawn_failed {}), idle closed {}, requests {}, responses {}, request errors {}, threads {}, rss {} KiB, voluntary switches {}, involuntary switches {}, cpu user {:.3} s, cpu system {:.3} s",
         totals.accepted,
         totals.held,
         totals.peak_held,
@@ -201,6 +237,9 @@ fn stats_line(totals: &ServerTotals, process: &ProcessFigures) -> String {
         rejected.closed_oldest,
         rejected.thread_spawn_failed,
         totals.idle_closed,
+        totals.requests,
+        totals.responses,
+        totals.request_errors,
         or_dash(process.threads),
         or_dash(process.rss_kib),
         process.voluntary_switches,
@@ -287,8 +326,18 @@ mod tests {
             ..ServerTotals::default()
         };
         assert_eq!(
-            exit_line(&totals),
+            exit_line(&totals, false),
             "accepted 10000, peak held 10000, held at exit 9998, accept errors 0"
+        );
+        let answered = ServerTotals {
+            requests: 7,
+            responses: 6,
+            request_errors: 1,
+            ..totals
+        };
+        assert_eq!(
+            exit_line(&answered, true),
+            "accepted 10000, peak held 10000, held at exit 9998, accept errors 0, requests 7, responses 6, request errors 1"
         );
     }
 
@@ -299,6 +348,8 @@ mod tests {
             thread_stack: 128 * 1024,
             max_conns: Some(50),
             idle_timeout: Some(Duration::from_secs(60)),
+            mode: ServeMode::Redis,
+            service_time: Some(server::ServiceTime::fixed(Duration::from_millis(2))),
             ..ServeArgs::default()
         };
         let (_, options) = config_from(&args);
@@ -313,7 +364,24 @@ mod tests {
                 }),
                 idle_timeout: Some(Duration::from_secs(60)),
                 reject_message: None,
+                service_time: server::ServiceTime::fixed(Duration::from_millis(2)),
             }
+        );
+        let (config, _) = config_from(&args);
+        assert_eq!(config.mode, Mode::Answer(Protocol::Redis));
+    }
+
+    #[test]
+    fn a_service_time_without_requests_is_a_usage_error() {
+        let args = ServeArgs {
+            mode: ServeMode::Echo,
+            service_time: Some(server::ServiceTime::fixed(Duration::from_millis(200))),
+            ..ServeArgs::default()
+        };
+        let err = check_service_time(&args).unwrap_err();
+        assert_eq!(
+            err.0,
+            "--service-time 200ms needs requests to answer: use it with --mode http, redis or line (--mode echo has none)"
         );
     }
 
@@ -339,7 +407,7 @@ mod tests {
         };
         assert_eq!(
             stats_line(&totals, &process),
-            "stats: accepted 10, held 5, peak held 5, queued 0, rejected 5 (full_close 5, full_reset 0, closed_oldest 0, thread_spawn_failed 0), idle closed 0, threads 3, rss - KiB, voluntary switches 12, involuntary switches 1, cpu user 0.010 s, cpu system 0.020 s"
+            "stats: accepted 10, held 5, peak held 5, queued 0, rejected 5 (full_close 5, full_reset 0, closed_oldest 0, thread_spawn_failed 0), idle closed 0, requests 0, responses 0, request errors 0, threads 3, rss - KiB, voluntary switches 12, involuntary switches 1, cpu user 0.010 s, cpu system 0.020 s"
         );
     }
 }

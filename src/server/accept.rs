@@ -111,7 +111,7 @@ pub(super) async fn serve_listener(
 /// Accepts until dropped (that drops the listener).
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut backoff = AcceptBackoff::new();
-    let holds = matches!(shared.mode, Mode::Hold | Mode::Echo);
+    let holds = shared.mode != Mode::Close;
     let stop_accepting = holds && shared.when_full == Some(WhenFull::StopAccepting);
     loop {
         // stop-accepting: take the slot first, so while the server is full

@@ -22,8 +22,13 @@
 //! [`ServeOptions`]: the threads model (`threads`), a connection cap with
 //! its [`WhenFull`] policy and an idle timeout (`slots` keeps who is
 //! served); [`ProcessFigures`] is what serving costs the process.
+//!
+//! In a request mode ([`Mode::Answer`]) a connection answers requests of a
+//! [`crate::protocol::Protocol`] in order, each after the service time (the `answer`
+//! submodule), on a task or a thread as in the other modes.
 
 mod accept;
+mod answer;
 mod conn;
 mod idle;
 mod options;
@@ -48,8 +53,8 @@ use slots::Shared;
 
 pub use accept::{AcceptBackoff, AcceptErrorKind, classify_accept_error};
 pub use options::{
-    Cap, DEFAULT_THREAD_STACK, Model, ServeOptions, WhenFull, parse_max_conns, parse_model,
-    parse_size, parse_when_full,
+    Cap, DEFAULT_THREAD_STACK, MAX_SERVICE_TIME, Model, ServeOptions, ServiceTime, WhenFull,
+    parse_max_conns, parse_model, parse_service_time, parse_size, parse_when_full,
 };
 pub use process::ProcessFigures;
 
@@ -76,6 +81,9 @@ pub enum Mode {
     Hold,
     /// Close it at once (an orderly FIN).
     Close,
+    /// Answer each request of this protocol (after the service time), in
+    /// order, until the client closes or asks to.
+    Answer(crate::protocol::Protocol),
 }
 
 /// Everything the server needs to start.
@@ -146,6 +154,13 @@ pub struct ServerTotals {
     pub rejected: Rejected,
     /// Held connections closed by the idle timeout.
     pub idle_closed: u64,
+    /// Requests read whole (request modes).
+    pub requests: u64,
+    /// Responses to them written whole.
+    pub responses: u64,
+    /// Input that was not a request of the protocol, or over its size
+    /// bound: answered with the protocol's error, then closed.
+    pub request_errors: u64,
 }
 
 /// Live counters shared by the accept loops and connection tasks. Reading
@@ -166,6 +181,11 @@ pub struct ServerStats {
     queued: AtomicU64,
     rejected: RejectedCounters,
     idle_closed: AtomicU64,
+    /// Counted by connections as they read requests, write responses, or
+    /// refuse what is not a request.
+    requests: AtomicU64,
+    responses: AtomicU64,
+    request_errors: AtomicU64,
 }
 
 /// [`Rejected`], live.
@@ -194,6 +214,9 @@ impl ServerStats {
                 thread_spawn_failed: self.rejected.thread_spawn_failed.load(Ordering::Relaxed),
             },
             idle_closed: self.idle_closed.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            responses: self.responses.load(Ordering::Relaxed),
+            request_errors: self.request_errors.load(Ordering::Relaxed),
         }
     }
 

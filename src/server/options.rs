@@ -1,5 +1,6 @@
 //! How the server serves: its model (tasks or threads), its connection cap
-//! and what it does when the cap is reached, its idle timeout. Also the
+//! and what it does when the cap is reached, its idle timeout, the service
+//! time of each request it answers. Also the
 //! parsers `ceiling serve`'s flags use for these values, so the accepted
 //! forms and their error messages live next to the types.
 
@@ -89,6 +90,49 @@ pub struct ServeOptions {
     /// Written to connections the server turns away (cap `close`, or no
     /// thread for it); `None`: a default message naming the reason.
     pub reject_message: Option<Vec<u8>>,
+    /// How long each request takes before its response (request modes).
+    pub service_time: ServiceTime,
+}
+
+/// The time a request takes before its response is sent: fixed, or drawn
+/// uniformly from `min..=max` for each request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServiceTime {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+/// The longest service time `--service-time` takes.
+pub const MAX_SERVICE_TIME: Duration = Duration::from_secs(60);
+
+impl ServiceTime {
+    pub fn fixed(time: Duration) -> ServiceTime {
+        ServiceTime {
+            min: time,
+            max: time,
+        }
+    }
+
+    /// The service time of the next request; `None` for none at all.
+    pub fn draw(&self) -> Option<Duration> {
+        let time = if self.max > self.min {
+            let spread = (self.max - self.min).as_nanos() as u64;
+            self.min + Duration::from_nanos(fastrand::u64(0..=spread))
+        } else {
+            self.min
+        };
+        (!time.is_zero()).then_some(time)
+    }
+
+    /// `200ms`, or `1ms..5ms` for a range.
+    pub fn describe(&self) -> String {
+        let text = |d: Duration| humantime::format_duration(d).to_string();
+        if self.max > self.min {
+            format!("{}..{}", text(self.min), text(self.max))
+        } else {
+            text(self.min)
+        }
+    }
 }
 
 /// The thread stack when none is given: enough for the blocking loop and
@@ -103,6 +147,7 @@ impl Default for ServeOptions {
             cap: None,
             idle_timeout: None,
             reject_message: None,
+            service_time: ServiceTime::default(),
         }
     }
 }
@@ -188,6 +233,41 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("'{text}' is not a size: use {SIZE_FORMS}"))
 }
 
+const SERVICE_TIME_FORMS: &str =
+    "a duration from 0 to 60s (200ms, 1.5s), or a range drawn uniformly per request (1ms..5ms)";
+
+/// `--service-time`: a duration, or `MIN..MAX` drawn uniformly per request.
+pub fn parse_service_time(text: &str) -> Result<ServiceTime, String> {
+    let one = |part: &str| -> Result<Duration, String> {
+        let part = part.trim();
+        let time = if part == "0" {
+            Duration::ZERO
+        } else {
+            humantime::parse_duration(part)
+                .map_err(|_| format!("'{text}' is not a service time: use {SERVICE_TIME_FORMS}"))?
+        };
+        if time > MAX_SERVICE_TIME {
+            return Err(format!(
+                "'{text}' is too long a service time: use {SERVICE_TIME_FORMS}"
+            ));
+        }
+        Ok(time)
+    };
+    let time = match text.split_once("..") {
+        Some((min, max)) => ServiceTime {
+            min: one(min)?,
+            max: one(max)?,
+        },
+        None => ServiceTime::fixed(one(text)?),
+    };
+    if time.min > time.max {
+        return Err(format!(
+            "'{text}' is an empty range: put the shorter time first, e.g. 1ms..5ms"
+        ));
+    }
+    Ok(time)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +279,32 @@ mod tests {
         assert_eq!(parse_size("1M"), Ok(1024 * 1024));
         for bad in ["", "0", "k", "1.5m", "64kb", "-1"] {
             assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn service_times_are_fixed_or_a_range() {
+        let ms = Duration::from_millis;
+        assert_eq!(parse_service_time("200ms"), Ok(ServiceTime::fixed(ms(200))));
+        assert_eq!(parse_service_time("0"), Ok(ServiceTime::default()));
+        assert_eq!(
+            parse_service_time("1ms..5ms"),
+            Ok(ServiceTime {
+                min: ms(1),
+                max: ms(5)
+            })
+        );
+        for bad in ["", "fast", "5ms..1ms", "2m", "1ms..", "-1ms"] {
+            let err = parse_service_time(bad).unwrap_err();
+            assert!(err.contains(&format!("'{bad}'")), "{err}");
+        }
+        assert_eq!(ServiceTime::default().draw(), None);
+        assert_eq!(ServiceTime::fixed(ms(3)).draw(), Some(ms(3)));
+        let range = parse_service_time("1ms..5ms").unwrap();
+        assert_eq!(range.describe(), "1ms..5ms");
+        for _ in 0..100 {
+            let time = range.draw().unwrap();
+            assert!((ms(1)..=ms(5)).contains(&time), "{time:?}");
         }
     }
 
