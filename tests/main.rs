@@ -12,6 +12,7 @@ mod processes;
 mod results;
 mod run;
 mod serve;
+mod serve_requests;
 mod shell;
 mod spreadsheet;
 mod tui;

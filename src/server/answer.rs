@@ -14,6 +14,10 @@
 //! size too. Both are freed when empty, so a keep-alive connection waiting
 //! for its next request holds no buffer. Pipelined requests are answered in
 //! order; with no service time their responses go out in one write.
+//!
+//! When the server ends a connection (a refused request, or a close the
+//! client asked for) it sends its FIN first and reads on for a moment
+//! before closing, so the last response is not lost to a RST.
 
 use std::io::{self, Read, Write};
 use std::net;
@@ -30,6 +34,13 @@ use crate::protocol::{Answer, Protocol};
 
 /// Bytes read per read() call, into a stack buffer.
 const SCRATCH: usize = 8 * 1024;
+
+/// How long a connection the server closes (a refused request, or a close
+/// the client asked for) keeps reading and discarding after its FIN, and
+/// how much: closing with unread bytes would send a RST, which can destroy
+/// the error response before the client reads it (nginx's lingering close).
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// What to do after looking at the buffered bytes.
 #[derive(Debug, PartialEq, Eq)]
@@ -135,12 +146,14 @@ pub(super) async fn serve_task(
                     send_async(stream, &mut requests).await?;
                 }
                 if close {
+                    linger_async(stream).await;
                     return Ok(End::Eof);
                 }
                 continue;
             }
             Next::Refuse => {
                 send_async(stream, &mut requests).await?;
+                linger_async(stream).await;
                 return Ok(End::Eof);
             }
             Next::Read => {}
@@ -202,6 +215,45 @@ async fn send_async(stream: &TcpStream, requests: &mut Requests<'_>) -> io::Resu
     Ok(())
 }
 
+/// Sends a FIN, then reads and discards until the peer closes, for at most
+/// [`LINGER_TIME`] and [`LINGER_BYTES`].
+async fn linger_async(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).shutdown(net::Shutdown::Write);
+    let drain = async {
+        let mut scratch = [0u8; SCRATCH];
+        let mut left = LINGER_BYTES;
+        while left > 0 && stream.readable().await.is_ok() {
+            match stream.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(n) => left = left.saturating_sub(n),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
+
+/// [`linger_async`] on a blocking socket.
+fn linger_blocking(stream: &mut net::TcpStream) {
+    let _ = stream.shutdown(net::Shutdown::Write);
+    let deadline = std::time::Instant::now() + LINGER_TIME;
+    let mut scratch = [0u8; SCRATCH];
+    let mut left = LINGER_BYTES;
+    while left > 0 {
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        if wait.is_zero() || stream.set_read_timeout(Some(wait)).is_err() {
+            return;
+        }
+        match stream.read(&mut scratch) {
+            Ok(0) => return,
+            Ok(n) => left = left.saturating_sub(n),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// Serves requests on the connection's own thread, blocking, until EOF, a
 /// close the client asked for, a refused request, the idle timeout (the
 /// socket's read timeout) or an error.
@@ -224,12 +276,14 @@ pub(super) fn serve_thread(
                     send_blocking(stream, &mut requests)?;
                 }
                 if close {
+                    linger_blocking(stream);
                     return Ok(End::Eof);
                 }
                 continue;
             }
             Next::Refuse => {
                 send_blocking(stream, &mut requests)?;
+                linger_blocking(stream);
                 return Ok(End::Eof);
             }
             Next::Read => {}
