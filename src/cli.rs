@@ -300,17 +300,17 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = ServeMode::Hold)]
     pub mode: ServeMode,
 
-    /// listen() backlog (each process's, with --processes), 1 to 65535;
-    /// the kernel caps it at net.core.somaxconn.
-    #[arg(long, value_name = "N", default_value_t = 4096, allow_negative_numbers = true, value_parser = units::parse_backlog)]
-    pub backlog: u32,
-
     /// With --mode http, redis or line: how long each request takes before
     /// its response, 0 to 60s (e.g. 200ms), or MIN..MAX drawn uniformly
     /// per request (e.g. 1ms..5ms). A task waits on a timer (other
     /// requests go on); a thread (--model threads) sleeps. Default 0.
     #[arg(long, value_name = "DURATION[..DURATION]", value_parser = crate::server::parse_service_time)]
     pub service_time: Option<crate::server::ServiceTime>,
+
+    /// listen() backlog (each process's, with --processes), 1 to 65535;
+    /// the kernel caps it at net.core.somaxconn.
+    #[arg(long, value_name = "N", default_value_t = 4096, allow_negative_numbers = true, value_parser = units::parse_backlog)]
+    pub backlog: u32,
 
     /// Listen but never accept (reproduces listen backlog overflow).
     #[arg(long)]
