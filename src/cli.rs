@@ -316,10 +316,30 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_accept: bool,
 
-    /// Server model: async (event-driven, epoll: no thread per connection)
-    /// or threads (one OS thread per connection, blocking I/O).
-    #[arg(long, value_name = "async|threads", default_value = "async", value_parser = crate::server::parse_model)]
+    /// Server model: async (event-driven, epoll: no thread per connection),
+    /// threads (one OS thread per connection, blocking I/O), or pool (with
+    /// --mode http, redis or line: connections on tasks, each request
+    /// served by one of --workers threads behind a --queue).
+    #[arg(long, value_name = "async|threads|pool", default_value = "async", value_parser = crate::server::parse_model)]
     pub model: crate::server::Model,
+
+    /// With --model pool: worker threads serving requests, 1 to 4096.
+    /// Default 8.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = crate::server::parse_workers)]
+    pub workers: Option<usize>,
+
+    /// With --model pool: requests that may wait for a worker, 0 to
+    /// 1000000. Default 32.
+    #[arg(long, value_name = "Q", allow_negative_numbers = true, value_parser = crate::server::parse_queue)]
+    pub queue: Option<usize>,
+
+    /// With --model pool, what a request gets when every worker is busy
+    /// and the queue is full: wait (for room; its connection reads nothing
+    /// meanwhile), reject (HTTP 503, RESP -ERR busy, a line "busy"; the
+    /// connection stays open) or close (the connection, without an
+    /// answer). Default reject.
+    #[arg(long, value_name = "wait|reject|close", value_parser = crate::server::parse_when_queue_full)]
+    pub when_queue_full: Option<crate::server::WhenQueueFull>,
 
     /// Stack size of each connection thread with --model threads: bytes,
     /// or with k (KiB) or m (MiB), e.g. 64k, 1m.
@@ -414,6 +434,9 @@ impl Default for ServeArgs {
             backlog: 4096,
             no_accept: false,
             model: crate::server::Model::Async,
+            workers: None,
+            queue: None,
+            when_queue_full: None,
             thread_stack: crate::server::DEFAULT_THREAD_STACK,
             max_conns: None,
             when_full: None,

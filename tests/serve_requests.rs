@@ -345,3 +345,100 @@ fn a_service_time_without_requests_is_refused_before_listening() {
         text(&out.stderr)
     );
 }
+
+/// `--model pool --workers 1 --queue 1`: of four requests sent at once
+/// (each takes 1 s, so all four arrive while the first is served), one is
+/// served, one waits its turn and is served after it, and two are turned
+/// away: a 503 on a connection that stays open (`reject`), or a close
+/// without an answer (`close`).
+#[test]
+fn a_pool_of_one_with_a_queue_of_one_turns_the_rest_away() {
+    for policy in ["reject", "close"] {
+        let server = Served::start(&[
+            "--mode",
+            "http",
+            "--model",
+            "pool",
+            "--workers",
+            "1",
+            "--queue",
+            "1",
+            "--when-queue-full",
+            policy,
+            "--service-time",
+            "1s",
+        ]);
+        let mut streams: Vec<TcpStream> = (0..4).map(|_| connect(server.addr)).collect();
+        for stream in &mut streams {
+            stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        }
+        let answers: Vec<String> = streams
+            .iter_mut()
+            .map(|stream| {
+                let got = text(&read_at_least(stream, 12));
+                got.get(..12).unwrap_or(&got).to_string()
+            })
+            .collect();
+        let mut sorted = answers.clone();
+        sorted.sort();
+        let turned_away = if policy == "reject" {
+            "HTTP/1.1 503"
+        } else {
+            ""
+        };
+        let mut expected = [turned_away, turned_away, "HTTP/1.1 200", "HTTP/1.1 200"];
+        expected.sort();
+        assert_eq!(sorted, expected, "{policy}");
+        if policy == "reject" {
+            // The 503 kept its connection: a next request is answered.
+            let busy = streams.iter_mut().last().expect("four connections");
+            busy.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+            assert!(text(&read_at_least(busy, 12)).starts_with("HTTP/1.1 "));
+        }
+        drop(streams);
+        let exit_line = server.stop();
+        let (rejected, closed) = if policy == "reject" { (2, 0) } else { (0, 2) };
+        assert!(
+            exit_line.ends_with(&format!("busy rejected {rejected}, busy closed {closed}")),
+            "{exit_line}"
+        );
+    }
+}
+
+/// `--when-queue-full wait` with one worker and no queue: three requests
+/// at once are all served, one after another, so the last answer comes no
+/// sooner than three service times.
+#[test]
+fn a_full_pool_that_waits_serves_every_request_in_turn() {
+    let server = Served::start(&[
+        "--mode",
+        "line",
+        "--model",
+        "pool",
+        "--workers",
+        "1",
+        "--queue",
+        "0",
+        "--when-queue-full",
+        "wait",
+        "--service-time",
+        "200ms",
+    ]);
+    let start = Instant::now();
+    let mut streams: Vec<TcpStream> = (0..3).map(|_| connect(server.addr)).collect();
+    for stream in &mut streams {
+        stream.write_all(b"hi\n").unwrap();
+    }
+    for stream in &mut streams {
+        assert_eq!(read_at_least(stream, 3), b"hi\n");
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(600), "all three in {took:?}");
+    drop(streams);
+    let exit_line = server.stop();
+    assert_eq!(request_counts(&exit_line), (3, 3, 0));
+    assert!(
+        exit_line.ends_with("busy rejected 0, busy closed 0"),
+        "{exit_line}"
+    );
+}

@@ -25,12 +25,14 @@ use crate::classify::host;
 use crate::cli::{ServeArgs, ServeMode};
 use crate::protocol::Protocol;
 use crate::server::{
-    self, Cap, Mode, ProcessFigures, ServeOptions, ServerConfig, ServerTotals, WhenFull,
+    self, Cap, Mode, Model, Pool, ProcessFigures, ServeOptions, ServerConfig, ServerTotals,
+    WhenFull,
 };
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     check_fd_limit(args.fd_limit)?;
     check_service_time(&args)?;
+    check_pool(&args)?;
     // Signal handlers go in before the first `listening on` line: a script
     // that sends SIGTERM as soon as it reads that line must not kill us
     // with the default action.
@@ -146,11 +148,36 @@ fn check_service_time(args: &ServeArgs) -> Result<(), UsageError> {
         (Some(time), None) => Err(UsageError(format!(
             "--service-time {} needs requests to answer: use it with --mode http, redis or line (--mode {} has none)",
             time.describe(),
-            clap::ValueEnum::to_possible_value(&args.mode)
-                .map_or_else(String::new, |v| v.get_name().to_string()),
+            mode_name(args.mode),
         ))),
         _ => Ok(()),
     }
+}
+
+/// `--model pool` only in a request mode, its options only with it.
+fn check_pool(args: &ServeArgs) -> Result<(), UsageError> {
+    let pool_flags = [
+        ("--workers", args.workers.is_some()),
+        ("--queue", args.queue.is_some()),
+        ("--when-queue-full", args.when_queue_full.is_some()),
+    ];
+    if args.model != Model::Pool {
+        if let Some((flag, _)) = pool_flags.iter().find(|(_, given)| *given) {
+            return Err(UsageError(format!(
+                "{flag} sizes the worker pool: add --model pool (with --mode http, redis or line), or drop {flag}"
+            )));
+        }
+    } else if protocol(args.mode).is_none() {
+        return Err(UsageError(format!(
+            "--model pool serves requests: use it with --mode http, redis or line (--mode {} has none)",
+            mode_name(args.mode)
+        )));
+    }
+    Ok(())
+}
+
+fn mode_name(mode: ServeMode) -> String {
+    clap::ValueEnum::to_possible_value(&mode).map_or_else(String::new, |v| v.get_name().to_string())
 }
 
 /// The protocol a request mode answers.
@@ -196,13 +223,21 @@ fn config_from(args: &ServeArgs) -> (ServerConfig, ServeOptions) {
         idle_timeout: args.idle_timeout,
         reject_message: args.reject_message.clone().map(String::into_bytes),
         service_time: args.service_time.unwrap_or_default(),
+        pool: {
+            let default = Pool::default();
+            Pool {
+                workers: args.workers.unwrap_or(default.workers),
+                queue: args.queue.unwrap_or(default.queue),
+                when_full: args.when_queue_full.unwrap_or(default.when_full),
+            }
+        },
     };
     (config, options)
 }
 
 /// `accepted 10000, peak held 10000, held at exit 9998, accept errors 0`,
 /// and in a request mode (`answers`) `, requests 5, responses 5, request
-/// errors 0`.
+/// errors 0, busy rejected 0, busy closed 0`.
 fn exit_line(totals: &ServerTotals, answers: bool) -> String {
     let mut line = format!(
         "accepted {}, peak held {}, held at exit {}, accept errors {}",
@@ -210,8 +245,12 @@ fn exit_line(totals: &ServerTotals, answers: bool) -> String {
     );
     if answers {
         line.push_str(&format!(
-            ", requests {}, responses {}, request errors {}",
-            totals.requests, totals.responses, totals.request_errors
+            ", requests {}, responses {}, request errors {}, busy rejected {}, busy closed {}",
+            totals.requests,
+            totals.responses,
+            totals.request_errors,
+            totals.busy_rejected,
+            totals.busy_closed
         ));
     }
     line
@@ -219,14 +258,15 @@ fn exit_line(totals: &ServerTotals, answers: bool) -> String {
 
 /// `stats: accepted 10, held 5, peak held 5, queued 0, rejected 5
 /// (full_close 5, full_reset 0, closed_oldest 0, thread_spawn_failed 0),
-/// idle closed 0, requests 0, responses 0, request errors 0, threads 3, rss 5120 KiB, voluntary switches 12,
+/// idle closed 0, requests 0, responses 0, request errors 0, busy rejected
+/// 0, busy closed 0, request queue 0, workers busy 0, threads 3, rss 5120 KiB, voluntary switches 12,
 /// involuntary switches 1, cpu user 0.010 s, cpu system 0.020 s` (one
 /// line); a figure the system does not give is `-`.
 fn stats_line(totals: &ServerTotals, process: &ProcessFigures) -> String {
     let or_dash = |figure: Option<u64>| figure.map_or("-".to_string(), |n| n.to_string());
     let rejected = &totals.rejected;
     format!(
-        "stats: accepted {}, held {}, peak held {}, queued {}, rejected {} (full_close {}, full_reset {}, closed_oldest {}, thread_spawn_failed {}), idle closed {}, requests {}, responses {}, request errors {}, threads {}, rss {} KiB, voluntary switches {}, involuntary switches {}, cpu user {:.3} s, cpu system {:.3} s",
+        "stats: accepted {}, held {}, peak held {}, queued {}, rejected {} (full_close {}, full_reset {}, closed_oldest {}, thread_spawn_failed {}), idle closed {}, requests {}, responses {}, request errors {}, busy rejected {}, busy closed {}, request queue {}, workers busy {}, threads {}, rss {} KiB, voluntary switches {}, involuntary switches {}, cpu user {:.3} s, cpu system {:.3} s",
         totals.accepted,
         totals.held,
         totals.peak_held,
@@ -240,6 +280,10 @@ fn stats_line(totals: &ServerTotals, process: &ProcessFigures) -> String {
         totals.requests,
         totals.responses,
         totals.request_errors,
+        totals.busy_rejected,
+        totals.busy_closed,
+        totals.request_queue,
+        totals.workers_busy,
         or_dash(process.threads),
         or_dash(process.rss_kib),
         process.voluntary_switches,
@@ -337,7 +381,7 @@ mod tests {
         };
         assert_eq!(
             exit_line(&answered, true),
-            "accepted 10000, peak held 10000, held at exit 9998, accept errors 0, requests 7, responses 6, request errors 1"
+            "accepted 10000, peak held 10000, held at exit 9998, accept errors 0, requests 7, responses 6, request errors 1, busy rejected 0, busy closed 0"
         );
     }
 
@@ -365,6 +409,7 @@ mod tests {
                 idle_timeout: Some(Duration::from_secs(60)),
                 reject_message: None,
                 service_time: server::ServiceTime::fixed(Duration::from_millis(2)),
+                pool: Pool::default(),
             }
         );
         let (config, _) = config_from(&args);
@@ -382,6 +427,40 @@ mod tests {
         assert_eq!(
             err.0,
             "--service-time 200ms needs requests to answer: use it with --mode http, redis or line (--mode echo has none)"
+        );
+    }
+
+    #[test]
+    fn pool_flags_need_the_pool_and_the_pool_needs_requests() {
+        let args = ServeArgs {
+            mode: ServeMode::Http,
+            workers: Some(5),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            check_pool(&args).unwrap_err().0,
+            "--workers sizes the worker pool: add --model pool (with --mode http, redis or line), or drop --workers"
+        );
+        let args = ServeArgs {
+            model: Model::Pool,
+            ..args
+        };
+        assert!(check_pool(&args).is_ok());
+        let (_, options) = config_from(&args);
+        assert_eq!(
+            options.pool,
+            Pool {
+                workers: 5,
+                ..Pool::default()
+            }
+        );
+        let args = ServeArgs {
+            mode: ServeMode::Hold,
+            ..args
+        };
+        assert_eq!(
+            check_pool(&args).unwrap_err().0,
+            "--model pool serves requests: use it with --mode http, redis or line (--mode hold has none)"
         );
     }
 
@@ -407,7 +486,7 @@ mod tests {
         };
         assert_eq!(
             stats_line(&totals, &process),
-            "stats: accepted 10, held 5, peak held 5, queued 0, rejected 5 (full_close 5, full_reset 0, closed_oldest 0, thread_spawn_failed 0), idle closed 0, requests 0, responses 0, request errors 0, threads 3, rss - KiB, voluntary switches 12, involuntary switches 1, cpu user 0.010 s, cpu system 0.020 s"
+            "stats: accepted 10, held 5, peak held 5, queued 0, rejected 5 (full_close 5, full_reset 0, closed_oldest 0, thread_spawn_failed 0), idle closed 0, requests 0, responses 0, request errors 0, busy rejected 0, busy closed 0, request queue 0, workers busy 0, threads 3, rss - KiB, voluntary switches 12, involuntary switches 1, cpu user 0.010 s, cpu system 0.020 s"
         );
     }
 }

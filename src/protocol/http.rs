@@ -75,21 +75,28 @@ pub fn answer(buf: &[u8], out: &mut Vec<u8>) -> Answer {
     }
 }
 
-/// An error response with a one-line plain-text body, closing the
-/// connection: `HTTP/1.1 {code} {reason}`.
-pub fn error(out: &mut Vec<u8>, code: u16, reason: &str, body: &str) {
+/// `503 Service Unavailable`, body `busy`; the connection stays open
+/// unless `close`.
+pub fn busy(out: &mut Vec<u8>, close: bool) {
+    status(out, 503, "Service Unavailable", "busy", close);
+}
+
+/// A response with a one-line plain-text body: `HTTP/1.1 {code} {reason}`.
+fn status(out: &mut Vec<u8>, code: u16, reason: &str, body: &str, close: bool) {
     let body = format!("{body}\n");
+    let connection = if close { "Connection: close\r\n" } else { "" };
     out.extend_from_slice(
         format!(
-            "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{connection}\r\n{body}",
             body.len()
         )
         .as_bytes(),
     );
 }
 
+/// An error response that closes the connection.
 fn refuse(out: &mut Vec<u8>, code: u16, reason: &str, body: &str) -> Answer {
-    error(out, code, reason, body);
+    status(out, code, reason, body, true);
     Answer::Refused
 }
 

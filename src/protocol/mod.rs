@@ -64,6 +64,17 @@ impl Protocol {
         }
     }
 
+    /// The answer to a request the server is too busy to serve: HTTP
+    /// `503` (with `Connection: close` if `close`, else kept alive), RESP
+    /// `-ERR busy`, a line `busy`.
+    pub fn busy(self, out: &mut Vec<u8>, close: bool) {
+        match self {
+            Protocol::Http => http::busy(out, close),
+            Protocol::Redis => out.extend_from_slice(b"-ERR busy\r\n"),
+            Protocol::Line => out.extend_from_slice(b"busy\n"),
+        }
+    }
+
     /// Answers the first request in `buf` into `out` (see [`Answer`]).
     pub fn answer(self, buf: &[u8], out: &mut Vec<u8>) -> Answer {
         match self {
@@ -107,5 +118,26 @@ mod tests {
                 }
             );
         }
+    }
+
+    #[test]
+    fn busy_answers_are_each_protocols_own() {
+        let mut out = Vec::new();
+        Protocol::Redis.busy(&mut out, false);
+        Protocol::Line.busy(&mut out, false);
+        assert_eq!(out, b"-ERR busy\r\nbusy\n");
+        let mut out = Vec::new();
+        Protocol::Http.busy(&mut out, false);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nbusy\n"
+        );
+        let mut out = Vec::new();
+        Protocol::Http.busy(&mut out, true);
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("Connection: close\r\n")
+        );
     }
 }

@@ -3,9 +3,10 @@
 //! sends what is not a request (answered with the protocol's error, then
 //! closed).
 //!
-//! [`Requests`] is the part both models share: the read buffer, the output
-//! buffer and the counting. [`serve_task`] drives it on a task (the service
-//! time is a tokio timer, so other connections go on meanwhile) and
+//! [`Requests`] is the part every model shares: the read buffer, the
+//! output buffer and the counting. [`serve_task`] drives it on a task (the
+//! service time is a tokio timer, so other connections go on meanwhile, or
+//! with `--model pool` a worker's sleep the task awaits) and
 //! [`serve_thread`] on a connection's own thread (a blocking sleep).
 //!
 //! The buffers are bounded: the read buffer never holds more than the
@@ -30,6 +31,8 @@ use tokio::time::Instant;
 use super::ServerStats;
 use super::conn::End;
 use super::options::ServiceTime;
+use super::pool::Verdict;
+use super::slots::Shared;
 use crate::protocol::{Answer, Protocol};
 
 /// Bytes read per read() call, into a stack buffer.
@@ -63,6 +66,8 @@ struct Requests<'a> {
     output: Vec<u8>,
     /// Responses in `output`.
     unsent: u64,
+    /// Where the last answered request's response starts in `output`.
+    last: usize,
 }
 
 impl<'a> Requests<'a> {
@@ -73,11 +78,13 @@ impl<'a> Requests<'a> {
             input: Vec::new(),
             output: Vec::new(),
             unsent: 0,
+            last: 0,
         }
     }
 
     /// Answers the first buffered request, if whole.
     fn next(&mut self) -> Next {
+        self.last = self.output.len();
         match self.protocol.answer(&self.input, &mut self.output) {
             Answer::Incomplete => Next::Read,
             Answer::Answered { len, close } => {
@@ -90,6 +97,16 @@ impl<'a> Requests<'a> {
                 self.stats.request_errors.fetch_add(1, Ordering::Relaxed);
                 Next::Refuse
             }
+        }
+    }
+
+    /// The last request is not served after all: its response is taken
+    /// back, and with `busy` the protocol's busy answer put in its place.
+    fn turn_away_last(&mut self, busy: bool, close: bool) {
+        self.output.truncate(self.last);
+        self.unsent -= 1;
+        if busy {
+            self.protocol.busy(&mut self.output, close);
         }
     }
 
@@ -127,18 +144,29 @@ impl<'a> Requests<'a> {
 pub(super) async fn serve_task(
     stream: &TcpStream,
     protocol: Protocol,
-    service_time: ServiceTime,
-    idle: Option<Duration>,
-    stats: &ServerStats,
+    shared: &Shared,
 ) -> io::Result<End> {
-    let mut requests = Requests::new(protocol, stats);
+    let (service_time, idle) = (shared.service_time, shared.idle_timeout);
+    let mut requests = Requests::new(protocol, &shared.stats);
     let idle_deadline = || idle.and_then(|idle| Instant::now().checked_add(idle));
     let mut idle_at = idle_deadline();
     let mut eof = false;
     loop {
         match requests.next() {
             Next::Respond { close } => {
-                if let Some(time) = service_time.draw() {
+                if let Some(pool) = &shared.pool {
+                    match pool.serve(service_time.draw()).await {
+                        Verdict::Served => {}
+                        Verdict::Busy => requests.turn_away_last(true, close),
+                        Verdict::Close => {
+                            requests.turn_away_last(false, true);
+                            send_async(stream, &mut requests).await?;
+                            linger_async(stream).await;
+                            return Ok(End::Eof);
+                        }
+                    }
+                    send_async(stream, &mut requests).await?;
+                } else if let Some(time) = service_time.draw() {
                     // Earlier answers are not held back by this one's time.
                     tokio::time::sleep(time).await;
                     send_async(stream, &mut requests).await?;
@@ -220,10 +248,9 @@ async fn send_async(stream: &TcpStream, requests: &mut Requests<'_>) -> io::Resu
 async fn linger_async(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).shutdown(net::Shutdown::Write);
     let drain = async {
-        let mut scratch = [0u8; SCRATCH];
         let mut left = LINGER_BYTES;
         while left > 0 && stream.readable().await.is_ok() {
-            match stream.try_read(&mut scratch) {
+            match discard(stream) {
                 Ok(0) => return,
                 Ok(n) => left = left.saturating_sub(n),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
@@ -232,6 +259,13 @@ async fn linger_async(stream: &TcpStream) {
         }
     };
     let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+}
+
+/// One read into a stack buffer (never part of a task's state), thrown
+/// away.
+fn discard(stream: &TcpStream) -> io::Result<usize> {
+    let mut scratch = [0u8; SCRATCH];
+    stream.try_read(&mut scratch)
 }
 
 /// [`linger_async`] on a blocking socket.
@@ -332,6 +366,19 @@ mod tests {
         requests.received(b"a");
         assert_eq!(requests.next(), Next::Refuse);
         assert_eq!(stats.totals().request_errors, 1);
+    }
+
+    #[test]
+    fn a_request_turned_away_gets_the_busy_answer_in_place_of_its_own() {
+        let stats = ServerStats::default();
+        let mut requests = Requests::new(Protocol::Redis, &stats);
+        requests.received(b"ECHO one\r\nECHO two\r\n");
+        assert_eq!(requests.next(), Next::Respond { close: false });
+        assert_eq!(requests.next(), Next::Respond { close: false });
+        requests.turn_away_last(true, false);
+        assert_eq!(requests.output, b"$3\r\none\r\n-ERR busy\r\n");
+        requests.sent();
+        assert_eq!((stats.totals().requests, stats.totals().responses), (2, 1));
     }
 
     #[test]

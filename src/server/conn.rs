@@ -34,16 +34,7 @@ pub(super) async fn serve(stream: TcpStream, slot: Slot, mut stop: watch::Receiv
     let shared = slot.shared();
     let served = async {
         match shared.mode {
-            Mode::Answer(protocol) => {
-                answer::serve_task(
-                    &stream,
-                    protocol,
-                    shared.service_time,
-                    shared.idle_timeout,
-                    &shared.stats,
-                )
-                .await
-            }
+            Mode::Answer(protocol) => answer::serve_task(&stream, protocol, shared).await,
             mode => handle(&stream, mode, shared.idle_timeout).await,
         }
     };

@@ -117,6 +117,8 @@ impl Process {
         if self.died() {
             totals.held = 0;
             totals.queued = 0;
+            totals.request_queue = 0;
+            totals.workers_busy = 0;
             figures.threads = Some(0);
             figures.rss_kib = Some(0);
         }
@@ -170,6 +172,10 @@ fn sum(processes: &[Process]) -> (ServerTotals, ProcessFigures) {
         t.requests += totals.requests;
         t.responses += totals.responses;
         t.request_errors += totals.request_errors;
+        t.busy_rejected += totals.busy_rejected;
+        t.busy_closed += totals.busy_closed;
+        t.request_queue += totals.request_queue;
+        t.workers_busy += totals.workers_busy;
         let add = |sum: Option<u64>, one: Option<u64>| match (sum, one) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
@@ -492,6 +498,9 @@ fn process_args(args: &ServeArgs, addrs: &[SocketAddr], index: usize) -> Vec<Str
         backlog,
         no_accept,
         model,
+        workers,
+        queue,
+        when_queue_full,
         thread_stack,
         max_conns,
         when_full,
@@ -520,6 +529,15 @@ fn process_args(args: &ServeArgs, addrs: &[SocketAddr], index: usize) -> Vec<Str
         out.push("--no-accept".into());
     }
     out.extend(["--model".into(), model.name().into()]);
+    if let Some(workers) = workers {
+        out.extend(["--workers".into(), workers.to_string()]);
+    }
+    if let Some(queue) = queue {
+        out.extend(["--queue".into(), queue.to_string()]);
+    }
+    if let Some(policy) = when_queue_full {
+        out.extend(["--when-queue-full".into(), policy.name().into()]);
+    }
     out.extend(["--thread-stack".into(), thread_stack.to_string()]);
     if let Some(max) = max_conns {
         out.extend(["--max-conns".into(), max.to_string()]);
@@ -589,7 +607,10 @@ mod tests {
             }),
             backlog: 8,
             no_accept: true,
-            model: Model::Threads,
+            model: Model::Pool,
+            workers: Some(5),
+            queue: Some(20),
+            when_queue_full: Some(crate::server::WhenQueueFull::Close),
             thread_stack: 128 * 1024,
             max_conns: Some(50),
             when_full: Some(WhenFull::CloseOldest),
