@@ -370,8 +370,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = units::parse_idle_timeout)]
     pub idle_timeout: Option<Duration>,
 
-    /// Print accepted, held, rejected, threads, RSS, context switches and
-    /// CPU time once a second (they are printed at exit anyway).
+    /// Print accepted, held, rejected, requests (and the pool's queue and
+    /// busy workers), threads, RSS, context switches and CPU time once a
+    /// second (they are printed at exit anyway).
     #[arg(long)]
     pub stats: bool,
 

@@ -464,6 +464,35 @@ mod tests {
         );
     }
 
+    /// The ranges `serve --help` states are the ones the parsers take.
+    #[test]
+    fn help_states_the_pool_and_service_time_bounds() {
+        use clap::CommandFactory;
+        let mut command = crate::cli::Cli::command();
+        let help = command
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_long_help()
+            .to_string();
+        let seconds = server::MAX_SERVICE_TIME.as_secs();
+        for stated in [
+            format!(
+                "1 to {}. Default {}",
+                server::MAX_WORKERS,
+                Pool::default().workers
+            ),
+            format!(
+                "0 to {}. Default {}",
+                server::MAX_QUEUE,
+                Pool::default().queue
+            ),
+            format!("0 to {seconds}s"),
+            format!("Default {}", Pool::default().when_full.name()),
+        ] {
+            assert!(help.contains(&stated), "help does not say {stated:?}");
+        }
+    }
+
     #[test]
     fn stats_line_names_every_figure() {
         let totals = ServerTotals {

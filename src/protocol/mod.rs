@@ -45,15 +45,6 @@ pub enum Answer {
 }
 
 impl Protocol {
-    /// The name `serve --mode` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Http => "http",
-            Protocol::Redis => "redis",
-            Protocol::Line => "line",
-        }
-    }
-
     /// The most bytes one request may take; a caller's read buffer needs
     /// no more.
     pub fn max_request(self) -> usize {
@@ -104,8 +95,7 @@ mod tests {
                 assert_eq!(
                     protocol.answer(&request[..cut], &mut out),
                     Answer::Incomplete,
-                    "{} cut at {cut}",
-                    protocol.name()
+                    "{protocol:?} cut at {cut}"
                 );
                 assert!(out.is_empty());
             }
