@@ -442,3 +442,26 @@ fn a_full_pool_that_waits_serves_every_request_in_turn() {
         "{exit_line}"
     );
 }
+
+/// Pipelined commands in one write, one of them split across two writes,
+/// come back in the order they were sent, under every model.
+#[test]
+fn pipelined_redis_commands_are_answered_in_order() {
+    for model in ["async", "threads", "pool"] {
+        let server = Served::start(&["--mode", "redis", "--model", model]);
+        let mut stream = connect(server.addr);
+        stream
+            .write_all(b"*2\r\n$4\r\nECHO\r\n$1\r\na\r\nECHO b\r\nPING\r\n*2\r\n$4\r\nEC")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        stream.write_all(b"HO\r\n$1\r\nc\r\n").unwrap();
+        let want = b"$1\r\na\r\n$1\r\nb\r\n+PONG\r\n$1\r\nc\r\n";
+        assert_eq!(
+            text(&read_at_least(&mut stream, want.len())),
+            text(want),
+            "{model}"
+        );
+        drop(stream);
+        assert_eq!(request_counts(&server.stop()), (4, 4, 0), "{model}");
+    }
+}
