@@ -3,8 +3,11 @@
 //! Flags become a [`ServerConfig`] and [`ServeOptions`]; every listener
 //! prints `listening on ADDR:PORT` once it listens (scripts and tests wait
 //! for that line); Ctrl-C or SIGTERM stops the server and prints what it
-//! accepted and held, then a `stats:` line (also printed once a second with
-//! `--stats`).
+//! accepted and held (and in a request mode, the requests it answered and
+//! turned away), then a `stats:` line (also printed once a second with
+//! `--stats`). Flags that do not fit together (`--service-time` or the
+//! pool without a request mode, pool options without the pool) are usage
+//! errors before anything listens.
 //!
 //! With `--processes N` this process becomes a supervisor of N server
 //! processes of the same binary (the `processes` submodule): same lines,
