@@ -335,6 +335,13 @@ pub enum ServeMode {
     Hold,
     /// Close it at once.
     Close,
+    /// Answer HTTP/1.1 requests: any method and path get 200 "ok";
+    /// keep-alive unless the client sends Connection: close.
+    Http,
+    /// Answer RESP (Redis) commands: PING, ECHO, QUIT; others get -ERR.
+    Redis,
+    /// Answer each line with the same line.
+    Line,
 }
 
 /// `ceiling serve`.
@@ -349,6 +356,13 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = ServeMode::Hold)]
     pub mode: ServeMode,
 
+    /// With --mode http, redis or line: how long each request takes before
+    /// its response, 0 to 60s (e.g. 200ms), or MIN..MAX drawn uniformly
+    /// per request (e.g. 1ms..5ms). A task waits on a timer (other
+    /// requests go on); a thread (--model threads) sleeps. Default 0.
+    #[arg(long, value_name = "DURATION[..DURATION]", value_parser = crate::server::parse_service_time)]
+    pub service_time: Option<crate::server::ServiceTime>,
+
     /// listen() backlog (each process's, with --processes), 1 to 65535;
     /// the kernel caps it at net.core.somaxconn.
     #[arg(long, value_name = "N", default_value_t = 4096, allow_negative_numbers = true, value_parser = units::parse_backlog)]
@@ -358,10 +372,30 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_accept: bool,
 
-    /// Server model: async (event-driven, epoll: no thread per connection)
-    /// or threads (one OS thread per connection, blocking I/O).
-    #[arg(long, value_name = "async|threads", default_value = "async", value_parser = crate::server::parse_model)]
+    /// Server model: async (event-driven, epoll: no thread per connection),
+    /// threads (one OS thread per connection, blocking I/O), or pool (with
+    /// --mode http, redis or line: connections on tasks, each request
+    /// served by one of --workers threads behind a --queue).
+    #[arg(long, value_name = "async|threads|pool", default_value = "async", value_parser = crate::server::parse_model)]
     pub model: crate::server::Model,
+
+    /// With --model pool: worker threads serving requests, 1 to 4096.
+    /// Default 8.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = crate::server::parse_workers)]
+    pub workers: Option<usize>,
+
+    /// With --model pool: requests that may wait for a worker, 0 to
+    /// 1000000. Default 32.
+    #[arg(long, value_name = "Q", allow_negative_numbers = true, value_parser = crate::server::parse_queue)]
+    pub queue: Option<usize>,
+
+    /// With --model pool, what a request gets when every worker is busy
+    /// and the queue is full: wait (for room; its connection reads nothing
+    /// meanwhile), reject (HTTP 503, RESP -ERR busy, a line "busy"; the
+    /// connection stays open) or close (the connection, without an
+    /// answer). Default reject.
+    #[arg(long, value_name = "wait|reject|close", value_parser = crate::server::parse_when_queue_full)]
+    pub when_queue_full: Option<crate::server::WhenQueueFull>,
 
     /// Stack size of each connection thread with --model threads: bytes,
     /// or with k (KiB) or m (MiB), e.g. 64k, 1m.
@@ -392,8 +426,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = units::parse_idle_timeout)]
     pub idle_timeout: Option<Duration>,
 
-    /// Print accepted, held, rejected, threads, RSS, context switches and
-    /// CPU time once a second (they are printed at exit anyway).
+    /// Print accepted, held, rejected, requests (and the pool's queue and
+    /// busy workers), threads, RSS, context switches and CPU time once a
+    /// second (they are printed at exit anyway).
     #[arg(long)]
     pub stats: bool,
 
@@ -452,9 +487,13 @@ impl Default for ServeArgs {
         ServeArgs {
             listen: Vec::new(),
             mode: ServeMode::Hold,
+            service_time: None,
             backlog: 4096,
             no_accept: false,
             model: crate::server::Model::Async,
+            workers: None,
+            queue: None,
+            when_queue_full: None,
             thread_stack: crate::server::DEFAULT_THREAD_STACK,
             max_conns: None,
             when_full: None,

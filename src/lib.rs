@@ -19,6 +19,8 @@
 //! - [`sink`]: the results directory, one file format per module.
 //! - [`ui`]: live progress output; reads snapshots only.
 //! - [`server`]: the built-in target server.
+//! - [`protocol`]: request framing (HTTP/1.1, RESP, a line): where a request
+//!   ends in the bytes read, and its answer; no I/O.
 //! - [`epoll`]: an epoll set of our own under tokio, where the driver and
 //!   the server keep idle sockets without a task each.
 //! - [`explore`]: `ceiling explore`'s ladder: from the limit a climb hit,
@@ -44,6 +46,7 @@ pub mod epoll;
 pub mod explore;
 pub mod lab;
 pub mod model;
+pub mod protocol;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -14,6 +14,7 @@ mod report;
 mod results;
 mod run;
 mod serve;
+mod serve_requests;
 mod shell;
 mod spreadsheet;
 mod tui;

@@ -3,8 +3,11 @@
 //! Flags become a [`ServerConfig`] and [`ServeOptions`]; every listener
 //! prints `listening on ADDR:PORT` once it listens (scripts and tests wait
 //! for that line); Ctrl-C or SIGTERM stops the server and prints what it
-//! accepted and held, then a `stats:` line (also printed once a second with
-//! `--stats`).
+//! accepted and held (and in a request mode, the requests it answered and
+//! turned away), then a `stats:` line (also printed once a second with
+//! `--stats`). Flags that do not fit together (`--service-time` or the
+//! pool without a request mode, pool options without the pool) are usage
+//! errors before anything listens.
 //!
 //! With `--processes N` this process becomes a supervisor of N server
 //! processes of the same binary (the `processes` submodule): same lines,
@@ -23,12 +26,16 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::UsageError;
 use crate::classify::host;
 use crate::cli::{ServeArgs, ServeMode};
+use crate::protocol::Protocol;
 use crate::server::{
-    self, Cap, Mode, ProcessFigures, ServeOptions, ServerConfig, ServerTotals, WhenFull,
+    self, Cap, Mode, Model, Pool, ProcessFigures, ServeOptions, ServerConfig, ServerTotals,
+    WhenFull,
 };
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     check_fd_limit(args.fd_limit)?;
+    check_service_time(&args)?;
+    check_pool(&args)?;
     // Signal handlers go in before the first `listening on` line: a script
     // that sends SIGTERM as soon as it reads that line must not kill us
     // with the default action.
@@ -114,7 +121,7 @@ async fn serve_here(
     } else {
         format!(
             "{}\n{}\n",
-            exit_line(&totals),
+            exit_line(&totals, protocol(args.mode).is_some()),
             stats_line(&totals, &figures)
         )
     })?;
@@ -138,6 +145,54 @@ fn check_fd_limit(wanted: Option<u64>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--service-time` only where there are requests to take time.
+fn check_service_time(args: &ServeArgs) -> Result<(), UsageError> {
+    match (args.service_time, protocol(args.mode)) {
+        (Some(time), None) => Err(UsageError(format!(
+            "--service-time {} needs requests to answer: use it with --mode http, redis or line (--mode {} has none)",
+            time.describe(),
+            mode_name(args.mode),
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `--model pool` only in a request mode, its options only with it.
+fn check_pool(args: &ServeArgs) -> Result<(), UsageError> {
+    let pool_flags = [
+        ("--workers", args.workers.is_some()),
+        ("--queue", args.queue.is_some()),
+        ("--when-queue-full", args.when_queue_full.is_some()),
+    ];
+    if args.model != Model::Pool {
+        if let Some((flag, _)) = pool_flags.iter().find(|(_, given)| *given) {
+            return Err(UsageError(format!(
+                "{flag} sizes the worker pool: add --model pool (with --mode http, redis or line), or drop {flag}"
+            )));
+        }
+    } else if protocol(args.mode).is_none() {
+        return Err(UsageError(format!(
+            "--model pool serves requests: use it with --mode http, redis or line (--mode {} has none)",
+            mode_name(args.mode)
+        )));
+    }
+    Ok(())
+}
+
+fn mode_name(mode: ServeMode) -> String {
+    clap::ValueEnum::to_possible_value(&mode).map_or_else(String::new, |v| v.get_name().to_string())
+}
+
+/// The protocol a request mode answers.
+fn protocol(mode: ServeMode) -> Option<Protocol> {
+    match mode {
+        ServeMode::Http => Some(Protocol::Http),
+        ServeMode::Redis => Some(Protocol::Redis),
+        ServeMode::Line => Some(Protocol::Line),
+        ServeMode::Echo | ServeMode::Hold | ServeMode::Close => None,
+    }
+}
+
 /// The validated server configuration for these flags.
 fn config_from(args: &ServeArgs) -> (ServerConfig, ServeOptions) {
     let mut listen: Vec<_> = args
@@ -150,10 +205,11 @@ fn config_from(args: &ServeArgs) -> (ServerConfig, ServeOptions) {
     }
     let config = ServerConfig {
         listen,
-        mode: match args.mode {
-            ServeMode::Echo => Mode::Echo,
-            ServeMode::Hold => Mode::Hold,
-            ServeMode::Close => Mode::Close,
+        mode: match (args.mode, protocol(args.mode)) {
+            (_, Some(protocol)) => Mode::Answer(protocol),
+            (ServeMode::Echo, None) => Mode::Echo,
+            (ServeMode::Close, None) => Mode::Close,
+            (_, None) => Mode::Hold,
         },
         backlog: args.backlog,
         accept: !args.no_accept,
@@ -169,28 +225,51 @@ fn config_from(args: &ServeArgs) -> (ServerConfig, ServeOptions) {
         }),
         idle_timeout: args.idle_timeout,
         reject_message: args.reject_message.clone().map(String::into_bytes),
+        service_time: args.service_time.unwrap_or_default(),
+        pool: {
+            let default = Pool::default();
+            Pool {
+                workers: args.workers.unwrap_or(default.workers),
+                queue: args.queue.unwrap_or(default.queue),
+                when_full: args.when_queue_full.unwrap_or(default.when_full),
+            }
+        },
     };
     (config, options)
 }
 
-/// `accepted 10000, peak held 10000, held at exit 9998, accept errors 0`
-fn exit_line(totals: &ServerTotals) -> String {
-    format!(
+/// `accepted 10000, peak held 10000, held at exit 9998, accept errors 0`,
+/// and in a request mode (`answers`) `, requests 5, responses 5, request
+/// errors 0, busy rejected 0, busy closed 0`.
+fn exit_line(totals: &ServerTotals, answers: bool) -> String {
+    let mut line = format!(
         "accepted {}, peak held {}, held at exit {}, accept errors {}",
         totals.accepted, totals.peak_held, totals.held, totals.accept_errors
-    )
+    );
+    if answers {
+        line.push_str(&format!(
+            ", requests {}, responses {}, request errors {}, busy rejected {}, busy closed {}",
+            totals.requests,
+            totals.responses,
+            totals.request_errors,
+            totals.busy_rejected,
+            totals.busy_closed
+        ));
+    }
+    line
 }
 
 /// `stats: accepted 10, held 5, peak held 5, queued 0, rejected 5
 /// (full_close 5, full_reset 0, closed_oldest 0, thread_spawn_failed 0),
-/// idle closed 0, threads 3, rss 5120 KiB, voluntary switches 12,
+/// idle closed 0, requests 0, responses 0, request errors 0, busy rejected
+/// 0, busy closed 0, request queue 0, workers busy 0, threads 3, rss 5120 KiB, voluntary switches 12,
 /// involuntary switches 1, cpu user 0.010 s, cpu system 0.020 s` (one
 /// line); a figure the system does not give is `-`.
 fn stats_line(totals: &ServerTotals, process: &ProcessFigures) -> String {
     let or_dash = |figure: Option<u64>| figure.map_or("-".to_string(), |n| n.to_string());
     let rejected = &totals.rejected;
     format!(
-        "stats: accepted {}, held {}, peak held {}, queued {}, rejected {} (full_close {}, full_reset {}, closed_oldest {}, thread_spawn_failed {}), idle closed {}, threads {}, rss {} KiB, voluntary switches {}, involuntary switches {}, cpu user {:.3} s, cpu system {:.3} s",
+        "stats: accepted {}, held {}, peak held {}, queued {}, rejected {} (full_close {}, full_reset {}, closed_oldest {}, thread_spawn_failed {}), idle closed {}, requests {}, responses {}, request errors {}, busy rejected {}, busy closed {}, request queue {}, workers busy {}, threads {}, rss {} KiB, voluntary switches {}, involuntary switches {}, cpu user {:.3} s, cpu system {:.3} s",
         totals.accepted,
         totals.held,
         totals.peak_held,
@@ -201,6 +280,13 @@ fn stats_line(totals: &ServerTotals, process: &ProcessFigures) -> String {
         rejected.closed_oldest,
         rejected.thread_spawn_failed,
         totals.idle_closed,
+        totals.requests,
+        totals.responses,
+        totals.request_errors,
+        totals.busy_rejected,
+        totals.busy_closed,
+        totals.request_queue,
+        totals.workers_busy,
         or_dash(process.threads),
         or_dash(process.rss_kib),
         process.voluntary_switches,
@@ -287,8 +373,18 @@ mod tests {
             ..ServerTotals::default()
         };
         assert_eq!(
-            exit_line(&totals),
+            exit_line(&totals, false),
             "accepted 10000, peak held 10000, held at exit 9998, accept errors 0"
+        );
+        let answered = ServerTotals {
+            requests: 7,
+            responses: 6,
+            request_errors: 1,
+            ..totals
+        };
+        assert_eq!(
+            exit_line(&answered, true),
+            "accepted 10000, peak held 10000, held at exit 9998, accept errors 0, requests 7, responses 6, request errors 1, busy rejected 0, busy closed 0"
         );
     }
 
@@ -299,6 +395,8 @@ mod tests {
             thread_stack: 128 * 1024,
             max_conns: Some(50),
             idle_timeout: Some(Duration::from_secs(60)),
+            mode: ServeMode::Redis,
+            service_time: Some(server::ServiceTime::fixed(Duration::from_millis(2))),
             ..ServeArgs::default()
         };
         let (_, options) = config_from(&args);
@@ -313,8 +411,89 @@ mod tests {
                 }),
                 idle_timeout: Some(Duration::from_secs(60)),
                 reject_message: None,
+                service_time: server::ServiceTime::fixed(Duration::from_millis(2)),
+                pool: Pool::default(),
             }
         );
+        let (config, _) = config_from(&args);
+        assert_eq!(config.mode, Mode::Answer(Protocol::Redis));
+    }
+
+    #[test]
+    fn a_service_time_without_requests_is_a_usage_error() {
+        let args = ServeArgs {
+            mode: ServeMode::Echo,
+            service_time: Some(server::ServiceTime::fixed(Duration::from_millis(200))),
+            ..ServeArgs::default()
+        };
+        let err = check_service_time(&args).unwrap_err();
+        assert_eq!(
+            err.0,
+            "--service-time 200ms needs requests to answer: use it with --mode http, redis or line (--mode echo has none)"
+        );
+    }
+
+    #[test]
+    fn pool_flags_need_the_pool_and_the_pool_needs_requests() {
+        let args = ServeArgs {
+            mode: ServeMode::Http,
+            workers: Some(5),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            check_pool(&args).unwrap_err().0,
+            "--workers sizes the worker pool: add --model pool (with --mode http, redis or line), or drop --workers"
+        );
+        let args = ServeArgs {
+            model: Model::Pool,
+            ..args
+        };
+        assert!(check_pool(&args).is_ok());
+        let (_, options) = config_from(&args);
+        assert_eq!(
+            options.pool,
+            Pool {
+                workers: 5,
+                ..Pool::default()
+            }
+        );
+        let args = ServeArgs {
+            mode: ServeMode::Hold,
+            ..args
+        };
+        assert_eq!(
+            check_pool(&args).unwrap_err().0,
+            "--model pool serves requests: use it with --mode http, redis or line (--mode hold has none)"
+        );
+    }
+
+    /// The ranges `serve --help` states are the ones the parsers take.
+    #[test]
+    fn help_states_the_pool_and_service_time_bounds() {
+        use clap::CommandFactory;
+        let mut command = crate::cli::Cli::command();
+        let help = command
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_long_help()
+            .to_string();
+        let seconds = server::MAX_SERVICE_TIME.as_secs();
+        for stated in [
+            format!(
+                "1 to {}. Default {}",
+                server::MAX_WORKERS,
+                Pool::default().workers
+            ),
+            format!(
+                "0 to {}. Default {}",
+                server::MAX_QUEUE,
+                Pool::default().queue
+            ),
+            format!("0 to {seconds}s"),
+            format!("Default {}", Pool::default().when_full.name()),
+        ] {
+            assert!(help.contains(&stated), "help does not say {stated:?}");
+        }
     }
 
     #[test]
@@ -339,7 +518,7 @@ mod tests {
         };
         assert_eq!(
             stats_line(&totals, &process),
-            "stats: accepted 10, held 5, peak held 5, queued 0, rejected 5 (full_close 5, full_reset 0, closed_oldest 0, thread_spawn_failed 0), idle closed 0, threads 3, rss - KiB, voluntary switches 12, involuntary switches 1, cpu user 0.010 s, cpu system 0.020 s"
+            "stats: accepted 10, held 5, peak held 5, queued 0, rejected 5 (full_close 5, full_reset 0, closed_oldest 0, thread_spawn_failed 0), idle closed 0, requests 0, responses 0, request errors 0, busy rejected 0, busy closed 0, request queue 0, workers busy 0, threads 3, rss - KiB, voluntary switches 12, involuntary switches 1, cpu user 0.010 s, cpu system 0.020 s"
         );
     }
 }

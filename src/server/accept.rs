@@ -111,7 +111,7 @@ pub(super) async fn serve_listener(
 /// Accepts until dropped (that drops the listener).
 pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut backoff = AcceptBackoff::new();
-    let holds = matches!(shared.mode, Mode::Hold | Mode::Echo);
+    let holds = shared.mode != Mode::Close;
     let stop_accepting = holds && shared.when_full == Some(WhenFull::StopAccepting);
     loop {
         // stop-accepting: take the slot first, so while the server is full
@@ -149,10 +149,10 @@ pub(super) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Serves `stream` in a slot: a task (async model) or a thread.
+/// Serves `stream` in a slot: a task (async and pool models) or a thread.
 fn start(shared: &Arc<Shared>, stream: TcpStream, permit: Option<OwnedSemaphorePermit>) {
     match shared.model {
-        Model::Async => {
+        Model::Async | Model::Pool => {
             let fd = stream.as_raw_fd();
             if let Some(slot) = Slot::take(shared, fd, permit) {
                 tokio::spawn(conn::serve(stream, slot.hold(), shared.stop.clone()));

@@ -1,5 +1,6 @@
-//! One held connection (async model): hold (read and discard) or echo,
-//! until EOF, an error, the idle timeout, or the server's stop signal.
+//! One held connection (async model): hold (read and discard), echo, or
+//! answer requests (the `answer` module), until EOF, an error, the idle
+//! timeout, or the server's stop signal.
 //!
 //! The task keeps read interest (tokio registers EPOLLIN | EPOLLRDHUP), so a
 //! peer's FIN or RST ends it at once instead of leaving a dead socket counted
@@ -16,8 +17,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::Mode;
 use super::slots::Slot;
+use super::{Mode, answer};
 
 /// Bytes read per read() call.
 const SCRATCH: usize = 8 * 1024;
@@ -31,8 +32,14 @@ const READS_PER_WAKE: usize = 16;
 /// a waiting connection may take the slot, then the socket closes).
 pub(super) async fn serve(stream: TcpStream, slot: Slot, mut stop: watch::Receiver<bool>) {
     let shared = slot.shared();
+    let served = async {
+        match shared.mode {
+            Mode::Answer(protocol) => answer::serve_task(&stream, protocol, shared).await,
+            mode => handle(&stream, mode, shared.idle_timeout).await,
+        }
+    };
     tokio::select! {
-        end = handle(&stream, shared.mode, shared.idle_timeout) => {
+        end = served => {
             if let Ok(End::Idle) = end {
                 shared.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
             }
@@ -45,9 +52,10 @@ pub(super) async fn serve(stream: TcpStream, slot: Slot, mut stop: watch::Receiv
     drop(stream);
 }
 
-/// Why [`handle`] returned.
+/// Why a connection ended on its side.
 #[derive(Debug, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
+    /// The peer closed, or (request modes) asked to close or was refused.
     Eof,
     /// Nothing arrived for the idle timeout.
     Idle,

@@ -22,11 +22,17 @@
 //! [`ServeOptions`]: the threads model (`threads`), a connection cap with
 //! its [`WhenFull`] policy and an idle timeout (`slots` keeps who is
 //! served); [`ProcessFigures`] is what serving costs the process.
+//!
+//! In a request mode ([`Mode::Answer`]) a connection answers requests of a
+//! [`crate::protocol::Protocol`] in order, each after the service time (the `answer`
+//! submodule), on a task or a thread as in the other modes.
 
 mod accept;
+mod answer;
 mod conn;
 mod idle;
 mod options;
+mod pool;
 mod process;
 mod slots;
 mod threads;
@@ -48,8 +54,9 @@ use slots::Shared;
 
 pub use accept::{AcceptBackoff, AcceptErrorKind, classify_accept_error};
 pub use options::{
-    Cap, DEFAULT_THREAD_STACK, Model, ServeOptions, WhenFull, parse_max_conns, parse_model,
-    parse_size, parse_when_full,
+    Cap, DEFAULT_THREAD_STACK, MAX_QUEUE, MAX_SERVICE_TIME, MAX_WORKERS, Model, Pool, ServeOptions,
+    ServiceTime, WhenFull, WhenQueueFull, parse_max_conns, parse_model, parse_queue,
+    parse_service_time, parse_size, parse_when_full, parse_when_queue_full, parse_workers,
 };
 pub use process::ProcessFigures;
 
@@ -76,6 +83,9 @@ pub enum Mode {
     Hold,
     /// Close it at once (an orderly FIN).
     Close,
+    /// Answer each request of this protocol (after the service time), in
+    /// order, until the client closes or asks to.
+    Answer(crate::protocol::Protocol),
 }
 
 /// Everything the server needs to start.
@@ -146,6 +156,21 @@ pub struct ServerTotals {
     pub rejected: Rejected,
     /// Held connections closed by the idle timeout.
     pub idle_closed: u64,
+    /// Requests read whole (request modes).
+    pub requests: u64,
+    /// Responses to them written whole.
+    pub responses: u64,
+    /// Input that was not a request of the protocol, or over its size
+    /// bound: answered with the protocol's error, then closed.
+    pub request_errors: u64,
+    /// Requests answered busy because the pool's queue was full (`reject`).
+    pub busy_rejected: u64,
+    /// Connections closed because the pool's queue was full (`close`).
+    pub busy_closed: u64,
+    /// Requests waiting for a worker now (`--model pool`).
+    pub request_queue: u64,
+    /// Workers serving a request now.
+    pub workers_busy: u64,
 }
 
 /// Live counters shared by the accept loops and connection tasks. Reading
@@ -166,6 +191,19 @@ pub struct ServerStats {
     queued: AtomicU64,
     rejected: RejectedCounters,
     idle_closed: AtomicU64,
+    /// Counted by connections as they read requests, write responses, or
+    /// refuse what is not a request.
+    requests: AtomicU64,
+    responses: AtomicU64,
+    request_errors: AtomicU64,
+    /// Counted by the worker pool as it turns requests away.
+    busy_rejected: AtomicU64,
+    busy_closed: AtomicU64,
+    /// Up when a request joins the pool's queue, down when a worker takes
+    /// it.
+    request_queue: AtomicU64,
+    /// Up while a worker serves a request.
+    workers_busy: AtomicU64,
 }
 
 /// [`Rejected`], live.
@@ -194,6 +232,13 @@ impl ServerStats {
                 thread_spawn_failed: self.rejected.thread_spawn_failed.load(Ordering::Relaxed),
             },
             idle_closed: self.idle_closed.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            responses: self.responses.load(Ordering::Relaxed),
+            request_errors: self.request_errors.load(Ordering::Relaxed),
+            busy_rejected: self.busy_rejected.load(Ordering::Relaxed),
+            busy_closed: self.busy_closed.load(Ordering::Relaxed),
+            request_queue: self.request_queue.load(Ordering::Relaxed),
+            workers_busy: self.workers_busy.load(Ordering::Relaxed),
         }
     }
 
@@ -252,6 +297,8 @@ pub struct Bound {
     accept: bool,
     /// Shared with every accept loop and connection task.
     stats: Arc<ServerStats>,
+    /// The workers of `--model pool`, started by [`bind_with`].
+    pool: Option<Arc<pool::WorkerPool>>,
 }
 
 impl Bound {
@@ -280,6 +327,7 @@ impl Bound {
             options,
             accept,
             stats,
+            pool,
             ..
         } = self;
         if !accept {
@@ -293,13 +341,9 @@ impl Bound {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (stop_accepting_tx, stop_accepting_rx) = watch::channel(false);
         let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-        let shared = Arc::new(Shared::new(
-            mode,
-            &options,
-            Arc::clone(&stats),
-            stop_rx,
-            done_tx,
-        ));
+        let mut shared = Shared::new(mode, &options, Arc::clone(&stats), stop_rx, done_tx);
+        shared.pool = pool;
+        let shared = Arc::new(shared);
         // The plain holding server accepts on a thread of its own; every
         // other kind (or that one, if its thread cannot be made) in a task
         // per listener.
@@ -369,13 +413,23 @@ pub fn bind_with(config: ServerConfig, options: ServeOptions) -> io::Result<Boun
         addrs.push(listener.local_addr()?);
         listeners.push(listener);
     }
+    let stats = Arc::default();
+    let pool = match options.model {
+        Model::Pool => Some(Arc::new(pool::WorkerPool::start(
+            options.pool,
+            options.thread_stack,
+            &stats,
+        )?)),
+        Model::Async | Model::Threads => None,
+    };
     Ok(Bound {
         listeners,
         addrs,
         mode: config.mode,
         options,
         accept: config.accept,
-        stats: Arc::default(),
+        stats,
+        pool,
     })
 }
 

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 
-use super::options::{Model, ServeOptions, WhenFull};
+use super::options::{Model, ServeOptions, ServiceTime, WhenFull};
+use super::pool::WorkerPool;
 use super::{HeldGuard, Mode, ServerStats};
 
 /// State every accept loop, connection task and connection thread shares.
@@ -25,6 +26,11 @@ pub(super) struct Shared {
     pub model: Model,
     pub thread_stack: usize,
     pub idle_timeout: Option<std::time::Duration>,
+    /// Waited before each response (request modes).
+    pub service_time: ServiceTime,
+    /// Serves the requests of `--model pool`; set by the server after
+    /// [`Shared::new`].
+    pub pool: Option<Arc<WorkerPool>>,
     /// The cap's policy; `None` with `permits`.
     pub when_full: Option<WhenFull>,
     /// One permit per slot under the cap; `None`: no cap.
@@ -55,6 +61,8 @@ impl Shared {
             model: options.model,
             thread_stack: options.thread_stack,
             idle_timeout: options.idle_timeout,
+            service_time: options.service_time,
+            pool: None,
             when_full: options.cap.as_ref().map(|cap| cap.when_full),
             permits: options
                 .cap

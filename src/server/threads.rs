@@ -1,5 +1,6 @@
 //! The threads model: one OS thread per served connection, blocking reads
-//! and writes on it, the stack it asks for and nothing else.
+//! and writes on it (hold, echo, or answering requests with a blocking
+//! sleep for the service time), the stack it asks for and nothing else.
 //!
 //! The accept loop stays async; only serving moves to a thread. When no
 //! thread can be made (EAGAIN from a pids limit or threads-max, ENOMEM),
@@ -17,9 +18,10 @@ use std::sync::atomic::Ordering;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::Mode;
 use super::accept::reject;
+use super::conn::End;
 use super::slots::{Reason, Shared, Slot};
+use super::{Mode, answer};
 
 /// Bytes read per read() call, on the thread's own stack.
 const BUFFER: usize = 8 * 1024;
@@ -63,6 +65,15 @@ pub(super) fn start(shared: &Arc<Shared>, stream: TcpStream, permit: Option<Owne
 fn serve(slot: Slot, mut stream: net::TcpStream) {
     let shared = slot.shared();
     if stream.set_read_timeout(shared.idle_timeout).is_err() {
+        return;
+    }
+    if let Mode::Answer(protocol) = shared.mode {
+        let end = answer::serve_thread(&mut stream, protocol, shared.service_time, &shared.stats);
+        if let Ok(End::Idle) = end {
+            shared.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+        }
+        drop(slot);
+        drop(stream);
         return;
     }
     let mut buffer = [0u8; BUFFER];

@@ -37,7 +37,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{config_from, exit_line, listen_error, print_stdout, stats_line};
+use super::{config_from, exit_line, listen_error, print_stdout, protocol, stats_line};
 use crate::cli::ServeArgs;
 use crate::server::{self, ProcessFigures, ServerTotals};
 
@@ -117,6 +117,8 @@ impl Process {
         if self.died() {
             totals.held = 0;
             totals.queued = 0;
+            totals.request_queue = 0;
+            totals.workers_busy = 0;
             figures.threads = Some(0);
             figures.rss_kib = Some(0);
         }
@@ -126,13 +128,13 @@ impl Process {
     /// `process 2 pid 4243: accepted ..., held at exit ..., accept errors N`,
     /// and for a process that died, how and that its counts are from its
     /// last report.
-    fn exit_line(&self) -> String {
+    fn exit_line(&self, answers: bool) -> String {
         let (totals, _) = self.counted();
         let mut line = format!(
             "process {} pid {}: {}",
             self.index,
             self.pid,
-            exit_line(&totals)
+            exit_line(&totals, answers)
         );
         if self.died() {
             let how = self.exit.map_or_else(|| "ended".into(), describe_exit);
@@ -167,6 +169,13 @@ fn sum(processes: &[Process]) -> (ServerTotals, ProcessFigures) {
         t.rejected.closed_oldest += totals.rejected.closed_oldest;
         t.rejected.thread_spawn_failed += totals.rejected.thread_spawn_failed;
         t.idle_closed += totals.idle_closed;
+        t.requests += totals.requests;
+        t.responses += totals.responses;
+        t.request_errors += totals.request_errors;
+        t.busy_rejected += totals.busy_rejected;
+        t.busy_closed += totals.busy_closed;
+        t.request_queue += totals.request_queue;
+        t.workers_busy += totals.workers_busy;
         let add = |sum: Option<u64>, one: Option<u64>| match (sum, one) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
@@ -206,6 +215,7 @@ pub(super) async fn supervise(
         .map_err(listen_error)?;
     let addrs: Vec<SocketAddr> = reservations.iter().map(|r| r.addr()).collect();
     let count = args.processes;
+    let answers = protocol(args.mode).is_some();
     if let Some(max) = args.max_conns {
         eprintln!(
             "ceiling: --max-conns {max} applies to each of the {count} processes: up to {} in all, and which process a connection reaches is up to the kernel's hash",
@@ -301,7 +311,7 @@ pub(super) async fn supervise(
                             ended.exit.map_or_else(|| "ended".into(), describe_exit),
                         );
                         if left == 0 {
-                            print_stdout(&exit_report(&processes))?;
+                            print_stdout(&exit_report(&processes, answers))?;
                             anyhow::bail!(
                                 "all {count} server processes died (see above): nothing is serving"
                             );
@@ -316,22 +326,23 @@ pub(super) async fn supervise(
         }
     }
     stop(&mut processes, &mut rx).await;
-    print_stdout(&exit_report(&processes))?;
+    print_stdout(&exit_report(&processes, answers))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// One line per process, then the summed exit line and `stats:` line (the
-/// last two lines have the shape one process prints).
-fn exit_report(processes: &[Process]) -> String {
+/// last two lines have the shape one process prints); `answers`: request
+/// counts on the exit lines.
+fn exit_report(processes: &[Process], answers: bool) -> String {
     let mut report = String::new();
     for process in processes {
-        report.push_str(&process.exit_line());
+        report.push_str(&process.exit_line(answers));
         report.push('\n');
     }
     let (totals, figures) = sum(processes);
     report.push_str(&format!(
         "{}\n{}\n",
-        exit_line(&totals),
+        exit_line(&totals, answers),
         stats_line(&totals, &figures)
     ));
     report
@@ -483,9 +494,13 @@ fn process_args(args: &ServeArgs, addrs: &[SocketAddr], index: usize) -> Vec<Str
     let ServeArgs {
         listen: _,
         mode,
+        service_time,
         backlog,
         no_accept,
         model,
+        workers,
+        queue,
+        when_queue_full,
         thread_stack,
         max_conns,
         when_full,
@@ -506,11 +521,23 @@ fn process_args(args: &ServeArgs, addrs: &[SocketAddr], index: usize) -> Vec<Str
         .get_name()
         .to_string();
     out.extend(["--mode".into(), mode]);
+    if let Some(time) = service_time {
+        out.extend(["--service-time".into(), time.describe()]);
+    }
     out.extend(["--backlog".into(), backlog.to_string()]);
     if *no_accept {
         out.push("--no-accept".into());
     }
     out.extend(["--model".into(), model.name().into()]);
+    if let Some(workers) = workers {
+        out.extend(["--workers".into(), workers.to_string()]);
+    }
+    if let Some(queue) = queue {
+        out.extend(["--queue".into(), queue.to_string()]);
+    }
+    if let Some(policy) = when_queue_full {
+        out.extend(["--when-queue-full".into(), policy.name().into()]);
+    }
     out.extend(["--thread-stack".into(), thread_stack.to_string()]);
     if let Some(max) = max_conns {
         out.extend(["--max-conns".into(), max.to_string()]);
@@ -573,10 +600,17 @@ mod tests {
     fn a_server_process_gets_every_option_and_the_resolved_addresses() {
         let given = ServeArgs {
             listen: vec![parse_listen("127.0.0.1:0").unwrap()],
-            mode: ServeMode::Echo,
+            mode: ServeMode::Http,
+            service_time: Some(crate::server::ServiceTime {
+                min: Duration::from_micros(1500),
+                max: Duration::from_millis(5),
+            }),
             backlog: 8,
             no_accept: true,
-            model: Model::Threads,
+            model: Model::Pool,
+            workers: Some(5),
+            queue: Some(20),
+            when_queue_full: Some(crate::server::WhenQueueFull::Close),
             thread_stack: 128 * 1024,
             max_conns: Some(50),
             when_full: Some(WhenFull::CloseOldest),
@@ -685,14 +719,14 @@ mod tests {
         assert_eq!(figures.voluntary_switches, 20);
         assert_eq!(figures.user_cpu, Duration::from_millis(200));
         assert_eq!(
-            processes[0].exit_line(),
+            processes[0].exit_line(false),
             "process 1 pid 1001: accepted 210, peak held 201, held at exit 200, accept errors 0"
         );
         assert_eq!(
-            processes[1].exit_line(),
+            processes[1].exit_line(false),
             "process 2 pid 1002: accepted 190, peak held 181, held at exit 0, accept errors 0 (died: killed by signal 9 (SIGKILL); counts as of its last report)"
         );
-        let report = exit_report(&processes);
+        let report = exit_report(&processes, false);
         let lines: Vec<&str> = report.lines().collect();
         assert_eq!(lines.len(), 4);
         assert_eq!(
