@@ -376,6 +376,26 @@ pub struct Warnings {
     pub echo_silent_connections: u64,
     /// The lowest attempt number among them.
     pub echo_silent_first_attempt: Option<u64>,
+    /// ceiling's own CPU held the rate down (None: it did not, or it was
+    /// not measured).
+    #[serde(default)]
+    pub generator_bottleneck: Option<GeneratorBottleneck>,
+}
+
+/// Seconds in which attempts ran below the target rate while ceiling's own
+/// processes used (nearly) all the CPU they may: the generator, not the
+/// target, set the pace, and its latency figures include its own delay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GeneratorBottleneck {
+    pub seconds: u64,
+    /// Mean cores ceiling's processes used in those seconds.
+    pub cores_used: f64,
+    /// Cores they may use: the CPUs, its cgroup's quota, its worker threads.
+    pub cores_available: f64,
+    /// Attempts started over attempts scheduled, in those seconds.
+    pub achieved_ratio: f64,
+    /// The same in words, with the remedy.
+    pub message: String,
 }
 
 /// Per source IP, one row of `sources.csv`.

@@ -492,3 +492,102 @@ fn echo_mode_pings_a_real_redis_with_escapes_in_the_message() {
         s["warnings"]
     );
 }
+
+/// A cpu cgroup of the test's own with a quota of 0.1 core, removed on
+/// drop (after the processes in it have exited).
+struct CpuQuota(std::path::PathBuf);
+
+impl CpuQuota {
+    fn create(tenths_of_a_core: u64) -> std::io::Result<CpuQuota> {
+        let dir = std::path::PathBuf::from(format!(
+            "/sys/fs/cgroup/cpu/ceiling-test-gen-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir(&dir)?;
+        let cgroup = CpuQuota(dir);
+        std::fs::write(cgroup.0.join("cpu.cfs_period_us"), "100000")?;
+        std::fs::write(
+            cgroup.0.join("cpu.cfs_quota_us"),
+            (tenths_of_a_core * 10_000).to_string(),
+        )?;
+        Ok(cgroup)
+    }
+}
+
+impl Drop for CpuQuota {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// ceiling itself in a cpu cgroup of 0.1 core, asked for 20,000 connects/s
+/// on one thread: it says the generator was the bottleneck, and marks the
+/// latencies; the same run without the quota at a rate within its means
+/// does not.
+#[test]
+fn the_generator_says_when_it_is_the_bottleneck_needs_root() {
+    let root = unsafe { libc::geteuid() } == 0;
+    if !crate::util::require(
+        "the_generator_says_when_it_is_the_bottleneck",
+        root && std::path::Path::new("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists(),
+        "root and a cgroup v1 cpu controller to put ceiling under a CPU quota",
+    ) {
+        return;
+    }
+    let server = Server::start(&["--listen", "127.0.0.1:0"]);
+    let quota = CpuQuota::create(1).expect("a cpu cgroup of our own");
+    let (_tmp, out) = out_dir();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec \"$CEILING\" \"$@\"",
+            quota.0.display()
+        ))
+        .arg("sh")
+        .env("CEILING", crate::util::bin())
+        .args(run_args(&out))
+        .args(["--target", &server.addr(), "--threads", "1"])
+        .args(["--connections", "12000", "--rate", "20k", "--hold", "0s"]);
+    let output = run_bounded(cmd, BOUND);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let s = summary(&out);
+    let g = &s["warnings"]["generator_bottleneck"];
+    assert!(
+        g.is_object(),
+        "no verdict under 0.1 core: {}",
+        s["warnings"]
+    );
+    assert!(g["cores_available"].as_f64().unwrap() <= 0.11, "{g}");
+    assert!(g["achieved_ratio"].as_f64().unwrap() < 0.9, "{g}");
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("the generator was the bottleneck"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("latencies include its own delay"),
+        "{stdout}"
+    );
+    drop(quota);
+
+    let Finished { summary: s, .. } = run_ok(&[
+        "--target",
+        &server.addr(),
+        "--connections",
+        "1000",
+        "--rate",
+        "500",
+        "--hold",
+        "0s",
+    ]);
+    assert!(
+        s["warnings"]["generator_bottleneck"].is_null(),
+        "{}",
+        s["warnings"]
+    );
+}

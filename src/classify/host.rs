@@ -314,12 +314,12 @@ pub fn probe() -> HostState {
 
 /// This process's memory cgroup limit in bytes, when there is one.
 fn cgroup_memory_limit() -> Option<u64> {
-    let (dir, file) = match procfs::parse_cgroup_memory(&read("/proc/self/cgroup")?)? {
-        procfs::CgroupMemory::V1(path) => (
+    let (dir, file) = match procfs::parse_cgroup(&read("/proc/self/cgroup")?, "memory")? {
+        procfs::CgroupPath::V1(path) => (
             format!("/sys/fs/cgroup/memory{path}"),
             "memory.limit_in_bytes",
         ),
-        procfs::CgroupMemory::V2(path) => (format!("/sys/fs/cgroup{path}"), "memory.max"),
+        procfs::CgroupPath::V2(path) => (format!("/sys/fs/cgroup{path}"), "memory.max"),
     };
     read(&format!("{}/{file}", dir.trim_end_matches('/')))
         .as_deref()
@@ -475,6 +475,60 @@ pub fn process_tree(pid: u32) -> Option<procfs::TaskFigures> {
                     .split_whitespace()
                     .filter_map(|c| c.parse::<u32>().ok()),
             );
+        }
+    }
+    Some(total)
+}
+
+/// This process's cgroup CPU quota in cores, when it has one.
+pub fn own_cpu_quota() -> Option<f64> {
+    match procfs::parse_cgroup(&read("/proc/self/cgroup")?, "cpu")? {
+        procfs::CgroupPath::V1(path) => {
+            let dir = format!("/sys/fs/cgroup/cpu{}", path.trim_end_matches('/'));
+            procfs::parse_cpu_quota(
+                &read(&format!("{dir}/cpu.cfs_quota_us"))?,
+                Some(&read(&format!("{dir}/cpu.cfs_period_us"))?),
+            )
+        }
+        procfs::CgroupPath::V2(path) => procfs::parse_cpu_quota(
+            &read(&format!(
+                "/sys/fs/cgroup{}/cpu.max",
+                path.trim_end_matches('/')
+            ))?,
+            None,
+        ),
+    }
+}
+
+/// CPU time (user + system, clock ticks) of process `pid` and every process
+/// below it except the subtrees of `exclude` (ceiling's own server).
+pub fn tree_cpu_ticks(pid: u32, exclude: &[u32]) -> Option<u64> {
+    let mut total = 0;
+    let mut todo = vec![pid];
+    let mut first = true;
+    while let Some(pid) = todo.pop() {
+        if exclude.contains(&pid) {
+            continue;
+        }
+        let Some(stat) = read(&format!("/proc/{pid}/stat")) else {
+            if first {
+                return None;
+            }
+            continue;
+        };
+        first = false;
+        let f = procfs::parse_task_figures("", &stat);
+        total += f.user_ticks + f.system_ticks;
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                let children =
+                    std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+                todo.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
         }
     }
     Some(total)

@@ -253,18 +253,19 @@ pub fn pick_listener<T>(
     wildcard
 }
 
-/// Where this process's memory cgroup lives, from /proc/self/cgroup.
+/// Where one of this process's cgroups lives, from /proc/self/cgroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CgroupMemory {
+pub enum CgroupPath {
     /// cgroup v1: `N:memory:/path` → /sys/fs/cgroup/memory/path.
     V1(String),
     /// cgroup v2: `0::/path` → /sys/fs/cgroup/path.
     V2(String),
 }
 
-/// The memory cgroup path; a v1 memory controller line wins over the v2
-/// unified line (on hybrid hosts the v1 controller holds the limit).
-pub fn parse_cgroup_memory(text: &str) -> Option<CgroupMemory> {
+/// The cgroup path of `controller` (`memory`, `cpu`); a v1 controller line
+/// wins over the v2 unified line (on hybrid hosts the v1 controller holds
+/// the limit).
+pub fn parse_cgroup(text: &str, controller: &str) -> Option<CgroupPath> {
     let mut v2 = None;
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
@@ -272,14 +273,26 @@ pub fn parse_cgroup_memory(text: &str) -> Option<CgroupMemory> {
         else {
             continue;
         };
-        if controllers.split(',').any(|c| c == "memory") {
-            return Some(CgroupMemory::V1(path.to_string()));
+        if controllers.split(',').any(|c| c == controller) {
+            return Some(CgroupPath::V1(path.to_string()));
         }
         if controllers.is_empty() {
-            v2 = Some(CgroupMemory::V2(path.to_string()));
+            v2 = Some(CgroupPath::V2(path.to_string()));
         }
     }
     v2
+}
+
+/// A CPU quota in cores: v1's `cpu.cfs_quota_us` over `cpu.cfs_period_us`
+/// (-1: none), or v2's `cpu.max` ("max 100000": none).
+pub fn parse_cpu_quota(quota_or_max: &str, period: Option<&str>) -> Option<f64> {
+    let mut parts = quota_or_max.split_whitespace();
+    let quota: f64 = parts.next()?.parse().ok().filter(|q: &f64| *q > 0.0)?;
+    let period: f64 = match period {
+        Some(text) => text.trim().parse().ok()?,
+        None => parts.next()?.parse().ok()?,
+    };
+    (period > 0.0).then(|| quota / period)
 }
 
 /// A cgroup memory limit file: a byte count, or None when unlimited (`max`
@@ -474,14 +487,14 @@ mod tests {
     fn cgroup_memory_paths_and_limits() {
         let v1 = "9:name=systemd:/\n4:memory:/process_api/91be\n0::/\n";
         assert_eq!(
-            parse_cgroup_memory(v1),
-            Some(CgroupMemory::V1("/process_api/91be".into()))
+            parse_cgroup(v1, "memory"),
+            Some(CgroupPath::V1("/process_api/91be".into()))
         );
         assert_eq!(
-            parse_cgroup_memory("0::/user.slice/a.scope\n"),
-            Some(CgroupMemory::V2("/user.slice/a.scope".into()))
+            parse_cgroup("0::/user.slice/a.scope\n", "memory"),
+            Some(CgroupPath::V2("/user.slice/a.scope".into()))
         );
-        assert_eq!(parse_cgroup_memory("garbage"), None);
+        assert_eq!(parse_cgroup("garbage", "memory"), None);
         assert_eq!(parse_memory_limit("33554432\n"), Some(33554432));
         assert_eq!(parse_memory_limit("9223372036854771712\n"), None);
         assert_eq!(parse_memory_limit("max\n"), None);

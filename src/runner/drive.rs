@@ -16,9 +16,9 @@ use super::summary::explain_first_limit;
 use crate::classify::capacity::Room;
 use crate::classify::host;
 use crate::engine::{Engine, StopReason};
-use crate::model::FirstLimit;
+use crate::model::{FirstLimit, GeneratorBottleneck};
 use crate::sink::ResultsDir;
-use crate::stats::{Aggregator, Phase, Snapshot};
+use crate::stats::{Aggregator, Phase, SecondRow, Snapshot};
 use crate::ui::tui::{self, Action, Controls, HostPanel};
 use crate::ui::{Live, LiveView};
 
@@ -31,6 +31,104 @@ const HOST_PANEL_EVERY: Duration = Duration::from_secs(1);
 /// Rate change of one `+` / `-` key in the dashboard.
 const RATE_STEP_UP: f64 = 1.1;
 const RATE_STEP_DOWN: f64 = 0.9;
+
+/// Attempts below this share of the target rate are behind.
+const BEHIND: f64 = 0.9;
+/// ceiling's processes at this share of the cores they may use are busy.
+const BUSY: f64 = 0.85;
+/// Seconds behind and busy that make a verdict (one can be a hiccup).
+const BOTTLENECK_MIN_SECONDS: u64 = 2;
+
+/// Whether ceiling itself holds the rate down: reads its own processes'
+/// CPU (the coordinator and its worker processes, not its built-in
+/// server) once a second, and judges each second's row of the time series.
+pub struct GeneratorWatch {
+    /// The built-in server's PID: its subtree is not the generator's.
+    exclude: Vec<u32>,
+    /// Cores ceiling's processes may use: CPUs, its cgroup's quota, its
+    /// worker threads.
+    available: f64,
+    hz: f64,
+    last: Option<(std::time::Instant, u64)>,
+    seconds: u64,
+    cores: f64,
+    attempts: f64,
+    target: f64,
+}
+
+impl GeneratorWatch {
+    pub fn new(exclude: Vec<u32>, worker_threads: usize) -> GeneratorWatch {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let quota = host::own_cpu_quota().unwrap_or(cpus);
+        let mut watch = GeneratorWatch {
+            exclude,
+            available: cpus.min(quota).min(worker_threads.max(1) as f64),
+            hz: host::clock_ticks_per_s() as f64,
+            last: None,
+            seconds: 0,
+            cores: 0.0,
+            attempts: 0.0,
+            target: 0.0,
+        };
+        // The baseline the first second is measured from.
+        watch.read();
+        watch
+    }
+
+    /// Reads the generator's CPU: the cores it used since the last read.
+    pub fn read(&mut self) -> Option<f64> {
+        let ticks = host::tree_cpu_ticks(std::process::id(), &self.exclude)?;
+        let now = std::time::Instant::now();
+        let used = self.last.map(|(at, before)| {
+            let wall = now.duration_since(at).as_secs_f64().max(1e-3);
+            ticks.saturating_sub(before) as f64 / self.hz / wall
+        });
+        self.last = Some((now, ticks));
+        used
+    }
+
+    /// Counts `row` if attempts were behind the target while the
+    /// generator was busy.
+    pub fn judge(&mut self, row: &SecondRow) {
+        let Some(cores) = row.driver_cpu_cores else {
+            return;
+        };
+        if row.target_rate_per_s > 0.0
+            && row.attempt_rate_per_s < BEHIND * row.target_rate_per_s
+            && cores >= BUSY * self.available
+        {
+            self.seconds += 1;
+            self.cores += cores;
+            self.attempts += row.attempt_rate_per_s;
+            self.target += row.target_rate_per_s;
+        }
+    }
+
+    /// The verdict over the run so far.
+    pub fn verdict(&self) -> Option<GeneratorBottleneck> {
+        if self.seconds < BOTTLENECK_MIN_SECONDS {
+            return None;
+        }
+        let cores_used = self.cores / self.seconds as f64;
+        let achieved_ratio = self.attempts / self.target.max(1e-9);
+        Some(GeneratorBottleneck {
+            seconds: self.seconds,
+            cores_used,
+            cores_available: self.available,
+            achieved_ratio,
+            message: format!(
+                "the generator was the bottleneck for {} s: ceiling's own processes used {:.2} \
+                 of the {:.2} cores they may use while attempts ran at {:.0}% of the target \
+                 rate; add worker threads or processes (--threads, --processes), more CPU, or \
+                 hosts, and read those seconds' latencies as including ceiling's own delay",
+                self.seconds,
+                cores_used,
+                self.available,
+                achieved_ratio * 100.0
+            ),
+        })
+    }
+}
 
 /// The host as it was when the first limit was seen: the evidence for it.
 /// Read at the next tick (within [`TICK`]), before the run's own closes
@@ -100,6 +198,7 @@ pub fn drive(
     agg: &mut Aggregator,
     live: &mut Live,
     results: &mut ResultsDir,
+    generator: &mut GeneratorWatch,
 ) -> anyhow::Result<Driven> {
     let Ticker {
         runtime,
@@ -132,7 +231,11 @@ pub fn drive(
             };
             let snapshot = agg.snapshot(elapsed, phase, engine.target_rate(), utc_now, finished);
             // A failed write keeps the rows for the end: the run goes on.
-            results.append_rows(&agg.take_rows());
+            let rows = agg.take_rows();
+            for row in &rows {
+                generator.judge(row);
+            }
+            results.append_rows(&rows);
             if host_at_limit.is_none()
                 && let Some(event) = &snapshot.total.first_limit
             {
@@ -147,6 +250,9 @@ pub fn drive(
                 host_at_limit = Some(at);
             }
             if host_panel_at.is_none_or(|at| at.elapsed() >= HOST_PANEL_EVERY) {
+                if let Some(cores) = generator.read() {
+                    agg.set_driver_cpu(cores);
+                }
                 host_panel = read_host_panel(run);
                 host_panel_at = Some(tokio::time::Instant::now());
                 if host_room_stop.is_none()

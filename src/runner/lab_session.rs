@@ -184,6 +184,11 @@ impl LabSession {
             .map(|c| Arc::clone(c) as Arc<dyn WorkerCgroup>)
     }
 
+    /// The built-in server's PID (its processes are below it).
+    pub fn server_pid(&self) -> u32 {
+        self.server.pid()
+    }
+
     /// The server's pids cgroup: its limit and the thread starts refused
     /// so far (the classifier names it).
     pub fn server_pids(&self) -> Option<ServerPids> {

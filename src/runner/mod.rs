@@ -34,7 +34,7 @@ use crate::sink::{ResultsDir, ResultsUnwritten};
 use crate::stats::{Aggregator, Snapshot};
 use crate::ui::tui::RunContext;
 use crate::ui::{Live, Output};
-use drive::{Driven, HostAtLimit, Ticker};
+use drive::{Driven, GeneratorWatch, HostAtLimit, Ticker};
 use lab_session::LabSession;
 use layout::{WorkerLayout, apply_fd_limit, check_host_room, peak_connections_estimate};
 use summary::{Hosts, summarize};
@@ -171,7 +171,22 @@ pub fn execute(
         launcher: launcher.as_deref(),
         lab,
     };
-    let driven = drive::drive(ticker, &engine, &run, &mut agg, &mut live, &mut results);
+    // The built-in server's CPU is not the generator's.
+    let server_pid = embedded
+        .as_ref()
+        .map(TargetServer::pid)
+        .or_else(|| lab.map(LabSession::server_pid));
+    let worker_threads = layout.threads * layout.processes.max(1);
+    let mut generator = GeneratorWatch::new(server_pid.into_iter().collect(), worker_threads);
+    let driven = drive::drive(
+        ticker,
+        &engine,
+        &run,
+        &mut agg,
+        &mut live,
+        &mut results,
+        &mut generator,
+    );
     // The terminal comes back before anything else is printed, error or not.
     let restored = live.finish();
     let Driven {
@@ -217,6 +232,7 @@ pub fn execute(
     };
     summary.aborted |= summary.safety.stopped.is_some() || !panics.is_empty();
     summary.lab = lab.map(|session| session.report(summary.totals.peak_active));
+    summary.warnings.generator_bottleneck = generator.verdict();
     // The summary is printed whether or not the files could be written;
     // those that could not are then named in one error (exit 1).
     let written = results.finish(&summary, &last);

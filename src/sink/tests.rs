@@ -234,6 +234,7 @@ fn second_rows() -> Vec<SecondRow> {
             p999: 1_200,
             max: 2_050,
         },
+        driver_cpu_cores: None,
     };
     let mut failures_by_kind = [0; LimitKind::ALL.len()];
     failures_by_kind[LimitKind::PortExhaustion.index()] = 4;
@@ -260,6 +261,7 @@ fn second_rows() -> Vec<SecondRow> {
             p999: 15_000,
             max: 48_000,
         },
+        driver_cpu_cores: Some(0.84),
     };
     vec![first, second]
 }

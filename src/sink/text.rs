@@ -293,9 +293,13 @@ fn warnings(out: &mut String, summary: &Summary) {
     .filter(|(_, count, _)| *count > 0)
     .map(|(label, count, note)| (label.to_string(), count, note))
     .collect();
-    if !rows.is_empty() {
+    let generator = w.generator_bottleneck.as_ref();
+    if !rows.is_empty() || generator.is_some() {
         out.push_str("\nwarnings\n");
         table(out, &rows);
+        if let Some(g) = generator {
+            wrap(out, "  ", &g.message);
+        }
     }
 }
 
@@ -313,6 +317,14 @@ fn latency(out: &mut String, summary: &Summary) {
         "\n{:<10}{:>10}{:>10}{:>10}{:>10}{:>10}{:>12}",
         "latency", "p50", "p90", "p99", "p99.9", "max", "samples"
     );
+    if let Some(g) = &summary.warnings.generator_bottleneck {
+        let _ = writeln!(
+            out,
+            "  (ceiling's own CPU was saturated for {} s: those seconds' latencies include its \
+             own delay)",
+            g.seconds
+        );
+    }
     for (label, p) in metrics {
         if p.count == 0 {
             let _ = writeln!(out, "  {label:<8}no samples");

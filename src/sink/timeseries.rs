@@ -27,13 +27,14 @@ pub const COLUMNS_BEFORE: [&str; 9] = [
 ];
 
 /// Columns after the per-kind failure columns.
-pub const COLUMNS_AFTER: [&str; 6] = [
+pub const COLUMNS_AFTER: [&str; 7] = [
     "syn_retransmit_handshakes",
     "port_search_slow",
     "connect_p50_us",
     "connect_p90_us",
     "connect_p99_us",
     "connect_max_us",
+    "driver_cpu_cores",
 ];
 
 /// The header: fixed columns, then `failed_<kind>` for every kind.
@@ -73,6 +74,12 @@ pub fn record(row: &SecondRow) -> Vec<String> {
             row.connect.max,
         ]
         .map(|n| n.to_string()),
+    );
+    // Cores of CPU ceiling's own processes used in the second; empty when
+    // not read.
+    fields.push(
+        row.driver_cpu_cores
+            .map_or(String::new(), |c| format!("{c:.2}")),
     );
     fields
 }

@@ -492,6 +492,10 @@ pub struct SecondRow {
     pub port_search_slow: u64,
     /// Connect latency of the connections established during the interval.
     pub connect: Percentiles,
+    /// Cores of CPU ceiling's own processes (coordinator and workers, not
+    /// its built-in server) used over the last second read: the generator's
+    /// load. None: not read.
+    pub driver_cpu_cores: Option<f64>,
 }
 
 /// The run as of one tick; immutable once published.
@@ -555,6 +559,8 @@ pub struct Aggregator {
     target_scheduled: f64,
     /// The previous tick's elapsed seconds and target rate.
     last_target: Option<(f64, f64)>,
+    /// The generator's own CPU as last read ([`Self::set_driver_cpu`]).
+    driver_cpu_cores: Option<f64>,
 }
 
 impl Aggregator {
@@ -571,6 +577,7 @@ impl Aggregator {
             row_began_s: 0.0,
             target_scheduled: 0.0,
             last_target: None,
+            driver_cpu_cores: None,
         }
     }
 
@@ -625,6 +632,7 @@ impl Aggregator {
                 syn_retransmit_handshakes: interval.warnings.syn_retransmit_handshakes,
                 port_search_slow: interval.warnings.port_search_slow,
                 connect: percentiles(&interval.connect_us),
+                driver_cpu_cores: self.driver_cpu_cores,
             };
             self.next_row_at = whole_seconds.max(self.next_row_at) + 1;
             self.pending_rows.push(row.clone());
@@ -663,6 +671,12 @@ impl Aggregator {
     /// Attempts whose connect has not resolved yet, run-wide.
     pub fn in_flight(&self) -> u64 {
         self.total.in_flight()
+    }
+
+    /// The generator's own CPU, in cores, as last read: goes into the next
+    /// rows.
+    pub fn set_driver_cpu(&mut self, cores: f64) {
+        self.driver_cpu_cores = Some(cores);
     }
 
     /// Rows completed since the last call, oldest first.

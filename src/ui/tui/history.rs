@@ -114,6 +114,7 @@ mod tests {
             syn_retransmit_handshakes: 0,
             port_search_slow: 0,
             connect: Percentiles::default(),
+            driver_cpu_cores: None,
         }
     }
 
