@@ -254,6 +254,7 @@ pub fn drive(
                     agg.set_driver_cpu(cores);
                 }
                 host_panel = read_host_panel(run);
+                host_panel.generator = generator.verdict();
                 host_panel_at = Some(tokio::time::Instant::now());
                 if host_room_stop.is_none()
                     && let Some(why) = Room::read().and_then(|room| room.exhausted())
@@ -331,5 +332,6 @@ pub fn read_host_panel(run: &RunInfo<'_>) -> HostPanel {
             .zip(host::listen_drops_in(&now.counters))
             .map(|(start, now)| now.saturating_sub(start)),
         unread: now.unread,
+        generator: None,
     }
 }

@@ -64,6 +64,8 @@ pub struct HostPanel {
     /// Why the figures that are `None` could not be read, when known
     /// (e.g. "fd table full"): shown in their place.
     pub unread: Option<String>,
+    /// ceiling's own CPU has held the rate down so far in the run.
+    pub generator: Option<crate::model::GeneratorBottleneck>,
 }
 
 /// The engine's controls as they are now.

@@ -135,6 +135,7 @@ fn host() -> HostPanel {
         tcp_time_wait: Some(12),
         listen_drops_delta: Some(0),
         unread: None,
+        generator: None,
     }
 }
 
@@ -231,6 +232,38 @@ fn limited() -> Spec {
         seconds: 40,
         ..Spec::default()
     }
+}
+
+/// ceiling's own CPU holding the rate down shows in the Limits panel.
+#[test]
+fn a_busy_generator_is_said_in_the_limits_panel() {
+    let spec = Spec::default();
+    let (snapshot, history) = run(&spec);
+    let context = context(&spec, Vec::new());
+    let host = HostPanel {
+        generator: Some(crate::model::GeneratorBottleneck {
+            seconds: 11,
+            cores_used: 0.1,
+            cores_available: 0.1,
+            achieved_ratio: 0.08,
+            message: String::new(),
+        }),
+        ..host()
+    };
+    let ui = UiState::default();
+    let view = View {
+        context: &context,
+        snapshot: &snapshot,
+        first_limit: None,
+        host: &host,
+        controls: RUNNING,
+        history: &history,
+        ui: &ui,
+    };
+    let screen = draw(120, 40, &view);
+    assert!(screen.contains("generator busy"), "{screen}");
+    assert!(screen.contains("0.10/0.10 cores"), "{screen}");
+    assert!(!screen.contains("no failures yet"), "{screen}");
 }
 
 #[test]

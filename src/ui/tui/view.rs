@@ -1091,6 +1091,24 @@ fn limits_lines(view: &View, width: usize) -> Vec<Line<'static>> {
             Vec::new(),
         ));
     }
+    if let Some(g) = &view.host.generator {
+        lines.push(row(
+            "generator busy",
+            warn,
+            g.seconds,
+            vec![
+                Span::raw("  s"),
+                Span::raw(format!(
+                    ", {:.2}/{:.2} cores",
+                    g.cores_used, g.cores_available
+                )),
+                Span::raw(format!(
+                    ", {:.0}% of the rate: ceiling is the bottleneck",
+                    g.achieved_ratio * 100.0
+                )),
+            ],
+        ));
+    }
     if lines.is_empty() {
         lines.push(Line::styled("no failures yet", dim));
     }
