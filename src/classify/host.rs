@@ -443,31 +443,64 @@ pub fn hard_limit_remedy(wanted: u64) -> String {
 /// process's own status line counts its first thread only).
 pub fn process_tree(pid: u32) -> Option<procfs::TaskFigures> {
     let mut total = procfs::TaskFigures::default();
-    let mut todo = vec![pid];
-    let mut seen = 0;
-    while let Some(pid) = todo.pop() {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status"));
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"));
-        let (Ok(status), Ok(stat)) = (status, stat) else {
-            if seen == 0 {
-                return None;
-            }
-            continue;
+    let found = walk_process_tree(pid, &[], |pid| {
+        let (Some(status), Some(stat)) = (
+            read(&format!("/proc/{pid}/status")),
+            read(&format!("/proc/{pid}/stat")),
+        ) else {
+            return false;
         };
-        seen += 1;
         let f = procfs::parse_task_figures(&status, &stat);
         total.threads += f.threads;
         total.rss_kib += f.rss_kib;
         total.user_ticks += f.user_ticks;
         total.system_ticks += f.system_ticks;
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue;
-        };
-        for task in tasks.flatten() {
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
             let t = procfs::parse_task_figures(&status, "");
             total.voluntary_switches += t.voluntary_switches;
             total.involuntary_switches += t.involuntary_switches;
+        }
+        true
+    });
+    found.then_some(total)
+}
+
+/// CPU time (user + system, clock ticks) of process `pid` and every process
+/// below it except the subtrees of `exclude` (ceiling's own server).
+pub fn tree_cpu_ticks(pid: u32, exclude: &[u32]) -> Option<u64> {
+    let mut total = 0;
+    let found = walk_process_tree(pid, exclude, |pid| {
+        let Some(stat) = read(&format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let f = procfs::parse_task_figures("", &stat);
+        total += f.user_ticks + f.system_ticks;
+        true
+    });
+    found.then_some(total)
+}
+
+/// Visits `root` and every process below it (the children of each of its
+/// threads), skipping the subtrees of `exclude`; `visit` says whether the
+/// process was still there. False when `root` is gone.
+fn walk_process_tree(root: u32, exclude: &[u32], mut visit: impl FnMut(u32) -> bool) -> bool {
+    let mut todo = vec![root];
+    let mut root_found = false;
+    while let Some(pid) = todo.pop() {
+        if exclude.contains(&pid) || !visit(pid) {
+            continue;
+        }
+        root_found |= pid == root;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let children =
                 std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
             todo.extend(
@@ -477,7 +510,7 @@ pub fn process_tree(pid: u32) -> Option<procfs::TaskFigures> {
             );
         }
     }
-    Some(total)
+    root_found
 }
 
 /// This process's cgroup CPU quota in cores, when it has one.
@@ -498,40 +531,6 @@ pub fn own_cpu_quota() -> Option<f64> {
             None,
         ),
     }
-}
-
-/// CPU time (user + system, clock ticks) of process `pid` and every process
-/// below it except the subtrees of `exclude` (ceiling's own server).
-pub fn tree_cpu_ticks(pid: u32, exclude: &[u32]) -> Option<u64> {
-    let mut total = 0;
-    let mut todo = vec![pid];
-    let mut first = true;
-    while let Some(pid) = todo.pop() {
-        if exclude.contains(&pid) {
-            continue;
-        }
-        let Some(stat) = read(&format!("/proc/{pid}/stat")) else {
-            if first {
-                return None;
-            }
-            continue;
-        };
-        first = false;
-        let f = procfs::parse_task_figures("", &stat);
-        total += f.user_ticks + f.system_ticks;
-        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-            for task in tasks.flatten() {
-                let children =
-                    std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-                todo.extend(
-                    children
-                        .split_whitespace()
-                        .filter_map(|c| c.parse::<u32>().ok()),
-                );
-            }
-        }
-    }
-    Some(total)
 }
 
 /// Clock ticks per second of /proc's CPU times (USER_HZ).
