@@ -232,6 +232,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub stop_at_first_limit: bool,
 
+    /// Most handshakes in flight at once, 1 to 10m, shared among the worker
+    /// threads: an attempt that is due waits while this many are still
+    /// connecting, and its latency counts the wait. Caps what a target
+    /// that does not accept can pile up (half-open connections take fds).
+    /// Default: none for a paced run, 512 per worker thread with --rate 0.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = units::parse_max_in_flight)]
+    pub max_in_flight: Option<u64>,
+
     /// Worker threads per process, 1 to 1024 (default: one per core,
     /// shared among the worker processes; at most one per connection).
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = units::parse_threads)]

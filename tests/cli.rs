@@ -228,6 +228,7 @@ fn help_and_readme_state_every_range() {
     for range in [
         units::CONNECTIONS.describe(),
         units::THREADS.describe(),
+        units::MAX_IN_FLIGHT.describe(),
         units::RUN_DURATION.describe(),
         units::HOLD.describe(),
         units::CONNECT_TIMEOUT.describe(),

@@ -591,3 +591,52 @@ fn the_generator_says_when_it_is_the_bottleneck_needs_root() {
         s["warnings"]
     );
 }
+
+/// A target that never accepts leaves handshakes half-open, each with an
+/// fd: with a low fd limit and no cap they pile up to EMFILE, which hides
+/// the cause; `--max-in-flight` keeps them under the limit, and the
+/// target's full listen queue is what is named.
+#[test]
+fn max_in_flight_keeps_half_open_handshakes_from_drowning_the_run() {
+    let run = |extra: &[&str]| {
+        let server = Server::start(&["--listen", "127.0.0.1:0", "--no-accept", "--backlog", "4"]);
+        let mut args = vec![
+            "--target".to_string(),
+            server.addr(),
+            "--connections".into(),
+            "300".into(),
+            "--rate".into(),
+            "2k".into(),
+            "--fd-limit".into(),
+            "100".into(),
+            "--connect-timeout".into(),
+            "500ms".into(),
+            "--hold".into(),
+            "0s".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_ok(&args).summary
+    };
+    let drowned = run(&[]);
+    assert!(
+        drowned["failures_by_kind"]["fd_limit_process"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{}",
+        drowned["failures_by_kind"]
+    );
+    let capped = run(&["--max-in-flight", "40"]);
+    assert_eq!(
+        capped["failures_by_kind"]["fd_limit_process"], 0,
+        "{}",
+        capped["failures_by_kind"]
+    );
+    assert_eq!(
+        capped["first_limit"]["kind"], "backlog_overflow",
+        "{capped}"
+    );
+    assert_eq!(capped["totals"]["attempted"], 300, "{capped}");
+    assert_eq!(capped["scenario"]["max_in_flight"], 40, "{capped}");
+}

@@ -49,6 +49,7 @@ pub fn build_scenario_from(
         fd_limit_from: scenario::Origin::Flag,
         stop_at_first_limit: args.stop_at_first_limit.then_some(true),
         threads: args.threads,
+        max_in_flight: args.max_in_flight,
         processes: args.processes,
         pick_port_at: args.pick_port_at,
         lab: None,

@@ -55,6 +55,9 @@ pub struct Settings {
     /// picked at connect() per destination; false picks it at bind(), per
     /// source IP only (reproduces bind() EADDRINUSE).
     pub bind_address_no_port: bool,
+    /// Most handshakes in flight at once, run-wide (each worker thread
+    /// keeps its share); None: no cap on a paced run.
+    pub max_in_flight: Option<u64>,
 }
 
 /// Why a run stops before it ends by itself.
@@ -427,6 +430,7 @@ impl Settings {
             close: CloseMode::Fin,
             stop_at_first_limit: false,
             bind_address_no_port: true,
+            max_in_flight: None,
         }
     }
 }

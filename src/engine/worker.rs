@@ -142,6 +142,15 @@ impl Worker {
         let run_end = sleep_until(shared.run_deadline());
         tokio::pin!(run_end);
         let mut pacer = Pacer::new(shared.settings.pace, segment, shared.plan.connections);
+        // This thread's share of --max-in-flight (its segment is one of
+        // `stride`), or the unpaced window.
+        let window = match shared.settings.max_in_flight {
+            Some(n) => Some(n.div_ceil(segment.stride.max(1)).max(1)),
+            None if matches!(shared.settings.pace, crate::scenario::Pace::Unlimited) => {
+                Some(UNPACED_WINDOW)
+            }
+            None => None,
+        };
         let mut batch = 0;
         if self.holder.is_some() {
             let worker = Rc::clone(&self);
@@ -174,7 +183,7 @@ impl Worker {
                     _ = &mut run_end => break,
                 }
             }
-            if offset.is_none() && self.connecting.get() >= UNPACED_WINDOW {
+            if self.connecting.get() >= window.unwrap_or(u64::MAX) {
                 tokio::select! {
                     _ = self.handshake_done.notified() => continue,
                     _ = control.changed() => continue,

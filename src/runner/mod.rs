@@ -342,5 +342,6 @@ fn settings(scenario: &Scenario) -> Settings {
         close: scenario.close,
         stop_at_first_limit: scenario.stop_at_first_limit,
         bind_address_no_port: scenario.pick_port_at == PortPick::Connect,
+        max_in_flight: scenario.max_in_flight,
     }
 }

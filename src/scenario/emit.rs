@@ -70,6 +70,9 @@ pub fn to_toml(scenario: &Scenario) -> String {
     if let Some(n) = s.threads {
         t.insert("threads".into(), count(n));
     }
+    if let Some(n) = s.max_in_flight {
+        t.insert("max_in_flight".into(), count(n));
+    }
     match s.processes {
         None => {}
         Some(Processes::Auto) => {

@@ -83,6 +83,13 @@ pub struct ScenarioSpec {
     pub stop_at_first_limit: Option<bool>,
     #[serde(default, deserialize_with = "units::de::threads")]
     pub threads: Option<u64>,
+    /// Most handshakes in flight at once, run-wide.
+    #[serde(
+        default,
+        alias = "max-in-flight",
+        deserialize_with = "units::de::max_in_flight"
+    )]
+    pub max_in_flight: Option<u64>,
     #[serde(default, deserialize_with = "units::de::processes")]
     pub processes: Option<Processes>,
     /// When a socket bound to a source IP gets its port: `connect`
@@ -153,6 +160,7 @@ impl ScenarioSpec {
             fd_limit: over.fd_limit.or(self.fd_limit),
             stop_at_first_limit: over.stop_at_first_limit.or(self.stop_at_first_limit),
             threads: over.threads.or(self.threads),
+            max_in_flight: over.max_in_flight.or(self.max_in_flight),
             processes: over.processes.or(self.processes),
             pick_port_at: over.pick_port_at.or(self.pick_port_at),
             lab: over.lab.or(self.lab),
@@ -236,6 +244,9 @@ pub struct Scenario {
     /// Worker threads per process (default: one per core, shared among
     /// the processes).
     pub threads: Option<u64>,
+    /// Most handshakes in flight at once, run-wide (None: no cap on a paced
+    /// run, a window per worker thread on an unpaced one).
+    pub max_in_flight: Option<u64>,
     /// None: one process (ceiling's own).
     pub processes: Option<Processes>,
     pub pick_port_at: PortPick,
@@ -515,6 +526,11 @@ impl Scenario {
                 .check(limit)
                 .map_err(|e| invalid("fd_limit", e))?;
         }
+        if let Some(n) = spec.max_in_flight {
+            units::MAX_IN_FLIGHT
+                .check(n)
+                .map_err(|e| invalid("max_in_flight", e))?;
+        }
         if let Some(threads) = spec.threads {
             units::THREADS
                 .check(threads)
@@ -567,6 +583,7 @@ impl Scenario {
             fd_limit_from: spec.fd_limit_from,
             stop_at_first_limit: spec.stop_at_first_limit.unwrap_or(false),
             threads: spec.threads,
+            max_in_flight: spec.max_in_flight,
             processes: spec.processes,
             pick_port_at,
             lab,

@@ -364,6 +364,14 @@ pub const THREADS: CountRange = CountRange {
     max_name: None,
     why: "worker threads per process",
 };
+/// `max_in_flight`.
+pub const MAX_IN_FLIGHT: CountRange = CountRange {
+    min: 1,
+    max: 10_000_000,
+    what: "handshake count",
+    max_name: None,
+    why: "handshakes in flight at once, shared among the worker threads",
+};
 /// `serve --backlog`, `[lab] server_backlog`.
 pub const BACKLOG: CountRange = CountRange {
     min: 1,
@@ -454,6 +462,11 @@ pub fn parse_connections(text: &str) -> Result<u64, String> {
 /// `--fd-limit`: within [`FD_LIMIT`] (the hard limit is checked at start).
 pub fn parse_fd_limit(text: &str) -> Result<u64, String> {
     FD_LIMIT.parse(text)
+}
+
+/// `--max-in-flight`: within [`MAX_IN_FLIGHT`].
+pub fn parse_max_in_flight(text: &str) -> Result<u64, String> {
+    MAX_IN_FLIGHT.parse(text)
 }
 
 /// `--threads`: within [`THREADS`].
@@ -891,6 +904,7 @@ serde_parsers! {
     connections => parse_connections -> u64;
     fd_limit => parse_fd_limit -> u64;
     threads => parse_threads -> u64;
+    max_in_flight => parse_max_in_flight -> u64;
     rate => parse_rate -> f64;
     run_duration => parse_run_duration -> Duration;
     connect_timeout => parse_connect_timeout -> Duration;
