@@ -22,7 +22,8 @@ pub struct Row {
     pub limit: String,
     /// `first_limit.at_attempt`; empty when no limit was hit.
     pub at_attempt: Option<u64>,
-    /// `first_limit.evidence.message`, on one line.
+    /// `first_limit.evidence.message`, on one line; on the ladder's CPU
+    /// rung, then how long the server's CPU quota throttled it.
     pub evidence: String,
     /// `first_limit.remedy`: ceiling's advice for that limit.
     pub remedy: String,
@@ -92,12 +93,14 @@ pub fn render(report: &Report) -> String {
     }
     out.push('\n');
     for row in &report.steps {
-        if row.limit == "none" {
+        if row.limit == "none" && row.evidence.is_empty() {
             continue;
         }
         out.push_str(&format!("step {}: {}\n", row.step, row.limit));
         out.push_str(&format!("  evidence: {}\n", row.evidence));
-        out.push_str(&format!("  remedy:   {}\n", row.remedy));
+        if !row.remedy.is_empty() {
+            out.push_str(&format!("  remedy:   {}\n", row.remedy));
+        }
     }
     out.push_str(&format!(
         "\n{}: {}\n",
