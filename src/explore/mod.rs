@@ -23,7 +23,7 @@ use crate::scenario::units::{HoldMode, PortPick, PortRange, Processes, ServerMod
 use crate::scenario::{Pace, Scenario};
 
 /// Climbs a ladder makes at most, unless told otherwise.
-pub const DEFAULT_MAX_STEPS: u32 = 8;
+pub const DEFAULT_MAX_STEPS: u32 = 10;
 /// Most climbs `--max-steps` allows.
 pub const MAX_STEPS: u32 = 32;
 /// The ephemeral port range of a new network namespace (the kernel's

@@ -125,8 +125,16 @@ mod tests {
             ceiling: 1000 * u64::from(step),
             limit: limit.into(),
             at_attempt: (limit != "none").then_some(1001),
-            evidence: "connect() failed with EADDRNOTAVAIL".into(),
-            remedy: "add source IPs".into(),
+            evidence: if limit == "none" {
+                String::new()
+            } else {
+                "connect() failed with EADDRNOTAVAIL".into()
+            },
+            remedy: if limit == "none" {
+                String::new()
+            } else {
+                "add source IPs".into()
+            },
             results_dir: format!("out/step-{step}"),
         }
     }
@@ -193,5 +201,32 @@ mod tests {
         );
         assert!(text.contains("ladder: reached the bound"), "{text}");
         assert!(text.contains("ceiling: 2,000"), "{text}");
+        assert!(!text.contains("step 2:"), "{text}");
+    }
+
+    /// The CPU rung holds every connection, yet its row has evidence: the
+    /// server's throttling. It is printed, without a remedy line.
+    #[test]
+    fn a_row_without_a_limit_but_with_evidence_prints_it() {
+        let cpu = Row {
+            evidence: "the server's CPU quota of 0.05 cores throttled it for 4.3 s".into(),
+            ..row(2, "none")
+        };
+        let report = Report {
+            bound: 2000,
+            ladder: true,
+            steps: vec![row(1, "port_exhaustion"), cpu],
+            ceiling: 2000,
+            end: "server_cpu".into(),
+            end_text: "stopped at the server's CPU".into(),
+        };
+        let text = render(&report);
+        assert!(
+            text.contains(
+                "step 2: none\n  evidence: the server's CPU quota of 0.05 cores throttled it for \
+                 4.3 s\n\nladder: stopped at the server's CPU"
+            ),
+            "{text}"
+        );
     }
 }
