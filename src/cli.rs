@@ -72,7 +72,9 @@ pub enum Command {
     /// processes; kernel_memory (a worker OOM-killed in [lab]
     /// memory_limit's cgroup) raises memory_limit. It ends when every
     /// connection of the bound is held, at any other limit, or after
-    /// --max-steps climbs. Without a scenario, --ladder starts from
+    /// --max-steps climbs. With [lab] server_threads_max, the bound held
+    /// leads on to the server's design: a thread per connection under that
+    /// cap, then async under it, then [lab] server_cpus as a CPU quota. Without a scenario, --ladder starts from
     /// scenarios/explore-ladder.toml's settings.
     #[command(
         mut_arg("connections", |a| a.help(
@@ -315,7 +317,7 @@ pub struct ExploreArgs {
     #[arg(long)]
     pub ladder: bool,
 
-    /// Most climbs of a ladder (1 to 32). Default 8.
+    /// Most climbs of a ladder (1 to 32). Default 10.
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_max_steps)]
     pub max_steps: Option<u32>,
 

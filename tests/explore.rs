@@ -1,6 +1,7 @@
 //! `ceiling explore`: one climb against the built-in server (no root), a
 //! small ladder in real lab namespaces (root: it walks port range → source
-//! IPs → fd limit → worker processes → the bound), and bad input.
+//! IPs → fd limit → worker processes → the bound, then the server's design:
+//! threads under a cap → async → a CPU quota), and bad input.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -105,8 +106,11 @@ fn explore_refuses_bad_input_before_any_load() {
 /// fd limit of 600, then the hard limit — lowered to 1,500 for explore and
 /// everything it starts (anyone may lower a hard limit) — then worker
 /// processes, in a memory cgroup large enough not to bite. Bound 2,400.
+/// Then, from `server_threads_max`, the server's design: a thread per
+/// connection under a cap of 500 (stops there), async under it (passes),
+/// and a CPU quota of 0.02 cores (throttled: the ladder ends on it).
 #[test]
-fn explore_ladder_walks_ports_sources_fds_processes_to_the_bound() {
+fn explore_ladder_walks_ports_sources_fds_processes_then_threads_async_cpu() {
     if !require_netns("explore_ladder") {
         return;
     }
@@ -115,14 +119,15 @@ fn explore_ladder_walks_ports_sources_fds_processes_to_the_bound() {
     std::fs::write(
         &file,
         "name = \"ladder-test\"\nconnections = 2400\nrate = 2000\nconnect_timeout = \"3s\"\n\
-         fd_limit = 600\n[lab]\nip_local_port_range = \"50000-50099\"\nmemory_limit = \"512MiB\"\n",
+         fd_limit = 600\n[lab]\nip_local_port_range = \"50000-50099\"\nmemory_limit = \"512MiB\"\n\
+         server_threads_max = 500\nserver_cpus = 0.02\n",
     )
     .unwrap();
     let out: PathBuf = tmp.path().join("results");
     let mut cmd = ceiling();
     cmd.arg("explore")
         .arg(&file)
-        .args(["--ladder", "--max-steps", "6", "--ui", "none", "--out"])
+        .args(["--ladder", "--max-steps", "9", "--ui", "none", "--out"])
         .arg(&out);
     // SAFETY: setrlimit is async-signal-safe; lowering is always allowed.
     unsafe {
@@ -147,14 +152,19 @@ fn explore_ladder_walks_ports_sources_fds_processes_to_the_bound() {
     eprintln!("{stdout}");
     let rows = rows(&out);
     let limits: Vec<&str> = rows.iter().map(|r| r.limit.as_str()).collect();
+    // The CPU rung (the 8th) holds all, more slowly, or hits a limit; its
+    // throttling is asserted below.
+    assert_eq!(limits.len(), 8, "{stdout}");
     assert_eq!(
-        limits,
+        limits[..7],
         [
             "port_exhaustion",
             "port_exhaustion",
             "fd_limit_process",
             "fd_limit_process",
-            "none"
+            "none",
+            "server_closed",
+            "none",
         ],
         "{stdout}"
     );
@@ -174,8 +184,20 @@ fn explore_ladder_walks_ports_sources_fds_processes_to_the_bound() {
         changes[4].starts_with("add worker processes: processes = 2"),
         "{changes:?}"
     );
-    // Each rung holds more than the one below it.
-    for pair in rows.windows(2) {
+    assert_eq!(
+        changes[5],
+        "a thread per connection: server_model = threads, server_threads_max = 500 (C10K)"
+    );
+    assert_eq!(
+        changes[6],
+        "the async design: server_model = async, server_threads_max = 500 as before"
+    );
+    assert_eq!(
+        changes[7],
+        "a CPU quota on the server: server_cpus = 0.02 (async, server_threads_max = 500)"
+    );
+    // Each client rung holds more than the one below it.
+    for pair in rows[..5].windows(2) {
         assert!(pair[1].ceiling > pair[0].ceiling, "{rows:#?}");
     }
     // A port range of 100, then 400: at most that many held, plus one.
@@ -191,10 +213,38 @@ fn explore_ladder_walks_ports_sources_fds_processes_to_the_bound() {
     assert!(rows[2].ceiling < 600, "{rows:#?}");
     assert!(rows[3].ceiling < 1500, "{rows:#?}");
     assert_eq!(rows[4].ceiling, 2400);
-    for row in &rows[..4] {
+    // Threads stop at the cap: the pids cgroup refused the thread starts
+    // past it (the ceiling is above the cap by what the accept queues held
+    // when the limit stopped the climb: up to a few hundred here). Async
+    // passes it.
+    assert!(rows[5].ceiling < 2400, "{rows:#?}");
+    assert!(
+        rows[5]
+            .evidence
+            .contains("pids cgroup (pids.max 500) refused"),
+        "{rows:#?}"
+    );
+    assert_eq!(rows[6].ceiling, 2400);
+    assert!(
+        rows[7]
+            .evidence
+            .contains("the server's CPU quota of 0.02 cores throttled it for"),
+        "{rows:#?}"
+    );
+    for row in rows[..4].iter().chain([&rows[5]]) {
         assert!(row.at_attempt.is_some() && !row.evidence.is_empty() && !row.remedy.is_empty());
     }
     let mut cgroups = Vec::new();
+    let servers: Vec<(&str, Option<u64>, Option<f64>)> = vec![
+        ("async", None, None),
+        ("async", None, None),
+        ("async", None, None),
+        ("async", None, None),
+        ("async", None, None),
+        ("threads", Some(500), None),
+        ("async", Some(500), None),
+        ("async", Some(500), Some(0.02)),
+    ];
     for (i, row) in rows.iter().enumerate() {
         let s = summary(Path::new(&row.results_dir));
         crate::results::validate(&s);
@@ -209,13 +259,26 @@ fn explore_ladder_walks_ports_sources_fds_processes_to_the_bound() {
             assert_eq!(cgroup["members"].as_array().unwrap().len(), 2, "{cgroup}");
             cgroups.push(path.to_string());
         }
+        let server = &s["lab"]["server"];
+        let (model, threads_max, cpus) = servers[i];
+        assert_eq!(server["model"], model, "step {}: {server}", i + 1);
+        assert_eq!(server["threads_max"].as_u64(), threads_max, "{server}");
+        assert_eq!(server["cpus"].as_f64(), cpus, "{server}");
+        for path in server["cgroups"].as_array().unwrap() {
+            cgroups.push(path.as_str().unwrap().to_string());
+        }
     }
+    let throttled =
+        summary(Path::new(&rows[7].results_dir))["lab"]["server"]["figures"]["cpu_throttled_s"]
+            .as_f64()
+            .unwrap();
+    assert!(throttled > 0.0, "{throttled}");
     let last = summary(Path::new(&rows[4].results_dir));
     assert_eq!(last["workers"]["processes"], 2, "{last}");
     assert_eq!(last["sources"].as_array().unwrap().len(), 7, "{last}");
     let report = report(&out);
     assert!(report.ladder);
-    assert_eq!(report.end, "reached_bound");
+    assert_eq!(report.end, "server_cpu");
     assert_eq!(report.ceiling, 2400);
     // ladder.csv has the same rows, in ASCII (`→` as `->`).
     let in_ascii = |r: &Row| Row {
@@ -226,11 +289,13 @@ fn explore_ladder_walks_ports_sources_fds_processes_to_the_bound() {
     };
     assert_eq!(report.steps.iter().map(in_ascii).collect::<Vec<_>>(), rows);
     assert!(
-        stdout.contains("ladder: reached the bound: all 2,400 connections held"),
+        stdout.contains(
+            "ladder: stopped at the server's CPU: its quota of 0.02 cores throttled it for"
+        ),
         "{stdout}"
     );
     // Nothing left behind: the namespaces were anonymous and died with
-    // each climb, and the cgroup went with its climb.
+    // each climb, and the cgroups went with their climb.
     for path in cgroups {
         assert!(!Path::new(&path).exists(), "{path} left behind");
     }

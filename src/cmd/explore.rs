@@ -131,6 +131,8 @@ pub fn explore(args: ExploreArgs) -> anyhow::Result<ExitCode> {
         } else {
             host_port_range().unwrap_or(explore::NAMESPACE_PORT_RANGE)
         },
+        // One climb runs the scenario's server as it is.
+        server_ladder: explore::server_ladder_of(&base).filter(|_| ladder),
     };
     install_signal_handlers();
     let started = Instant::now();
@@ -153,12 +155,7 @@ pub fn explore(args: ExploreArgs) -> anyhow::Result<ExitCode> {
         eprintln!("ceiling: explore: step {step}: {change}");
         let summary = climb(&out, step, &scenario, ui)?;
         let first = summary.first_limit.as_ref();
-        let outcome = Outcome {
-            limit: first.map(|f| f.kind),
-            ceiling: explore::ceiling_of(&summary),
-            established: summary.totals.established,
-            aborted: summary.aborted || INTERRUPTED.load(Ordering::SeqCst),
-        };
+        let outcome = Outcome::of(&summary, INTERRUPTED.load(Ordering::SeqCst));
         eprintln!(
             "ceiling: explore: step {step}: ceiling {}, {} ({:.1} s)",
             thousands(outcome.ceiling),
@@ -178,7 +175,14 @@ pub fn explore(args: ExploreArgs) -> anyhow::Result<ExitCode> {
             ceiling: outcome.ceiling,
             limit: first.map_or_else(|| "none".into(), |f| f.kind.as_str().into()),
             at_attempt: first.map(|f| f.at_attempt),
-            evidence: first.map_or_else(String::new, |f| one_line(&f.evidence.message)),
+            evidence: [
+                first.map(|f| one_line(&f.evidence.message)),
+                explore::server_cpu_note(&rung, &outcome, &ctx),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; "),
             remedy: first.map_or_else(String::new, |f| one_line(&f.remedy)),
             results_dir: step_dir(&out, step).display().to_string(),
         });

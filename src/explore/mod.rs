@@ -2,7 +2,10 @@
 //! (a [`Rung`]), what it reached (an [`Outcome`]), and from the limit it
 //! hit, the change the next climb makes ([`next`]) — the classic story:
 //! port range → more source IPs → fd limit → more worker processes →
-//! memory. No I/O here: `cmd::explore` runs the climbs, [`report`] writes
+//! memory; then, for a ladder given a server thread cap ([`ServerLadder`]),
+//! the server's design: a thread per connection under the cap (C10K), the
+//! async design under the same cap, and a CPU quota on the server
+//! ([`ServerRung`]). No I/O here: `cmd::explore` runs the climbs, [`report`] writes
 //! the table.
 //!
 //! A climb is one run that opens up to a bound of connections, holds them
@@ -16,11 +19,11 @@ use std::time::Duration;
 
 use crate::model::{LimitKind, Summary, thousands};
 use crate::scenario::lab::Sysctl;
-use crate::scenario::units::{HoldMode, PortPick, PortRange, Processes};
+use crate::scenario::units::{HoldMode, PortPick, PortRange, Processes, ServerModel};
 use crate::scenario::{Pace, Scenario};
 
 /// Climbs a ladder makes at most, unless told otherwise.
-pub const DEFAULT_MAX_STEPS: u32 = 8;
+pub const DEFAULT_MAX_STEPS: u32 = 10;
 /// Most climbs `--max-steps` allows.
 pub const MAX_STEPS: u32 = 32;
 /// The ephemeral port range of a new network namespace (the kernel's
@@ -59,6 +62,37 @@ pub struct Rung {
     /// The port range was widened once already: the next port exhaustion
     /// adds source IPs instead.
     pub widened: bool,
+    /// The lab server's design, on a ladder with a [`ServerLadder`].
+    pub server: ServerRung,
+}
+
+/// The server rungs, climbed in this order once the client's settings
+/// reach the bound. Each climb keeps the client's settings that got there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ServerRung {
+    /// The scenario's server, without the ladder's thread cap and CPU
+    /// quota: the client's rungs climb against it.
+    #[default]
+    AsGiven,
+    /// One thread per connection in a pids cgroup of the cap (C10K): the
+    /// climb stops at the cap.
+    Threads,
+    /// The async design under the same cap: the climb passes it.
+    Async,
+    /// The async design under the cap and a CPU quota: the climb needs
+    /// the server's CPU, and the quota throttles it.
+    CpuQuota,
+}
+
+/// The server rungs a ladder climbs after the bound, from its scenario's
+/// `[lab] server_threads_max` (and `server_cpus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLadder {
+    /// pids.max of the server's cgroup on the server rungs.
+    pub threads_max: u64,
+    /// The server's CPU quota on the last rung, in thousandths of a core;
+    /// None: no CPU rung.
+    pub cpu_millis: Option<u64>,
 }
 
 /// What the ladder needs to know beside the rung.
@@ -73,6 +107,8 @@ pub struct Context {
     /// The ephemeral port range when `[lab]` sets none: the host's for a
     /// climb outside a lab, [`NAMESPACE_PORT_RANGE`] in one.
     pub default_port_range: PortRange,
+    /// The server rungs after the bound (None: the ladder ends there).
+    pub server_ladder: Option<ServerLadder>,
 }
 
 /// What a climb reached, from its summary.json.
@@ -86,6 +122,30 @@ pub struct Outcome {
     pub established: u64,
     /// Stopped by Ctrl-C or SIGTERM.
     pub aborted: bool,
+    /// `lab.server.figures.pids_refused`: thread starts the server's pids
+    /// cgroup refused.
+    pub server_pids_refused: Option<u64>,
+    /// `lab.server.figures.cpu_throttled_s`: how long the server's CPU
+    /// quota throttled it.
+    pub server_cpu_throttled_s: Option<f64>,
+}
+
+impl Outcome {
+    /// What a climb reached, from its summary.
+    pub fn of(summary: &Summary, interrupted: bool) -> Outcome {
+        let figures = summary
+            .lab
+            .as_ref()
+            .and_then(|lab| lab.server.figures.as_ref());
+        Outcome {
+            limit: summary.first_limit.as_ref().map(|f| f.kind),
+            ceiling: ceiling_of(summary),
+            established: summary.totals.established,
+            aborted: summary.aborted || interrupted,
+            server_pids_refused: figures.and_then(|f| f.pids_refused),
+            server_cpu_throttled_s: figures.and_then(|f| f.cpu_throttled_s),
+        }
+    }
 }
 
 /// Why a ladder ended.
@@ -105,6 +165,13 @@ pub enum End {
     Interrupted,
     /// The ladder's step bound.
     MaxSteps,
+    /// The CPU rung: the server's CPU quota throttled it (with the climb's
+    /// first limit, if it hit one).
+    ServerCpu {
+        cpu_millis: u64,
+        throttled_ms: u64,
+        limit: Option<LimitKind>,
+    },
 }
 
 impl End {
@@ -127,6 +194,20 @@ impl End {
             ),
             End::Interrupted => "stopped: interrupted".into(),
             End::MaxSteps => "stopped: the ladder's step bound (--max-steps)".into(),
+            End::ServerCpu {
+                cpu_millis,
+                throttled_ms,
+                limit,
+            } => format!(
+                "stopped at the server's CPU: its quota of {} cores throttled it for {:.1} s \
+                 ({}): more CPU for the server, or a lower rate",
+                cores(*cpu_millis),
+                *throttled_ms as f64 / 1000.0,
+                match limit {
+                    Some(kind) => format!("first limit {kind}"),
+                    None => "every connection held, more slowly".into(),
+                }
+            ),
         }
     }
 
@@ -139,6 +220,7 @@ impl End {
             End::ShortWithoutLimit => "short_without_limit",
             End::Interrupted => "interrupted",
             End::MaxSteps => "max_steps",
+            End::ServerCpu { .. } => "server_cpu",
         }
     }
 }
@@ -159,15 +241,26 @@ pub fn next(rung: &Rung, outcome: &Outcome, ctx: &Context) -> Next {
     if outcome.aborted {
         return Next::End(End::Interrupted);
     }
+    if rung.server == ServerRung::CpuQuota
+        && let Some(note) = server_cpu_end(rung, outcome, ctx)
+    {
+        return Next::End(note);
+    }
     let Some(kind) = outcome.limit else {
-        return Next::End(
-            if outcome.ceiling >= ctx.bound || outcome.established >= ctx.bound {
-                End::ReachedBound
-            } else {
-                End::ShortWithoutLimit
-            },
-        );
+        if outcome.ceiling >= ctx.bound || outcome.established >= ctx.bound {
+            return match server_step(rung, ctx) {
+                Some(next) => next,
+                None => Next::End(End::ReachedBound),
+            };
+        }
+        return Next::End(End::ShortWithoutLimit);
     };
+    if rung.server == ServerRung::Threads
+        && (kind == LimitKind::ServerClosed || outcome.server_pids_refused.unwrap_or(0) > 0)
+    {
+        // The thread cap: C10K. The next rung changes the design.
+        return server_step(rung, ctx).unwrap_or(Next::End(End::OffTheLadder(kind)));
+    }
     match kind {
         LimitKind::PortExhaustion => ports(rung, ctx),
         LimitKind::FdLimitProcess => fds(rung, ctx),
@@ -195,6 +288,90 @@ pub fn next(rung: &Rung, outcome: &Outcome, ctx: &Context) -> Next {
 
 fn climb(rung: Rung, change: String) -> Next {
     Next::Climb { rung, change }
+}
+
+/// The server rung after `rung`'s, with the change in words; None when the
+/// ladder has no server rungs or none is left.
+fn server_step(rung: &Rung, ctx: &Context) -> Option<Next> {
+    let ladder = ctx.server_ladder?;
+    let cap = thousands(ladder.threads_max);
+    let (server, change) = match rung.server {
+        ServerRung::AsGiven => (
+            ServerRung::Threads,
+            format!(
+                "a thread per connection: server_model = threads, server_threads_max = {cap} \
+                 (C10K)"
+            ),
+        ),
+        ServerRung::Threads => (
+            ServerRung::Async,
+            format!("the async design: server_model = async, server_threads_max = {cap} as before"),
+        ),
+        ServerRung::Async => {
+            let millis = ladder.cpu_millis?;
+            (
+                ServerRung::CpuQuota,
+                format!(
+                    "a CPU quota on the server: server_cpus = {} (async, server_threads_max = \
+                     {cap})",
+                    cores(millis)
+                ),
+            )
+        }
+        ServerRung::CpuQuota => return None,
+    };
+    Some(climb(
+        Rung {
+            server,
+            ..rung.clone()
+        },
+        change,
+    ))
+}
+
+/// On the CPU rung: the end it makes when the quota throttled the server.
+fn server_cpu_end(rung: &Rung, outcome: &Outcome, ctx: &Context) -> Option<End> {
+    let cpu_millis = ctx.server_ladder?.cpu_millis?;
+    let throttled = outcome.server_cpu_throttled_s.filter(|&s| s > 0.0)?;
+    (rung.server == ServerRung::CpuQuota).then_some(End::ServerCpu {
+        cpu_millis,
+        throttled_ms: (throttled * 1000.0).round() as u64,
+        limit: outcome.limit,
+    })
+}
+
+/// The server's CPU throttling on the CPU rung, in words for the climb's
+/// row (its evidence): None on other rungs or when it was not throttled.
+pub fn server_cpu_note(rung: &Rung, outcome: &Outcome, ctx: &Context) -> Option<String> {
+    match server_cpu_end(rung, outcome, ctx)? {
+        End::ServerCpu {
+            cpu_millis,
+            throttled_ms,
+            ..
+        } => Some(format!(
+            "the server's CPU quota of {} cores throttled it for {:.1} s \
+             (lab.server.figures.cpu_throttled_s)",
+            cores(cpu_millis),
+            throttled_ms as f64 / 1000.0
+        )),
+        _ => None,
+    }
+}
+
+/// The server rungs a ladder from `base` climbs after the bound: from its
+/// `[lab] server_threads_max` (and `server_cpus`); None without them.
+pub fn server_ladder_of(base: &Scenario) -> Option<ServerLadder> {
+    let server = &base.lab.as_ref()?.server;
+    Some(ServerLadder {
+        threads_max: server.threads_max?,
+        cpu_millis: server.cpu_millis,
+    })
+}
+
+/// `0.05` (thousandths of a core as cores).
+fn cores(millis: u64) -> String {
+    let text = format!("{:.3}", millis as f64 / 1000.0);
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// Port exhaustion: widen the range once, then add source IPs.
@@ -380,6 +557,7 @@ pub fn first_rung(base: &Scenario) -> Rung {
         },
         memory_limit: lab.and_then(|l| l.memory_limit),
         widened: false,
+        server: ServerRung::AsGiven,
     }
 }
 
@@ -409,6 +587,17 @@ pub fn describe_start(rung: &Rung, ctx: &Context) -> String {
                 " (from the step that adds worker processes)"
             } else {
                 ""
+            }
+        ));
+    }
+    if let Some(ladder) = ctx.server_ladder {
+        parts.push(format!(
+            "then the server's design: a thread per connection under server_threads_max {}, \
+             async{}",
+            thousands(ladder.threads_max),
+            match ladder.cpu_millis {
+                Some(millis) => format!(", a CPU quota of {} cores", cores(millis)),
+                None => String::new(),
             }
         ));
     }
@@ -454,6 +643,21 @@ pub fn climb_scenario(base: &Scenario, rung: &Rung, ctx: &Context, step: u32) ->
         let per_server = (ctx.fd_hard.saturating_sub(FDS_KEPT_PER_PROCESS) * 3 / 4).max(1);
         let servers = ctx.bound.div_ceil(per_server) as usize;
         lab.server.processes = lab.server.processes.max(servers).max(1);
+        if let Some(ladder) = ctx.server_ladder {
+            let (model, threads_max, cpu_millis) = match rung.server {
+                ServerRung::AsGiven => (lab.server.model, None, None),
+                ServerRung::Threads => (ServerModel::Threads, Some(ladder.threads_max), None),
+                ServerRung::Async => (ServerModel::Async, Some(ladder.threads_max), None),
+                ServerRung::CpuQuota => (
+                    ServerModel::Async,
+                    Some(ladder.threads_max),
+                    ladder.cpu_millis,
+                ),
+            };
+            lab.server.model = model;
+            lab.server.threads_max = threads_max;
+            lab.server.cpu_millis = cpu_millis;
+        }
     }
     s
 }

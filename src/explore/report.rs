@@ -22,7 +22,8 @@ pub struct Row {
     pub limit: String,
     /// `first_limit.at_attempt`; empty when no limit was hit.
     pub at_attempt: Option<u64>,
-    /// `first_limit.evidence.message`, on one line.
+    /// `first_limit.evidence.message`, on one line; on the ladder's CPU
+    /// rung, then how long the server's CPU quota throttled it.
     pub evidence: String,
     /// `first_limit.remedy`: ceiling's advice for that limit.
     pub remedy: String,
@@ -92,12 +93,14 @@ pub fn render(report: &Report) -> String {
     }
     out.push('\n');
     for row in &report.steps {
-        if row.limit == "none" {
+        if row.limit == "none" && row.evidence.is_empty() {
             continue;
         }
         out.push_str(&format!("step {}: {}\n", row.step, row.limit));
         out.push_str(&format!("  evidence: {}\n", row.evidence));
-        out.push_str(&format!("  remedy:   {}\n", row.remedy));
+        if !row.remedy.is_empty() {
+            out.push_str(&format!("  remedy:   {}\n", row.remedy));
+        }
     }
     out.push_str(&format!(
         "\n{}: {}\n",
@@ -122,8 +125,16 @@ mod tests {
             ceiling: 1000 * u64::from(step),
             limit: limit.into(),
             at_attempt: (limit != "none").then_some(1001),
-            evidence: "connect() failed with EADDRNOTAVAIL".into(),
-            remedy: "add source IPs".into(),
+            evidence: if limit == "none" {
+                String::new()
+            } else {
+                "connect() failed with EADDRNOTAVAIL".into()
+            },
+            remedy: if limit == "none" {
+                String::new()
+            } else {
+                "add source IPs".into()
+            },
             results_dir: format!("out/step-{step}"),
         }
     }
@@ -190,5 +201,32 @@ mod tests {
         );
         assert!(text.contains("ladder: reached the bound"), "{text}");
         assert!(text.contains("ceiling: 2,000"), "{text}");
+        assert!(!text.contains("step 2:"), "{text}");
+    }
+
+    /// The CPU rung holds every connection, yet its row has evidence: the
+    /// server's throttling. It is printed, without a remedy line.
+    #[test]
+    fn a_row_without_a_limit_but_with_evidence_prints_it() {
+        let cpu = Row {
+            evidence: "the server's CPU quota of 0.05 cores throttled it for 4.3 s".into(),
+            ..row(2, "none")
+        };
+        let report = Report {
+            bound: 2000,
+            ladder: true,
+            steps: vec![row(1, "port_exhaustion"), cpu],
+            ceiling: 2000,
+            end: "server_cpu".into(),
+            end_text: "stopped at the server's CPU".into(),
+        };
+        let text = render(&report);
+        assert!(
+            text.contains(
+                "step 2: none\n  evidence: the server's CPU quota of 0.05 cores throttled it for \
+                 4.3 s\n\nladder: stopped at the server's CPU"
+            ),
+            "{text}"
+        );
     }
 }

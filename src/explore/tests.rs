@@ -12,6 +12,7 @@ fn ctx(bound: u64) -> Context {
         targets: vec!["127.0.0.1:7070".parse().unwrap()],
         pick_port_at: PortPick::Connect,
         default_port_range: NAMESPACE_PORT_RANGE,
+        server_ladder: None,
     }
 }
 
@@ -26,6 +27,7 @@ fn start() -> Rung {
         processes: None,
         memory_limit: Some(48 << 20),
         widened: false,
+        server: ServerRung::AsGiven,
     }
 }
 
@@ -35,6 +37,8 @@ fn hit(kind: LimitKind, ceiling: u64) -> Outcome {
         ceiling,
         established: ceiling,
         aborted: false,
+        server_pids_refused: None,
+        server_cpu_throttled_s: None,
     }
 }
 
@@ -205,6 +209,8 @@ fn no_limit_ends_at_the_bound_and_other_limits_end_the_ladder() {
         ceiling: 30_000,
         established: 30_000,
         aborted: false,
+        server_pids_refused: None,
+        server_cpu_throttled_s: None,
     };
     assert_eq!(next(&start(), &all, &c), Next::End(End::ReachedBound));
     let short = Outcome {
@@ -277,6 +283,8 @@ fn the_whole_story_in_order() {
         ceiling: 30_000,
         established: 30_000,
         aborted: false,
+        server_pids_refused: None,
+        server_cpu_throttled_s: None,
     };
     assert_eq!(next(&rung, &done, &c), Next::End(End::ReachedBound));
 }
@@ -399,4 +407,173 @@ fn the_ceiling_is_the_exact_peak_not_the_count_established() {
     // range never means 30,000 held at once.
     assert_eq!(ceiling_of(&summary(30_000, 28_100, 0, 28_100)), 28_100);
     assert_eq!(ceiling_of(&summary(3826, 3826, 50, 3801)), 3826);
+}
+
+fn server_ctx(cpu_millis: Option<u64>) -> Context {
+    Context {
+        server_ladder: Some(ServerLadder {
+            threads_max: 2000,
+            cpu_millis,
+        }),
+        ..ctx(30_000)
+    }
+}
+
+fn held_all() -> Outcome {
+    Outcome {
+        limit: None,
+        ceiling: 30_000,
+        established: 30_000,
+        aborted: false,
+        server_pids_refused: Some(0),
+        server_cpu_throttled_s: None,
+    }
+}
+
+/// Past the bound, a ladder with a server thread cap climbs the server's
+/// design: threads stop at the cap, async passes it, a CPU quota throttles.
+#[test]
+fn past_the_bound_the_server_design_threads_then_async_then_a_cpu_quota() {
+    let c = server_ctx(Some(50));
+    let (threads, change) = climb_of(next(&start(), &held_all(), &c));
+    assert_eq!(threads.server, ServerRung::Threads);
+    assert_eq!(
+        change,
+        "a thread per connection: server_model = threads, server_threads_max = 2,000 (C10K)"
+    );
+    // The client's settings stay as they reached the bound.
+    assert_eq!(
+        Rung {
+            server: ServerRung::AsGiven,
+            ..threads.clone()
+        },
+        start()
+    );
+    let capped = Outcome {
+        server_pids_refused: Some(8000),
+        ..hit(LimitKind::ServerClosed, 1990)
+    };
+    let (async_rung, change) = climb_of(next(&threads, &capped, &c));
+    assert_eq!(async_rung.server, ServerRung::Async);
+    assert!(
+        change.starts_with("the async design: server_model = async"),
+        "{change}"
+    );
+    let (cpu, change) = climb_of(next(&async_rung, &held_all(), &c));
+    assert_eq!(cpu.server, ServerRung::CpuQuota);
+    assert!(change.contains("server_cpus = 0.05"), "{change}");
+    let throttled = Outcome {
+        server_cpu_throttled_s: Some(2.06),
+        ..held_all()
+    };
+    let end = End::ServerCpu {
+        cpu_millis: 50,
+        throttled_ms: 2060,
+        limit: None,
+    };
+    assert_eq!(next(&cpu, &throttled, &c), Next::End(end.clone()));
+    assert_eq!(end.key(), "server_cpu");
+    assert!(
+        end.describe(30_000).starts_with(
+            "stopped at the server's CPU: its quota of 0.05 cores throttled it for 2.1 s"
+        ),
+        "{}",
+        end.describe(30_000)
+    );
+    assert_eq!(
+        server_cpu_note(&cpu, &throttled, &c).unwrap(),
+        "the server's CPU quota of 0.05 cores throttled it for 2.1 s \
+         (lab.server.figures.cpu_throttled_s)"
+    );
+    // A limit on the CPU rung is named with the throttling.
+    let backlog = Outcome {
+        server_cpu_throttled_s: Some(4.0),
+        ..hit(LimitKind::BacklogOverflow, 9000)
+    };
+    assert!(matches!(
+        next(&cpu, &backlog, &c),
+        Next::End(End::ServerCpu {
+            limit: Some(LimitKind::BacklogOverflow),
+            ..
+        })
+    ));
+    // Not throttled: the quota was no limit, the bound was reached.
+    assert_eq!(next(&cpu, &held_all(), &c), Next::End(End::ReachedBound));
+    assert_eq!(server_cpu_note(&cpu, &held_all(), &c), None);
+    // No CPU quota given: the ladder ends once async passed the cap.
+    assert_eq!(
+        next(&async_rung, &held_all(), &server_ctx(None)),
+        Next::End(End::ReachedBound)
+    );
+    // Without a server ladder the bound ends it, as before.
+    assert_eq!(
+        next(&start(), &held_all(), &ctx(30_000)),
+        Next::End(End::ReachedBound)
+    );
+    // Another limit on the threads rung, with no refused threads, is off
+    // the ladder as anywhere.
+    assert_eq!(
+        next(&threads, &hit(LimitKind::ConnectTimeout, 900), &c),
+        Next::End(End::OffTheLadder(LimitKind::ConnectTimeout))
+    );
+}
+
+#[test]
+fn the_server_rungs_set_the_labs_server_and_come_from_server_threads_max() {
+    let base = Scenario::validate(
+        parse_text(
+            "name = \"ladder\"\nrate = 10000\n[lab]\nserver_threads_max = 2000\n\
+             server_cpus = 0.05\n",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let ladder = server_ladder_of(&base).unwrap();
+    assert_eq!(
+        ladder,
+        ServerLadder {
+            threads_max: 2000,
+            cpu_millis: Some(50)
+        }
+    );
+    let c = Context {
+        server_ladder: Some(ladder),
+        ..ctx(30_000)
+    };
+    let server_of = |server: ServerRung| {
+        let rung = Rung {
+            server,
+            ..first_rung(&base)
+        };
+        let lab = climb_scenario(&base, &rung, &c, 1).lab.unwrap();
+        (
+            lab.server.model,
+            lab.server.threads_max,
+            lab.server.cpu_millis,
+        )
+    };
+    // The client's rungs climb against the server without cap or quota.
+    assert_eq!(
+        server_of(ServerRung::AsGiven),
+        (ServerModel::Async, None, None)
+    );
+    assert_eq!(
+        server_of(ServerRung::Threads),
+        (ServerModel::Threads, Some(2000), None)
+    );
+    assert_eq!(
+        server_of(ServerRung::Async),
+        (ServerModel::Async, Some(2000), None)
+    );
+    assert_eq!(
+        server_of(ServerRung::CpuQuota),
+        (ServerModel::Async, Some(2000), Some(50))
+    );
+    assert!(describe_start(&first_rung(&base), &c).ends_with(
+        "then the server's design: a thread per connection under server_threads_max 2,000, \
+             async, a CPU quota of 0.05 cores"
+    ));
+    // No cap, no server rungs.
+    let plain = Scenario::validate(parse_text("name = \"l\"\n[lab]\n").unwrap()).unwrap();
+    assert_eq!(server_ladder_of(&plain), None);
 }
