@@ -438,11 +438,7 @@ impl Explainer<'_> {
             _ if ev.kind == LimitKind::ServerClosed => m.push_str("; it sent nothing"),
             _ => {}
         }
-        if ev.kind == LimitKind::ServerClosed
-            && let Some(verdict) = self.run.close_pattern.as_ref().and_then(close_verdict)
-        {
-            let _ = write!(m, "; {verdict}");
-        }
+        // A known cause first, then what the spread of the closes suggests.
         if ev.kind == LimitKind::ServerClosed
             && let Some(pids) = self.run.server_pids.filter(|p| p.refused > 0)
         {
@@ -452,6 +448,11 @@ impl Explainer<'_> {
                  threads are the cap",
                 pids.max, pids.refused
             );
+        }
+        if ev.kind == LimitKind::ServerClosed
+            && let Some(verdict) = self.run.close_pattern.as_ref().and_then(close_verdict)
+        {
+            let _ = write!(m, "; {verdict}");
         }
         m
     }
