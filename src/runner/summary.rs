@@ -53,8 +53,20 @@ pub fn summarize(
     (fd_soft, fd_hard): (u64, u64),
 ) -> Summary {
     let total = &last.total;
-    let first_limit = total
-        .first_limit
+    // Counts that worker processes report are merged with the other
+    // workers' as of their last reports, which can run a few ahead of any
+    // real moment (two workers killed at once each count the other's
+    // last figure): no count of held connections is more than were ever
+    // established, and the peak is at least every count reported.
+    let first_event = total.first_limit.clone().map(|mut event| {
+        event.active = event.active.min(total.established);
+        event
+    });
+    let peak_active = last
+        .peak_active
+        .max(first_event.as_ref().map_or(0, |e| e.active))
+        .min(total.established);
+    let first_limit = first_event
         .as_ref()
         .map(|event| explain_first_limit(event, hosts.start, hosts.at_limit, facts));
     let mut failures: Vec<FailureGroup> = total
@@ -85,10 +97,6 @@ pub fn summarize(
     values.insert("rlimit_nofile_soft".into(), fd_soft.into());
     values.insert("rlimit_nofile_hard".into(), fd_hard.into());
     let source_names: Vec<String> = scenario.sources.iter().map(ToString::to_string).collect();
-    // Worker processes' peaks are merged with the others' counts as of
-    // their last reports, which can run ahead of a moment that really was:
-    // never more than were ever established.
-    let peak_active = last.peak_active.min(total.established);
     let totals = crate::model::Totals {
         attempted: total.attempted,
         established: total.established,
