@@ -834,14 +834,7 @@ fn csv_table(runs: &[&Run], table: impl Fn(&Run) -> Option<&Table>, title: &str)
         return String::new();
     }
     let several = runs.len() > 1;
-    let mut out = format!("<h3>{}</h3><table><thead><tr>", esc(title));
-    if several {
-        out.push_str("<th>run</th>");
-    }
-    for c in &columns {
-        let _ = write!(out, "<th>{}</th>", esc(&c.replace('_', " ")));
-    }
-    out.push_str("</tr></thead><tbody>\n");
+    let mut out = table_head(title, &columns, several);
     for run in runs {
         let Some(t) = table(run) else { continue };
         for row in &t.rows {
@@ -871,6 +864,20 @@ fn csv_table(runs: &[&Run], table: impl Fn(&Run) -> Option<&Table>, title: &str)
     out
 }
 
+/// A table's title and header row (a `run` column first when `several`),
+/// its body opened.
+fn table_head<S: AsRef<str>>(title: &str, columns: &[S], several: bool) -> String {
+    let mut out = format!("<h3>{}</h3><table><thead><tr>", esc(title));
+    if several {
+        out.push_str("<th>run</th>");
+    }
+    for c in columns {
+        let _ = write!(out, "<th>{}</th>", esc(&c.as_ref().replace('_', " ")));
+    }
+    out.push_str("</tr></thead><tbody>\n");
+    out
+}
+
 /// An array of objects in summary.json as a table: the union of their keys
 /// as columns, a `run` column when there are several runs.
 fn array_table(runs: &[&Run], key: &str, title: &str) -> String {
@@ -896,14 +903,7 @@ fn array_table(runs: &[&Run], key: &str, title: &str) -> String {
         return String::new();
     }
     let several = runs.len() > 1;
-    let mut out = format!("<h3>{}</h3><table><thead><tr>", esc(title));
-    if several {
-        out.push_str("<th>run</th>");
-    }
-    for c in &columns {
-        let _ = write!(out, "<th>{}</th>", esc(&c.replace('_', " ")));
-    }
-    out.push_str("</tr></thead><tbody>\n");
+    let mut out = table_head(title, &columns, several);
     for (name, object) in rows {
         out.push_str("<tr>");
         if several {
