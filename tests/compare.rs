@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{Server, ceiling, run_bounded, summary, text};
+use crate::util::{ceiling, run_bounded, summary, text};
 
 /// A quick run against the built-in target: `connections` opened at once,
 /// each held for `hold`.
@@ -35,22 +35,7 @@ fn compare_names_the_limit_that_moved_and_gates_on_figures() {
     let a = tmp.path().join("a");
     quick_run(&a, 200, "1s");
     let b = tmp.path().join("b");
-    {
-        let server = Server::start(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--max-conns",
-            "50",
-            "--when-full",
-            "close",
-        ]);
-        let mut cmd = ceiling();
-        cmd.args(["run", "--ui", "none", "--target", &server.addr()])
-            .args(["-c", "200", "-r", "1000", "--hold", "1s", "--out"])
-            .arg(&b);
-        let output = run_bounded(cmd, Duration::from_secs(30));
-        assert!(output.status.success(), "{}", text(&output.stderr));
-    }
+    crate::util::capped_run(&b, "200", "1000");
     let held = summary(&b)["first_limit"]["active_at"].as_u64().unwrap();
 
     let output = compare(&[s(&a), s(&b)]);

@@ -3,13 +3,13 @@
 //! (headless Chromium): every chart drew, no script error, no request.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::{Server, ceiling, out_dir, run_bounded, summary, text};
+use crate::util::{ceiling, out_dir, run_bounded, summary, text};
 
 /// The JSON blocks `<script type="application/json" class="CLASS">`.
 fn json_blocks(html: &str, class: &str) -> Vec<Value> {
@@ -50,26 +50,6 @@ fn numbers(v: &Value) -> Vec<f64> {
         .collect()
 }
 
-/// A run against `ceiling serve --max-conns 50 --when-full close`: its
-/// first limit is server_closed.
-fn limit_run(out: &Path) -> Output {
-    let server = Server::start(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--max-conns",
-        "50",
-        "--when-full",
-        "close",
-    ]);
-    let mut cmd = ceiling();
-    cmd.args(["run", "--ui", "none", "--target", &server.addr()])
-        .args(["-c", "300", "-r", "200", "--hold", "1s", "--out"])
-        .arg(out);
-    let output = run_bounded(cmd, Duration::from_secs(30));
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    output
-}
-
 /// A run against the built-in target that hits no limit.
 fn plain_run(out: &Path) {
     let mut cmd = ceiling();
@@ -84,7 +64,7 @@ fn plain_run(out: &Path) {
 #[test]
 fn the_pages_data_match_summary_json_and_timeseries_csv() {
     let (_tmp, out) = out_dir();
-    limit_run(&out);
+    crate::util::capped_run(&out, "300", "200");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     let runs = json_blocks(&html, "ceiling-run");
     assert_eq!(runs.len(), 1);
@@ -371,7 +351,7 @@ fn every_report_shape_draws_in_headless_chromium_without_errors_or_requests() {
     let plain = tmp.path().join("plain");
     plain_run(&plain);
     let limit = tmp.path().join("limit");
-    limit_run(&limit);
+    crate::util::capped_run(&limit, "300", "200");
     let ladder = tmp.path().join("ladder");
     let mut cmd = ceiling();
     cmd.args(["explore", "--connections", "1000", "--ui", "none", "--out"])

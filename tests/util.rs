@@ -245,6 +245,27 @@ pub fn assert_invariants(out: &Path) {
     }
 }
 
+/// `ceiling run -c CONNECTIONS -r RATE --hold 1s` into `out` against a
+/// `ceiling serve --max-conns 50 --when-full close`: its first limit is
+/// server_closed. Panics unless it exits 0.
+pub fn capped_run(out: &Path, connections: &str, rate: &str) -> Output {
+    let server = Server::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--max-conns",
+        "50",
+        "--when-full",
+        "close",
+    ]);
+    let mut cmd = ceiling();
+    cmd.args(["run", "--ui", "none", "--target", &server.addr()])
+        .args(["-c", connections, "-r", rate, "--hold", "1s", "--out"])
+        .arg(out);
+    let output = run_bounded(cmd, Duration::from_secs(30));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    output
+}
+
 /// Every file a finished (or stopped) run must leave, and figures that add
 /// up ([`assert_invariants`]).
 pub fn assert_results_complete(out: &Path) {
