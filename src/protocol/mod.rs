@@ -17,7 +17,10 @@
 //!   `200 OK` with a small body; keep-alive unless the client asks to close.
 //! - [`redis`]: RESP arrays and inline commands; PING, ECHO, QUIT.
 //! - [`line`]: a line in, the same line back.
+//! - [`client`]: the other side, for `run --mode request`: a request to
+//!   send, and where its response ends.
 
+pub mod client;
 pub mod http;
 pub mod line;
 pub mod redis;
