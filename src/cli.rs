@@ -198,9 +198,57 @@ pub struct RunArgs {
     pub connect_timeout: Option<Duration>,
 
     /// idle: hold silently; echo: send --message every --interval and time
-    /// the reply. Default idle.
+    /// the reply; request: put requests (--protocol) at --rate through a
+    /// pool of --pool connections held until --duration ends (default
+    /// 10s): --rate and --ramp are then requests per second (default 4k;
+    /// 0 is a closed loop, each connection back to back). Default idle.
     #[arg(long, value_enum)]
     pub mode: Option<units::DriverMode>,
+
+    /// Request mode: connections in the pool, 1 to 100m; they are the
+    /// run's connections (--connections, if given, caps it). Default 50.
+    #[arg(long, value_name = "P", allow_negative_numbers = true, value_parser = units::parse_pool)]
+    pub pool: Option<u64>,
+
+    /// Request mode: the protocol: http (HTTP/1.1 keep-alive, --method,
+    /// --path, --header, --body), redis (--command, default PING), line
+    /// (--message, a line back) or echo (--message, echoed). Default http.
+    #[arg(long, value_enum)]
+    pub protocol: Option<crate::scenario::request::RequestProtocol>,
+
+    /// Request mode at a rate: what a request due when no pooled
+    /// connection is free does: queue (waits, at most --queue-timeout,
+    /// then it is a reject) or reject (not sent; counted). Default queue.
+    #[arg(long, value_enum, value_name = "queue|reject")]
+    pub when_pool_busy: Option<crate::scenario::request::WhenPoolBusy>,
+
+    /// Request mode at a rate: the longest a request waits for a free
+    /// connection before it is a reject, 1ms to 1h. Default 1s.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = units::parse_queue_timeout)]
+    pub queue_timeout: Option<Duration>,
+
+    /// HTTP requests: the method. Default GET.
+    #[arg(long, value_name = "METHOD")]
+    pub method: Option<String>,
+
+    /// HTTP requests: the path. Default /.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+
+    /// HTTP requests: a header "Name: value" (repeatable); Host defaults
+    /// to the first target.
+    #[arg(long, value_name = "NAME: VALUE")]
+    pub header: Vec<String>,
+
+    /// HTTP requests: the body (escapes as --message); sent with its
+    /// Content-Length.
+    #[arg(long, value_name = "TEXT")]
+    pub body: Option<String>,
+
+    /// Redis requests: the command's words, e.g. PING or "GET key".
+    /// Default PING.
+    #[arg(long, value_name = "COMMAND")]
+    pub command: Option<String>,
 
     /// Echo payload (echo mode), at most 64 KiB: \r, \n, \t, \0, \\ and \xHH
     /// are escapes, e.g. 'PING\r\n' for Redis. Default "ping" and a newline.

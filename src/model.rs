@@ -467,8 +467,12 @@ pub struct Summary {
     pub failures_by_kind: BTreeMap<String, u64>,
     pub failures: Vec<FailureGroup>,
     pub warnings: Warnings,
-    /// Keyed by metric: `connect_us`, and `rtt_us` in echo mode.
+    /// Keyed by metric: `connect_us`, `rtt_us` in echo mode, and
+    /// `queue_us`, `service_us`, `total_us` in request mode.
     pub latency: BTreeMap<String, Percentiles>,
+    /// Request mode only: what became of the requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestsSummary>,
     pub sources: Vec<SourceSummary>,
     pub host: HostReport,
     /// `ceiling lab` only: the namespace's settings as read back.
@@ -476,6 +480,66 @@ pub struct Summary {
     pub lab: Option<LabReport>,
     pub workers: WorkersReport,
     pub safety: Safety,
+}
+
+/// How a request sent in request mode ended without a good response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestErrorKind {
+    /// The server answered with an error: RESP `-ERR`, HTTP 4xx/5xx, an
+    /// `ERROR`/`busy` line.
+    ErrorReply,
+    /// The bytes back were not a response of the protocol.
+    Malformed,
+    /// The server closed (or reset) the connection with the request in
+    /// flight.
+    Closed,
+}
+
+impl RequestErrorKind {
+    pub const ALL: [RequestErrorKind; 3] = [
+        RequestErrorKind::ErrorReply,
+        RequestErrorKind::Malformed,
+        RequestErrorKind::Closed,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestErrorKind::ErrorReply => "error_reply",
+            RequestErrorKind::Malformed => "malformed",
+            RequestErrorKind::Closed => "closed",
+        }
+    }
+}
+
+/// `summary.json`'s `requests` object. Every request is counted where it
+/// ended: `scheduled = sent + rejects + queued_at_end`, `sent = responses
+/// + sum(errors) + in_flight_at_end`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RequestsSummary {
+    /// Requests due by the rate (open loop), or started (closed loop).
+    pub scheduled: u64,
+    pub sent: u64,
+    /// Whole responses that were not errors.
+    pub responses: u64,
+    /// Keyed by [`RequestErrorKind`].
+    pub errors: BTreeMap<String, u64>,
+    /// The first distinct error replies, as the server wrote them.
+    pub error_texts: Vec<String>,
+    /// Requests never sent: no free connection and `--when-pool-busy
+    /// reject`, the queue full, or a wait over `--queue-timeout`.
+    pub rejects: u64,
+    /// Connections reopened after the server closed one it had kept alive.
+    pub reconnects: u64,
+    pub queued_at_end: u64,
+    pub in_flight_at_end: u64,
+    /// HTTP status classes (`1xx` .. `5xx`) of the responses and error
+    /// replies.
+    pub status: BTreeMap<String, u64>,
 }
 
 /// The host-room check: what the run was planned to take, and why it was

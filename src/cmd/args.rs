@@ -52,6 +52,15 @@ pub fn build_scenario_from(
         max_in_flight: args.max_in_flight,
         processes: args.processes,
         pick_port_at: args.pick_port_at,
+        pool: args.pool,
+        protocol: args.protocol,
+        when_pool_busy: args.when_pool_busy,
+        queue_timeout: args.queue_timeout,
+        method: args.method,
+        path: args.path,
+        header: args.header,
+        body: args.body,
+        command: args.command,
         lab: None,
     };
     let mut merged = file.overridden_by(flags);

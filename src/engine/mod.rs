@@ -7,6 +7,7 @@
 //! - [`conn`]: socket(), bind(), connect(), the handshake wait, TCP_INFO.
 //! - [`hold`]: idle or echo holding with read interest, in a task.
 //! - [`holder`]: idle connections held outside tokio, one epoll set a worker.
+//! - [`request`]: request mode: a worker's pool, its queue and generator.
 //! - [`worker`]: one thread, one runtime, one segment, one stats delta.
 //! - [`procs`]: worker *processes* (past the per-process fd limit): a relay
 //!   thread per child process stands where a worker thread would, so the
@@ -22,6 +23,7 @@ pub mod holder;
 pub mod plan;
 pub mod procs;
 pub mod rate;
+pub mod request;
 pub mod worker;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -58,6 +60,10 @@ pub struct Settings {
     /// Most handshakes in flight at once, run-wide (each worker thread
     /// keeps its share); None: no cap on a paced run.
     pub max_in_flight: Option<u64>,
+    /// Request mode: the pool's connections serve requests (`pace` then
+    /// opens the pool, and `requests.pace` is the request rate).
+    #[serde(default)]
+    pub requests: Option<request::RequestSettings>,
 }
 
 /// Why a run stops before it ends by itself.
@@ -431,6 +437,7 @@ impl Settings {
             stop_at_first_limit: false,
             bind_address_no_port: true,
             max_in_flight: None,
+            requests: None,
         }
     }
 }

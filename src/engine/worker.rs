@@ -25,6 +25,7 @@ use super::hold::{self, HoldEnd, HoldObserver};
 use super::holder::{HoldEnds, Holder};
 use super::plan::{Endpoint, Segment};
 use super::rate::Pacer;
+use super::request::{self, ConnEnd};
 use super::{Shared, StopReason};
 use crate::classify::{self, AttemptContext};
 use crate::model::{FailureEvent, PeerClose, Syscall};
@@ -89,7 +90,12 @@ pub fn run(
         let _in_runtime = runtime.enter();
         Holder::new(shared.start).ok()
     };
+    let pool = shared.settings.requests.as_ref().map(|requests| {
+        let host = shared.plan.targets.first().map(ToString::to_string);
+        request::Pool::new(requests, &host.unwrap_or_default())
+    });
     let worker = Rc::new(Worker {
+        pool,
         active_by_source: RefCell::new(vec![0; shared.plan.sources.len()]),
         shared,
         holder,
@@ -114,6 +120,9 @@ pub fn run(
 
 struct Worker {
     shared: Arc<Shared>,
+    /// Request mode: the queue and generator this worker's connections
+    /// serve.
+    pool: Option<request::Pool>,
     /// Idle established connections.
     holder: Option<Holder>,
     recorder: Arc<Mutex<Delta>>,
@@ -196,7 +205,7 @@ impl Worker {
             match &self.holder {
                 // Idle: connect() here, the handshake and the hold in the
                 // holder's epoll set; no task.
-                Some(holder) if shared.settings.echo.is_none() => {
+                Some(holder) if shared.settings.echo.is_none() && self.pool.is_none() => {
                     self.start_held(holder, index, origin)
                 }
                 _ => {
@@ -211,6 +220,31 @@ impl Worker {
             }
         }
         shared.opening_workers.fetch_sub(1, Ordering::SeqCst);
+        if let Some(pool) = &self.pool
+            && !pool.is_closed_loop()
+        {
+            // Requests start once this worker's share of the pool is open.
+            while self.connecting.get() > 0 && control.borrow().stop.is_none() {
+                tokio::select! {
+                    _ = self.handshake_done.notified() => {}
+                    _ = control.changed() => {}
+                    _ = &mut run_end => return,
+                }
+            }
+            let connections = shared.plan.connections.max(1);
+            let share = segment.len(connections) as f64 / connections as f64;
+            let requests = shared
+                .settings
+                .requests
+                .as_ref()
+                .expect("a pool has settings");
+            let pace = request::share_of(requests.pace, share);
+            let ready = shared.start.elapsed();
+            tokio::select! {
+                _ = pool.generate(pace, ready, &mut control, &self.recorder) => {}
+                _ = &mut run_end => return,
+            }
+        }
         while self.busy() && control.borrow().stop.is_none() {
             tokio::select! {
                 _ = self.all_done.notified() => {}
@@ -223,7 +257,26 @@ impl Worker {
     /// One attempt, from socket() to the close of the held connection.
     /// `origin` is the intended start, or the actual one when the pacer
     /// started it early: latency is measured from it.
-    async fn attempt(self: Rc<Self>, index: u64, origin: Instant) {
+    async fn attempt(self: Rc<Self>, index: u64, mut origin: Instant) {
+        // A pooled connection the server closed is opened again (request
+        // mode): the loop goes round once per reconnect.
+        while self.attempt_once(index, origin).await {
+            if self.shared.control.borrow().stop.is_some()
+                || Instant::now() >= self.shared.run_deadline()
+            {
+                break;
+            }
+            self.record(|d| d.requests_mut().reconnects += 1);
+            self.connecting.set(self.connecting.get() + 1);
+            origin = Instant::now();
+        }
+        self.live_tasks.set(self.live_tasks.get() - 1);
+        self.notify_if_done();
+    }
+
+    /// One connection, from socket() to its close; true when it is to be
+    /// opened again.
+    async fn attempt_once(&self, index: u64, origin: Instant) -> bool {
         let endpoint = self.shared.plan.endpoint(index);
         let bind = self.begin(&endpoint);
         let settings = &self.shared.settings;
@@ -232,28 +285,51 @@ impl Worker {
         let opened = conn::open(bind, endpoint.target, deadline, settings.close, &mut call).await;
         self.handshake_ended();
         self.note_connect_call(call);
-        match opened {
-            Err(error) => self.handshake_failed(index, &endpoint, origin, error),
-            Ok(stream) => {
-                let latency = origin.elapsed();
-                let retransmits = conn::handshake_retransmits(&stream);
-                self.record_established(&endpoint, latency, retransmits);
-                let established_at = Instant::now();
-                let until = match settings.hold {
-                    HoldMode::For(hold) => clock::after(established_at, hold),
-                    HoldMode::UntilEnd => self.shared.run_deadline(),
-                };
-                let observer = AttemptObserver {
-                    worker: &self,
-                    attempt: index + 1,
-                };
-                let end = hold::hold(&stream, until, settings.echo.as_ref(), &observer).await;
-                drop(stream);
-                self.closed(index, &endpoint, end, established_at.elapsed());
+        let stream = match opened {
+            Err(error) => {
+                self.handshake_failed(index, &endpoint, origin, error);
+                return false;
             }
+            Ok(stream) => stream,
+        };
+        let latency = origin.elapsed();
+        let retransmits = conn::handshake_retransmits(&stream);
+        self.record_established(&endpoint, latency, retransmits);
+        let established_at = Instant::now();
+        if let Some(pool) = &self.pool {
+            // Boxed: a pooled connection's state does not enlarge every
+            // other mode's task.
+            let end =
+                Box::pin(pool.serve(&stream, self.shared.run_deadline(), &self.recorder)).await;
+            drop(stream);
+            let age = established_at.elapsed();
+            return match end {
+                ConnEnd::Reopen => {
+                    self.closed(index, &endpoint, HoldEnd::Expired, age);
+                    true
+                }
+                ConnEnd::Expired => {
+                    self.closed(index, &endpoint, HoldEnd::Expired, age);
+                    false
+                }
+                ConnEnd::ServerClosed { end, reopen } => {
+                    self.closed(index, &endpoint, end, age);
+                    reopen
+                }
+            };
         }
-        self.live_tasks.set(self.live_tasks.get() - 1);
-        self.notify_if_done();
+        let until = match settings.hold {
+            HoldMode::For(hold) => clock::after(established_at, hold),
+            HoldMode::UntilEnd => self.shared.run_deadline(),
+        };
+        let observer = AttemptObserver {
+            worker: self,
+            attempt: index + 1,
+        };
+        let end = hold::hold(&stream, until, settings.echo.as_ref(), &observer).await;
+        drop(stream);
+        self.closed(index, &endpoint, end, established_at.elapsed());
+        false
     }
 
     /// An idle attempt: socket(), bind(), connect() now; its handshake and
@@ -647,6 +723,7 @@ mod tests {
             finished: Default::default(),
         });
         Rc::new(Worker {
+            pool: None,
             active_by_source: RefCell::new(vec![]),
             shared,
             holder: None,

@@ -392,6 +392,7 @@ fn summary(established: u64, peak: u64, closed_by_server: u64, active_at: u64) -
         failures: Vec::new(),
         warnings: Warnings::default(),
         latency: Default::default(),
+        requests: None,
         sources: Vec::new(),
         host: HostReport::default(),
         lab: None,

@@ -26,10 +26,11 @@ use crate::classify::{RunFacts, host};
 use crate::engine::hold::Echo;
 use crate::engine::plan::{Plan, Segment};
 use crate::engine::procs::Launcher;
+use crate::engine::request::RequestSettings;
 use crate::engine::{Engine, Launch, Settings, StopReason};
 use crate::model::{Safety, Summary, WorkersReport};
-use crate::scenario::Scenario;
 use crate::scenario::units::{DriverMode, PortPick};
+use crate::scenario::{Pace, Scenario};
 use crate::sink::{ResultsDir, ResultsUnwritten};
 use crate::stats::{Aggregator, Snapshot};
 use crate::ui::tui::RunContext;
@@ -83,7 +84,16 @@ pub fn execute(
     let out = out.unwrap_or_else(|| default_results_dir(&scenario.name));
 
     let embedded = embedded_target
-        .then(|| TargetServer::embedded(peak_connections_estimate(&scenario)))
+        .then(|| match &scenario.requests {
+            // Request mode: a server that answers the protocol and takes
+            // its time, so the default run shows the pool queueing.
+            Some(r) => TargetServer::embedded_answering(
+                r.pool,
+                r.protocol.serve_mode(),
+                crate::scenario::request::BUILT_IN_SERVICE_TIME,
+            ),
+            None => TargetServer::embedded(peak_connections_estimate(&scenario)),
+        })
         .transpose()?;
     if let Some(target) = &embedded {
         scenario.targets = target.listen().to_vec();
@@ -331,7 +341,12 @@ pub fn default_results_dir(name: &str) -> PathBuf {
 
 fn settings(scenario: &Scenario) -> Settings {
     Settings {
-        pace: scenario.pace,
+        // Request mode's rate is the requests'; its pool opens at once.
+        pace: if scenario.requests.is_some() {
+            Pace::Unlimited
+        } else {
+            scenario.pace
+        },
         hold: scenario.hold,
         duration: scenario.duration,
         connect_timeout: scenario.connect_timeout,
@@ -343,5 +358,10 @@ fn settings(scenario: &Scenario) -> Settings {
         stop_at_first_limit: scenario.stop_at_first_limit,
         bind_address_no_port: scenario.pick_port_at == PortPick::Connect,
         max_in_flight: scenario.max_in_flight,
+        requests: scenario.requests.clone().map(|requests| RequestSettings {
+            requests,
+            pace: scenario.pace,
+            message: scenario.payload.clone(),
+        }),
     }
 }

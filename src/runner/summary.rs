@@ -91,6 +91,13 @@ pub fn summarize(
     if scenario.mode == DriverMode::Echo {
         latency.insert("rtt_us".to_string(), percentiles(&total.rtt_us));
     }
+    let requests = (scenario.mode == DriverMode::Request).then(|| {
+        let figures = total.requests.as_deref().cloned().unwrap_or_default();
+        latency.insert("queue_us".to_string(), percentiles(&figures.queue_us));
+        latency.insert("service_us".to_string(), percentiles(&figures.service_us));
+        latency.insert("total_us".to_string(), percentiles(&figures.total_us));
+        figures.summary()
+    });
     let mut scenario_json = serde_json::to_value(scenario).unwrap_or_default();
     scenario_json["embedded_target"] = facts.embedded_target.into();
     let mut values = hosts.start.values.clone();
@@ -102,7 +109,12 @@ pub fn summarize(
         established: total.established,
         connect_failed: total.failed,
         unfinished: total.in_flight(),
-        never_attempted: scenario.connections.saturating_sub(total.attempted),
+        // A reconnect (request mode) is an attempt beyond the plan's.
+        never_attempted: scenario.connections.saturating_sub(
+            total
+                .attempted
+                .saturating_sub(total.requests.as_ref().map_or(0, |r| r.reconnects)),
+        ),
         peak_active,
         closed_by_driver: total.closed_by_driver,
         closed_by_server: total.closed_by_server,
@@ -129,6 +141,7 @@ pub fn summarize(
         failures,
         warnings: total.warnings.clone(),
         latency,
+        requests,
         sources: if source_names.is_empty() {
             // No --source: the kernel chose, and every connection counts
             // against the one (kernel-chosen) source.

@@ -69,20 +69,35 @@ impl TargetServer {
         processes: u64,
         cgroups: &[PathBuf],
     ) -> anyhow::Result<TargetServer> {
+        TargetServer::start_with(listen, config, processes, cgroups, &[])
+    }
+
+    /// [`TargetServer::start`] with more `serve` flags (`extra`).
+    fn start_with(
+        listen: &[SocketAddr],
+        config: &LabServer,
+        processes: u64,
+        cgroups: &[PathBuf],
+        extra: &[&str],
+    ) -> anyhow::Result<TargetServer> {
         let exe = std::env::current_exe().context("cannot find ceiling's own executable")?;
         let mut cmd = Command::new(exe);
         cmd.arg("serve");
         for addr in listen {
             cmd.arg("--listen").arg(addr.to_string());
         }
-        cmd.args(["--backlog", &config.backlog.to_string()])
-            .args(["--mode", config.mode.as_str()]);
+        cmd.args(["--backlog", &config.backlog.to_string()]);
+        // A request run's server answers its protocol instead.
+        if !extra.contains(&"--mode") {
+            cmd.args(["--mode", config.mode.as_str()]);
+        }
         if !config.accept {
             cmd.arg("--no-accept");
         }
         if config.model != ServerModel::Async {
             cmd.args(["--model", config.model.as_str()]);
         }
+        cmd.args(extra);
         // Opened here: between fork and exec only write(2) is left to do.
         let joins: Vec<std::fs::File> = cgroups
             .iter()
@@ -190,6 +205,28 @@ impl TargetServer {
             &LabServer::default(),
             processes,
             &[],
+        )
+        .context("cannot start the built-in target server on 127.0.0.1")
+    }
+
+    /// The built-in target of a request run: answers `mode` (`serve
+    /// --mode`) after `service_time` each.
+    pub fn embedded_answering(
+        connections: u64,
+        mode: &str,
+        service_time: &str,
+    ) -> anyhow::Result<TargetServer> {
+        let processes = processes_to_hold(connections)?;
+        let mut extra = vec!["--mode", mode];
+        if mode != "echo" {
+            extra.extend(["--service-time", service_time]);
+        }
+        TargetServer::start_with(
+            &[SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
+            &LabServer::default(),
+            processes,
+            &[],
+            &extra,
         )
         .context("cannot start the built-in target server on 127.0.0.1")
     }

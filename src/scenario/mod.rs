@@ -3,6 +3,7 @@
 
 pub mod emit;
 pub mod lab;
+pub mod request;
 pub mod units;
 
 use std::fmt;
@@ -96,6 +97,26 @@ pub struct ScenarioSpec {
     /// (IP_BIND_ADDRESS_NO_PORT, the default) or `bind`.
     #[serde(alias = "pick-port-at")]
     pub pick_port_at: Option<PortPick>,
+    /// Request mode (`mode = "request"`): the pool's size.
+    #[serde(default, deserialize_with = "units::de::pool")]
+    pub pool: Option<u64>,
+    pub protocol: Option<request::RequestProtocol>,
+    #[serde(alias = "when-pool-busy")]
+    pub when_pool_busy: Option<request::WhenPoolBusy>,
+    #[serde(
+        default,
+        alias = "queue-timeout",
+        deserialize_with = "units::de::queue_timeout"
+    )]
+    pub queue_timeout: Option<Duration>,
+    /// HTTP request: method, path, headers ("Name: value"), body.
+    pub method: Option<String>,
+    pub path: Option<String>,
+    #[serde(default, alias = "headers")]
+    pub header: Vec<String>,
+    pub body: Option<String>,
+    /// Redis request: the command (default PING).
+    pub command: Option<String>,
     /// `ceiling lab` only: the namespace's settings.
     pub lab: Option<lab::LabSpec>,
 }
@@ -163,6 +184,15 @@ impl ScenarioSpec {
             max_in_flight: over.max_in_flight.or(self.max_in_flight),
             processes: over.processes.or(self.processes),
             pick_port_at: over.pick_port_at.or(self.pick_port_at),
+            pool: over.pool.or(self.pool),
+            protocol: over.protocol.or(self.protocol),
+            when_pool_busy: over.when_pool_busy.or(self.when_pool_busy),
+            queue_timeout: over.queue_timeout.or(self.queue_timeout),
+            method: over.method.or(self.method),
+            path: over.path.or(self.path),
+            header: pick_list(self.header, over.header),
+            body: over.body.or(self.body),
+            command: over.command.or(self.command),
             lab: over.lab.or(self.lab),
         }
     }
@@ -250,6 +280,9 @@ pub struct Scenario {
     /// None: one process (ceiling's own).
     pub processes: Option<Processes>,
     pub pick_port_at: PortPick,
+    /// Request mode's settings (None in the other modes); `pace` is then
+    /// the request rate, and the pool is opened as fast as it connects.
+    pub requests: Option<request::Requests>,
     /// `[lab]`: only `ceiling lab` runs a scenario that has one. Reported in
     /// the summary's own `lab` object, with the values read back.
     #[serde(skip)]
@@ -394,8 +427,8 @@ impl Scenario {
     /// Every value is checked against its documented range here too (flags
     /// and files are checked as they are parsed; a spec built in code is
     /// not), so the engine can trust what it gets.
-    pub fn validate(spec: ScenarioSpec) -> Result<Scenario, ScenarioError> {
-        let name = spec.name.unwrap_or_else(|| "default".into());
+    pub fn validate(mut spec: ScenarioSpec) -> Result<Scenario, ScenarioError> {
+        let name = spec.name.take().unwrap_or_else(|| "default".into());
         if name.is_empty()
             || !name
                 .chars()
@@ -406,7 +439,7 @@ impl Scenario {
                 format!("'{name}' is not a usable name: use letters, digits, '-', '_' and '.'"),
             ));
         }
-        let lab = spec.lab.map(lab::LabSpec::validate).transpose()?;
+        let lab = spec.lab.take().map(lab::LabSpec::validate).transpose()?;
         let mut targets = unique(
             "targets",
             "target",
@@ -488,6 +521,40 @@ impl Scenario {
                 per_s: DEFAULT_RATE,
             },
         };
+        let mode = spec.mode.unwrap_or_default();
+        let requests = requests_of(&spec, mode, pace)?;
+        let mut connections = connections;
+        let mut pace = pace;
+        if let Some(r) = &requests {
+            if let Some(allowed) = spec.connections
+                && r.pool > allowed
+            {
+                return Err(invalid(
+                    "pool",
+                    format!(
+                        "a pool of {} is more than the {allowed} connections allowed: the pool's \
+                         connections are the run's; lower --pool, or raise --connections (or \
+                         drop it: request mode opens exactly the pool)",
+                        r.pool
+                    ),
+                ));
+            }
+            connections = r.pool;
+            if spec.rate.is_none() && spec.ramp.is_none() {
+                pace = Pace::Constant {
+                    per_s: request::DEFAULT_REQUEST_RATE,
+                };
+            }
+            if spec.hold.is_some() {
+                return Err(invalid(
+                    "hold",
+                    "request mode holds the pool's connections until the run ends: drop hold, \
+                     and give the run's length with --duration",
+                ));
+            }
+            spec.hold = Some(HoldMode::UntilEnd);
+            spec.duration = spec.duration.or(Some(request::DEFAULT_REQUEST_DURATION));
+        }
         let hold = spec.hold.unwrap_or(HoldMode::For(DEFAULT_HOLD));
         if let HoldMode::For(d) = hold {
             in_range("hold", &units::HOLD, d)?;
@@ -504,7 +571,6 @@ impl Scenario {
         }
         let connect_timeout = spec.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         in_range("connect_timeout", &units::CONNECT_TIMEOUT, connect_timeout)?;
-        let mode = spec.mode.unwrap_or_default();
         let message = spec.message.unwrap_or_else(|| DEFAULT_MESSAGE.into());
         let payload = units::unescape(&message).map_err(|e| invalid("message", e))?;
         if mode == DriverMode::Echo && payload.is_empty() {
@@ -586,6 +652,7 @@ impl Scenario {
             max_in_flight: spec.max_in_flight,
             processes: spec.processes,
             pick_port_at,
+            requests,
             lab,
         })
     }
@@ -594,6 +661,106 @@ impl Scenario {
     pub fn uses_embedded_target(&self) -> bool {
         self.targets.is_empty()
     }
+}
+
+/// Request mode's settings from the spec; None in another mode, where
+/// giving any of them is refused.
+fn requests_of(
+    spec: &ScenarioSpec,
+    mode: DriverMode,
+    pace: Pace,
+) -> Result<Option<request::Requests>, ScenarioError> {
+    if mode != DriverMode::Request {
+        let given = [
+            ("pool", spec.pool.is_some()),
+            ("protocol", spec.protocol.is_some()),
+            ("when_pool_busy", spec.when_pool_busy.is_some()),
+            ("queue_timeout", spec.queue_timeout.is_some()),
+            ("method", spec.method.is_some()),
+            ("path", spec.path.is_some()),
+            ("header", !spec.header.is_empty()),
+            ("body", spec.body.is_some()),
+            ("command", spec.command.is_some()),
+        ];
+        if let Some((field, _)) = given.iter().find(|(_, given)| *given) {
+            return Err(invalid(
+                field,
+                format!(
+                    "{field} is a setting of request mode: add --mode request (mode = \
+                     \"request\" in a file), or drop it"
+                ),
+            ));
+        }
+        return Ok(None);
+    }
+    let pool = spec.pool.unwrap_or(request::DEFAULT_POOL);
+    units::POOL.check(pool).map_err(|e| invalid("pool", e))?;
+    let protocol = spec.protocol.unwrap_or(request::RequestProtocol::Http);
+    let http_only = [
+        ("method", spec.method.is_some()),
+        ("path", spec.path.is_some()),
+        ("header", !spec.header.is_empty()),
+        ("body", spec.body.is_some()),
+    ];
+    if protocol != request::RequestProtocol::Http
+        && let Some((field, _)) = http_only.iter().find(|(_, given)| *given)
+    {
+        return Err(invalid(
+            field,
+            format!("{field} is a setting of HTTP requests: add --protocol http, or drop it"),
+        ));
+    }
+    if protocol != request::RequestProtocol::Redis && spec.command.is_some() {
+        return Err(invalid(
+            "command",
+            "command is a setting of Redis requests: add --protocol redis, or drop it",
+        ));
+    }
+    let closed_loop = matches!(pace, Pace::Unlimited);
+    if closed_loop {
+        let flag = if spec.when_pool_busy.is_some() {
+            Some("when_pool_busy")
+        } else if spec.queue_timeout.is_some() {
+            Some("queue_timeout")
+        } else {
+            None
+        };
+        if let Some(field) = flag {
+            return Err(invalid(
+                field,
+                format!(
+                    "{field} says what a request due at a rate does when no connection is \
+                     free, but rate 0 is a closed loop (each connection sends its next request \
+                     when its response is in: none waits): give a rate (--rate 3000), or drop \
+                     {field}"
+                ),
+            ));
+        }
+    }
+    let method = spec.method.clone().unwrap_or_else(|| "GET".into());
+    request::check_method(&method).map_err(|e| invalid("method", e))?;
+    let path = spec.path.clone().unwrap_or_else(|| "/".into());
+    request::check_path(&path).map_err(|e| invalid("path", e))?;
+    for header in &spec.header {
+        request::check_header(header).map_err(|e| invalid("header", e))?;
+    }
+    let body = spec.body.clone().unwrap_or_default();
+    units::unescape(&body).map_err(|e| invalid("body", e))?;
+    let command = spec.command.clone().unwrap_or_else(|| "PING".into());
+    request::check_command(&command).map_err(|e| invalid("command", e))?;
+    let queue_timeout = spec.queue_timeout.unwrap_or(request::DEFAULT_QUEUE_TIMEOUT);
+    in_range("queue_timeout", &units::QUEUE_TIMEOUT, queue_timeout)?;
+    Ok(Some(request::Requests {
+        protocol,
+        pool,
+        when_pool_busy: spec.when_pool_busy.unwrap_or_default(),
+        queue_timeout,
+        method,
+        path,
+        headers: spec.header.clone(),
+        body,
+        command,
+    }))
 }
 
 /// Every target must be reachable from at least one source of its family.

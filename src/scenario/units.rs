@@ -87,6 +87,8 @@ pub enum DriverMode {
     #[default]
     Idle,
     Echo,
+    /// Requests at a rate over a pool of persistent connections.
+    Request,
 }
 
 /// How the driver closes.
@@ -457,6 +459,32 @@ pub fn parse_count(text: &str) -> Result<u64, String> {
 /// `--connections`: within [`CONNECTIONS`].
 pub fn parse_connections(text: &str) -> Result<u64, String> {
     CONNECTIONS.parse(text)
+}
+
+/// `pool`: the connections of request mode.
+pub const POOL: CountRange = CountRange {
+    min: 1,
+    max: MAX_CONNECTIONS,
+    what: "pool size",
+    max_name: None,
+    why: "connections in one run",
+};
+
+/// `--pool`: within [`POOL`].
+pub fn parse_pool(text: &str) -> Result<u64, String> {
+    POOL.parse(text)
+}
+
+/// `queue_timeout`: how long a request may wait for a pooled connection.
+pub const QUEUE_TIMEOUT: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(3600),
+    what: "a queue timeout",
+};
+
+/// `--queue-timeout`: within [`QUEUE_TIMEOUT`].
+pub fn parse_queue_timeout(text: &str) -> Result<Duration, String> {
+    QUEUE_TIMEOUT.parse(text)
 }
 
 /// `--fd-limit`: within [`FD_LIMIT`] (the hard limit is checked at start).
@@ -902,6 +930,8 @@ macro_rules! serde_parsers {
 serde_parsers! {
     count => parse_count -> u64;
     connections => parse_connections -> u64;
+    pool => parse_pool -> u64;
+    queue_timeout => parse_queue_timeout -> Duration;
     fd_limit => parse_fd_limit -> u64;
     threads => parse_threads -> u64;
     max_in_flight => parse_max_in_flight -> u64;

@@ -57,6 +57,12 @@ pub enum Metric {
     Connect,
     /// Echo request to reply, µs (echo mode only).
     Rtt,
+    /// Request mode: a free connection − the intended time, µs.
+    Queue,
+    /// Request mode: response − send, µs.
+    Service,
+    /// Request mode: response − the intended time, µs.
+    Total,
 }
 
 impl Metric {
@@ -65,6 +71,9 @@ impl Metric {
         match self {
             Metric::Connect => "connect",
             Metric::Rtt => "rtt",
+            Metric::Queue => "queue",
+            Metric::Service => "service",
+            Metric::Total => "total",
         }
     }
 
@@ -72,15 +81,33 @@ impl Metric {
         match self {
             Metric::Connect => &last.total.connect_us,
             Metric::Rtt => &last.total.rtt_us,
+            Metric::Queue | Metric::Service | Metric::Total => {
+                let Some(r) = last.total.requests.as_deref() else {
+                    return &last.total.rtt_us;
+                };
+                match self {
+                    Metric::Queue => &r.queue_us,
+                    Metric::Service => &r.service_us,
+                    _ => &r.total_us,
+                }
+            }
         }
     }
 
     /// The metrics the run measured: connect always, rtt when it has
-    /// samples.
+    /// samples, and request mode's three when it has responses.
     pub fn measured(last: &Snapshot) -> Vec<Metric> {
         let mut metrics = vec![Metric::Connect];
         if !last.total.rtt_us.is_empty() {
             metrics.push(Metric::Rtt);
+        }
+        if last
+            .total
+            .requests
+            .as_ref()
+            .is_some_and(|r| !r.total_us.is_empty())
+        {
+            metrics.extend([Metric::Queue, Metric::Service, Metric::Total]);
         }
         metrics
     }

@@ -141,6 +141,7 @@ fn fixture() -> (Summary, Snapshot) {
             ..Default::default()
         },
         latency,
+        requests: None,
         sources: vec![
             SourceSummary {
                 source: "127.0.0.1".into(),

@@ -31,9 +31,58 @@ pub fn render(summary: &Summary, results_dir: &Path) -> String {
     worker_deaths(&mut out, summary);
     warnings(&mut out, summary);
     lab_server(&mut out, summary);
+    requests(&mut out, summary);
     latency(&mut out, summary);
     let _ = writeln!(out, "\nresults: {}", results_dir.display());
     out
+}
+
+/// Request mode: what became of the requests.
+fn requests(out: &mut String, summary: &Summary) {
+    let Some(r) = &summary.requests else { return };
+    let errors: u64 = r.errors.values().sum();
+    let _ = writeln!(out, "\nrequests");
+    let _ = writeln!(out, "  scheduled   {:>12}", thousands(r.scheduled));
+    let _ = writeln!(out, "  sent        {:>12}", thousands(r.sent));
+    let _ = writeln!(out, "  responses   {:>12}", thousands(r.responses));
+    let kinds: Vec<String> = r
+        .errors
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(kind, n)| format!("{kind} {}", thousands(*n)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  errors      {:>12}{}",
+        thousands(errors),
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", kinds.join(", "))
+        }
+    );
+    let _ = writeln!(out, "  rejects     {:>12}", thousands(r.rejects));
+    let _ = writeln!(out, "  reconnects  {:>12}", thousands(r.reconnects));
+    if r.queued_at_end + r.in_flight_at_end > 0 {
+        let _ = writeln!(
+            out,
+            "  at the end  {} queued, {} in flight",
+            thousands(r.queued_at_end),
+            thousands(r.in_flight_at_end)
+        );
+    }
+    let status: Vec<String> = r
+        .status
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(class, n)| format!("{class} {}", thousands(*n)))
+        .collect();
+    if !status.is_empty() {
+        let _ = writeln!(out, "  status      {}", status.join(", "));
+    }
+    for text in &r.error_texts {
+        let _ = writeln!(out, "  error reply \"{text}\"");
+    }
 }
 
 /// The lab server's design and what it used: threads, memory per
@@ -304,11 +353,17 @@ fn warnings(out: &mut String, summary: &Summary) {
 }
 
 fn latency(out: &mut String, summary: &Summary) {
-    let metrics: Vec<(&str, &Percentiles)> = [("connect", "connect_us"), ("rtt", "rtt_us")]
-        .into_iter()
-        .filter_map(|(label, key)| Some((label, summary.latency.get(key)?)))
-        .filter(|(label, p)| *label == "connect" || p.count > 0)
-        .collect();
+    let metrics: Vec<(&str, &Percentiles)> = [
+        ("connect", "connect_us"),
+        ("rtt", "rtt_us"),
+        ("queue", "queue_us"),
+        ("service", "service_us"),
+        ("total", "total_us"),
+    ]
+    .into_iter()
+    .filter_map(|(label, key)| Some((label, summary.latency.get(key)?)))
+    .filter(|(label, p)| *label == "connect" || p.count > 0)
+    .collect();
     if metrics.is_empty() {
         return;
     }

@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+pub mod requests;
 pub mod wire;
 
 use hdrhistogram::Histogram;
@@ -162,6 +163,9 @@ pub struct Delta {
     pub server_close_others: Histogram<u64>,
     /// Indexed like the plan's source list.
     pub sources: Vec<SourceCounters>,
+    /// Request mode's figures; None until a request is recorded (other
+    /// modes never pay for its histograms).
+    pub requests: Option<Box<requests::RequestDelta>>,
 }
 
 impl Delta {
@@ -202,6 +206,7 @@ impl Delta {
             server_close_age_ms: coarse(),
             server_close_others: coarse(),
             sources: vec![SourceCounters::default(); source_count],
+            requests: None,
         }
     }
 
@@ -220,6 +225,14 @@ impl Delta {
         self.server_close_others
             .add(&other.server_close_others)
             .expect("histograms share bounds");
+        if let Some(theirs) = &other.requests {
+            self.requests_mut().merge(theirs);
+        }
+    }
+
+    /// Request mode's figures, made on first use.
+    pub fn requests_mut(&mut self) -> &mut requests::RequestDelta {
+        self.requests.get_or_insert_with(Default::default)
     }
 
     /// Adds everything of `other` but its histograms into `self`.
@@ -305,6 +318,9 @@ impl Delta {
             }
         }
         self.sources.fill(SourceCounters::default());
+        if let Some(requests) = &mut self.requests {
+            requests.reset();
+        }
     }
 
     /// Notes an active count seen: the peak keeps the highest.

@@ -10,8 +10,9 @@
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use super::requests::RequestDelta;
 use super::{Delta, GroupStats, SourceCounters};
-use crate::model::{FailureEvent, LimitKind, Syscall, Warnings};
+use crate::model::{FailureEvent, LimitKind, RequestErrorKind, Syscall, Warnings};
 
 /// A delta on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +42,45 @@ pub struct WireDelta {
     /// (source index, [attempted, established, failed, closed]) of the
     /// sources whose counters moved.
     pub sources: Vec<(usize, [u64; 4])>,
+    /// Request mode's figures, when any were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<WireRequests>,
+}
+
+/// Request mode's counters and histograms on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireRequests {
+    /// scheduled, sent, responses, rejects, reconnects, queued, dequeued.
+    pub counts: [u64; 7],
+    /// Indexed like [`RequestErrorKind::ALL`].
+    pub errors: Vec<u64>,
+    pub error_texts: Vec<String>,
+    pub status: [u64; 5],
+    pub queue_us: Vec<(u64, u64)>,
+    pub service_us: Vec<(u64, u64)>,
+    pub total_us: Vec<(u64, u64)>,
+}
+
+impl From<&RequestDelta> for WireRequests {
+    fn from(r: &RequestDelta) -> WireRequests {
+        WireRequests {
+            counts: [
+                r.scheduled,
+                r.sent,
+                r.responses,
+                r.rejects,
+                r.reconnects,
+                r.queued,
+                r.dequeued,
+            ],
+            errors: r.errors.to_vec(),
+            error_texts: r.error_texts.clone(),
+            status: r.status,
+            queue_us: encode(&r.queue_us),
+            service_us: encode(&r.service_us),
+            total_us: encode(&r.total_us),
+        }
+    }
 }
 
 /// One failure group on the wire.
@@ -99,6 +139,7 @@ impl From<&Delta> for WireDelta {
                 .filter(|(_, s)| **s != SourceCounters::default())
                 .map(|(i, s)| (i, [s.attempted, s.established, s.failed, s.closed]))
                 .collect(),
+            requests: d.requests.as_deref().map(WireRequests::from),
         }
     }
 }
@@ -120,6 +161,45 @@ impl WireDelta {
             return Err(WireError(format!(
                 "source #{i}, but the plan has {source_count} sources"
             )));
+        }
+        if let Some(r) = &self.requests
+            && r.errors.len() != RequestErrorKind::ALL.len()
+        {
+            return Err(WireError(format!(
+                "{} request error kinds, expected {}",
+                r.errors.len(),
+                RequestErrorKind::ALL.len()
+            )));
+        }
+        if let Some(r) = self.requests {
+            let mine = d.requests_mut();
+            record_into(&mut mine.queue_us, &r.queue_us);
+            record_into(&mut mine.service_us, &r.service_us);
+            record_into(&mut mine.total_us, &r.total_us);
+            let [
+                scheduled,
+                sent,
+                responses,
+                rejects,
+                reconnects,
+                queued,
+                dequeued,
+            ] = r.counts;
+            let mut errors = [0; RequestErrorKind::ALL.len()];
+            errors.copy_from_slice(&r.errors);
+            mine.merge_counters(&RequestDelta {
+                scheduled,
+                sent,
+                responses,
+                errors,
+                error_texts: r.error_texts,
+                rejects,
+                reconnects,
+                queued,
+                dequeued,
+                status: r.status,
+                ..RequestDelta::counters_only()
+            });
         }
         record_into(&mut d.connect_us, &self.connect_us);
         record_into(&mut d.rtt_us, &self.rtt_us);
@@ -208,6 +288,11 @@ mod tests {
         d.note_active(8);
         d.sources[1].attempted = 4;
         d.warnings.port_search_slow = 3;
+        let r = d.requests_mut();
+        r.sent = 3;
+        r.responses = 2;
+        r.record_error(RequestErrorKind::ErrorReply, Some("-ERR x"));
+        r.record_times(5, 700, 900);
         d
     }
 
@@ -228,6 +313,13 @@ mod tests {
         assert_eq!(via_wire.sources[1].attempted, 4);
         assert_eq!(via_wire.peak_active, 8);
         assert_eq!(via_wire.server_close_at_ms, Some((2100, 2100)));
+        let requests = via_wire.requests.unwrap();
+        assert_eq!((requests.sent, requests.responses), (3, 2));
+        assert_eq!(requests.error_texts, vec!["-ERR x".to_string()]);
+        assert_eq!(
+            requests.total_us.max(),
+            original.requests.unwrap().total_us.max()
+        );
     }
 
     #[test]

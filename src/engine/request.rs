@@ -1,0 +1,423 @@
+//! Request mode on one worker: its share of the pool's connections serve
+//! requests that a generator stamps with their intended time (open loop),
+//! or back to back (closed loop, `--rate 0`, as wrk).
+//!
+//! A due request goes to a free connection through a FIFO queue: when no
+//! connection is free it waits there (`--when-pool-busy queue`, at most
+//! `--queue-timeout`) or is rejected (`reject`). Queue wait is a free
+//! connection − the intended time, service time the response − the send,
+//! total the response − the intended time: a stalled server shows in the
+//! total of every request due during the stall (no coordinated omission).
+//!
+//! A connection reads into the worker's one scratch buffer and keeps a
+//! buffer of its own only while a response spans reads. After a response
+//! that says the server closes (`Connection: close`), or a malformed one,
+//! the connection is closed and reopened (a reconnect). A close the server
+//! did not announce is a server close (evidence: the error text or bytes
+//! it sent); the request in flight, if any, is an error (`closed`, not
+//! retried), and the connection is reopened only if it had been answered
+//! before (a kept-alive connection the server ended), not when it was
+//! closed at the door (a cap such as Redis `maxclients`: the pool stays
+//! short, and the limit is named).
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, watch};
+use tokio::time::{Instant, sleep_until};
+
+use super::Control;
+use super::hold::{HoldEnd, printable};
+use super::plan::Segment;
+use super::rate::Pacer;
+use crate::model::{PeerClose, RequestErrorKind};
+use crate::protocol::client::{self, Exchange, Reply, ReplyError};
+use crate::scenario::Pace;
+use crate::scenario::request::{MAX_QUEUED, RequestProtocol, Requests, WhenPoolBusy};
+use crate::scenario::units::unescape;
+use crate::stats::Delta;
+use crate::stats::requests::RequestDelta;
+
+/// The scratch buffer every connection of a worker reads into.
+const SCRATCH: usize = 64 * 1024;
+
+/// A pending buffer larger than this is freed once its response is in.
+const PENDING_KEPT: usize = 4096;
+
+/// How early the generator may stamp a request: the timer's granularity.
+const TIMER_SLACK: Duration = Duration::from_millis(1);
+
+/// Requests the generator hands out back to back before yielding.
+const BATCH: u32 = 64;
+
+/// What the run's settings say about requests, as the engine needs it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RequestSettings {
+    pub requests: Requests,
+    /// The request rate; Unlimited is the closed loop.
+    pub pace: Pace,
+    /// Echo and line modes' message, unescaped.
+    pub message: Vec<u8>,
+}
+
+impl RequestSettings {
+    /// The protocol object, with `host` as HTTP's default `Host`.
+    pub fn exchange(&self, host: &str) -> Box<dyn Exchange> {
+        let r = &self.requests;
+        match r.protocol {
+            RequestProtocol::Echo => Box::new(client::Echo::new(&self.message)),
+            RequestProtocol::Line => Box::new(client::Line::new(&self.message)),
+            RequestProtocol::Redis => Box::new(client::Redis::new(&r.command)),
+            RequestProtocol::Http => {
+                // Checked by the scenario: the escapes are valid.
+                let body = unescape(&r.body).unwrap_or_default();
+                Box::new(client::Http::new(
+                    &r.method, &r.path, host, &r.headers, &body,
+                ))
+            }
+        }
+    }
+}
+
+/// How a pooled connection ended.
+pub enum ConnEnd {
+    /// Closed by ceiling to be reopened: the server said it closes, or
+    /// sent something that is not a response.
+    Reopen,
+    /// The run ended.
+    Expired,
+    /// The server closed it unannounced; `reopen`: it had answered before.
+    ServerClosed { end: HoldEnd, reopen: bool },
+}
+
+/// One worker's pool: the queue of due requests and the connections
+/// waiting for one.
+pub struct Pool {
+    exchange: Box<dyn Exchange>,
+    closed_loop: bool,
+    when_busy: WhenPoolBusy,
+    queue_timeout: Duration,
+    /// Intended times of the requests due and not yet taken.
+    queue: RefCell<VecDeque<Instant>>,
+    /// Connections waiting for a request.
+    idle: Cell<usize>,
+    ready: Notify,
+    scratch: RefCell<Vec<u8>>,
+}
+
+impl Pool {
+    pub fn new(settings: &RequestSettings, host: &str) -> Pool {
+        Pool {
+            exchange: settings.exchange(host),
+            closed_loop: matches!(settings.pace, Pace::Unlimited),
+            when_busy: settings.requests.when_pool_busy,
+            queue_timeout: settings.requests.queue_timeout,
+            queue: RefCell::new(VecDeque::new()),
+            idle: Cell::new(0),
+            ready: Notify::new(),
+            scratch: RefCell::new(vec![0; SCRATCH]),
+        }
+    }
+
+    pub fn is_closed_loop(&self) -> bool {
+        self.closed_loop
+    }
+
+    /// Hands out this worker's requests at `pace` (its share of the run's
+    /// rate), from `ready` after the run's start, until stopped. The
+    /// caller ends it at the run's end.
+    pub async fn generate(
+        &self,
+        pace: Pace,
+        ready: Duration,
+        control: &mut watch::Receiver<Control>,
+        recorder: &Mutex<Delta>,
+    ) {
+        let mut pacer = Pacer::new(pace, Segment::WHOLE, u64::MAX);
+        let mut batch = 0;
+        while let Some((_, offset)) = pacer.peek() {
+            let now = Instant::now();
+            let state = *control.borrow_and_update();
+            if state.stop.is_some() {
+                return;
+            }
+            let offset = offset.map(|o| o.saturating_add(ready));
+            let Some(intended) = state.schedule.instant_of(offset, now) else {
+                // Paused.
+                if control.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            if intended > now + TIMER_SLACK {
+                tokio::select! {
+                    _ = sleep_until(intended - TIMER_SLACK) => {}
+                    changed = control.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            }
+            pacer.advance();
+            self.dispatch(intended, recorder);
+            batch += 1;
+            if batch >= BATCH {
+                batch = 0;
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// A request is due: to a free connection (through the queue, where
+    /// it stays until that connection runs), the queue, or rejected.
+    fn dispatch(&self, intended: Instant, recorder: &Mutex<Delta>) {
+        let now = Instant::now();
+        // Stamped up to the timer's slack early: measured from the earlier.
+        let intended = intended.min(now);
+        let mut d = lock(recorder);
+        let r = d.requests_mut();
+        r.scheduled += 1;
+        let mut queue = self.queue.borrow_mut();
+        self.expire(&mut queue, now, r);
+        let free = queue.len() < self.idle.get();
+        if !free && (self.when_busy == WhenPoolBusy::Reject || queue.len() >= MAX_QUEUED) {
+            r.rejects += 1;
+            return;
+        }
+        r.queued += 1;
+        queue.push_back(intended);
+        self.ready.notify_one();
+    }
+
+    /// Rejects the requests at the front of the queue that waited past the
+    /// queue timeout.
+    fn expire(&self, queue: &mut VecDeque<Instant>, now: Instant, r: &mut RequestDelta) {
+        while let Some(&intended) = queue.front()
+            && now.saturating_duration_since(intended) > self.queue_timeout
+        {
+            queue.pop_front();
+            r.dequeued += 1;
+            r.rejects += 1;
+        }
+    }
+
+    /// The next due request for a free connection, if any.
+    fn take(&self, recorder: &Mutex<Delta>) -> Option<Instant> {
+        let mut queue = self.queue.borrow_mut();
+        queue.front()?;
+        let mut d = lock(recorder);
+        let r = d.requests_mut();
+        self.expire(&mut queue, Instant::now(), r);
+        let intended = queue.pop_front()?;
+        r.dequeued += 1;
+        Some(intended)
+    }
+
+    /// Serves requests on one connection until the run ends (`until`) or
+    /// the connection does.
+    pub async fn serve(
+        &self,
+        stream: &TcpStream,
+        until: Instant,
+        recorder: &Mutex<Delta>,
+    ) -> ConnEnd {
+        let expiry = sleep_until(until);
+        tokio::pin!(expiry);
+        let mut pending: Vec<u8> = Vec::new();
+        let mut answered = false;
+        // The last error reply: the evidence if the server then closes.
+        let mut last_error: Option<String> = None;
+        loop {
+            let intended = if self.closed_loop {
+                lock(recorder).requests_mut().scheduled += 1;
+                Instant::now()
+            } else {
+                loop {
+                    if let Some(intended) = self.take(recorder) {
+                        break intended;
+                    }
+                    self.idle.set(self.idle.get() + 1);
+                    let woke = tokio::select! {
+                        _ = &mut expiry => None,
+                        _ = self.ready.notified() => Some(Ok(false)),
+                        ready = stream.readable() => Some(ready.map(|()| true)),
+                    };
+                    self.idle.set(self.idle.get() - 1);
+                    match woke {
+                        None => return ConnEnd::Expired,
+                        Some(Ok(false)) => {}
+                        // Readable while idle: a close, or bytes nobody
+                        // asked for (kept as evidence).
+                        Some(Ok(true)) => match self.read(stream) {
+                            Ok(0) => return self.closed(None, answered, None, &pending),
+                            Ok(n) => {
+                                let scratch = self.scratch.borrow();
+                                pending.extend_from_slice(&scratch[..n.min(200)]);
+                                pending.truncate(200);
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                            Err(e) => return self.closed(Some(e), answered, None, &pending),
+                        },
+                        Some(Err(e)) => return self.closed(Some(e), answered, None, &pending),
+                    }
+                }
+            };
+            // Bytes nobody asked for are gone once a request is sent.
+            pending.clear();
+            let sent_at = Instant::now();
+            lock(recorder).requests_mut().sent += 1;
+            let written = tokio::select! {
+                _ = &mut expiry => return ConnEnd::Expired,
+                written = write_all(stream, self.exchange.request()) => written,
+            };
+            if let Err(e) = written {
+                return self.closed(Some(e), answered, Some(recorder), &pending);
+            }
+            // The response.
+            loop {
+                let ready = tokio::select! {
+                    _ = &mut expiry => return ConnEnd::Expired,
+                    ready = stream.readable() => ready,
+                };
+                if let Err(e) = ready {
+                    return self.closed(Some(e), answered, Some(recorder), &pending);
+                }
+                let n = match self.read(stream) {
+                    Ok(0) => {
+                        let evidence = last_error.take().map(String::into_bytes);
+                        let bytes = evidence.as_deref().unwrap_or(&pending);
+                        return self.closed(None, answered, Some(recorder), bytes);
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return self.closed(Some(e), answered, Some(recorder), &pending),
+                };
+                let reply = {
+                    let scratch = self.scratch.borrow();
+                    if pending.is_empty() {
+                        let reply = self.exchange.response(&scratch[..n]);
+                        if reply == Reply::Incomplete {
+                            pending.extend_from_slice(&scratch[..n]);
+                        }
+                        reply
+                    } else {
+                        pending.extend_from_slice(&scratch[..n]);
+                        self.exchange.response(&pending)
+                    }
+                };
+                let Reply::Complete(response) = reply else {
+                    continue;
+                };
+                let now = Instant::now();
+                let us = |d: Duration| d.as_micros() as u64;
+                {
+                    let mut d = lock(recorder);
+                    let r = d.requests_mut();
+                    r.record_times(
+                        us(sent_at.saturating_duration_since(intended)),
+                        us(now.saturating_duration_since(sent_at)),
+                        us(now.saturating_duration_since(intended)),
+                    );
+                    if let Some(code) = response.status {
+                        r.record_status(code);
+                    }
+                    match &response.error {
+                        None => r.responses += 1,
+                        Some(ReplyError::Reply(text)) => {
+                            r.record_error(RequestErrorKind::ErrorReply, Some(text));
+                        }
+                        Some(ReplyError::Malformed(why)) => {
+                            r.record_error(RequestErrorKind::Malformed, Some(why));
+                        }
+                    }
+                }
+                match response.error {
+                    None => {
+                        answered = true;
+                        last_error = None;
+                    }
+                    Some(ReplyError::Reply(text)) => last_error = Some(text),
+                    Some(ReplyError::Malformed(_)) => {}
+                }
+                if pending.capacity() > PENDING_KEPT {
+                    pending = Vec::new();
+                } else {
+                    pending.clear();
+                }
+                if response.close {
+                    return ConnEnd::Reopen;
+                }
+                break;
+            }
+        }
+    }
+
+    fn read(&self, stream: &TcpStream) -> io::Result<usize> {
+        stream.try_read(&mut self.scratch.borrow_mut())
+    }
+
+    /// The server closed the connection (`err` None: EOF); with
+    /// `in_flight`, the request sent on it is an error.
+    fn closed(
+        &self,
+        err: Option<io::Error>,
+        answered: bool,
+        in_flight: Option<&Mutex<Delta>>,
+        bytes: &[u8],
+    ) -> ConnEnd {
+        if let Some(recorder) = in_flight {
+            lock(recorder)
+                .requests_mut()
+                .record_error(RequestErrorKind::Closed, None);
+        }
+        ConnEnd::ServerClosed {
+            end: HoldEnd::ServerClosed {
+                how: if err.is_some() {
+                    PeerClose::Rst
+                } else {
+                    PeerClose::Eof
+                },
+                errno: err.and_then(|e| e.raw_os_error()),
+                bytes: (!bytes.is_empty()).then(|| printable(bytes)),
+            },
+            reopen: answered,
+        }
+    }
+}
+
+fn lock(recorder: &Mutex<Delta>) -> std::sync::MutexGuard<'_, Delta> {
+    recorder.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `pace` scaled by `share` (a worker's part of the pool): its part of
+/// the run's request rate.
+pub fn share_of(pace: Pace, share: f64) -> Pace {
+    match pace {
+        Pace::Unlimited => Pace::Unlimited,
+        Pace::Constant { per_s } => Pace::Constant {
+            per_s: per_s * share,
+        },
+        Pace::Ramp(mut ramp) => {
+            ramp.from *= share;
+            ramp.to *= share;
+            Pace::Ramp(ramp)
+        }
+    }
+}
