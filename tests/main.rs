@@ -11,6 +11,7 @@ mod lab;
 mod netns;
 mod processes;
 mod report;
+mod requests;
 mod results;
 mod run;
 mod serve;

@@ -102,7 +102,11 @@ fn read_summary(out: &Path) -> serde_json::Value {
 /// - attempted = established + connect_failed + unfinished;
 /// - established = closed_by_driver + closed_by_server + lost_with_worker
 ///   + held_at_end;
-/// - attempted + never_attempted = the scenario's connections;
+/// - attempted + never_attempted = the scenario's connections (request
+///   mode: attempted − reconnects);
+/// - request mode: scheduled = sent + rejects + queued_at_end, sent =
+///   responses + errors + in_flight_at_end, a total latency per whole
+///   response;
 /// - peak_active ≥ every active count reported: first_limit.active_at,
 ///   every time series row, each source's ports in use, each dead worker's
 ///   held; and ≤ established;
@@ -138,11 +142,48 @@ pub fn assert_invariants(out: &Path) {
             + n(t, "held_at_end"),
         "established = closed_by_driver + closed_by_server + lost_with_worker + held_at_end {ctx}"
     );
+    // Request mode: a reconnect is an attempt beyond the plan's.
+    let reconnects = s["requests"]["reconnects"].as_u64().unwrap_or(0);
     if let Some(planned) = s["scenario"]["connections"].as_u64() {
         assert_eq!(
-            attempted + n(t, "never_attempted"),
+            attempted - reconnects + n(t, "never_attempted"),
             planned,
-            "attempted + never_attempted = connections {ctx}"
+            "attempted - reconnects + never_attempted = connections {ctx}"
+        );
+    }
+    if let Some(r) = s["requests"].as_object() {
+        let r = serde_json::Value::Object(r.clone());
+        let errors: u64 = r["errors"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            n(&r, "scheduled"),
+            n(&r, "sent") + n(&r, "rejects") + n(&r, "queued_at_end"),
+            "requests: scheduled = sent + rejects + queued_at_end {ctx}"
+        );
+        assert_eq!(
+            n(&r, "sent"),
+            n(&r, "responses") + errors + n(&r, "in_flight_at_end"),
+            "requests: sent = responses + errors + in_flight_at_end {ctx}"
+        );
+        let statuses: u64 = r["status"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert!(
+            statuses <= n(&r, "responses") + errors,
+            "requests: status classes ≤ responses + errors {ctx}"
+        );
+        let answered = n(&s["latency"]["total_us"], "count");
+        assert_eq!(
+            answered,
+            n(&r, "responses") + n(&r["errors"], "error_reply") + n(&r["errors"], "malformed"),
+            "requests: a total latency for each whole response {ctx}"
         );
     }
     let peak = n(t, "peak_active");

@@ -31,7 +31,7 @@ use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, sleep_until};
 
 use super::Control;
-use super::hold::{HoldEnd, printable};
+use super::hold::{EVIDENCE_BYTES, HoldEnd, printable};
 use super::plan::Segment;
 use super::rate::Pacer;
 use crate::model::{PeerClose, RequestErrorKind};
@@ -230,6 +230,9 @@ impl Pool {
         let expiry = sleep_until(until);
         tokio::pin!(expiry);
         let mut pending: Vec<u8> = Vec::new();
+        // Bytes the server sent unasked (a greeting, or its reason before
+        // it closes): the evidence if it then closes.
+        let mut unasked: Vec<u8> = Vec::new();
         let mut answered = false;
         // The last error reply: the evidence if the server then closes.
         let mut last_error: Option<String> = None;
@@ -255,29 +258,32 @@ impl Pool {
                         // Readable while idle: a close, or bytes nobody
                         // asked for (kept as evidence).
                         Some(Ok(true)) => match self.read(stream) {
-                            Ok(0) => return self.closed(None, answered, None, &pending),
+                            Ok(0) => return self.closed(None, answered, None, &unasked),
                             Ok(n) => {
                                 let scratch = self.scratch.borrow();
-                                pending.extend_from_slice(&scratch[..n.min(200)]);
-                                pending.truncate(200);
+                                let room = EVIDENCE_BYTES.saturating_sub(unasked.len());
+                                unasked.extend_from_slice(&scratch[..n.min(room)]);
                             }
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                            Err(e) => return self.closed(Some(e), answered, None, &pending),
+                            Err(e) => return self.closed(Some(e), answered, None, &unasked),
                         },
-                        Some(Err(e)) => return self.closed(Some(e), answered, None, &pending),
+                        Some(Err(e)) => return self.closed(Some(e), answered, None, &unasked),
                     }
                 }
             };
-            // Bytes nobody asked for are gone once a request is sent.
-            pending.clear();
-            let sent_at = Instant::now();
+            // A closed loop's request is due when it is sent: no queue.
+            let sent_at = if self.closed_loop {
+                intended
+            } else {
+                Instant::now()
+            };
             lock(recorder).requests_mut().sent += 1;
             let written = tokio::select! {
                 _ = &mut expiry => return ConnEnd::Expired,
                 written = write_all(stream, self.exchange.request()) => written,
             };
             if let Err(e) = written {
-                return self.closed(Some(e), answered, Some(recorder), &pending);
+                return self.closed(Some(e), answered, Some(recorder), &unasked);
             }
             // The response.
             loop {
@@ -286,17 +292,23 @@ impl Pool {
                     ready = stream.readable() => ready,
                 };
                 if let Err(e) = ready {
-                    return self.closed(Some(e), answered, Some(recorder), &pending);
+                    return self.closed(Some(e), answered, Some(recorder), &unasked);
                 }
                 let n = match self.read(stream) {
                     Ok(0) => {
+                        // What it said last: an error reply, unasked
+                        // bytes, or a response cut short.
                         let evidence = last_error.take().map(String::into_bytes);
-                        let bytes = evidence.as_deref().unwrap_or(&pending);
+                        let bytes = match &evidence {
+                            Some(text) => text.as_slice(),
+                            None if !unasked.is_empty() => &unasked,
+                            None => &pending[..pending.len().min(EVIDENCE_BYTES)],
+                        };
                         return self.closed(None, answered, Some(recorder), bytes);
                     }
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return self.closed(Some(e), answered, Some(recorder), &pending),
+                    Err(e) => return self.closed(Some(e), answered, Some(recorder), &unasked),
                 };
                 let reply = {
                     let scratch = self.scratch.borrow();

@@ -1,0 +1,422 @@
+//! `ceiling run --mode request`: requests through a pool of persistent
+//! connections, against `ceiling serve` on loopback (service time known,
+//! so the queueing is computable) and against real servers nobody on the
+//! team wrote (redis-server, nginx; a test skips without them, and under
+//! CI=true that skip is a failure). Latencies are asserted as lower bounds
+//! (or against each other), never as deadlines.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::util::{Server, ceiling, installed, out_dir, require, run_bounded, summary, text};
+
+/// Upper bound on any run here.
+const BOUND: Duration = Duration::from_secs(60);
+
+/// `ceiling run --mode request ARGS --out OUT --ui none`, which must exit 0.
+fn request_run(out: &Path, args: &[&str]) -> serde_json::Value {
+    let mut cmd = ceiling();
+    cmd.args(["run", "--mode", "request", "--ui", "none", "--out"])
+        .arg(out)
+        .args(args);
+    let run = run_bounded(cmd, BOUND);
+    assert!(
+        run.status.success(),
+        "{args:?}: {}\n{}",
+        text(&run.stderr),
+        text(&run.stdout)
+    );
+    summary(out)
+}
+
+fn count(v: &serde_json::Value, path: &[&str]) -> u64 {
+    let mut at = v;
+    for key in path {
+        at = &at[*key];
+    }
+    at.as_u64()
+        .unwrap_or_else(|| panic!("{path:?} is not a count in {v}"))
+}
+
+/// Samples of `metric` in latency.csv above `us`.
+fn samples_above(out: &Path, metric: &str, us: u64) -> u64 {
+    let mut reader = csv::Reader::from_path(out.join("latency.csv")).unwrap();
+    let mut total = 0;
+    let mut at_or_below = 0;
+    for row in reader.records() {
+        let row = row.unwrap();
+        if &row[0] != metric {
+            continue;
+        }
+        let (value, count): (u64, u64) = (row[2].parse().unwrap(), row[3].parse().unwrap());
+        total = total.max(count);
+        if value <= us {
+            at_or_below = at_or_below.max(count);
+        }
+    }
+    total - at_or_below
+}
+
+#[test]
+fn an_ample_pool_does_not_queue_and_a_short_one_does_by_littles_law() {
+    // 10 ms a request: 500 requests/s keep 5 connections busy.
+    let server = Server::start(&["--mode", "http", "--service-time", "10ms"]);
+    let addr = server.addr();
+    let (_dir, ample) = out_dir();
+    let s = request_run(
+        &ample,
+        &[
+            "--target",
+            &addr,
+            "--protocol",
+            "http",
+            "--pool",
+            "20",
+            "--rate",
+            "500",
+            "--duration",
+            "2s",
+        ],
+    );
+    let r = &s["requests"];
+    assert_eq!(count(r, &["rejects"]), 0, "{r}");
+    assert_eq!(count(r, &["errors", "error_reply"]), 0, "{r}");
+    assert_eq!(count(r, &["reconnects"]), 0, "{r}");
+    assert!(count(r, &["status", "2xx"]) >= 900, "{r}");
+    // 2 s at 500/s, from the moment the pool is open.
+    let scheduled = count(r, &["scheduled"]);
+    assert!((980..=1000).contains(&scheduled), "{r}");
+    assert!(count(&s, &["totals", "established"]) == 20);
+    let ample_queue_p50 = count(&s, &["latency", "queue_us", "p50"]);
+    let service_p50 = count(&s, &["latency", "service_us", "p50"]);
+    assert!(service_p50 >= 10_000, "service time ≥ 10 ms: {s}");
+
+    // 2 connections serve at most 200/s: of 500/s, 300/s queue. The wait
+    // of a request due at t grows as 1.5·t until the queue timeout (1 s)
+    // turns the rest into rejects.
+    let (_dir, short) = out_dir();
+    let s = request_run(
+        &short,
+        &[
+            "--target",
+            &addr,
+            "--protocol",
+            "http",
+            "--pool",
+            "2",
+            "--rate",
+            "500",
+            "--duration",
+            "3s",
+        ],
+    );
+    let r = &s["requests"];
+    let answered = count(r, &["responses"]);
+    assert!(answered <= 2 * 3 * 100 + 2, "at most 200/s served: {r}");
+    assert!(count(r, &["rejects"]) > 0, "the queue timed out: {r}");
+    let short_queue_p50 = count(&s, &["latency", "queue_us", "p50"]);
+    assert!(
+        short_queue_p50 >= 300_000,
+        "a short pool's median wait is hundreds of ms: {s}"
+    );
+    assert!(
+        short_queue_p50 > 20 * ample_queue_p50.max(1),
+        "queue wait grows when the pool is short ({ample_queue_p50} µs → {short_queue_p50} µs)"
+    );
+    // Total = queue + service, request by request.
+    assert!(count(&s, &["latency", "total_us", "p50"]) >= short_queue_p50);
+}
+
+#[test]
+fn a_busy_pool_rejects_when_asked_to_and_counts_each_request_once() {
+    let server = Server::start(&["--mode", "line", "--service-time", "10ms"]);
+    let (_dir, out) = out_dir();
+    let s = request_run(
+        &out,
+        &[
+            "--target",
+            &server.addr(),
+            "--protocol",
+            "line",
+            "--pool",
+            "2",
+            "--rate",
+            "500",
+            "--duration",
+            "2s",
+            "--when-pool-busy",
+            "reject",
+        ],
+    );
+    let r = &s["requests"];
+    let rejects = count(r, &["rejects"]);
+    // 500/s offered, 200/s served: ~300/s rejected.
+    assert!(rejects >= 400, "{r}");
+    // Nothing waits for a connection: at most one hand-over each.
+    assert!(count(r, &["queued_at_end"]) <= 2, "{r}");
+}
+
+#[test]
+fn a_servers_error_reply_is_an_error_with_its_text_kept() {
+    let server = Server::start(&["--mode", "redis"]);
+    let (_dir, out) = out_dir();
+    let s = request_run(
+        &out,
+        &[
+            "--target",
+            &server.addr(),
+            "--protocol",
+            "redis",
+            "--command",
+            "GET k",
+            "--pool",
+            "4",
+            "--rate",
+            "200",
+            "--duration",
+            "1s",
+        ],
+    );
+    let r = &s["requests"];
+    let errors = count(r, &["errors", "error_reply"]);
+    assert!(errors > 100, "{r}");
+    assert_eq!(count(r, &["responses"]), 0, "{r}");
+    let texts = r["error_texts"].as_array().unwrap();
+    assert_eq!(texts.len(), 1, "one distinct text: {r}");
+    assert!(
+        texts[0]
+            .as_str()
+            .unwrap()
+            .starts_with("-ERR unknown command"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_server_that_closes_after_each_response_is_reconnected_not_failed() {
+    // Asked to close, `ceiling serve` answers with Connection: close.
+    let server = Server::start(&["--mode", "http"]);
+    let (_dir, out) = out_dir();
+    let s = request_run(
+        &out,
+        &[
+            "--target",
+            &server.addr(),
+            "--protocol",
+            "http",
+            "--header",
+            "Connection: close",
+            "--pool",
+            "4",
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+        ],
+    );
+    let r = &s["requests"];
+    let responses = count(r, &["responses"]);
+    assert!(responses >= 90, "{r}");
+    assert_eq!(count(r, &["errors", "closed"]), 0, "{r}");
+    // Every response but each connection's last at the end reopens it.
+    let reconnects = count(r, &["reconnects"]);
+    assert!(
+        reconnects + 4 >= responses && reconnects <= responses,
+        "{r}"
+    );
+    assert_eq!(count(&s, &["totals", "closed_by_server"]), 0, "{s}");
+    assert!(s["first_limit"].is_null(), "{s}");
+}
+
+#[test]
+fn a_stalled_server_shows_in_the_total_of_every_request_due_during_the_stall() {
+    let server = Server::start(&["--mode", "http", "--service-time", "1ms"]);
+    let pid = server.child.id() as libc::pid_t;
+    let (_dir, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(["run", "--mode", "request", "--ui", "none", "--out"])
+        .arg(&out)
+        .args([
+            "--target",
+            &server.addr(),
+            "--protocol",
+            "http",
+            "--pool",
+            "10",
+            "--rate",
+            "200",
+            "--duration",
+            "4s",
+            "--queue-timeout",
+            "30s",
+        ]);
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // The server we started, by its PID: stopped for (at least) 1 s.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let run = child.wait_with_output().unwrap();
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let s = summary(&out);
+    let r = &s["requests"];
+    // 200 requests were due during the stall; the one due k/200 s into it
+    // waited at least the rest of it: 100 of them 500 ms or more.
+    let slow = samples_above(&out, "total", 500_000);
+    assert!(slow >= 95, "{slow} requests took over 500 ms: {s}");
+    // The count stays exact: every due request was sent and answered,
+    // none dropped by the stall.
+    assert_eq!(count(r, &["rejects"]), 0, "{r}");
+    let scheduled = count(r, &["scheduled"]);
+    assert!((790..=800).contains(&scheduled), "4 s at 200/s: {r}");
+    assert_eq!(
+        count(r, &["responses"]) + count(r, &["in_flight_at_end"]),
+        scheduled - count(r, &["queued_at_end"]),
+        "{r}"
+    );
+    // The send was held back by the stall too: the queue wait says so.
+    assert!(count(&s, &["latency", "queue_us", "max"]) >= 500_000, "{s}");
+}
+
+#[test]
+fn a_closed_loop_runs_each_connection_back_to_back_also_in_worker_processes() {
+    let server = Server::start(&["--mode", "redis"]);
+    for processes in ["1", "2"] {
+        let (_dir, out) = out_dir();
+        let s = request_run(
+            &out,
+            &[
+                "--target",
+                &server.addr(),
+                "--protocol",
+                "redis",
+                "--pool",
+                "4",
+                "--rate",
+                "0",
+                "--duration",
+                "1s",
+                "--processes",
+                processes,
+            ],
+        );
+        let r = &s["requests"];
+        assert!(count(r, &["responses"]) > 1000, "{processes}: {r}");
+        assert_eq!(count(r, &["rejects"]), 0);
+        assert!(count(r, &["in_flight_at_end"]) <= 4, "{r}");
+        assert_eq!(count(&s, &["totals", "established"]), 4);
+        // Back to back: no queue.
+        assert_eq!(count(&s, &["latency", "queue_us", "max"]), 1, "{s}");
+    }
+}
+
+#[test]
+fn redis_maxclients_below_the_pool_is_a_named_limit() {
+    if !require(
+        "redis_maxclients_below_the_pool_is_a_named_limit",
+        installed("redis-server"),
+        "redis-server",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--maxclients",
+            "5",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let target = format!("127.0.0.1:{port}");
+    let up = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        std::net::TcpStream::connect(&target).is_ok()
+    });
+    assert!(up, "redis-server listens on {target}");
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(["run", "--mode", "request", "--ui", "none", "--out"])
+        .arg(&out)
+        .args([
+            "--target",
+            &target,
+            "--protocol",
+            "redis",
+            "--pool",
+            "8",
+            "--rate",
+            "400",
+            "--duration",
+            "1s",
+        ]);
+    let run = run_bounded(cmd, BOUND);
+    let _ = redis.kill();
+    let _ = redis.wait();
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let s = summary(&out);
+    let limit = &s["first_limit"];
+    assert_eq!(limit["kind"], "server_closed", "{s}");
+    let evidence = limit["evidence"].to_string();
+    assert!(
+        evidence.contains("max number of clients reached"),
+        "the server's words are the evidence: {evidence}"
+    );
+    let r = &s["requests"];
+    // Five connections serve; the three turned away stay closed.
+    assert!(count(r, &["responses"]) > 100, "{r}");
+    assert_eq!(count(r, &["reconnects"]), 0, "{r}");
+    assert_eq!(count(&s, &["totals", "closed_by_server"]), 3, "{s}");
+}
+
+#[test]
+fn request_mode_bad_input_is_refused_before_any_load() {
+    let cases: [(&[&str], &str); 7] = [
+        (&["--pool", "20", "--connections", "10"], "--connections"),
+        (
+            &["--rate", "0", "--when-pool-busy", "reject"],
+            "closed loop",
+        ),
+        (&["--rate", "0", "--queue-timeout", "1s"], "closed loop"),
+        (&["--protocol", "smtp"], "smtp"),
+        (&["--header", "Accept text/plain"], "Name: value"),
+        (&["--protocol", "redis", "--path", "/x"], "--protocol http"),
+        (&["--hold", "1s"], "--duration"),
+    ];
+    for (args, says) in cases {
+        let (_dir, out) = out_dir();
+        let mut cmd = ceiling();
+        cmd.args(["run", "--mode", "request", "--ui", "none", "--out"])
+            .arg(&out)
+            .args(["--target", "127.0.0.1:9"])
+            .args(args);
+        let run = run_bounded(cmd, BOUND);
+        let err = text(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?} should say {says:?}: {err}");
+        assert!(!out.exists(), "{args:?}: nothing created");
+    }
+    let mut cmd = ceiling();
+    cmd.args(["run", "--pool", "5", "--target", "127.0.0.1:9"]);
+    let run = run_bounded(cmd, BOUND);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(text(&run.stderr).contains("--mode request"));
+}
