@@ -125,6 +125,29 @@ fn an_ample_pool_does_not_queue_and_a_short_one_does_by_littles_law() {
     );
     // Total = queue + service, request by request.
     assert!(count(&s, &["latency", "total_us", "p50"]) >= short_queue_p50);
+    // Second by second: both connections busy, the queue deep, rejects
+    // once the first requests have waited a second.
+    let mut reader = csv::Reader::from_path(short.join("timeseries.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (busy, depth, rejects, p99) = (
+        col("busy_connections"),
+        col("queue_depth"),
+        col("rejects_per_s"),
+        col("total_p99_us"),
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let second = &rows[1];
+    // (At the row's instant one may be between a response and its next
+    // send.)
+    assert!(second[busy].parse::<u64>().unwrap() >= 1, "{second:?}");
+    assert!(second[depth].parse::<u64>().unwrap() >= 100, "{second:?}");
+    assert!(second[p99].parse::<u64>().unwrap() >= 300_000, "{second:?}");
+    assert!(
+        rows.iter()
+            .any(|r| r[rejects].parse::<f64>().unwrap() > 0.0),
+        "{rows:?}"
+    );
 }
 
 #[test]

@@ -266,3 +266,52 @@ fn tui_host_panel_keeps_reading_when_the_fd_table_is_full() {
     );
     tmux.keys("q");
 }
+
+#[test]
+fn tui_shows_request_rate_in_flight_queue_and_the_three_latencies_in_request_mode() {
+    if !have_tmux() {
+        return;
+    }
+    // 2 connections at 10 ms serve 200/s of the 1,000/s asked: a queue.
+    let server = Server::start(&["--mode", "http", "--service-time", "10ms"]);
+    let (_tmp, out) = out_dir();
+    let command = format!(
+        "{} run --ui tui --mode request --protocol http --target {} --pool 2 --rate 1000 \
+         --duration 20s --out {}; sleep 30",
+        bin(),
+        server.addr(),
+        out.display()
+    );
+    let tmux = Tmux::start(&command, 120, 40);
+    let screen = tmux.wait_for("the request panel", Duration::from_secs(20), |s| {
+        s.contains("requests/s") && s.contains("service")
+    });
+    for shown in [
+        "in flight",
+        "queued",
+        "rejects",
+        "queue",
+        "service",
+        "total",
+    ] {
+        assert!(screen.contains(shown), "no {shown:?}:\n{screen}");
+    }
+    let queued = screen.lines().find(|l| l.contains("queued")).and_then(|l| {
+        let digits: String = l[l.find("queued")? + 6..]
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == ',')
+            .filter(char::is_ascii_digit)
+            .collect();
+        digits.parse::<u64>().ok()
+    });
+    assert!(queued.is_some_and(|n| n > 0), "a queue builds:\n{screen}");
+    tmux.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !out.join("summary.json").exists() {
+        assert!(Instant::now() < deadline, "no summary.json after q");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = summary(&out);
+    assert!(s["requests"]["responses"].as_u64().unwrap() > 0, "{s}");
+}

@@ -108,7 +108,7 @@ pub fn execute(
             }
         );
     }
-    let mut results = ResultsDir::create(&out)
+    let mut results = ResultsDir::create_for(&out, scenario.requests.is_some())
         .map_err(|e| UsageError(format!("cannot write results to '{}': {e}", out.display())))?;
 
     let host_start = host::probe();

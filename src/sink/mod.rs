@@ -179,6 +179,12 @@ impl ResultsDir {
     /// Creates `path` (and parents). Refuses a path that exists and is not an
     /// empty directory, so a run never overwrites another.
     pub fn create(path: &Path) -> io::Result<ResultsDir> {
+        ResultsDir::create_for(path, false)
+    }
+
+    /// [`ResultsDir::create`]; `requests`: a request-mode run, whose time
+    /// series has request columns.
+    pub fn create_for(path: &Path, requests: bool) -> io::Result<ResultsDir> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent)
                 .map_err(|e| with_context(e, "creating the parent of results directory", parent))?;
@@ -200,7 +206,7 @@ impl ResultsDir {
             Err(e) => return Err(with_context(e, "creating results directory", path)),
         }
         let timeseries_path = path.join("timeseries.csv");
-        let timeseries = timeseries::TimeseriesFile::create(&timeseries_path)
+        let timeseries = timeseries::TimeseriesFile::create(&timeseries_path, requests)
             .map_err(|e| with_context(e, "creating", &timeseries_path))?;
         Ok(ResultsDir {
             path: path.to_path_buf(),

@@ -236,6 +236,7 @@ fn second_rows() -> Vec<SecondRow> {
             max: 2_050,
         },
         driver_cpu_cores: None,
+        requests: None,
     };
     let mut failures_by_kind = [0; LimitKind::ALL.len()];
     failures_by_kind[LimitKind::PortExhaustion.index()] = 4;
@@ -263,6 +264,7 @@ fn second_rows() -> Vec<SecondRow> {
             max: 48_000,
         },
         driver_cpu_cores: Some(0.84),
+        requests: None,
     };
     vec![first, second]
 }

@@ -37,16 +37,30 @@ pub const COLUMNS_AFTER: [&str; 7] = [
     "driver_cpu_cores",
 ];
 
-/// The header: fixed columns, then `failed_<kind>` for every kind.
-pub fn header() -> Vec<String> {
+/// Request mode's columns, after all the others.
+pub const REQUEST_COLUMNS: [&str; 7] = [
+    "requests_sent_per_s",
+    "responses_per_s",
+    "request_errors_per_s",
+    "rejects_per_s",
+    "queue_depth",
+    "busy_connections",
+    "total_p99_us",
+];
+
+/// The header: fixed columns, then `failed_<kind>` for every kind (and
+/// request mode's columns in a request run).
+pub fn header(requests: bool) -> Vec<String> {
     let kinds = LimitKind::ALL
         .iter()
         .map(|kind| format!("failed_{}", kind.as_str()));
+    let request_columns: &[&str] = if requests { &REQUEST_COLUMNS } else { &[] };
     COLUMNS_BEFORE
         .iter()
         .map(|c| c.to_string())
         .chain(kinds)
         .chain(COLUMNS_AFTER.iter().map(|c| c.to_string()))
+        .chain(request_columns.iter().map(|c| c.to_string()))
         .collect()
 }
 
@@ -81,6 +95,18 @@ pub fn record(row: &SecondRow) -> Vec<String> {
         row.driver_cpu_cores
             .map_or(String::new(), |c| format!("{c:.2}")),
     );
+    if let Some(r) = &row.requests {
+        fields.extend(
+            [
+                r.sent_per_s,
+                r.responses_per_s,
+                r.errors_per_s,
+                r.rejects_per_s,
+            ]
+            .map(one_decimal),
+        );
+        fields.extend([r.queue_depth, r.busy, r.total.p99].map(|n| n.to_string()));
+    }
     fields
 }
 
@@ -132,9 +158,10 @@ pub struct RowsUnwritten {
 }
 
 impl TimeseriesFile {
-    /// Creates the file (it must not exist) and writes the header. If the
-    /// header cannot be written whole, the file is removed.
-    pub fn create(path: &Path) -> io::Result<TimeseriesFile> {
+    /// Creates the file (it must not exist) and writes the header (with
+    /// request mode's columns if `requests`). If the header cannot be
+    /// written whole, the file is removed.
+    pub fn create(path: &Path, requests: bool) -> io::Result<TimeseriesFile> {
         let file = OpenOptions::new()
             .append(true)
             .create_new(true)
@@ -142,7 +169,7 @@ impl TimeseriesFile {
         let mut timeseries = TimeseriesFile {
             file,
             len: 0,
-            unwritten: VecDeque::from([(0, encode(&header()))]),
+            unwritten: VecDeque::from([(0, encode(&header(requests)))]),
             stopped: false,
         };
         if let Err(e) = timeseries.write_unwritten() {
@@ -228,7 +255,7 @@ mod tests {
 
     #[test]
     fn header_has_one_column_per_kind_between_the_fixed_ones() {
-        let header = header();
+        let header = header(false);
         assert_eq!(
             header.len(),
             COLUMNS_BEFORE.len() + LimitKind::ALL.len() + COLUMNS_AFTER.len()

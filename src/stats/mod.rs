@@ -512,6 +512,23 @@ pub struct SecondRow {
     /// its built-in server) used over the last second read: the generator's
     /// load. None: not read.
     pub driver_cpu_cores: Option<f64>,
+    /// Request mode's second.
+    pub requests: Option<RequestRow>,
+}
+
+/// Request mode's figures of one second.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RequestRow {
+    pub sent_per_s: f64,
+    pub responses_per_s: f64,
+    pub errors_per_s: f64,
+    pub rejects_per_s: f64,
+    /// Requests waiting for a connection at the row's end.
+    pub queue_depth: u64,
+    /// Connections with a request in flight at the row's end.
+    pub busy: u64,
+    /// Total latency (from the intended time) of the second's responses.
+    pub total: Percentiles,
 }
 
 /// The run as of one tick; immutable once published.
@@ -649,6 +666,18 @@ impl Aggregator {
                 port_search_slow: interval.warnings.port_search_slow,
                 connect: percentiles(&interval.connect_us),
                 driver_cpu_cores: self.driver_cpu_cores,
+                requests: self.total.requests.as_deref().map(|total| {
+                    let second = interval.requests.as_deref().cloned().unwrap_or_default();
+                    RequestRow {
+                        sent_per_s: second.sent as f64 / span,
+                        responses_per_s: second.responses as f64 / span,
+                        errors_per_s: second.error_count() as f64 / span,
+                        rejects_per_s: second.rejects as f64 / span,
+                        queue_depth: total.queue_depth(),
+                        busy: total.in_flight(),
+                        total: percentiles(&second.total_us),
+                    }
+                }),
             };
             self.next_row_at = whole_seconds.max(self.next_row_at) + 1;
             self.pending_rows.push(row.clone());

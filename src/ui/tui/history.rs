@@ -115,6 +115,7 @@ mod tests {
             port_search_slow: 0,
             connect: Percentiles::default(),
             driver_cpu_cores: None,
+            requests: None,
         }
     }
 

@@ -96,7 +96,14 @@ fn render_full(frame: &mut Frame, area: Rect, view: &View) {
 
     // A panel too short for its content is left out, never cut: the
     // numbers first, then the host, then latency.
-    let numbers_height = left.height.min(7);
+    // Request mode adds five rows: requests/s, in flight, queued,
+    // rejects, errors.
+    let numbers_rows = if view.snapshot.total.requests.is_some() {
+        12
+    } else {
+        7
+    };
+    let numbers_height = left.height.min(numbers_rows);
     let host_height = if left.height >= numbers_height + 7 {
         7
     } else {
@@ -575,22 +582,43 @@ fn render_numbers(frame: &mut Frame, area: Rect, view: &View) {
     {
         attempted.push_span(Span::raw(of_planned));
     }
-    let lines = vec![
+    let mut lines = vec![
         row("active", thousands(snap.active()), big.fg(Color::Green)),
         row("established", thousands(total.established), big),
         attempted,
         row("failed", thousands(total.failed), failed_style),
         row("peak", thousands(snap.peak_active), big),
     ];
+    // Request mode: the requests' rate, in flight, queued and rejected.
+    if let Some(r) = total.requests.as_deref() {
+        let rate = snap
+            .last_row
+            .as_ref()
+            .and_then(|row| row.requests.as_ref())
+            .map_or(0.0, |row| row.responses_per_s);
+        lines.push(row("requests/s", thousands(rate.round() as u64), big));
+        lines.push(row("in flight", thousands(r.in_flight()), big));
+        lines.push(row("queued", thousands(r.queue_depth()), big));
+        let rejects_style = if r.rejects + r.error_count() > 0 {
+            big.fg(Color::Red)
+        } else {
+            big
+        };
+        lines.push(row("rejects", thousands(r.rejects), rejects_style));
+        lines.push(row("errors", thousands(r.error_count()), rejects_style));
+    }
     frame.render_widget(Paragraph::new(lines).block(panel("Connections")), area);
 }
 
-/// Latency rows: one column for connect, a second for the echo RTT.
+/// Latency rows: one column for connect, a second for the echo RTT; in
+/// request mode the requests' queue wait, service time and total.
 fn render_latency(frame: &mut Frame, area: Rect, view: &View) {
     if area.is_empty() {
         return;
     }
-    let block = panel(if view.context.echo {
+    let total = &view.snapshot.total;
+    let requests = total.requests.as_deref();
+    let block = panel(if view.context.echo || requests.is_some() {
         "Latency"
     } else {
         "Connect latency"
@@ -600,23 +628,37 @@ fn render_latency(frame: &mut Frame, area: Rect, view: &View) {
     if inner.is_empty() {
         return;
     }
-    let total = &view.snapshot.total;
-    let connect = stats::percentiles(&total.connect_us);
-    let rtt = view.context.echo.then(|| stats::percentiles(&total.rtt_us));
+    // (name, histogram) of each column.
+    let columns: Vec<(&str, &Histogram<u64>)> = match requests {
+        Some(r) => vec![
+            ("queue", &r.queue_us),
+            ("service", &r.service_us),
+            ("total", &r.total_us),
+        ],
+        None if view.context.echo => vec![("connect", &total.connect_us), ("rtt", &total.rtt_us)],
+        None => vec![("", &total.connect_us)],
+    };
+    let figures: Vec<(&str, Percentiles)> = columns
+        .iter()
+        .map(|(name, hist)| (*name, stats::percentiles(hist)))
+        .collect();
     let mut lines = Vec::new();
-    let needed = 5 + u16::from(rtt.is_some());
-    let table = inner.height >= needed;
+    let named = figures.len() > 1;
+    let needed = 5 + u16::from(named);
+    let width = 6 + 10 * figures.len() as u16;
+    let table = inner.height >= needed && (requests.is_none() || inner.width >= width);
     if table {
-        if rtt.is_some() {
-            lines.push(Line::styled(
-                format!("{:<6}{:>10}{:>10}", "", "connect", "rtt"),
-                Style::new().add_modifier(Modifier::DIM),
-            ));
+        if named {
+            let mut head = format!("{:<6}", "");
+            for (name, _) in &figures {
+                head.push_str(&format!("{name:>10}"));
+            }
+            lines.push(Line::styled(head, Style::new().add_modifier(Modifier::DIM)));
         }
         for (label, pick) in PERCENTILE_ROWS {
-            let mut text = format!("{label:<6}{:>10}", latency_text(&connect, pick));
-            if let Some(rtt) = &rtt {
-                text.push_str(&format!("{:>10}", latency_text(rtt, pick)));
+            let mut text = format!("{label:<6}");
+            for (_, p) in &figures {
+                text.push_str(&format!("{:>10}", latency_text(p, pick)));
             }
             lines.push(Line::from(text));
         }
@@ -624,7 +666,7 @@ fn render_latency(frame: &mut Frame, area: Rect, view: &View) {
         // Too short for a table: pack the percentiles onto few lines, each
         // "p99 25.2ms" whole on its line.
         let width = usize::from(inner.width);
-        let mut pack_set = |name: &str, p: &Percentiles| {
+        for (name, p) in &figures {
             let items = (!name.is_empty())
                 .then(|| name.to_string())
                 .into_iter()
@@ -634,10 +676,6 @@ fn render_latency(frame: &mut Frame, area: Rect, view: &View) {
                         .map(|(label, pick)| format!("{label} {}", latency_text(p, *pick))),
                 );
             lines.extend(pack(items, width).into_iter().map(Line::from));
-        };
-        pack_set(if rtt.is_some() { "connect" } else { "" }, &connect);
-        if let Some(rtt) = &rtt {
-            pack_set("rtt", rtt);
         }
     }
     let used = lines.len() as u16;
@@ -645,16 +683,15 @@ fn render_latency(frame: &mut Frame, area: Rect, view: &View) {
     if !table || inner.height <= used + 1 {
         return;
     }
-    // The rest of the panel: a histogram of connect (then RTT) latency.
+    // The rest of the panel: a histogram of each column's latency.
     let rest = Rect {
         y: inner.y + used + 1,
         height: inner.height - used - 1,
         ..inner
     };
-    let name = if view.context.echo { "connect" } else { "" };
-    let mut bars = histogram_lines(name, &total.connect_us, rest.width);
-    if view.context.echo {
-        bars.extend(histogram_lines("rtt", &total.rtt_us, rest.width));
+    let mut bars = Vec::new();
+    for (name, hist) in &columns {
+        bars.extend(histogram_lines(name, hist, rest.width));
     }
     frame.render_widget(Paragraph::new(bars), rest);
 }
