@@ -99,6 +99,20 @@ pub enum Command {
         mut_arg("stop_at_first_limit", |a| a.hide(true)),
     )]
     Explore(Box<ExploreArgs>),
+    /// Request runs over a list of pool sizes: the smallest pool that
+    /// meets a latency and error goal, with Little's law beside it.
+    ///
+    /// Each step is a `ceiling run --mode request` with --pool set to the
+    /// step's size and the other flags as given (a scenario file too), into
+    /// its own results directory (pool-N/) under the sweep's; sweep.csv has
+    /// one row per step (pool, achieved rate, queue and total p50/p99,
+    /// errors, rejects, connections held, first limit, whether the goal was
+    /// met). Prints "smallest pool meeting the goal: N" (or that none did)
+    /// and Little's law: request rate × mean service time = connections
+    /// busy on average. Exit status 0 whether or not a pool met the goal;
+    /// 2 for bad input.
+    #[command(mut_arg("pool", |a| a.long("run-pool").hide(true)))]
+    Sweep(Box<SweepArgs>),
     /// The built-in target server: accepts and holds, echoes or closes.
     Serve(ServeArgs),
     /// Write report.html for existing results directories: one run, an
@@ -354,6 +368,25 @@ pub struct CompareArgs {
     /// summary.json's totals
     #[arg(long = "fail-if", value_name = "COND")]
     pub fail_if: Vec<String>,
+}
+
+/// `ceiling sweep`: the pool sizes, the goal, and a run's flags.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Pool sizes to run, rising, comma-separated, e.g. 10,50,100,200 (at
+    /// most 64, each 1 to 100m).
+    #[arg(long = "pool", value_name = "P,P,...", required = true, value_parser = crate::sweep::parse_pool_list)]
+    pub pools: crate::sweep::Pools,
+
+    /// What a pool must meet: conditions separated by commas, each
+    /// FIGURE<VALUE (or <=): p50, p90, p99, p999, max of total latency (or
+    /// queue_p99, service_p99, ...) below a duration, errors or rejects
+    /// below a share of the requests, e.g. 'p99<50ms,errors<0.1%'.
+    #[arg(long, value_name = "GOAL", required = true, value_parser = crate::sweep::parse_goal)]
+    pub goal: crate::sweep::Goal,
+
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// `ceiling explore`: a run's flags (they set up each climb) and the

@@ -23,6 +23,8 @@
 //!   ends in the bytes read, and its answer; no I/O.
 //! - [`epoll`]: an epoll set of our own under tokio, where the driver and
 //!   the server keep idle sockets without a task each.
+//! - [`sweep`]: `ceiling sweep`: pool sizes and a goal → the smallest
+//!   pool that meets it, `sweep.csv`, Little's law.
 //! - [`explore`]: `ceiling explore`'s ladder: from the limit a climb hit,
 //!   the change the next climb makes; the ladder's table and files.
 //! - [`runner`]: the life of one run, which `run` and `lab` call: layout
@@ -53,6 +55,7 @@ pub mod scenario;
 pub mod server;
 pub mod sink;
 pub mod stats;
+pub mod sweep;
 pub mod ui;
 
 use std::process::ExitCode;
@@ -81,6 +84,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         // Before any runtime or thread: the namespace is per thread.
         cli::Command::Lab(args) => cmd::lab::lab(*args),
         cli::Command::Explore(args) => cmd::explore::explore(*args),
+        cli::Command::Sweep(args) => cmd::sweep::sweep(*args),
         cli::Command::Serve(args) => {
             let mut runtime = tokio::runtime::Builder::new_multi_thread();
             // One of `serve --processes N`: the processes share the cores,

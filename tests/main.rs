@@ -18,6 +18,7 @@ mod serve;
 mod serve_requests;
 mod shell;
 mod spreadsheet;
+mod sweep;
 mod tui;
 mod util;
 mod workers;

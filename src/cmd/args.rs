@@ -23,10 +23,16 @@ pub fn build_scenario(args: RunArgs, lab: bool) -> anyhow::Result<Scenario> {
 /// [`build_scenario`] with the file already read (`ceiling explore` looks
 /// at it first, and has a built-in one).
 pub fn build_scenario_from(
-    mut file: ScenarioSpec,
+    file: ScenarioSpec,
     args: RunArgs,
     lab: bool,
 ) -> anyhow::Result<Scenario> {
+    Ok(Scenario::validate(merge_spec(file, args, lab))?)
+}
+
+/// The file's spec with the flags laid over it, not yet validated (`ceiling
+/// sweep` changes the pool of each step first).
+pub fn merge_spec(mut file: ScenarioSpec, args: RunArgs, lab: bool) -> ScenarioSpec {
     if lab && file.lab.is_none() {
         file.lab = Some(scenario::lab::LabSpec::default());
     }
@@ -71,7 +77,7 @@ pub fn build_scenario_from(
             .and_then(Path::file_stem)
             .map(|stem| stem.to_string_lossy().into_owned());
     }
-    Ok(Scenario::validate(merged)?)
+    merged
 }
 
 /// The live output for `--ui`: `auto` shows the dashboard when stdin and

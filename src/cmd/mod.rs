@@ -9,6 +9,7 @@ pub mod report;
 pub mod run;
 pub mod serve;
 pub mod shell;
+pub mod sweep;
 pub mod worker;
 
 use std::process::ExitCode;

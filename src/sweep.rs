@@ -1,0 +1,315 @@
+//! `ceiling sweep`: request runs over a list of pool sizes, and the smallest
+//! pool whose run meets a latency and error goal. This module parses the
+//! pool list and the goal, turns each step's summary into a `sweep.csv`
+//! row, and picks; `cmd/sweep.rs` runs the steps (each a whole run with its
+//! own results directory) and prints.
+//!
+//! Beside the pick stands Little's law: connections busy on average =
+//! request rate × mean service time. A pool well above it that still
+//! misses the goal points at the server; one below it queues by
+//! construction.
+
+use std::fmt::Write as _;
+
+use crate::model::Summary;
+use crate::scenario::units;
+
+/// Most steps of one sweep.
+pub const MAX_STEPS: usize = 64;
+
+/// A figure a goal can bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figure {
+    /// A percentile (50, 90, 99, 99.9 as 999, or max as 0) of a request
+    /// latency: total (default), queue or service.
+    Latency { metric: &'static str, pick: u32 },
+    /// Errors per request scheduled, %.
+    Errors,
+    /// Rejects per request scheduled, %.
+    Rejects,
+}
+
+/// One condition of a goal: FIGURE < VALUE (or <=).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub text: String,
+    pub figure: Figure,
+    pub inclusive: bool,
+    /// µs for a latency, % for errors and rejects.
+    pub value: f64,
+}
+
+/// A goal: every condition holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal(pub Vec<Condition>);
+
+const GOAL_FORMS: &str = "conditions separated by commas, each FIGURE<VALUE or FIGURE<=VALUE: \
+     p50, p90, p99, p999 or max of total latency (or queue_p99, service_p99, total_p99, ...) \
+     below a duration (50ms), errors or rejects below a share of the requests (0.1%), e.g. \
+     'p99<50ms,errors<0.1%'";
+
+/// Parses `--goal`.
+pub fn parse_goal(text: &str) -> Result<Goal, String> {
+    let bad = |part: &str, why: &str| format!("goal '{text}': '{part}' {why}: use {GOAL_FORMS}");
+    let mut conditions = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(bad(part, "is empty"));
+        }
+        let (name, inclusive, value) = if let Some((n, v)) = part.split_once("<=") {
+            (n, true, v)
+        } else if let Some((n, v)) = part.split_once('<') {
+            (n, false, v)
+        } else {
+            return Err(bad(part, "has no < or <="));
+        };
+        let (name, value) = (name.trim(), value.trim());
+        let figure = match name {
+            "errors" => Figure::Errors,
+            "rejects" => Figure::Rejects,
+            _ => {
+                let (metric, pct) = match name.split_once('_') {
+                    Some(("total", p)) => ("total", p),
+                    Some(("queue", p)) => ("queue", p),
+                    Some(("service", p)) => ("service", p),
+                    Some(_) => return Err(bad(part, "names no figure")),
+                    None => ("total", name),
+                };
+                let pick = match pct {
+                    "p50" => 50,
+                    "p90" => 90,
+                    "p99" => 99,
+                    "p999" => 999,
+                    "max" => 0,
+                    _ => return Err(bad(part, "names no figure")),
+                };
+                Figure::Latency { metric, pick }
+            }
+        };
+        let value = match figure {
+            Figure::Latency { .. } => units::parse_duration(value)
+                .map(|d| d.as_secs_f64() * 1e6)
+                .map_err(|_| bad(part, "needs a duration with its unit"))?,
+            Figure::Errors | Figure::Rejects => value
+                .strip_suffix('%')
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite() && (0.0..=100.0).contains(v))
+                .ok_or_else(|| bad(part, "needs a share from 0% to 100%"))?,
+        };
+        conditions.push(Condition {
+            text: part.to_string(),
+            figure,
+            inclusive,
+            value,
+        });
+    }
+    Ok(Goal(conditions))
+}
+
+/// The pool sizes of a sweep, rising.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pools(pub Vec<u64>);
+
+/// `--pool` for clap.
+pub fn parse_pool_list(text: &str) -> Result<Pools, String> {
+    parse_pools(text).map(Pools)
+}
+
+/// Parses `--pool`: sizes separated by commas, each 1 to 100m, rising.
+pub fn parse_pools(text: &str) -> Result<Vec<u64>, String> {
+    let mut pools = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let pool = units::parse_pool(part).map_err(|e| format!("--pool '{text}': {e}"))?;
+        if pools.last().is_some_and(|&last| pool <= last) {
+            return Err(format!(
+                "--pool '{text}': {pool} after {}: give the sizes rising, e.g. 10,50,100",
+                pools.last().unwrap_or(&0)
+            ));
+        }
+        pools.push(pool);
+    }
+    if pools.len() > MAX_STEPS {
+        return Err(format!(
+            "--pool '{text}': {} sizes; a sweep has at most {MAX_STEPS} steps",
+            pools.len()
+        ));
+    }
+    Ok(pools)
+}
+
+/// One step's figures: a row of `sweep.csv`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepRow {
+    pub pool: u64,
+    /// Responses (and error replies) per second of the run.
+    pub achieved_rate_per_s: f64,
+    pub queue_p50_us: u64,
+    pub queue_p99_us: u64,
+    pub total_p50_us: u64,
+    pub total_p99_us: u64,
+    pub service_mean_us: f64,
+    pub scheduled: u64,
+    pub errors: u64,
+    pub rejects: u64,
+    /// Connections held at once at the peak (the server's connections from
+    /// this client).
+    pub connections: u64,
+    /// The first limit's kind, empty when none.
+    pub first_limit: String,
+    pub meets_goal: bool,
+    /// The first condition that failed, empty when the goal is met.
+    pub missed: String,
+}
+
+impl Goal {
+    /// The first condition `summary` misses, or None.
+    pub fn missed(&self, summary: &Summary) -> Option<&Condition> {
+        let requests = summary.requests.clone().unwrap_or_default();
+        let scheduled = requests.scheduled.max(1) as f64;
+        let errors: u64 = requests.errors.values().sum();
+        self.0.iter().find(|c| {
+            let actual = match c.figure {
+                Figure::Latency { metric, pick } => {
+                    let Some(p) = summary.latency.get(&format!("{metric}_us")) else {
+                        return true;
+                    };
+                    if p.count == 0 {
+                        return true;
+                    }
+                    (match pick {
+                        50 => p.p50,
+                        90 => p.p90,
+                        99 => p.p99,
+                        999 => p.p999,
+                        _ => p.max,
+                    }) as f64
+                }
+                Figure::Errors => errors as f64 * 100.0 / scheduled,
+                Figure::Rejects => requests.rejects as f64 * 100.0 / scheduled,
+            };
+            !(actual < c.value || (c.inclusive && actual == c.value))
+        })
+    }
+
+    /// A step's row.
+    pub fn row(&self, pool: u64, summary: &Summary) -> StepRow {
+        let requests = summary.requests.clone().unwrap_or_default();
+        let latency = |key: &str| summary.latency.get(key).cloned().unwrap_or_default();
+        let (queue, total, service) = (
+            latency("queue_us"),
+            latency("total_us"),
+            latency("service_us"),
+        );
+        let missed = self.missed(summary);
+        StepRow {
+            pool,
+            achieved_rate_per_s: tenths(total.count as f64 / summary.duration_s.max(1e-3)),
+            queue_p50_us: queue.p50,
+            queue_p99_us: queue.p99,
+            total_p50_us: total.p50,
+            total_p99_us: total.p99,
+            service_mean_us: tenths(service.mean),
+            scheduled: requests.scheduled,
+            errors: requests.errors.values().sum(),
+            rejects: requests.rejects,
+            connections: summary.totals.peak_active,
+            first_limit: summary
+                .first_limit
+                .as_ref()
+                .map_or(String::new(), |l| l.kind.as_str().to_string()),
+            meets_goal: missed.is_none(),
+            missed: missed.map_or(String::new(), |c| c.text.clone()),
+        }
+    }
+}
+
+/// To one decimal: enough for a table.
+fn tenths(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+/// `sweep.csv`.
+pub fn csv(rows: &[StepRow]) -> Result<Vec<u8>, csv::Error> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        writer.serialize(row)?;
+    }
+    writer.into_inner().map_err(|e| e.into_error().into())
+}
+
+/// The verdict: the smallest pool meeting the goal (or that none did),
+/// and Little's law at `rate` with the service time the steps measured.
+pub fn verdict(rows: &[StepRow], rate: Option<f64>) -> String {
+    let mut out = String::new();
+    match rows.iter().find(|r| r.meets_goal) {
+        Some(row) => {
+            let _ = writeln!(out, "smallest pool meeting the goal: {}", row.pool);
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "no pool met the goal (largest tried: {})",
+                rows.last().map_or(0, |r| r.pool)
+            );
+        }
+    }
+    let served: Vec<&StepRow> = rows.iter().filter(|r| r.service_mean_us > 0.0).collect();
+    if let Some(rate) = rate
+        && !served.is_empty()
+    {
+        let service_us =
+            served.iter().map(|r| r.service_mean_us).sum::<f64>() / served.len() as f64;
+        let busy = rate * service_us / 1e6;
+        let _ = writeln!(
+            out,
+            "Little's law: {rate} requests/s × {:.1} ms mean service = {:.0} connections busy on \
+             average: a pool below it queues whatever the server; a pool well above it that \
+             misses the goal points at the server",
+            service_us / 1e3,
+            busy.ceil()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_goal_parses_each_condition_and_refuses_the_rest() {
+        let goal = parse_goal("p99<50ms, errors<0.1%,queue_p50<=2ms").unwrap();
+        assert_eq!(goal.0.len(), 3);
+        assert_eq!(
+            goal.0[0].figure,
+            Figure::Latency {
+                metric: "total",
+                pick: 99
+            }
+        );
+        assert_eq!(goal.0[0].value, 50_000.0);
+        assert_eq!(goal.0[1].figure, Figure::Errors);
+        assert!((goal.0[1].value - 0.1).abs() < 1e-12);
+        assert!(goal.0[2].inclusive);
+        for bad in [
+            "",
+            "p99",
+            "p98<5ms",
+            "p99<50",
+            "errors<2",
+            "errors<200%",
+            "x_p99<1ms",
+        ] {
+            let err = parse_goal(bad).unwrap_err();
+            assert!(err.contains("p99<50ms,errors<0.1%"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn pools_are_a_rising_list() {
+        assert_eq!(parse_pools("10,50, 100").unwrap(), vec![10, 50, 100]);
+        assert!(parse_pools("50,10").unwrap_err().contains("rising"));
+        assert!(parse_pools("0").is_err());
+        assert!(parse_pools("10,,20").is_err());
+    }
+}

@@ -1,0 +1,82 @@
+//! `ceiling sweep`: pool sizes through request runs against `ceiling serve`
+//! with a known service time, so which pool meets the goal is computable.
+
+use std::time::Duration;
+
+use crate::util::{Server, ceiling, out_dir, run_bounded, summary, text};
+
+#[test]
+fn sweep_names_the_smallest_pool_meeting_the_goal_and_writes_a_row_per_step() {
+    // 10 ms a request at 300/s: 3 connections busy on average. A pool of 2
+    // serves 200/s (the queue grows: p99 far over 100 ms); 12 keep up.
+    let server = Server::start(&["--mode", "http", "--service-time", "10ms"]);
+    let (_dir, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args([
+        "sweep",
+        "--pool",
+        "2,12",
+        "--rate",
+        "300",
+        "--duration",
+        "2s",
+        "--goal",
+        "p99<100ms,errors<1%",
+        "--protocol",
+        "http",
+        "--target",
+    ])
+    .arg(server.addr())
+    .arg("--out")
+    .arg(&out);
+    let run = run_bounded(cmd, Duration::from_secs(60));
+    let stdout = text(&run.stdout);
+    assert!(run.status.success(), "{}\n{stdout}", text(&run.stderr));
+    assert!(
+        stdout.contains("smallest pool meeting the goal: 12"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Little's law: 300 requests/s"), "{stdout}");
+    let mut reader = csv::Reader::from_path(out.join("sweep.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    assert_eq!(&rows[0][col("pool")], "2");
+    assert_eq!(&rows[0][col("meets_goal")], "false");
+    assert_eq!(&rows[0][col("missed")], "p99<100ms");
+    assert_eq!(&rows[1][col("meets_goal")], "true");
+    assert_eq!(&rows[1][col("connections")], "12");
+    // Each step is a whole run with its own results.
+    for pool in [2, 12] {
+        let s = summary(&out.join(format!("pool-{pool}")));
+        assert!(s["requests"].is_object());
+        assert_eq!(s["scenario"]["requests"]["pool"], pool);
+    }
+}
+
+#[test]
+fn sweep_bad_input_is_refused_before_any_run() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["--pool", "10,50"], "--goal"),
+        (&["--pool", "10", "--goal", "p99<50"], "needs a duration"),
+        (&["--pool", "50,10", "--goal", "p99<50ms"], "rising"),
+        (
+            &["--pool", "10", "--goal", "p99<5ms", "--mode", "echo"],
+            "request",
+        ),
+    ];
+    for (args, says) in cases {
+        let (_dir, out) = out_dir();
+        let mut cmd = ceiling();
+        cmd.arg("sweep")
+            .args(args)
+            .args(["--target", "127.0.0.1:9", "--out"])
+            .arg(&out);
+        let run = run_bounded(cmd, Duration::from_secs(20));
+        let err = text(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?} should say {says:?}: {err}");
+        assert!(!out.exists(), "{args:?}: nothing created");
+    }
+}
