@@ -200,6 +200,7 @@ fn a_servers_error_reply_is_an_error_with_its_text_kept() {
             "1s",
         ],
     );
+    crate::results::validate(&s);
     let r = &s["requests"];
     let errors = count(r, &["errors", "error_reply"]);
     assert!(errors > 100, "{r}");
@@ -442,4 +443,108 @@ fn request_mode_bad_input_is_refused_before_any_load() {
     let run = run_bounded(cmd, BOUND);
     assert_eq!(run.status.code(), Some(2));
     assert!(text(&run.stderr).contains("--mode request"));
+}
+
+/// `ceiling run scenarios/NAME.toml --duration 3s` (against `target` when
+/// given), which must exit 0.
+fn scenario_run(out: &Path, name: &str, target: Option<&str>) -> serde_json::Value {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(format!("{name}.toml"));
+    let mut cmd = ceiling();
+    cmd.arg("run")
+        .arg(file)
+        .args(["--duration", "3s", "--ui", "none", "--out"])
+        .arg(out);
+    if let Some(target) = target {
+        cmd.args(["--target", target]);
+    }
+    let run = run_bounded(cmd, BOUND);
+    assert!(run.status.success(), "{name}: {}", text(&run.stderr));
+    summary(out)
+}
+
+#[test]
+fn the_request_scenarios_show_what_their_headers_say() {
+    // pool-too-small: the built-in server, 20 connections for 3,000/s.
+    let (_dir, out) = out_dir();
+    let s = scenario_run(&out, "pool-too-small", None);
+    let r = &s["requests"];
+    assert!(s["first_limit"].is_null(), "{s}");
+    assert!(count(r, &["rejects"]) > 0, "{r}");
+    let queue = count(&s, &["latency", "queue_us", "p50"]);
+    let service = count(&s, &["latency", "service_us", "p50"]);
+    assert!(queue > 10 * service, "queue wait dominates: {s}");
+
+    // pool-over-server-cap: 100 against a cap of 50, named.
+    let server = Server::start(&[
+        "--mode",
+        "http",
+        "--max-conns",
+        "50",
+        "--when-full",
+        "close",
+    ]);
+    let (_dir, out) = out_dir();
+    let s = scenario_run(&out, "pool-over-server-cap", Some(&server.addr()));
+    assert_eq!(s["first_limit"]["kind"], "server_closed", "{s}");
+    assert!(
+        s["first_limit"]["evidence"]
+            .to_string()
+            .contains("max connections (50) reached"),
+        "{s}"
+    );
+    assert_eq!(count(&s, &["totals", "closed_by_server"]), 50, "{s}");
+    let r = &s["requests"];
+    assert_eq!(count(r, &["reconnects"]), 0, "{r}");
+    assert!(count(r, &["responses"]) > 1000, "{r}");
+    drop(server);
+
+    // thread-pool-queue: 5 workers, a queue of 20, then 503s.
+    let server = Server::start(&[
+        "--mode",
+        "http",
+        "--model",
+        "pool",
+        "--workers",
+        "5",
+        "--queue",
+        "20",
+        "--when-queue-full",
+        "reject",
+        "--service-time",
+        "50ms",
+    ]);
+    let (_dir, out) = out_dir();
+    let s = scenario_run(&out, "thread-pool-queue", Some(&server.addr()));
+    let r = &s["requests"];
+    assert_eq!(count(r, &["rejects"]), 0, "{r}");
+    // 5 workers at 50 ms: at most 100/s (and the 20 queued at the end).
+    assert!(count(r, &["status", "2xx"]) <= 3 * 100 + 5 + 20, "{r}");
+    assert!(count(r, &["status", "5xx"]) > 300, "{r}");
+    assert_eq!(
+        r["error_texts"][0], "503 Service Unavailable",
+        "the server's words: {r}"
+    );
+    assert!(
+        count(&s, &["latency", "service_us", "p99"]) >= 200_000,
+        "waits in the server's queue: {s}"
+    );
+    drop(server);
+
+    // pool-1000-at-3000: ~333 ms a request keeps ~1,000 busy.
+    let server = Server::start(&["--mode", "http", "--service-time", "300ms..366ms"]);
+    let (_dir, out) = out_dir();
+    let s = scenario_run(&out, "pool-1000-at-3000", Some(&server.addr()));
+    let r = &s["requests"];
+    assert!(s["first_limit"].is_null(), "{s}");
+    assert_eq!(count(&s, &["totals", "established"]), 1100);
+    assert_eq!(count(r, &["rejects"]), 0, "{r}");
+    let queue = count(&s, &["latency", "queue_us", "p50"]);
+    let service = count(&s, &["latency", "service_us", "p50"]);
+    assert!(service >= 300_000, "{s}");
+    assert!(queue * 10 < service, "no queueing to speak of: {s}");
+    // Little's law: rate × service ≈ 1,000 in flight at the end.
+    let in_flight = count(r, &["in_flight_at_end"]);
+    assert!((800..=1100).contains(&in_flight), "{r}");
 }
