@@ -548,3 +548,121 @@ fn the_request_scenarios_show_what_their_headers_say() {
     let in_flight = count(r, &["in_flight_at_end"]);
     assert!((800..=1100).contains(&in_flight), "{r}");
 }
+
+/// nginx serving a small static file on a free loopback port, from a
+/// config in a temp dir (one process, as the test's user); killed on drop.
+pub struct Nginx {
+    child: std::process::Child,
+    pub addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// `keepalive_requests`: requests on one connection before nginx closes
+    /// it (announced with `Connection: close`).
+    pub fn start(keepalive_requests: u32) -> Nginx {
+        let dir = tempfile::tempdir().unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let root = dir.path().join("www");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("index.html"), "ok\n").unwrap();
+        let d = dir.path().display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{ worker_connections 4096; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n\
+             proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n\
+             uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             keepalive_requests {keepalive_requests};\n\
+             server {{ listen 127.0.0.1:{port}; root {}; }}\n}}\n",
+            root.display()
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = std::process::Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr = format!("127.0.0.1:{port}");
+        let up = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+        assert!(up, "nginx listens on {addr}");
+        Nginx {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // Our own child, by its PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn nginx_closing_after_keepalive_requests_is_reconnected_not_failed() {
+    if !require(
+        "nginx_closing_after_keepalive_requests_is_reconnected_not_failed",
+        installed_nginx(),
+        "nginx (Debian: nginx-light)",
+    ) {
+        return;
+    }
+    let nginx = Nginx::start(10);
+    let (_dir, out) = out_dir();
+    let s = request_run(
+        &out,
+        &[
+            "--target",
+            &nginx.addr,
+            "--protocol",
+            "http",
+            "--path",
+            "/index.html",
+            "--pool",
+            "4",
+            "--rate",
+            "400",
+            "--duration",
+            "2s",
+        ],
+    );
+    let r = &s["requests"];
+    let responses = count(r, &["responses"]);
+    assert!(responses >= 700, "{r}");
+    assert_eq!(count(r, &["status", "2xx"]), responses, "{r}");
+    let errors: u64 = ["closed", "error_reply", "malformed"]
+        .iter()
+        .map(|k| count(r, &["errors", k]))
+        .sum();
+    assert_eq!(errors, 0, "{r}");
+    // Every 10th response on a connection says Connection: close.
+    let reconnects = count(r, &["reconnects"]);
+    assert!(
+        reconnects >= responses / 10 - 4 && reconnects <= responses / 10 + 4,
+        "{reconnects} reconnects for {responses} responses: {r}"
+    );
+    assert_eq!(count(&s, &["totals", "closed_by_server"]), 0, "{s}");
+    assert!(s["first_limit"].is_null(), "{s}");
+}
+
+/// nginx answers `-v` (not `--version`).
+fn installed_nginx() -> bool {
+    std::process::Command::new("nginx")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
