@@ -10,7 +10,9 @@
 //! total of every request due during the stall (no coordinated omission).
 //!
 //! A connection reads into the worker's one scratch buffer and keeps a
-//! buffer of its own only while a response spans reads. After a response
+//! buffer of its own only while a response spans reads; it has no timer
+//! (the run's end drops it with the worker's tasks), so a pooled
+//! connection costs its task, its socket and ~400 bytes of state. After a response
 //! that says the server closes (`Connection: close`), or a malformed one,
 //! the connection is closed and reopened (a reconnect). A close the server
 //! did not announce is a server close (evidence: the error text or bytes
@@ -88,8 +90,6 @@ pub enum ConnEnd {
     /// Closed by ceiling to be reopened: the server said it closes, or
     /// sent something that is not a response.
     Reopen,
-    /// The run ended.
-    Expired,
     /// The server closed it unannounced; `reopen`: it had answered before.
     ServerClosed { end: HoldEnd, reopen: bool },
 }
@@ -219,16 +219,10 @@ impl Pool {
         Some(intended)
     }
 
-    /// Serves requests on one connection until the run ends (`until`) or
-    /// the connection does.
-    pub async fn serve(
-        &self,
-        stream: &TcpStream,
-        until: Instant,
-        recorder: &Mutex<Delta>,
-    ) -> ConnEnd {
-        let expiry = sleep_until(until);
-        tokio::pin!(expiry);
+    /// Serves requests on one connection until the connection ends; at the
+    /// run's end the worker drops it (no timer of its own: a pooled
+    /// connection costs its task and its socket only).
+    pub async fn serve(&self, stream: &TcpStream, recorder: &Mutex<Delta>) -> ConnEnd {
         let mut pending: Vec<u8> = Vec::new();
         // Bytes the server sent unasked (a greeting, or its reason before
         // it closes): the evidence if it then closes.
@@ -238,7 +232,6 @@ impl Pool {
         let mut last_error: Option<String> = None;
         loop {
             let intended = if self.closed_loop {
-                lock(recorder).requests_mut().scheduled += 1;
                 Instant::now()
             } else {
                 loop {
@@ -247,17 +240,15 @@ impl Pool {
                     }
                     self.idle.set(self.idle.get() + 1);
                     let woke = tokio::select! {
-                        _ = &mut expiry => None,
-                        _ = self.ready.notified() => Some(Ok(false)),
-                        ready = stream.readable() => Some(ready.map(|()| true)),
+                        _ = self.ready.notified() => Ok(false),
+                        ready = stream.readable() => ready.map(|()| true),
                     };
                     self.idle.set(self.idle.get() - 1);
                     match woke {
-                        None => return ConnEnd::Expired,
-                        Some(Ok(false)) => {}
+                        Ok(false) => {}
                         // Readable while idle: a close, or bytes nobody
                         // asked for (kept as evidence).
-                        Some(Ok(true)) => match self.read(stream) {
+                        Ok(true) => match self.read(stream) {
                             Ok(0) => return self.closed(None, answered, None, &unasked),
                             Ok(n) => {
                                 let scratch = self.scratch.borrow();
@@ -267,7 +258,7 @@ impl Pool {
                             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                             Err(e) => return self.closed(Some(e), answered, None, &unasked),
                         },
-                        Some(Err(e)) => return self.closed(Some(e), answered, None, &unasked),
+                        Err(e) => return self.closed(Some(e), answered, None, &unasked),
                     }
                 }
             };
@@ -277,21 +268,19 @@ impl Pool {
             } else {
                 Instant::now()
             };
-            lock(recorder).requests_mut().sent += 1;
-            let written = tokio::select! {
-                _ = &mut expiry => return ConnEnd::Expired,
-                written = write_all(stream, self.exchange.request()) => written,
-            };
-            if let Err(e) = written {
+            {
+                let mut d = lock(recorder);
+                let r = d.requests_mut();
+                // A closed loop's request is due as it is sent.
+                r.scheduled += u64::from(self.closed_loop);
+                r.sent += 1;
+            }
+            if let Err(e) = write_all(stream, self.exchange.request()).await {
                 return self.closed(Some(e), answered, Some(recorder), &unasked);
             }
             // The response.
             loop {
-                let ready = tokio::select! {
-                    _ = &mut expiry => return ConnEnd::Expired,
-                    ready = stream.readable() => ready,
-                };
-                if let Err(e) = ready {
+                if let Err(e) = stream.readable().await {
                     return self.closed(Some(e), answered, Some(recorder), &unasked);
                 }
                 let n = match self.read(stream) {
@@ -431,5 +420,52 @@ pub fn share_of(pace: Pace, share: f64) -> Pace {
             ramp.to *= share;
             Pace::Ramp(ramp)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::request::DEFAULT_QUEUE_TIMEOUT;
+
+    fn settings(pace: Pace) -> RequestSettings {
+        RequestSettings {
+            requests: Requests {
+                protocol: RequestProtocol::Http,
+                pool: 1,
+                when_pool_busy: WhenPoolBusy::Queue,
+                queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+                method: "GET".into(),
+                path: "/".into(),
+                headers: vec![],
+                body: String::new(),
+                command: "PING".into(),
+            },
+            pace,
+            message: b"ping\n".to_vec(),
+        }
+    }
+
+    /// Every pooled connection holds one of these futures (boxed, in its
+    /// task) for the whole run: a timer or a buffer kept in it shows here
+    /// first, and the memory per pooled connection with it.
+    #[test]
+    fn a_pooled_connections_state_stays_small() {
+        let runtime = crate::engine::worker::runtime().unwrap();
+        let _in = runtime.enter();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let stream = TcpStream::from_std(client).unwrap();
+        let pool = Pool::new(&settings(Pace::Constant { per_s: 1.0 }), "127.0.0.1:80");
+        let recorder = Mutex::new(Delta::new(0));
+        let serve = pool.serve(&stream, &recorder);
+        let size = std::mem::size_of_val(&serve);
+        // 400 bytes in a debug build.
+        let limit = 448;
+        assert!(
+            size <= limit,
+            "a pooled connection's state takes {size} bytes (limit {limit})"
+        );
     }
 }

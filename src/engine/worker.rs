@@ -297,20 +297,15 @@ impl Worker {
         self.record_established(&endpoint, latency, retransmits);
         let established_at = Instant::now();
         if let Some(pool) = &self.pool {
-            // Boxed: a pooled connection's state does not enlarge every
-            // other mode's task.
-            let end =
-                Box::pin(pool.serve(&stream, self.shared.run_deadline(), &self.recorder)).await;
+            // Not boxed: its state (see request::tests) is smaller than the
+            // handshake's, so it takes no room of its own in the task.
+            let end = pool.serve(&stream, &self.recorder).await;
             drop(stream);
             let age = established_at.elapsed();
             return match end {
                 ConnEnd::Reopen => {
                     self.closed(index, &endpoint, HoldEnd::Expired, age);
                     true
-                }
-                ConnEnd::Expired => {
-                    self.closed(index, &endpoint, HoldEnd::Expired, age);
-                    false
                 }
                 ConnEnd::ServerClosed { end, reopen } => {
                     self.closed(index, &endpoint, end, age);
