@@ -323,24 +323,29 @@ impl Exchange for Http {
         let mut chunked = false;
         let mut close = response.version == Some(0);
         for h in response.headers.iter() {
-            let value = String::from_utf8_lossy(h.value);
+            // No allocation per response: the hot path of a closed loop.
             if h.name.eq_ignore_ascii_case("content-length") {
-                match value.trim().parse::<usize>() {
-                    Ok(n) => length = Some(n),
-                    Err(_) => return malformed(buf.len(), format!("Content-Length '{value}'")),
+                match std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                {
+                    Some(n) => length = Some(n),
+                    None => {
+                        let value = String::from_utf8_lossy(h.value);
+                        return malformed(buf.len(), format!("Content-Length '{value}'"));
+                    }
                 }
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value.to_ascii_lowercase().contains("chunked");
+                chunked = has_token(h.value, b"chunked");
             } else if h.name.eq_ignore_ascii_case("connection") {
-                let value = value.to_ascii_lowercase();
-                if value.contains("close") {
+                if has_token(h.value, b"close") {
                     close = true;
-                } else if value.contains("keep-alive") {
+                } else if has_token(h.value, b"keep-alive") {
                     close = false;
                 }
             }
         }
-        let reason = response.reason.unwrap_or("").to_string();
+        let reason = response.reason.unwrap_or("");
         let no_body = self.head || code == 204 || code == 304 || (100..200).contains(&code);
         let len = if no_body {
             head_len
@@ -371,6 +376,13 @@ impl Exchange for Http {
             close,
         })
     }
+}
+
+/// Whether a header value holds `token`, in any case.
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .windows(token.len())
+        .any(|w| w.eq_ignore_ascii_case(token))
 }
 
 /// Where a chunked body starting at `pos` ends (trailers included); None
