@@ -87,6 +87,8 @@ fn an_ample_pool_does_not_queue_and_a_short_one_does_by_littles_law() {
     let scheduled = count(r, &["scheduled"]);
     assert!((980..=1000).contains(&scheduled), "{r}");
     assert!(count(&s, &["totals", "established"]) == 20);
+    // One pool, one queue: one worker thread at a rate.
+    assert_eq!(count(&s, &["workers", "threads_per_process"]), 1, "{s}");
     let ample_queue_p50 = count(&s, &["latency", "queue_us", "p50"]);
     let service_p50 = count(&s, &["latency", "service_us", "p50"]);
     assert!(service_p50 >= 10_000, "service time ≥ 10 ms: {s}");

@@ -220,8 +220,13 @@ impl Worker {
             }
         }
         shared.opening_workers.fetch_sub(1, Ordering::SeqCst);
+        let connections = shared.plan.connections.max(1);
+        // This worker's part of the pool, and so of the request rate (a
+        // worker with no connection of the pool gets no requests).
+        let share = segment.len(connections) as f64 / connections as f64;
         if let Some(pool) = &self.pool
             && !pool.is_closed_loop()
+            && share > 0.0
         {
             // Requests start once this worker's share of the pool is open.
             while self.connecting.get() > 0 && control.borrow().stop.is_none() {
@@ -231,8 +236,6 @@ impl Worker {
                     _ = &mut run_end => return,
                 }
             }
-            let connections = shared.plan.connections.max(1);
-            let share = segment.len(connections) as f64 / connections as f64;
             let requests = shared
                 .settings
                 .requests
@@ -303,9 +306,9 @@ impl Worker {
             drop(stream);
             let age = established_at.elapsed();
             return match end {
-                ConnEnd::Reopen => {
+                ConnEnd::Closed { reopen } => {
                     self.closed(index, &endpoint, HoldEnd::Expired, age);
-                    true
+                    reopen
                 }
                 ConnEnd::ServerClosed { end, reopen } => {
                     self.closed(index, &endpoint, end, age);

@@ -141,9 +141,15 @@ impl WorkerLayout {
             n => (cores / n).max(1),
         };
         let per_process_connections = connections.div_ceil(processes.max(1));
+        // Request mode at a rate: one worker thread by default, so the pool
+        // is one pool with one queue (each thread has its own part of the
+        // pool, of the rate and of the queue).
+        let open_loop_requests = scenario.requests.is_some()
+            && !matches!(scenario.pace, crate::scenario::Pace::Unlimited);
+        let default_threads = if open_loop_requests { 1 } else { shared_cores };
         let threads = scenario
             .threads
-            .unwrap_or(shared_cores)
+            .unwrap_or(default_threads)
             .min(per_process_connections)
             .max(1);
         Ok(WorkerLayout {
