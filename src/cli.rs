@@ -374,8 +374,10 @@ pub struct CompareArgs {
 #[derive(Debug, Args)]
 pub struct SweepArgs {
     /// Pool sizes to run, rising, comma-separated, e.g. 10,50,100,200 (at
-    /// most 64, each 1 to 100m).
-    #[arg(long = "pool", value_name = "P,P,...", required = true, value_parser = crate::sweep::parse_pool_list)]
+    /// most 64, each 1 to 100m); or a range LO..HI searched for the
+    /// smallest pool meeting the goal (its ends, then halving, to within
+    /// 10%), e.g. 10..1000.
+    #[arg(long = "pool", value_name = "P,P,...|LO..HI", required = true, value_parser = crate::sweep::parse_pool_list)]
     pub pools: crate::sweep::Pools,
 
     /// What a pool must meet: conditions separated by commas, each

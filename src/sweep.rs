@@ -106,13 +106,65 @@ pub fn parse_goal(text: &str) -> Result<Goal, String> {
     Ok(Goal(conditions))
 }
 
-/// The pool sizes of a sweep, rising.
+/// The pool sizes of a sweep: a rising list, each run, or a range LO..HI
+/// searched for the smallest that meets the goal.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pools(pub Vec<u64>);
+pub enum Pools {
+    List(Vec<u64>),
+    Range(u64, u64),
+}
 
-/// `--pool` for clap.
+impl Pools {
+    /// The sizes known before any run: the list, or the range's ends.
+    pub fn bounds(&self) -> Vec<u64> {
+        match self {
+            Pools::List(pools) => pools.clone(),
+            Pools::Range(lo, hi) => vec![*lo, *hi],
+        }
+    }
+
+    /// The next size to run, given the steps run so far (pool, goal met);
+    /// None when the sweep is done. A range is searched assuming a larger
+    /// pool does no worse: its low end, its high end, then halves until
+    /// the smallest pool meeting the goal is known within 10% (or 1).
+    pub fn next(&self, done: &[(u64, bool)]) -> Option<u64> {
+        if done.len() >= MAX_STEPS {
+            return None;
+        }
+        let met = |pool: u64| done.iter().find(|(p, _)| *p == pool).map(|(_, m)| *m);
+        match self {
+            Pools::List(pools) => pools.iter().copied().find(|p| met(*p).is_none()),
+            Pools::Range(lo, hi) => {
+                match (met(*lo), met(*hi)) {
+                    (None, _) => return Some(*lo),
+                    (Some(true), _) => return None,
+                    (Some(false), None) => return Some(*hi),
+                    (Some(false), Some(false)) => return None,
+                    (Some(false), Some(true)) => {}
+                }
+                let failing = done.iter().filter(|(_, m)| !m).map(|(p, _)| *p).max()?;
+                let meeting = done.iter().filter(|(_, m)| *m).map(|(p, _)| *p).min()?;
+                let resolution = (failing / 10).max(1);
+                (meeting > failing + resolution).then(|| failing + (meeting - failing) / 2)
+            }
+        }
+    }
+}
+
+/// `--pool` for clap: `P,P,...` or `LO..HI`.
 pub fn parse_pool_list(text: &str) -> Result<Pools, String> {
-    parse_pools(text).map(Pools)
+    if let Some((lo, hi)) = text.split_once("..") {
+        let lo = units::parse_pool(lo.trim()).map_err(|e| format!("--pool '{text}': {e}"))?;
+        let hi = units::parse_pool(hi.trim()).map_err(|e| format!("--pool '{text}': {e}"))?;
+        if hi <= lo {
+            return Err(format!(
+                "--pool '{text}': a range to search runs from the smaller to the larger, \
+                 e.g. 10..1000"
+            ));
+        }
+        return Ok(Pools::Range(lo, hi));
+    }
+    parse_pools(text).map(Pools::List)
 }
 
 /// Parses `--pool`: sizes separated by commas, each 1 to 100m, rising.
@@ -241,7 +293,7 @@ pub fn csv(rows: &[StepRow]) -> Result<Vec<u8>, csv::Error> {
 /// and Little's law at `rate` with the service time the steps measured.
 pub fn verdict(rows: &[StepRow], rate: Option<f64>) -> String {
     let mut out = String::new();
-    match rows.iter().find(|r| r.meets_goal) {
+    match rows.iter().filter(|r| r.meets_goal).min_by_key(|r| r.pool) {
         Some(row) => {
             let _ = writeln!(out, "smallest pool meeting the goal: {}", row.pool);
         }
@@ -303,6 +355,33 @@ mod tests {
             let err = parse_goal(bad).unwrap_err();
             assert!(err.contains("p99<50ms,errors<0.1%"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn a_range_is_searched_down_to_the_smallest_pool_that_meets_the_goal() {
+        let range = parse_pool_list("10..1000").unwrap();
+        assert_eq!(range, Pools::Range(10, 1000));
+        // The goal is met from 137 on.
+        let meets = |pool: u64| pool >= 137;
+        let mut done = Vec::new();
+        while let Some(pool) = range.next(&done) {
+            done.push((pool, meets(pool)));
+        }
+        let pick = done
+            .iter()
+            .filter(|(_, m)| *m)
+            .map(|(p, _)| *p)
+            .min()
+            .unwrap();
+        assert!((137..=137 + 14).contains(&pick), "{done:?}");
+        assert!(done.len() <= 12, "{done:?}");
+        // Met at the low end: one run; never met: two.
+        assert_eq!(range.next(&[(10, true)]), None);
+        assert_eq!(range.next(&[(10, false), (1000, false)]), None);
+        assert!(parse_pool_list("100..10").is_err());
+        let list = parse_pool_list("10,50").unwrap();
+        assert_eq!(list.next(&[(10, false)]), Some(50));
+        assert_eq!(list.next(&[(10, false), (50, true)]), None);
     }
 
     #[test]

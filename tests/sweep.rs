@@ -80,3 +80,56 @@ fn sweep_bad_input_is_refused_before_any_run() {
         assert!(!out.exists(), "{args:?}: nothing created");
     }
 }
+
+#[test]
+fn a_pool_range_is_searched_for_the_smallest_pool_meeting_the_goal() {
+    // 10 ms a request at 300/s: 3 busy on average; a pool of 2 cannot keep
+    // up, 12 can. The search runs 2, 12, then halves between them.
+    let server = Server::start(&["--mode", "http", "--service-time", "10ms"]);
+    let (_dir, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args([
+        "sweep",
+        "--pool",
+        "2..12",
+        "--rate",
+        "300",
+        "--duration",
+        "2s",
+        "--goal",
+        "p99<100ms,rejects<1%",
+        "--protocol",
+        "http",
+        "--target",
+    ])
+    .arg(server.addr())
+    .arg("--out")
+    .arg(&out);
+    let run = run_bounded(cmd, Duration::from_secs(120));
+    let stdout = text(&run.stdout);
+    assert!(run.status.success(), "{}\n{stdout}", text(&run.stderr));
+    let mut reader = csv::Reader::from_path(out.join("sweep.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<(u64, bool)> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (
+                r[col("pool")].parse().unwrap(),
+                &r[col("meets_goal")] == "true",
+            )
+        })
+        .collect();
+    assert_eq!(rows.first(), Some(&(2, false)), "{rows:?}");
+    assert_eq!(rows.last(), Some(&(12, true)), "{rows:?}");
+    assert!(rows.len() > 2, "the range was searched: {rows:?}");
+    assert!(rows.windows(2).all(|w| w[0].0 < w[1].0), "sorted: {rows:?}");
+    let pick = rows.iter().find(|(_, met)| *met).unwrap().0;
+    // 3 busy on average: a pool of 3 queues at every burst; 4 or 5 meet it.
+    assert!((3..=7).contains(&pick), "{rows:?}");
+    assert!(
+        stdout.contains(&format!("smallest pool meeting the goal: {pick}")),
+        "{stdout}"
+    );
+}

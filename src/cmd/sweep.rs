@@ -15,11 +15,7 @@ use crate::sweep;
 use crate::ui::Output;
 
 pub fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
-    let SweepArgs {
-        pools: sweep::Pools(pools),
-        goal,
-        run,
-    } = args;
+    let SweepArgs { pools, goal, run } = args;
     let out = run.out.clone();
     let file = match &run.scenario {
         Some(path) => scenario::load_file(path)?,
@@ -41,15 +37,17 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
             .into());
         }
     }
-    // Every step is checked before the first runs.
-    let scenarios: Vec<Scenario> = pools
-        .iter()
-        .map(|&pool| {
-            Scenario::validate(ScenarioSpec {
-                pool: Some(pool),
-                ..spec.clone()
-            })
+    // Every step is checked before the first runs (a range: its ends).
+    let check = |pool: u64| {
+        Scenario::validate(ScenarioSpec {
+            pool: Some(pool),
+            ..spec.clone()
         })
+    };
+    let scenarios: Vec<Scenario> = pools
+        .bounds()
+        .into_iter()
+        .map(check)
         .collect::<Result<_, _>>()?;
     let name = format!("sweep-{}", scenarios[0].name);
     let rate = match scenarios[0].pace {
@@ -59,9 +57,11 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
     let dir = out.unwrap_or_else(|| runner::default_results_dir(&name));
     std::fs::create_dir_all(&dir)
         .map_err(|e| UsageError(format!("cannot write results to '{}': {e}", dir.display())))?;
-    let mut rows = Vec::new();
-    for (pool, scenario) in pools.iter().zip(scenarios) {
+    let mut rows: Vec<sweep::StepRow> = Vec::new();
+    let mut done = Vec::new();
+    while let Some(pool) = pools.next(&done) {
         eprintln!("ceiling: sweep: pool {pool}");
+        let scenario = check(pool)?;
         let finished = runner::execute(
             scenario,
             Output::Silent,
@@ -70,7 +70,7 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
         )
         .with_context(|| format!("sweep step with pool {pool}"))?;
         finished.written?;
-        let row = goal.row(*pool, &finished.summary);
+        let row = goal.row(pool, &finished.summary);
         eprintln!(
             "ceiling: sweep: pool {pool}: {:.0} responses/s, total p99 {} µs, queue p99 {} µs, \
              {} errors, {} rejects: {}",
@@ -85,11 +85,13 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
                 format!("misses {}", row.missed)
             }
         );
+        done.push((pool, row.meets_goal));
         rows.push(row);
         if finished.interrupted {
             break;
         }
     }
+    rows.sort_by_key(|r| r.pool);
     let table = sweep::csv(&rows).context("cannot write sweep.csv")?;
     std::fs::write(dir.join("sweep.csv"), table).context("cannot write sweep.csv")?;
     print!("{}", sweep::verdict(&rows, rate));
