@@ -119,6 +119,17 @@ pub enum Command {
     /// the baseline. Exit status 1 when a --fail-if condition holds, 2 for
     /// a bad condition or directory.
     Compare(CompareArgs),
+    /// Render what runs a fleet test on a cluster engine: Kubernetes
+    /// manifests or a Slurm batch script, on stdout.
+    ///
+    /// The coordinator (`ceiling run ... --fleet N`) and N agents (`ceiling
+    /// agent --join`), placed by the engine: each agent learns its index
+    /// from the engine (JOB_COMPLETION_INDEX, SLURM_PROCID). The scenario
+    /// file and run flags after the fleet's own are checked as `ceiling
+    /// run` checks them (bad ones: exit 2, nothing rendered) and passed to
+    /// the coordinator as typed.
+    #[command(subcommand)]
+    Fleet(FleetEngine),
     /// Print a shell completion script to stdout.
     ///
     /// bash: `ceiling completions bash > ~/.local/share/bash-completion/completions/ceiling`
@@ -325,6 +336,78 @@ pub struct ExploreArgs {
     pub run: RunArgs,
 }
 
+/// `ceiling fleet`: one subcommand per engine.
+#[derive(Debug, Subcommand)]
+pub enum FleetEngine {
+    /// Kubernetes manifests (YAML, for `kubectl apply -f -`): a token
+    /// Secret, the scenario as a ConfigMap, the coordinator's Job and a
+    /// headless Service for it, and an Indexed Job of the agents.
+    Kubernetes(KubernetesArgs),
+    /// A batch script for `sbatch`: the coordinator and the agents as two
+    /// `srun` steps of one job of N+1 tasks.
+    Slurm(SlurmArgs),
+}
+
+/// `ceiling fleet kubernetes`.
+#[derive(Debug, Args)]
+pub struct KubernetesArgs {
+    /// Container image with ceiling on its PATH and a shell (see
+    /// scripts/Dockerfile), e.g. registry.example/ceiling:0.1.
+    #[arg(long, value_name = "IMAGE", value_parser = parse_image)]
+    pub image: String,
+
+    /// Namespace of every object (default: kubectl's current one).
+    #[arg(long, value_name = "NS", value_parser = parse_namespace)]
+    pub namespace: Option<String>,
+
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// `ceiling fleet slurm`.
+#[derive(Debug, Args)]
+pub struct SlurmArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// What every engine's rendering takes.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Agents (hosts) in the fleet, 1 to 10k; at most the run's
+    /// connections.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_hosts)]
+    pub hosts: u64,
+
+    /// TCP port the coordinator listens on for its agents.
+    #[arg(long, value_name = "PORT", default_value_t = 7979, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+
+    /// How long the coordinator waits for all agents to join before it
+    /// refuses the run, 1s to 1h (scheduling and image pulls count).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_join_timeout)]
+    pub join_timeout: Duration,
+
+    /// [SCENARIO.toml] [run flags]: as `ceiling run` takes them, after the
+    /// fleet's own flags; the scenario file, if any, first.
+    #[arg(
+        value_name = "RUN ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 0..
+    )]
+    pub run: Vec<String>,
+}
+
+/// `ceiling run`'s scenario file and flags alone: how `ceiling fleet`
+/// checks the run arguments it passes on.
+#[derive(Debug, Parser)]
+#[command(name = "ceiling run", no_binary_name = true, disable_help_flag = true)]
+pub struct RunOnly {
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum UiMode {
     #[default]
@@ -476,6 +559,68 @@ fn parse_max_steps(text: &str) -> Result<u32, String> {
     }
     .parse(text)
     .map(|n| n as u32)
+}
+
+/// Most agents `fleet --hosts` renders: an Indexed Job or an srun step of
+/// more is a typo here, not a fleet.
+pub const MAX_HOSTS: u64 = 10_000;
+
+/// `fleet --hosts`: 1 to [`MAX_HOSTS`].
+fn parse_hosts(text: &str) -> Result<u64, String> {
+    units::CountRange {
+        min: 1,
+        max: MAX_HOSTS,
+        what: "host count",
+        max_name: None,
+        why: "agents in one fleet, one per host",
+    }
+    .parse(text)
+}
+
+/// `fleet --join-timeout`: 1s to 1h.
+fn parse_join_timeout(text: &str) -> Result<Duration, String> {
+    units::DurationRange {
+        min: Duration::from_secs(1),
+        max: Duration::from_secs(3600),
+        what: "the join timeout",
+    }
+    .parse(text)
+}
+
+/// `fleet kubernetes --image`: one word a container runtime pulls.
+fn parse_image(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 512
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "'{text}' is not an image reference: use NAME[:TAG] or NAME@DIGEST, e.g. \
+             registry.example/ceiling:0.1 (letters, digits and . _ - / : @)"
+        ))
+    }
+}
+
+/// `fleet kubernetes --namespace`: a DNS label (RFC 1123), as Kubernetes
+/// names namespaces.
+fn parse_namespace(text: &str) -> Result<String, String> {
+    let ok = (1..=63).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "'{text}' is not a namespace name: use 1 to 63 lowercase letters, digits and '-', \
+             starting and ending with a letter or digit, e.g. load-test"
+        ))
+    }
 }
 
 /// Most server processes `serve --processes` starts.

@@ -31,6 +31,8 @@
 //! - [`report`]: results directories → one offline HTML page
 //!   (`report.html`, vendored uPlot) and `ceiling compare`; reads results
 //!   files only.
+//! - [`fleet`]: one test from many hosts; [`fleet::render`] writes the
+//!   Kubernetes manifests and Slurm script that start one.
 //! - [`lab`]: `ceiling lab`'s disposable network namespace (loopback up,
 //!   per-namespace sysctls) and memory cgroup.
 //!
@@ -44,6 +46,7 @@ pub mod cmd;
 pub mod engine;
 pub mod epoll;
 pub mod explore;
+pub mod fleet;
 pub mod lab;
 pub mod model;
 pub mod protocol;
@@ -92,6 +95,8 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             let runtime = runtime.enable_all().build()?;
             runtime.block_on(cmd::serve::serve(args))
         }
+        cli::Command::Fleet(cli::FleetEngine::Kubernetes(args)) => cmd::fleet::kubernetes(args),
+        cli::Command::Fleet(cli::FleetEngine::Slurm(args)) => cmd::fleet::slurm(args),
         cli::Command::Report(args) => cmd::report::report(args),
         cli::Command::Compare(args) => cmd::compare::compare(args),
         cli::Command::Completions { shell } => cmd::shell::completions(shell),

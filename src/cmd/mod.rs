@@ -4,6 +4,7 @@
 pub mod args;
 pub mod compare;
 pub mod explore;
+pub mod fleet;
 pub mod lab;
 pub mod report;
 pub mod run;
