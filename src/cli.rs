@@ -352,9 +352,11 @@ pub enum FleetEngine {
 #[derive(Debug, Args)]
 pub struct KubernetesArgs {
     /// Container image with ceiling on its PATH and a shell (see
-    /// scripts/Dockerfile), e.g. registry.example/ceiling:0.1.
+    /// scripts/Dockerfile), e.g. registry.example/ceiling:0.1. Required.
+    // Optional to clap, so that one given after the run arguments is
+    // named as misplaced rather than missing.
     #[arg(long, value_name = "IMAGE", value_parser = parse_image)]
-    pub image: String,
+    pub image: Option<String>,
 
     /// Namespace of every object (default: kubectl's current one).
     #[arg(long, value_name = "NS", value_parser = parse_namespace)]
@@ -375,9 +377,9 @@ pub struct SlurmArgs {
 #[derive(Debug, Args)]
 pub struct FleetArgs {
     /// Agents (hosts) in the fleet, 1 to 10k; at most the run's
-    /// connections.
+    /// connections. Required.
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_hosts)]
-    pub hosts: u64,
+    pub hosts: Option<u64>,
 
     /// TCP port the coordinator listens on for its agents.
     #[arg(long, value_name = "PORT", default_value_t = 7979, value_parser = clap::value_parser!(u16).range(1..))]

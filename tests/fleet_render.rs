@@ -451,6 +451,15 @@ fn fleet_bad_input_is_refused_before_anything_is_rendered() {
     for engine in [&["kubernetes", "--image", "ceiling"][..], &["slurm"][..]] {
         let with = |rest: &[&'static str]| -> Vec<&'static str> { [engine, rest].concat() };
         refused(&with(&["--hosts", "0", file]), &["'0'", "1 to 10k"]);
+        refused(&with(&[file]), &["--hosts N is required"]);
+        refused(
+            &with(&[file, "--hosts", "2"]),
+            &["'--hosts'", "fleet's own flags first"],
+        );
+        refused(
+            &with(&["--hosts", "2", file, "--port=80"]),
+            &["'--port'", "fleet's own flags first"],
+        );
         refused(
             &with(&["--hosts", "5", "--target", "10.0.0.1:80", "-c", "3"]),
             &["--hosts 5", "3 connection"],
@@ -476,6 +485,10 @@ fn fleet_bad_input_is_refused_before_anything_is_rendered() {
         let lab = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/fd-limit.toml");
         refused(&with(&["--hosts", "2", lab]), &["[lab]"]);
     }
+    refused(
+        &["kubernetes", "--hosts", "2", file],
+        &["--image IMAGE is required"],
+    );
     refused(
         &["kubernetes", "--hosts", "2", "--image", "bad image", file],
         &["'bad image'", "NAME[:TAG]"],

@@ -14,8 +14,16 @@ use crate::fleet::render::{self, Fleet, FleetSpec, kubernetes, slurm};
 
 pub fn kubernetes(args: KubernetesArgs) -> anyhow::Result<ExitCode> {
     let fleet = check(args.fleet)?;
+    let Some(image) = args.image else {
+        return Err(UsageError(
+            "--image IMAGE is required: the container image the pods run, with ceiling on its \
+             PATH (see scripts/Dockerfile), e.g. --image registry.example/ceiling:0.1"
+                .into(),
+        )
+        .into());
+    };
     let options = kubernetes::Options {
-        image: args.image,
+        image,
         namespace: args.namespace,
         token: random_token()?,
     };
@@ -33,6 +41,12 @@ pub fn slurm(args: SlurmArgs) -> anyhow::Result<ExitCode> {
 /// on the first bad one), around the fleet's own checks.
 fn check(args: FleetArgs) -> anyhow::Result<Fleet> {
     render::refuse_fleet_flags(&args.run)?;
+    render::refuse_misplaced(&args.run)?;
+    let hosts = args.hosts.ok_or_else(|| {
+        UsageError(
+            "--hosts N is required: the number of agents, one per host, e.g. --hosts 4".into(),
+        )
+    })?;
     let run = RunOnly::try_parse_from(&args.run).map_err(|e| {
         let text = e.to_string();
         let first = text.split("\n\n").next().unwrap_or_default();
@@ -63,7 +77,7 @@ fn check(args: FleetArgs) -> anyhow::Result<Fleet> {
         None => None,
     };
     let spec = FleetSpec {
-        hosts: args.hosts,
+        hosts,
         port: args.port,
         join_timeout: args.join_timeout,
         run_args: args.run,

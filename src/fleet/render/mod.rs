@@ -152,6 +152,33 @@ pub fn refuse_fleet_flags(run_args: &[String]) -> Result<(), UsageError> {
     }
 }
 
+/// The fleet's own flags, which come before the run arguments.
+const FLEET_FLAGS: [&str; 5] = [
+    "--hosts",
+    "--port",
+    "--join-timeout",
+    "--image",
+    "--namespace",
+];
+
+/// Refuses a fleet flag among the run arguments, where it would be taken
+/// for a run flag: it belongs in front of them.
+pub fn refuse_misplaced(run_args: &[String]) -> Result<(), UsageError> {
+    let misplaced = run_args.iter().find_map(|arg| {
+        FLEET_FLAGS
+            .into_iter()
+            .find(|flag| arg == flag || arg.starts_with(&format!("{flag}=")))
+    });
+    match misplaced {
+        Some(flag) => Err(UsageError(format!(
+            "'{flag}' comes after the run arguments, where it would be taken for a run flag: \
+             give the fleet's own flags first, e.g. `ceiling fleet slurm|kubernetes --hosts 4 \
+             SCENARIO.toml --connections 100k`"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The file name of the scenario at `path`, which travels as a ConfigMap
 /// key or a file in a temporary directory: letters, digits, `.`, `_`, `-`.
 fn scenario_file_name(path: &str) -> Result<String, UsageError> {
