@@ -273,6 +273,26 @@ mod tests {
     }
 
     #[test]
+    fn a_run_lasts_its_duration_or_twice_its_opening_plus_a_hold() {
+        use crate::scenario::ScenarioSpec;
+        let scenario = |duration| {
+            Scenario::validate(ScenarioSpec {
+                connections: Some(1000),
+                rate: Some(100.0),
+                hold: Some(HoldMode::For(Duration::from_secs(5))),
+                connect_timeout: Some(Duration::from_secs(2)),
+                duration,
+                ..ScenarioSpec::default()
+            })
+            .unwrap()
+        };
+        // 10 s to open, twice, a 5 s hold and a 2 s connect timeout.
+        assert_eq!(run_time(&scenario(None)), Duration::from_secs(27));
+        let bounded = scenario(Some(Duration::from_secs(90)));
+        assert_eq!(run_time(&bounded), Duration::from_secs(90));
+    }
+
+    #[test]
     fn flag_durations_are_whole_seconds_or_milliseconds() {
         assert_eq!(duration_arg(Duration::from_secs(60)), "60s");
         assert_eq!(duration_arg(Duration::from_millis(1500)), "1500ms");

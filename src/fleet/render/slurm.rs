@@ -45,6 +45,7 @@ CEILING=\"${{CEILING:-ceiling}}\"
 # here for this job only.
 CEILING_FLEET_TOKEN=\"${{CEILING_FLEET_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \\n')}}\"
 export CEILING_FLEET_TOKEN
+: \"${{SLURM_JOB_NODELIST:?is not set: submit this script with sbatch}}\"
 # The coordinator runs on the job's first node, where this script runs.
 COORD_HOST=\"$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\"
 ",
