@@ -128,6 +128,7 @@ pub fn execute(
     // it within milliseconds).
     let ticker = Ticker::new().context("cannot start the coordinator's runtime")?;
     let started_at = SystemTime::now();
+    results.set_start(started_at);
     let launch = Launch {
         start: tokio::time::Instant::now(),
         target_local,
