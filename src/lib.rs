@@ -31,6 +31,9 @@
 //! - [`report`]: results directories → one offline HTML page
 //!   (`report.html`, vendored uPlot) and `ceiling compare`; reads results
 //!   files only.
+//! - [`merge`]: `ceiling merge`: results directories of runs made apart →
+//!   one results directory (counters and `.hlog` histograms add, the time
+//!   series aligns on UTC seconds).
 //! - [`lab`]: `ceiling lab`'s disposable network namespace (loopback up,
 //!   per-namespace sysctls) and memory cgroup.
 //!
@@ -45,6 +48,7 @@ pub mod engine;
 pub mod epoll;
 pub mod explore;
 pub mod lab;
+pub mod merge;
 pub mod model;
 pub mod protocol;
 pub mod report;
@@ -94,6 +98,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         }
         cli::Command::Report(args) => cmd::report::report(args),
         cli::Command::Compare(args) => cmd::compare::compare(args),
+        cli::Command::Merge(args) => cmd::merge::merge(args),
         cli::Command::Completions { shell } => cmd::shell::completions(shell),
         cli::Command::Manpage { dir } => cmd::shell::manpage(dir.as_deref()),
         cli::Command::Worker => cmd::worker::worker(),

@@ -8,6 +8,7 @@ mod explore;
 mod figures;
 mod fuzz;
 mod lab;
+mod merge;
 mod netns;
 mod processes;
 mod report;

@@ -5,6 +5,7 @@ pub mod args;
 pub mod compare;
 pub mod explore;
 pub mod lab;
+pub mod merge;
 pub mod report;
 pub mod run;
 pub mod serve;

@@ -150,5 +150,6 @@ pub fn summarize(
         workers: WorkersReport::default(),
         safety: Safety::default(),
         lab: None,
+        merge: None,
     }
 }

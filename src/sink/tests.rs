@@ -179,6 +179,7 @@ fn fixture() -> (Summary, Snapshot) {
             stopped: None,
         },
         lab: None,
+        merge: None,
     };
     let snapshot = Snapshot {
         elapsed: Duration::from_millis(12_340),
