@@ -157,13 +157,28 @@ fn two_runs_at_once_merge_into_their_exact_sums() {
     );
 
     // The time series: one row per UTC second in which either run ended a
-    // row; the runs overlapped, so fewer rows than both together.
-    let rows = |dir: &Path| {
+    // row (`utc` cut to the second); the runs overlapped, so fewer rows than
+    // both together.
+    let seconds = |dir: &Path| -> std::collections::BTreeSet<String> {
         let t = std::fs::read_to_string(dir.join("timeseries.csv")).unwrap();
-        t.lines().count() - 1
+        t.lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap()[..19].to_string())
+            .collect()
     };
-    assert!(rows(&m) < rows(&a) + rows(&b), "the runs' seconds align");
-    assert!(rows(&m) >= rows(&a).max(rows(&b)));
+    let (in_a, in_b, merged_seconds) = (seconds(&a), seconds(&b), seconds(&m));
+    assert_eq!(
+        merged_seconds,
+        in_a.union(&in_b).cloned().collect(),
+        "one merged row per UTC second"
+    );
+    assert!(!in_a.is_disjoint(&in_b), "the runs overlapped");
+    let rows = std::fs::read_to_string(m.join("timeseries.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
+    assert_eq!(rows, merged_seconds.len());
 
     let inputs = s["merge"]["inputs"].as_array().unwrap();
     assert_eq!(inputs.len(), 2);
