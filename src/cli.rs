@@ -163,7 +163,9 @@ pub struct RunArgs {
     pub scenario: Option<PathBuf>,
 
     /// Target ADDR:PORT or ADDR:PORT-PORT (repeatable), e.g. 127.0.0.1:7070,
-    /// [::1]:7070, 127.0.0.1:7070-7079.
+    /// [::1]:7070, 127.0.0.1:7070-7079; ADDR may be a host name
+    /// (localhost:7070), resolved once at the start: every address it
+    /// resolves to is a target.
     #[arg(long = "target", value_name = "ADDR:PORT[-PORT]", value_parser = units::parse_target)]
     pub targets: Vec<TargetSpec>,
 

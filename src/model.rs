@@ -476,9 +476,22 @@ pub struct Summary {
     pub lab: Option<LabReport>,
     pub workers: WorkersReport,
     pub safety: Safety,
+    /// The targets given by host name and the addresses each resolved to
+    /// when the run started (absent when every target was an address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets_resolved: Vec<ResolvedTarget>,
     /// `ceiling merge` only: the runs merged into this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<MergeReport>,
+}
+
+/// A target given by host name and what it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedTarget {
+    /// As given: `localhost:7070`.
+    pub name: String,
+    /// Every address and port it became a target as, e.g. `127.0.0.1:7070`.
+    pub addresses: Vec<String>,
 }
 
 /// The runs a merged results directory was made from (`ceiling merge`).

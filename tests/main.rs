@@ -9,6 +9,7 @@ mod figures;
 mod fuzz;
 mod lab;
 mod merge;
+mod names;
 mod netns;
 mod processes;
 mod report;

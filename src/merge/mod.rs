@@ -661,6 +661,16 @@ fn merged_summary(
         latency,
         sources,
         host: merged_host(inputs),
+        // Each run resolved its names in its own network: every answer.
+        targets_resolved: inputs
+            .iter()
+            .flat_map(|i| &i.summary.targets_resolved)
+            .fold(Vec::new(), |mut all, t| {
+                if !all.contains(t) {
+                    all.push(t.clone());
+                }
+                all
+            }),
         lab: None,
         workers,
         safety,

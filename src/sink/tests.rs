@@ -179,6 +179,7 @@ fn fixture() -> (Summary, Snapshot) {
             stopped: None,
         },
         lab: None,
+        targets_resolved: Vec::new(),
         merge: None,
     };
     let snapshot = Snapshot {
