@@ -230,6 +230,51 @@ fn every_histogram_is_also_an_interval_log_that_adds_up_to_the_run() {
     );
 }
 
+/// HdrHistogram's own (Java) HistogramLogProcessor reads connect.hlog: the
+/// percentile distribution it prints for the whole log is connect.hgrm,
+/// byte for byte.
+#[test]
+fn hdrhistogram_java_tools_read_the_interval_log_as_the_run_wrote_its_hgrm() {
+    const JAR: &str = "/usr/share/java/hdrhistogram.jar";
+    let test = "hdrhistogram_java_tools_read_the_interval_log_as_the_run_wrote_its_hgrm";
+    let java = std::process::Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !crate::util::require(
+        test,
+        java && std::path::Path::new(JAR).is_file(),
+        "java and HdrHistogram's jar (libhdrhistogram-java)",
+    ) {
+        return;
+    }
+    let server = Server::start(&["--listen", "127.0.0.1:0"]);
+    let Finished { out, _tmp, .. } = run_ok(&[
+        "--target",
+        &server.addr(),
+        "--connections",
+        "300",
+        "--rate",
+        "200",
+        "--hold",
+        "200ms",
+    ]);
+    let mut cmd = std::process::Command::new("java");
+    cmd.args(["-cp", JAR, "org.HdrHistogram.HistogramLogProcessor", "-i"])
+        .arg(out.join("connect.hlog"))
+        .args(["-outputValueUnitRatio", "1"]);
+    let output = run_bounded(cmd, BOUND);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let distribution: String = text(&output.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("#[StartTime:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let hgrm = std::fs::read_to_string(out.join("connect.hgrm")).unwrap();
+    assert_eq!(distribution, hgrm);
+    assert!(hgrm.contains("Total count    =          300]"), "{hgrm}");
+}
+
 #[test]
 fn a_server_that_closes_is_named_server_closed_with_evidence() {
     let server = Server::start(&["--mode", "close"]);
