@@ -387,10 +387,11 @@ fn merge_seconds(inputs: &[Input], start: SystemTime) -> Vec<MergedSecond> {
         }
     }
     let start_second = unix_second(start);
+    let rows: Vec<RowsBySecond<'_>> = inputs.iter().map(|i| rows_by_second(&i.rows)).collect();
     seconds
         .into_iter()
         .map(|s| {
-            let mut row = merged_row(inputs, s);
+            let mut row = merged_row(&rows, s);
             let end = ends[&s];
             row.elapsed_s = s.saturating_sub(start_second);
             row.utc = humantime::format_rfc3339_millis(end).to_string();
@@ -413,9 +414,20 @@ fn merge_seconds(inputs: &[Input], start: SystemTime) -> Vec<MergedSecond> {
         .collect()
 }
 
+/// Each input's rows by the UTC second they end in.
+type RowsBySecond<'a> = BTreeMap<u64, Vec<&'a InputRow>>;
+
+fn rows_by_second(rows: &[InputRow]) -> RowsBySecond<'_> {
+    let mut by_second: RowsBySecond<'_> = BTreeMap::new();
+    for row in rows {
+        by_second.entry(unix_second(row.utc)).or_default().push(row);
+    }
+    by_second
+}
+
 /// The row of UTC second `s`, its figures added over the inputs (see the
 /// module's doc); `elapsed_s`, `utc` and `connect` are the caller's.
-fn merged_row(inputs: &[Input], s: u64) -> SecondRow {
+fn merged_row(inputs: &[RowsBySecond<'_>], s: u64) -> SecondRow {
     let mut merged = SecondRow {
         elapsed_s: 0,
         utc: String::new(),
@@ -432,22 +444,17 @@ fn merged_row(inputs: &[Input], s: u64) -> SecondRow {
         connect: Percentiles::default(),
         driver_cpu_cores: None,
     };
-    for input in inputs {
+    for rows in inputs {
         // Its latest row as of the end of this second: the cumulative counts.
-        if let Some(latest) = input.rows.iter().rev().find(|r| unix_second(r.utc) <= s) {
+        if let Some(latest) = rows.range(..=s).next_back().and_then(|(_, r)| r.last()) {
             merged.attempted += latest.row.attempted;
             merged.established += latest.row.established;
             merged.failed += latest.row.failed;
             merged.active += latest.row.active;
         }
-        let here: Vec<&InputRow> = input
-            .rows
-            .iter()
-            .filter(|r| unix_second(r.utc) == s)
-            .collect();
-        if here.is_empty() {
+        let Some(here) = rows.get(&s) else {
             continue;
-        }
+        };
         let span: f64 = here.iter().map(|r| r.span_s).sum();
         let mean = |f: fn(&SecondRow) -> f64| {
             here.iter().map(|r| f(&r.row) * r.span_s).sum::<f64>() / span
@@ -455,7 +462,7 @@ fn merged_row(inputs: &[Input], s: u64) -> SecondRow {
         merged.target_rate_per_s += mean(|r| r.target_rate_per_s);
         merged.attempt_rate_per_s += mean(|r| r.attempt_rate_per_s);
         merged.establish_rate_per_s += mean(|r| r.establish_rate_per_s);
-        for r in &here {
+        for r in here {
             for (sum, n) in merged
                 .failures_by_kind
                 .iter_mut()
@@ -724,4 +731,89 @@ fn merged_host(inputs: &[Input]) -> HostReport {
         }
     }
     host
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A row of one input ending at `utc` (seconds since the epoch) after
+    /// `span_s`, with cumulative `attempted` and a rate.
+    fn row(utc: f64, span_s: f64, attempted: u64, rate: f64, refused: u64) -> InputRow {
+        let mut failures_by_kind = [0; LimitKind::ALL.len()];
+        failures_by_kind[LimitKind::Refused.index()] = refused;
+        InputRow {
+            utc: SystemTime::UNIX_EPOCH + Duration::from_secs_f64(utc),
+            span_s,
+            row: SecondRow {
+                elapsed_s: 0,
+                utc: String::new(),
+                attempted,
+                established: attempted,
+                failed: 0,
+                active: attempted,
+                target_rate_per_s: rate,
+                attempt_rate_per_s: rate,
+                establish_rate_per_s: rate,
+                failures_by_kind,
+                syn_retransmit_handshakes: 0,
+                port_search_slow: 0,
+                connect: Percentiles::default(),
+                driver_cpu_cores: Some(0.5),
+            },
+        }
+    }
+
+    #[test]
+    fn a_second_adds_each_inputs_latest_counts_and_its_own_rates() {
+        // A: rows ending in seconds 100 and 101, and a short last row in
+        // 101 too. B: one row, in second 101.
+        let a = [
+            row(100.4, 1.0, 100, 100.0, 1),
+            row(101.4, 1.0, 200, 100.0, 2),
+            row(101.9, 0.5, 230, 60.0, 3),
+        ];
+        let b = [row(101.7, 1.0, 50, 50.0, 4)];
+        let inputs = [rows_by_second(&a), rows_by_second(&b)];
+
+        let first = merged_row(&inputs, 100);
+        // B has not ended a row yet: A's counts alone, A's rate alone.
+        assert_eq!((first.attempted, first.active), (100, 100));
+        assert_eq!(first.attempt_rate_per_s, 100.0);
+        assert_eq!(first.failures_by_kind[LimitKind::Refused.index()], 1);
+
+        let second = merged_row(&inputs, 101);
+        // Cumulative: A's last row of the second plus B's.
+        assert_eq!(second.attempted, 230 + 50);
+        // A's two rows are averaged over their spans (100 for 1 s, 60
+        // for 0.5 s), then B's rate adds.
+        let a_rate = (100.0 * 1.0 + 60.0 * 0.5) / 1.5;
+        assert!((second.attempt_rate_per_s - (a_rate + 50.0)).abs() < 1e-9);
+        // Per-second counts add, all rows.
+        assert_eq!(
+            second.failures_by_kind[LimitKind::Refused.index()],
+            2 + 3 + 4
+        );
+        assert_eq!(second.driver_cpu_cores, Some(1.0));
+
+        // After both ended, their last rows carry on; nothing per second.
+        let later = merged_row(&inputs, 105);
+        assert_eq!(later.attempted, 280);
+        assert_eq!(later.attempt_rate_per_s, 0.0);
+        assert_eq!(later.driver_cpu_cores, None);
+    }
+
+    #[test]
+    fn utc_is_read_as_timeseries_csv_writes_it() {
+        let t = parse_utc("2026-12-06 01:02:03.456").unwrap();
+        assert_eq!(
+            t,
+            humantime::parse_rfc3339("2026-12-06T01:02:03.456Z").unwrap()
+        );
+        assert_eq!(
+            parse_utc("2026-12-06T01:02:03Z").map(unix_second),
+            Some(1796518923)
+        );
+        assert!(parse_utc("yesterday").is_none());
+    }
 }
