@@ -286,7 +286,7 @@ pub fn hlog_sums(out: &Path) -> Vec<(String, HlogSum)> {
             ceiling::sink::hlog::read(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut histogram = ceiling::stats::new_histogram();
         for interval in &log.intervals {
-            histogram.add(&interval.histogram).unwrap();
+            histogram.add(interval.histogram().unwrap()).unwrap();
         }
         sums.push((
             metric.to_string(),

@@ -39,7 +39,7 @@ use crate::model::{
     FailureGroup, HostReport, LimitKind, MergeReport, MergedRun, Percentiles, Safety,
     SourceSummary, Summary, Totals, Warnings, WorkersReport,
 };
-use crate::sink::hlog::{self, ReadLog};
+use crate::sink::hlog::{self, ReadInterval, ReadLog};
 use crate::sink::{Metric, ResultsDir, ResultsUnwritten};
 use crate::stats::{
     Delta, IntervalHistograms, Phase, SecondRow, Snapshot, new_histogram, percentiles,
@@ -94,9 +94,14 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
             "nothing to merge: give one results directory or more".into(),
         ));
     };
-    let seconds = merge_seconds(&inputs, start);
-    let mut whole = BTreeMap::new();
-    for second in &seconds {
+    // Every refusal is behind: from here on the merge only writes.
+    let mut results = ResultsDir::create(out).map_err(|e| MergeError::Create {
+        dir: out.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    results.set_start(start);
+    let mut whole: BTreeMap<&str, Histogram<u64>> = BTreeMap::new();
+    merge_seconds(&inputs, start, |second| {
         for (metric, hist) in [
             (Metric::Connect, &second.interval.connect_us),
             (Metric::Rtt, &second.interval.rtt_us),
@@ -107,7 +112,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
                 .add(hist)
                 .expect("checked histogram settings");
         }
-    }
+        results.append_rows(std::slice::from_ref(&second.row));
+        results.append_intervals(vec![second.interval]);
+    })?;
     let summary = merged_summary(&inputs, start, &whole);
     let mut total = Delta::new(0);
     total.connect_us = whole.remove("connect").unwrap_or_else(new_histogram);
@@ -122,16 +129,6 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
         peak_ports_in_use: Vec::new(),
         last_row: None,
     };
-
-    let mut results = ResultsDir::create(out).map_err(|e| MergeError::Create {
-        dir: out.to_path_buf(),
-        message: e.to_string(),
-    })?;
-    results.set_start(start);
-    let (rows, intervals): (Vec<SecondRow>, Vec<IntervalHistograms>) =
-        seconds.into_iter().map(|s| (s.row, s.interval)).unzip();
-    results.append_rows(&rows);
-    results.append_intervals(intervals);
     let written = results.finish(&summary, &last);
     Ok(Merged {
         summary,
@@ -210,7 +207,7 @@ fn check_settings(dir: &Path, name: &str, log: &ReadLog) -> Result<(), MergeErro
     let ours = new_histogram();
     let settings = |h: &Histogram<u64>| (h.low(), h.high(), h.sigfig());
     for interval in &log.intervals {
-        let theirs = settings(&interval.histogram);
+        let theirs = interval.settings;
         if theirs != settings(&ours) {
             return Err(refuse(
                 dir,
@@ -354,64 +351,62 @@ struct MergedSecond {
 }
 
 /// The merged time series and intervals, one per UTC second in which any
-/// input ended a row or an interval.
-fn merge_seconds(inputs: &[Input], start: SystemTime) -> Vec<MergedSecond> {
-    let mut seconds: BTreeSet<u64> = BTreeSet::new();
+/// input ended a row or an interval, oldest first, each handed to `each`
+/// as it is made: one second's histograms are in memory at a time.
+fn merge_seconds(
+    inputs: &[Input],
+    start: SystemTime,
+    mut each: impl FnMut(MergedSecond),
+) -> Result<(), MergeError> {
     let mut ends: BTreeMap<u64, SystemTime> = BTreeMap::new();
-    let mut note = |at: SystemTime, seconds: &mut BTreeSet<u64>| {
-        let s = unix_second(at);
-        seconds.insert(s);
-        let end = ends.entry(s).or_insert(at);
+    let mut note = |at: SystemTime| {
+        let end = ends.entry(unix_second(at)).or_insert(at);
         *end = (*end).max(at);
     };
+    let mut intervals: BTreeMap<u64, Vec<(Metric, &Input, &ReadInterval)>> = BTreeMap::new();
     for input in inputs {
         for row in &input.rows {
-            note(row.utc, &mut seconds);
+            note(row.utc);
         }
-        for (_, log) in &input.logs {
-            for interval in &log.intervals {
-                note(interval.end, &mut seconds);
-            }
-        }
-    }
-    let mut histograms: BTreeMap<(u64, &str), Histogram<u64>> = BTreeMap::new();
-    for input in inputs {
         for (metric, log) in &input.logs {
             for interval in &log.intervals {
-                histograms
-                    .entry((unix_second(interval.end), metric.as_str()))
-                    .or_insert_with(new_histogram)
-                    .add(&interval.histogram)
-                    .expect("checked histogram settings");
+                note(interval.end);
+                intervals
+                    .entry(unix_second(interval.end))
+                    .or_default()
+                    .push((*metric, input, interval));
             }
         }
     }
     let start_second = unix_second(start);
     let rows: Vec<RowsBySecond<'_>> = inputs.iter().map(|i| rows_by_second(&i.rows)).collect();
-    seconds
-        .into_iter()
-        .map(|s| {
-            let mut row = merged_row(&rows, s);
-            let end = ends[&s];
-            row.elapsed_s = s.saturating_sub(start_second);
-            row.utc = humantime::format_rfc3339_millis(end).to_string();
-            let connect_us = histograms
-                .remove(&(s, Metric::Connect.as_str()))
-                .unwrap_or_else(new_histogram);
-            let rtt_us = histograms
-                .remove(&(s, Metric::Rtt.as_str()))
-                .unwrap_or_else(new_histogram);
-            row.connect = percentiles(&connect_us);
-            MergedSecond {
-                interval: IntervalHistograms {
-                    utc: row.utc.clone(),
-                    connect_us,
-                    rtt_us,
-                },
-                row,
+    for (s, end) in ends {
+        let mut row = merged_row(&rows, s);
+        row.elapsed_s = s.saturating_sub(start_second);
+        row.utc = humantime::format_rfc3339_millis(end).to_string();
+        let (mut connect_us, mut rtt_us) = (new_histogram(), new_histogram());
+        for (metric, input, interval) in intervals.remove(&s).unwrap_or_default() {
+            let hist = interval
+                .histogram()
+                .map_err(|e| refuse(&input.dir, format!("{}.hlog: {e}", metric.as_str())))?;
+            match metric {
+                Metric::Connect => &mut connect_us,
+                Metric::Rtt => &mut rtt_us,
             }
-        })
-        .collect()
+            .add(hist)
+            .expect("checked histogram settings");
+        }
+        row.connect = percentiles(&connect_us);
+        each(MergedSecond {
+            interval: IntervalHistograms {
+                utc: row.utc.clone(),
+                connect_us,
+                rtt_us,
+            },
+            row,
+        });
+    }
+    Ok(())
 }
 
 /// Each input's rows by the UTC second they end in.

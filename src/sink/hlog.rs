@@ -166,12 +166,26 @@ impl Exporter for Hlog {
     }
 }
 
-/// One interval read back from a `.hlog` file.
+/// One interval read back from a `.hlog` file. Its histogram is kept
+/// compressed (a whole histogram takes 170 KiB, a second of a log under one)
+/// and decoded again by [`ReadInterval::histogram`] when it is added.
 #[derive(Debug, Clone)]
 pub struct ReadInterval {
     /// When it ended, UTC: BaseTime + its timestamp + its length.
     pub end: SystemTime,
-    pub histogram: Histogram<u64>,
+    /// Its histogram's lowest discernible and highest trackable values and
+    /// significant figures.
+    pub settings: (u64, u64, u8),
+    compressed: Vec<u8>,
+}
+
+impl ReadInterval {
+    /// Its histogram, decoded.
+    pub fn histogram(&self) -> Result<Histogram<u64>, HlogError> {
+        Deserializer::new()
+            .deserialize(&mut self.compressed.as_slice())
+            .map_err(|e| HlogError(format!("an interval's histogram: {e:?}")))
+    }
 }
 
 /// A `.hlog` file read back.
@@ -193,23 +207,25 @@ pub fn read(bytes: &[u8]) -> Result<ReadLog, HlogError> {
     let mut start_time = None;
     let mut base_time = SystemTime::UNIX_EPOCH;
     let mut intervals = Vec::new();
-    let mut deserializer = Deserializer::new();
     for entry in IntervalLogIterator::new(bytes) {
         match entry {
             Err(e) => return Err(HlogError(format!("{e:?}"))),
             Ok(LogEntry::StartTime(t)) => start_time = Some(SystemTime::UNIX_EPOCH + t),
             Ok(LogEntry::BaseTime(t)) => base_time = SystemTime::UNIX_EPOCH + t,
             Ok(LogEntry::Interval(interval)) => {
-                let encoded = base64::engine::general_purpose::STANDARD
+                let compressed = base64::engine::general_purpose::STANDARD
                     .decode(interval.encoded_histogram())
                     .map_err(|e| HlogError(format!("an interval is not base64: {e}")))?;
-                let histogram = deserializer
-                    .deserialize(&mut encoded.as_slice())
-                    .map_err(|e| HlogError(format!("an interval's histogram: {e:?}")))?;
-                intervals.push(ReadInterval {
+                let mut read = ReadInterval {
                     end: base_time + interval.start_timestamp() + interval.duration(),
-                    histogram,
-                });
+                    settings: (0, 0, 0),
+                    compressed,
+                };
+                // Decoded once here: a log that does not decode is refused
+                // whole, before anything is added.
+                let histogram = read.histogram()?;
+                read.settings = (histogram.low(), histogram.high(), histogram.sigfig());
+                intervals.push(read);
             }
         }
     }
@@ -278,11 +294,16 @@ mod tests {
 
         let log = read(&bytes).unwrap();
         assert_eq!(log.start_time, Some(start));
-        let counts: Vec<u64> = log.intervals.iter().map(|i| i.histogram.len()).collect();
+        let histograms: Vec<Histogram<u64>> = log
+            .intervals
+            .iter()
+            .map(|i| i.histogram().unwrap())
+            .collect();
+        let counts: Vec<u64> = histograms.iter().map(Histogram::len).collect();
         assert_eq!(counts, [3, 0, 2]);
         let mut sum = new_histogram();
-        for interval in &log.intervals {
-            sum.add(&interval.histogram).unwrap();
+        for histogram in &histograms {
+            sum.add(histogram).unwrap();
         }
         assert_eq!(sum.len(), whole.len());
         assert_eq!(
@@ -296,8 +317,10 @@ mod tests {
             .collect();
         assert_eq!(ends, expected, "each interval ends at its row's utc");
         // Same settings as the run's histograms.
-        assert_eq!(log.intervals[0].histogram.sigfig(), whole.sigfig());
-        assert_eq!(log.intervals[0].histogram.high(), whole.high());
+        assert_eq!(
+            log.intervals[0].settings,
+            (whole.low(), whole.high(), whole.sigfig())
+        );
     }
 
     #[test]
