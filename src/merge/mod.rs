@@ -174,10 +174,9 @@ fn read_input(dir: &Path) -> Result<Input, MergeError> {
             return Err(refuse(
                 dir,
                 format!(
-                    "it has no {name}: it was made by an older ceiling (before {} wrote its \
-                     histograms per second) or its files are incomplete; a merge adds those \
-                     histograms, so rerun it with this ceiling",
-                    env!("CARGO_PKG_VERSION")
+                    "it has no {name}: it was made by an older ceiling, one that did not write \
+                     its histograms per second yet (or its files are incomplete); a merge adds \
+                     those histograms, so rerun it with this ceiling"
                 ),
             ));
         }
