@@ -254,8 +254,11 @@ fn directories_that_cannot_be_merged_are_refused_before_anything_is_written() {
     let empty = tmp.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let busy = copy("busy");
+    let ladder = tmp.path().join("ladder");
+    std::fs::create_dir(&ladder).unwrap();
+    std::fs::write(ladder.join("explore.json"), "{}").unwrap();
 
-    let cases: [(&[&Path], &Path, &[&str]); 5] = [
+    let cases: [(&[&Path], &Path, &[&str]); 6] = [
         (
             &[&good, &empty],
             &tmp.path().join("m1"),
@@ -277,6 +280,15 @@ fn directories_that_cannot_be_merged_are_refused_before_anything_is_written() {
             &["coarse", "2 significant figures", "same histogram settings"],
         ),
         (&[&good], &busy, &["busy", "not an empty directory"]),
+        (
+            &[&ladder, &good],
+            &tmp.path().join("m5"),
+            &[
+                "ladder",
+                "an explore's directory",
+                "its steps' run directories",
+            ],
+        ),
     ];
     for (dirs, out, needles) in cases {
         let output = merge(dirs, out);
