@@ -130,6 +130,18 @@ pub enum Command {
     /// the coordinator as typed.
     #[command(subcommand)]
     Fleet(FleetEngine),
+    /// Merge results directories of runs made apart (e.g. on hosts that
+    /// could not reach one coordinator) into one, exactly.
+    ///
+    /// Counters add, latency histograms add (from each run's .hlog files,
+    /// so the merged percentiles are exact), the time series align on their
+    /// UTC seconds; the first limit is the earliest by UTC, and the merged
+    /// summary.json names the directory it came from. Writes a results
+    /// directory as a run does (summary.json, timeseries.csv, .hgrm/.hlog,
+    /// report.html). Exit status 2 for a directory that is not a run's
+    /// results, has no .hlog files (made by an older ceiling) or other
+    /// histogram settings, or an --out that exists and is not empty.
+    Merge(MergeArgs),
     /// Print a shell completion script to stdout.
     ///
     /// bash: `ceiling completions bash > ~/.local/share/bash-completion/completions/ceiling`
@@ -162,7 +174,9 @@ pub struct RunArgs {
     pub scenario: Option<PathBuf>,
 
     /// Target ADDR:PORT or ADDR:PORT-PORT (repeatable), e.g. 127.0.0.1:7070,
-    /// [::1]:7070, 127.0.0.1:7070-7079.
+    /// [::1]:7070, 127.0.0.1:7070-7079; ADDR may be a host name
+    /// (localhost:7070), resolved once at the start: every address it
+    /// resolves to is a target.
     #[arg(long = "target", value_name = "ADDR:PORT[-PORT]", value_parser = units::parse_target)]
     pub targets: Vec<TargetSpec>,
 
@@ -293,6 +307,18 @@ pub struct ReportArgs {
     /// required for several.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// `ceiling merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Results directories of runs (`ceiling run` or `ceiling lab`).
+    #[arg(value_name = "DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+
+    /// The merged results directory to write (must not exist, or be empty).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub out: PathBuf,
 }
 
 /// `ceiling compare`.

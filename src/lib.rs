@@ -33,6 +33,9 @@
 //!   files only.
 //! - [`fleet`]: one test from many hosts; [`fleet::render`] writes the
 //!   Kubernetes manifests and Slurm script that start one.
+//! - [`merge`]: `ceiling merge`: results directories of runs made apart →
+//!   one results directory (counters and `.hlog` histograms add, the time
+//!   series aligns on UTC seconds).
 //! - [`lab`]: `ceiling lab`'s disposable network namespace (loopback up,
 //!   per-namespace sysctls) and memory cgroup.
 //!
@@ -48,6 +51,7 @@ pub mod epoll;
 pub mod explore;
 pub mod fleet;
 pub mod lab;
+pub mod merge;
 pub mod model;
 pub mod protocol;
 pub mod report;
@@ -99,6 +103,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Fleet(cli::FleetEngine::Slurm(args)) => cmd::fleet::slurm(args),
         cli::Command::Report(args) => cmd::report::report(args),
         cli::Command::Compare(args) => cmd::compare::compare(args),
+        cli::Command::Merge(args) => cmd::merge::merge(args),
         cli::Command::Completions { shell } => cmd::shell::completions(shell),
         cli::Command::Manpage { dir } => cmd::shell::manpage(dir.as_deref()),
         cli::Command::Worker => cmd::worker::worker(),

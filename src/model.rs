@@ -476,6 +476,47 @@ pub struct Summary {
     pub lab: Option<LabReport>,
     pub workers: WorkersReport,
     pub safety: Safety,
+    /// The targets given by host name and the addresses each resolved to
+    /// when the run started (absent when every target was an address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets_resolved: Vec<ResolvedTarget>,
+    /// `ceiling merge` only: the runs merged into this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeReport>,
+}
+
+/// A target given by host name and what it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedTarget {
+    /// As given: `localhost:7070`.
+    pub name: String,
+    /// Every address and port it became a target as, e.g. `127.0.0.1:7070`.
+    pub addresses: Vec<String>,
+}
+
+/// The runs a merged results directory was made from (`ceiling merge`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergeReport {
+    pub inputs: Vec<MergedRun>,
+    /// The directory of the input the first limit came from: the earliest
+    /// first limit by UTC.
+    pub first_limit_from: Option<String>,
+}
+
+/// One run of a merge, as its own summary had it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergedRun {
+    /// Its results directory, as given.
+    pub dir: String,
+    pub name: String,
+    /// RFC 3339 UTC, to the millisecond.
+    pub started_at: String,
+    /// Seconds after the merged run's start (the earliest input's).
+    pub start_offset_s: f64,
+    pub duration_s: f64,
+    pub totals: Totals,
+    /// Its first limit's kind, if it hit one.
+    pub first_limit: Option<LimitKind>,
 }
 
 /// The host-room check: what the run was planned to take, and why it was

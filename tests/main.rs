@@ -9,6 +9,8 @@ mod figures;
 mod fleet_render;
 mod fuzz;
 mod lab;
+mod merge;
+mod names;
 mod netns;
 mod processes;
 mod report;

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod explore;
 pub mod fleet;
 pub mod lab;
+pub mod merge;
 pub mod report;
 pub mod run;
 pub mod serve;

@@ -395,6 +395,8 @@ fn summary(established: u64, peak: u64, closed_by_server: u64, active_at: u64) -
         sources: Vec::new(),
         host: HostReport::default(),
         lab: None,
+        targets_resolved: Vec::new(),
+        merge: None,
         workers: WorkersReport::default(),
         safety: Default::default(),
     }

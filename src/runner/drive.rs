@@ -236,6 +236,7 @@ pub fn drive(
                 generator.judge(row);
             }
             results.append_rows(&rows);
+            results.append_intervals(agg.take_intervals());
             if host_at_limit.is_none()
                 && let Some(event) = &snapshot.total.first_limit
             {

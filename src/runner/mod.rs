@@ -1,5 +1,6 @@
-//! The life of one run: a validated scenario → host preparation (fd
-//! limit, source checks, layout, host room, the built-in target) → engine
+//! The life of one run: a validated scenario → its target names resolved
+//! → host preparation (fd limit, source checks, layout, host room, the
+//! built-in target) → engine
 //! → the tick loop that aggregates, feeds the live output and appends the
 //! time series → summary and results files. `ceiling run` and `ceiling lab`
 //! call [`execute`]; `explore`'s climbs are such runs in child processes.
@@ -11,8 +12,11 @@
 mod drive;
 pub mod lab_session;
 mod layout;
+mod resolve;
 mod summary;
 pub mod target;
+
+pub use resolve::resolve_targets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -52,11 +56,13 @@ pub const EXIT_NOTHING_CONNECTED: u8 = 3;
 /// summary). `out`: the results directory (default
 /// `results/<UTC time>-<name>`).
 pub fn execute(
-    mut scenario: Scenario,
+    scenario: Scenario,
     output: Output,
     out: Option<PathBuf>,
     lab: Option<&LabSession>,
 ) -> anyhow::Result<Finished> {
+    // Names first: a run that cannot resolve one never starts.
+    let (mut scenario, targets_resolved) = resolve_targets(scenario)?;
     let (fd_soft, fd_hard) = apply_fd_limit(scenario.fd_limit, scenario.fd_limit_from)?;
     for ip in &scenario.sources {
         host::check_local_address(*ip).map_err(|e| {
@@ -128,6 +134,7 @@ pub fn execute(
     // it within milliseconds).
     let ticker = Ticker::new().context("cannot start the coordinator's runtime")?;
     let started_at = SystemTime::now();
+    results.set_start(started_at);
     let launch = Launch {
         start: tokio::time::Instant::now(),
         target_local,
@@ -232,6 +239,7 @@ pub fn execute(
     };
     summary.aborted |= summary.safety.stopped.is_some() || !panics.is_empty();
     summary.lab = lab.map(|session| session.report(summary.totals.peak_active));
+    summary.targets_resolved = targets_resolved;
     summary.warnings.generator_bottleneck = generator.verdict();
     // The summary is printed whether or not the files could be written;
     // those that could not are then named in one error (exit 1).

@@ -150,5 +150,7 @@ pub fn summarize(
         workers: WorkersReport::default(),
         safety: Safety::default(),
         lab: None,
+        targets_resolved: Vec::new(),
+        merge: None,
     }
 }

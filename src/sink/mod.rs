@@ -15,10 +15,13 @@
 //! - [`json`]: `summary.json` and its JSON Schema.
 //! - [`csv`]: `failures.csv`, `sources.csv`, `latency.csv`.
 //! - [`hgrm`]: `connect.hgrm`, `rtt.hgrm` (HdrHistogram percentile text).
+//! - [`hlog`]: `connect.hlog`, `rtt.hlog` (HdrHistogram interval logs, one
+//!   histogram per second: what `ceiling merge` adds).
 //! - [`text`]: the short summary printed at the end of a run.
 
 pub mod csv;
 pub mod hgrm;
+pub mod hlog;
 pub mod json;
 pub mod text;
 pub mod timeseries;
@@ -29,11 +32,12 @@ mod tests;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use hdrhistogram::Histogram;
 
 use crate::model::Summary;
-use crate::stats::{SecondRow, Snapshot};
+use crate::stats::{IntervalHistograms, SecondRow, Snapshot};
 
 pub use json::SUMMARY_SCHEMA;
 
@@ -42,6 +46,8 @@ pub struct RunResults<'a> {
     pub summary: &'a Summary,
     /// The final snapshot: its histograms hold the whole run's latencies.
     pub last: &'a Snapshot,
+    /// The same latencies, second by second.
+    pub intervals: &'a hlog::IntervalLogs,
 }
 
 /// One results file written whole at the end of a run.
@@ -60,7 +66,8 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// The name used in `latency.csv` and in the `.hgrm` file name.
+    /// The name used in `latency.csv` and in the `.hgrm` and `.hlog` file
+    /// names.
     pub fn as_str(self) -> &'static str {
         match self {
             Metric::Connect => "connect",
@@ -100,6 +107,10 @@ fn end_of_run_files(last: &Snapshot) -> Vec<(String, Box<dyn Exporter>)> {
             format!("{}.hgrm", metric.as_str()),
             Box::new(hgrm::Hgrm(metric)),
         ));
+        files.push((
+            format!("{}.hlog", metric.as_str()),
+            Box::new(hlog::Hlog(metric)),
+        ));
     }
     files.push(("summary.json".into(), Box::new(json::SummaryJson)));
     files
@@ -110,6 +121,7 @@ fn end_of_run_files(last: &Snapshot) -> Vec<(String, Box<dyn Exporter>)> {
 pub struct ResultsDir {
     path: PathBuf,
     timeseries: timeseries::TimeseriesFile,
+    intervals: hlog::IntervalLogs,
 }
 
 /// A file of the results directory that could not be written, or not all
@@ -178,6 +190,7 @@ impl ResultsDir {
         Ok(ResultsDir {
             path: path.to_path_buf(),
             timeseries,
+            intervals: hlog::IntervalLogs::new(SystemTime::now()),
         })
     }
 
@@ -191,9 +204,22 @@ impl ResultsDir {
         self.timeseries.append(rows);
     }
 
+    /// The run's start: the `.hlog` files' StartTime and BaseTime, and
+    /// where their first interval begins. Before the first interval only
+    /// (default: when the directory was created).
+    pub fn set_start(&mut self, started_at: SystemTime) {
+        self.intervals.set_start(started_at);
+    }
+
+    /// Adds the seconds' histograms (one per row appended) to the `.hlog`
+    /// files, written at the end.
+    pub fn append_intervals(&mut self, intervals: Vec<IntervalHistograms>) {
+        self.intervals.append(intervals);
+    }
+
     /// Writes the rows still in memory, then summary.json, failures.csv,
-    /// sources.csv, latency.csv, connect.hgrm (and rtt.hgrm when the run
-    /// measured RTT). Every file that can be written is; the others are
+    /// sources.csv, latency.csv, connect.hgrm and connect.hlog (and
+    /// rtt.hgrm, rtt.hlog when the run measured RTT). Every file that can be written is; the others are
     /// returned, each with its error.
     pub fn finish(&mut self, summary: &Summary, last: &Snapshot) -> Result<(), ResultsUnwritten> {
         let mut files = Vec::new();
@@ -204,7 +230,11 @@ impl ResultsDir {
                 error: e.error,
             });
         }
-        let run = RunResults { summary, last };
+        let run = RunResults {
+            summary,
+            last,
+            intervals: &self.intervals,
+        };
         for (name, exporter) in end_of_run_files(last) {
             let written = exporter
                 .serialize(&run)

@@ -46,8 +46,10 @@ CEILING=\"${{CEILING:-ceiling}}\"
 CEILING_FLEET_TOKEN=\"${{CEILING_FLEET_TOKEN:-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \\n')}}\"
 export CEILING_FLEET_TOKEN
 : \"${{SLURM_JOB_NODELIST:?is not set: submit this script with sbatch}}\"
-# The coordinator runs on the job's first node, where this script runs.
-COORD_HOST=\"$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\"
+# The coordinator runs on the job's first node, where this script runs
+# (sed reads the whole list: head would leave scontrol a SIGPIPE, which
+# pipefail makes the script's end).
+COORD_HOST=\"$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | sed -n 1p)\"
 ",
         nodes = agents + 1,
         tasks = agents + 1,
