@@ -11,6 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::Value;
 
+use super::cpu::ServerCpu;
 use super::host::{self, HostState, ListenerQueue};
 use crate::model::{
     ClosePattern, Evidence, FailureEvent, LimitKind, PeerClose, Syscall, WorkerDeath, errno_name,
@@ -44,6 +45,9 @@ pub struct RunFacts {
     /// The lab's server runs in a pids cgroup: its pids.max and the thread
     /// starts it refused so far.
     pub server_pids: Option<ServerPids>,
+    /// The target's processes were at their CPU quota (or every core they
+    /// may use) for some seconds of the run: read once a second.
+    pub server_cpu: Option<ServerCpu>,
 }
 
 /// A server's pids cgroup, as the lab made it.
@@ -315,6 +319,7 @@ impl Explainer<'_> {
                 m.push_str(&self.listen_counters());
                 m.push_str(&self.syn_clauses());
                 m.push_str(&self.listener_clause());
+                m.push_str(&self.server_cpu_clause());
             }
             LimitKind::ConntrackFull => {
                 let _ = write!(
@@ -334,6 +339,7 @@ impl Explainer<'_> {
                         "; target not on this host: its ListenOverflows are not visible here",
                     );
                 }
+                m.push_str(&self.server_cpu_clause());
             }
             LimitKind::Refused => {
                 let _ = write!(m, "; nothing listens on {}", or_q(&ev.target));
@@ -555,7 +561,27 @@ impl Explainer<'_> {
         }
     }
 
+    /// `; the server process was at its CPU quota of 0.2 cores for 14 s`,
+    /// when it was.
+    fn server_cpu_clause(&self) -> String {
+        self.run
+            .server_cpu
+            .map(|cpu| format!("; {}", cpu.describe()))
+            .unwrap_or_default()
+    }
+
     fn remedy(&self) -> String {
+        let remedy = self.kind_remedy();
+        match (self.ev.kind, self.run.server_cpu) {
+            // The target's CPU is why it did not accept: say so first.
+            (LimitKind::BacklogOverflow | LimitKind::ConnectTimeout, Some(cpu)) => {
+                format!("{}; {remedy}", cpu.remedy())
+            }
+            _ => remedy,
+        }
+    }
+
+    fn kind_remedy(&self) -> String {
         let ev = self.ev;
         let h = &self.host;
         let run = self.run;
@@ -834,6 +860,11 @@ impl Explainer<'_> {
         }
         if let Some(n) = ev.syn_retransmits {
             f.insert("syn_retransmits".into(), Value::from(n));
+        }
+        if let Some(cpu) = run.server_cpu
+            && let Ok(value) = serde_json::to_value(cpu)
+        {
+            f.insert("server_cpu".into(), value);
         }
         if let Some(pattern) = &run.close_pattern {
             if let Ok(value) = serde_json::to_value(pattern) {

@@ -515,22 +515,50 @@ fn walk_process_tree(root: u32, exclude: &[u32], mut visit: impl FnMut(u32) -> b
 
 /// This process's cgroup CPU quota in cores, when it has one.
 pub fn own_cpu_quota() -> Option<f64> {
-    match procfs::parse_cgroup(&read("/proc/self/cgroup")?, "cpu")? {
-        procfs::CgroupPath::V1(path) => {
-            let dir = format!("/sys/fs/cgroup/cpu{}", path.trim_end_matches('/'));
-            procfs::parse_cpu_quota(
-                &read(&format!("{dir}/cpu.cfs_quota_us"))?,
-                Some(&read(&format!("{dir}/cpu.cfs_period_us"))?),
-            )
-        }
-        procfs::CgroupPath::V2(path) => procfs::parse_cpu_quota(
-            &read(&format!(
-                "/sys/fs/cgroup{}/cpu.max",
-                path.trim_end_matches('/')
-            ))?,
-            None,
+    cpu_quota_of("self")
+}
+
+/// The CPU controller's directory of process `pid` ("self" or a PID).
+fn cpu_cgroup_dir(pid: &str) -> Option<(String, procfs::CgroupPath)> {
+    let path = procfs::parse_cgroup(&read(&format!("/proc/{pid}/cgroup"))?, "cpu")?;
+    let dir = match &path {
+        procfs::CgroupPath::V1(p) => format!("/sys/fs/cgroup/cpu{}", p.trim_end_matches('/')),
+        procfs::CgroupPath::V2(p) => format!("/sys/fs/cgroup{}", p.trim_end_matches('/')),
+    };
+    Some((dir, path))
+}
+
+/// Process `pid`'s cgroup CPU quota in cores ("self" or a PID), when it has
+/// one.
+pub fn cpu_quota_of(pid: &str) -> Option<f64> {
+    match cpu_cgroup_dir(pid)? {
+        (dir, procfs::CgroupPath::V1(_)) => procfs::parse_cpu_quota(
+            &read(&format!("{dir}/cpu.cfs_quota_us"))?,
+            Some(&read(&format!("{dir}/cpu.cfs_period_us"))?),
         ),
+        (dir, procfs::CgroupPath::V2(_)) => {
+            procfs::parse_cpu_quota(&read(&format!("{dir}/cpu.max"))?, None)
+        }
     }
+}
+
+/// The throttling of process `pid`'s CPU cgroup so far: (periods
+/// throttled, seconds throttled), from its cpu.stat (None: not readable).
+pub fn cpu_throttled_of(pid: u32) -> Option<(u64, f64)> {
+    let (dir, _) = cpu_cgroup_dir(&pid.to_string())?;
+    procfs::parse_cpu_throttled(&read(&format!("{dir}/cpu.stat"))?)
+}
+
+/// How many CPUs process `pid` may run on (its affinity mask).
+pub fn cpus_allowed(pid: u32) -> Option<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
+    // writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::sched_getaffinity(pid as libc::pid_t, size_of::<libc::cpu_set_t>(), &mut set)
+    };
+    // SAFETY: `set` was filled in by the kernel.
+    (rc == 0).then(|| unsafe { libc::CPU_COUNT(&set) } as usize)
 }
 
 /// Clock ticks per second of /proc's CPU times (USER_HZ).

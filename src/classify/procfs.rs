@@ -295,6 +295,26 @@ pub fn parse_cpu_quota(quota_or_max: &str, period: Option<&str>) -> Option<f64> 
     (period > 0.0).then(|| quota / period)
 }
 
+/// A CPU cgroup's throttling from its cpu.stat: (periods throttled,
+/// seconds throttled); v1 counts `throttled_time` in ns, v2
+/// `throttled_usec`.
+pub fn parse_cpu_throttled(text: &str) -> Option<(u64, f64)> {
+    let field = |name: &str| {
+        text.lines().find_map(|line| {
+            let mut parts = line.split_whitespace();
+            (parts.next()? == name)
+                .then(|| parts.next()?.parse::<u64>().ok())
+                .flatten()
+        })
+    };
+    let periods = field("nr_throttled")?;
+    let seconds = match field("throttled_time") {
+        Some(ns) => ns as f64 / 1e9,
+        None => field("throttled_usec")? as f64 / 1e6,
+    };
+    Some((periods, seconds))
+}
+
 /// A cgroup memory limit file: a byte count, or None when unlimited (`max`
 /// in v2; v1 reports unlimited as a number near 2^63).
 pub fn parse_memory_limit(text: &str) -> Option<u64> {
@@ -498,5 +518,14 @@ mod tests {
         assert_eq!(parse_memory_limit("33554432\n"), Some(33554432));
         assert_eq!(parse_memory_limit("9223372036854771712\n"), None);
         assert_eq!(parse_memory_limit("max\n"), None);
+    }
+
+    #[test]
+    fn cpu_throttled_v1_and_v2() {
+        let v1 = "nr_periods 40\nnr_throttled 12\nthrottled_time 2500000000\n";
+        assert_eq!(parse_cpu_throttled(v1), Some((12, 2.5)));
+        let v2 = "usage_usec 9\nnr_periods 40\nnr_throttled 3\nthrottled_usec 150000\n";
+        assert_eq!(parse_cpu_throttled(v2), Some((3, 0.15)));
+        assert_eq!(parse_cpu_throttled("usage_usec 9\n"), None);
     }
 }

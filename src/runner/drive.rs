@@ -14,6 +14,7 @@ use super::RunInfo;
 use super::lab_session;
 use super::summary::explain_first_limit;
 use crate::classify::capacity::Room;
+use crate::classify::cpu::{CpuAllowance, CpuSecond, ServerCpu, ServerCpuSeconds};
 use crate::classify::host;
 use crate::engine::{Engine, StopReason};
 use crate::model::{FirstLimit, GeneratorBottleneck};
@@ -130,6 +131,88 @@ impl GeneratorWatch {
     }
 }
 
+/// The CPU watches read once a second: ceiling's own, and the target's
+/// when its process is known.
+pub struct CpuWatches {
+    pub generator: GeneratorWatch,
+    pub server: Option<ServerCpuWatch>,
+}
+
+/// Whether the target held itself back by its CPU: reads the server's
+/// processes' CPU time and its cgroup's throttling once a second (the
+/// built-in server's, in `ceiling lab` or without --target), judged by
+/// [`ServerCpuSeconds`].
+pub struct ServerCpuWatch {
+    pid: u32,
+    hz: f64,
+    last: Option<ServerCpuReading>,
+    seconds: ServerCpuSeconds,
+}
+
+/// One reading: when, CPU ticks, and the cgroup's (periods, seconds)
+/// throttled.
+struct ServerCpuReading {
+    at: std::time::Instant,
+    ticks: u64,
+    throttled: Option<(u64, f64)>,
+}
+
+impl ServerCpuWatch {
+    /// None when `pid` cannot be read.
+    pub fn new(pid: u32) -> Option<ServerCpuWatch> {
+        let cpus = host::cpus_allowed(pid)
+            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+            .unwrap_or(1) as f64;
+        let allowance = CpuAllowance {
+            quota_cores: host::cpu_quota_of(&pid.to_string()),
+            cpus,
+        };
+        let mut watch = ServerCpuWatch {
+            pid,
+            hz: host::clock_ticks_per_s() as f64,
+            last: None,
+            seconds: ServerCpuSeconds::new(allowance),
+        };
+        // The baseline the first second is measured from.
+        watch.read();
+        watch.last.is_some().then_some(watch)
+    }
+
+    /// Reads the server's CPU and counts the second since the last read.
+    pub fn read(&mut self) {
+        let Some(ticks) = host::tree_cpu_ticks(self.pid, &[]) else {
+            return;
+        };
+        let throttled = host::cpu_throttled_of(self.pid);
+        let now = std::time::Instant::now();
+        if let Some(last) = &self.last {
+            let wall = now.duration_since(last.at).as_secs_f64().max(1e-3);
+            let (periods, seconds) = match (throttled, last.throttled) {
+                (Some((p, s)), Some((p0, s0))) => (p.saturating_sub(p0), (s - s0).max(0.0)),
+                _ => (0, 0.0),
+            };
+            self.seconds.add(
+                CpuSecond {
+                    cores_used: ticks.saturating_sub(last.ticks) as f64 / self.hz / wall,
+                    throttled_periods: periods,
+                    throttled_s: seconds,
+                },
+                throttled.is_some(),
+            );
+        }
+        self.last = Some(ServerCpuReading {
+            at: now,
+            ticks,
+            throttled,
+        });
+    }
+
+    /// The seconds the server was at its CPU so far (None: none).
+    pub fn verdict(&self) -> Option<ServerCpu> {
+        self.seconds.verdict()
+    }
+}
+
 /// The host as it was when the first limit was seen: the evidence for it.
 /// Read at the next tick (within [`TICK`]), before the run's own closes
 /// change it (TIME_WAIT, queues).
@@ -198,7 +281,7 @@ pub fn drive(
     agg: &mut Aggregator,
     live: &mut Live,
     results: &mut ResultsDir,
-    generator: &mut GeneratorWatch,
+    cpu: &mut CpuWatches,
 ) -> anyhow::Result<Driven> {
     let Ticker {
         runtime,
@@ -233,14 +316,15 @@ pub fn drive(
             // A failed write keeps the rows for the end: the run goes on.
             let rows = agg.take_rows();
             for row in &rows {
-                generator.judge(row);
+                cpu.generator.judge(row);
             }
             results.append_rows(&rows);
             if host_at_limit.is_none()
                 && let Some(event) = &snapshot.total.first_limit
             {
                 let at = HostAtLimit::read(&event.target);
-                let facts = run.facts(&snapshot, Some(&at));
+                let server_cpu = cpu.server.as_ref().and_then(ServerCpuWatch::verdict);
+                let facts = run.facts(&snapshot, Some(&at), server_cpu);
                 first_limit = Some(explain_first_limit(
                     event,
                     run.host_start,
@@ -250,11 +334,14 @@ pub fn drive(
                 host_at_limit = Some(at);
             }
             if host_panel_at.is_none_or(|at| at.elapsed() >= HOST_PANEL_EVERY) {
-                if let Some(cores) = generator.read() {
+                if let Some(cores) = cpu.generator.read() {
                     agg.set_driver_cpu(cores);
                 }
+                if let Some(watch) = cpu.server.as_mut() {
+                    watch.read();
+                }
                 host_panel = read_host_panel(run);
-                host_panel.generator = generator.verdict();
+                host_panel.generator = cpu.generator.verdict();
                 host_panel_at = Some(tokio::time::Instant::now());
                 if host_room_stop.is_none()
                     && let Some(why) = Room::read().and_then(|room| room.exhausted())

@@ -22,7 +22,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 
 use crate::UsageError;
-use crate::classify::{RunFacts, host};
+use crate::classify::{RunFacts, ServerCpu, host};
 use crate::engine::hold::Echo;
 use crate::engine::plan::{Plan, Segment};
 use crate::engine::procs::Launcher;
@@ -34,7 +34,7 @@ use crate::sink::{ResultsDir, ResultsUnwritten};
 use crate::stats::{Aggregator, Snapshot};
 use crate::ui::tui::RunContext;
 use crate::ui::{Live, Output};
-use drive::{Driven, GeneratorWatch, HostAtLimit, Ticker};
+use drive::{CpuWatches, Driven, GeneratorWatch, HostAtLimit, ServerCpuWatch, Ticker};
 use lab_session::LabSession;
 use layout::{WorkerLayout, apply_fd_limit, check_host_room, peak_connections_estimate};
 use summary::{Hosts, summarize};
@@ -177,7 +177,10 @@ pub fn execute(
         .map(TargetServer::pid)
         .or_else(|| lab.map(LabSession::server_pid));
     let worker_threads = layout.threads * layout.processes.max(1);
-    let mut generator = GeneratorWatch::new(server_pid.into_iter().collect(), worker_threads);
+    let mut cpu = CpuWatches {
+        generator: GeneratorWatch::new(server_pid.into_iter().collect(), worker_threads),
+        server: server_pid.and_then(ServerCpuWatch::new),
+    };
     let driven = drive::drive(
         ticker,
         &engine,
@@ -185,7 +188,7 @@ pub fn execute(
         &mut agg,
         &mut live,
         &mut results,
-        &mut generator,
+        &mut cpu,
     );
     // The terminal comes back before anything else is printed, error or not.
     let restored = live.finish();
@@ -204,7 +207,11 @@ pub fn execute(
     drop(embedded);
 
     let host_end = host::probe();
-    let facts = run.facts(&last, host_at_limit.as_ref());
+    let facts = run.facts(
+        &last,
+        host_at_limit.as_ref(),
+        cpu.server.as_ref().and_then(ServerCpuWatch::verdict),
+    );
     let hosts = Hosts {
         start: &host_start,
         at_limit: host_at_limit.as_ref().map_or(&host_end, |at| &at.state),
@@ -232,7 +239,7 @@ pub fn execute(
     };
     summary.aborted |= summary.safety.stopped.is_some() || !panics.is_empty();
     summary.lab = lab.map(|session| session.report(summary.totals.peak_active));
-    summary.warnings.generator_bottleneck = generator.verdict();
+    summary.warnings.generator_bottleneck = cpu.generator.verdict();
     // The summary is printed whether or not the files could be written;
     // those that could not are then named in one error (exit 1).
     let written = results.finish(&summary, &last);
@@ -292,7 +299,12 @@ struct RunInfo<'a> {
 
 impl RunInfo<'_> {
     /// The facts the classifier's explanation uses, as of `snapshot`.
-    fn facts(&self, snapshot: &Snapshot, at_limit: Option<&HostAtLimit>) -> RunFacts {
+    fn facts(
+        &self,
+        snapshot: &Snapshot,
+        at_limit: Option<&HostAtLimit>,
+        server_cpu: Option<ServerCpu>,
+    ) -> RunFacts {
         let scenario = self.scenario;
         RunFacts {
             source_count: scenario.sources.len(),
@@ -308,6 +320,7 @@ impl RunInfo<'_> {
             close_pattern: snapshot.total.close_pattern(),
             worker_deaths: self.launcher.map(Launcher::deaths).unwrap_or_default(),
             server_pids: self.lab.and_then(LabSession::server_pids),
+            server_cpu,
         }
     }
 }

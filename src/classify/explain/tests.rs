@@ -267,6 +267,54 @@ fn backlog_overflow_by_timeout() {
     assert_eq!(f["connect_timeout_ms"], 2000);
 }
 
+/// A server at its CPU quota is why its queue overflowed: the evidence and
+/// the remedy say so first.
+#[test]
+fn backlog_overflow_with_the_server_at_its_cpu_quota() {
+    let mut ev = event(LimitKind::BacklogOverflow, Syscall::Timeout, None, 10, 9);
+    ev.syn_retransmits = Some(2);
+    let facts = RunFacts {
+        server_cpu: Some(crate::classify::ServerCpu {
+            seconds: 14,
+            cores_used: 0.2,
+            quota_cores: Some(0.2),
+            cpus: 2.0,
+            throttled_s: Some(11.5),
+        }),
+        ..backlog_facts()
+    };
+    let (evidence, remedy) = run(&ev, &[("TcpExt.ListenOverflows", 283)], &facts);
+    assert!(
+        evidence.message.ends_with(
+            "; listener: 9 queued, backlog 8 (full); the server process was at its CPU quota of \
+             0.2 cores for 14 s (throttled 11.5 s)"
+        ),
+        "{}",
+        evidence.message
+    );
+    assert!(
+        remedy.starts_with(
+            "the server process was at its CPU quota of 0.2 cores for 14 s (throttled 11.5 s): \
+             an async design or more CPU for the server (it could not accept faster); the target \
+             does not accept fast enough"
+        ),
+        "{remedy}"
+    );
+    assert_eq!(evidence.facts["server_cpu"]["seconds"], 14);
+    assert_eq!(evidence.facts["server_cpu"]["quota_cores"], 0.2);
+    // Another kind is not the CPU's doing.
+    let ports = event(
+        LimitKind::PortExhaustion,
+        Syscall::Connect,
+        Some(libc::EADDRNOTAVAIL),
+        12,
+        11,
+    );
+    let (evidence, remedy) = run(&ports, &[], &facts);
+    assert!(!evidence.message.contains("CPU"), "{}", evidence.message);
+    assert!(!remedy.contains("CPU"), "{remedy}");
+}
+
 #[test]
 fn backlog_overflow_reset_of_unaccepted_held_connection() {
     let mut ev = event(
