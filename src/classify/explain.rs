@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::cpu::ServerCpu;
 use super::host::{self, HostState, ListenerQueue};
+use super::procfs::SocketStates;
 use crate::model::{
     ClosePattern, Evidence, FailureEvent, LimitKind, PeerClose, Syscall, WorkerDeath, errno_name,
     thousands,
@@ -37,6 +38,9 @@ pub struct RunFacts {
     /// The target's listener queue, read when the limit was hit (target on
     /// this host only): says at which count it stopped accepting.
     pub target_listener: Option<ListenerQueue>,
+    /// The run's sockets by state when the limit was hit (read once then,
+    /// from /proc/net/tcp{,6}): says whether handshakes filled the table.
+    pub handshakes: Option<Handshakes>,
     /// How the target's closes of held connections were spread, when it
     /// closed any: tells a cap from a timeout.
     pub close_pattern: Option<ClosePattern>,
@@ -48,6 +52,14 @@ pub struct RunFacts {
     /// The target's processes were at their CPU quota (or every core they
     /// may use) for some seconds of the run: read once a second.
     pub server_cpu: Option<ServerCpu>,
+}
+
+/// The run's sockets to its targets by state at the limit, and the
+/// connections established by then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handshakes {
+    pub states: SocketStates,
+    pub established: u64,
 }
 
 /// A server's pids cgroup, as the lab made it.
@@ -350,7 +362,56 @@ impl Explainer<'_> {
             | LimitKind::Other
             | LimitKind::LostWithWorker => {}
         }
+        if let Some(cause) = self.handshake_cause() {
+            let _ = write!(m, "; {}", cause.evidence);
+        }
         m
+    }
+
+    /// When a limit on local resources (fds, ports, memory) was reached
+    /// while most of the run's sockets were still handshaking: the target
+    /// not answering fast enough is the cause, with its counters.
+    fn handshake_cause(&self) -> Option<HandshakeCause> {
+        if !matches!(
+            self.ev.kind,
+            LimitKind::FdLimitProcess
+                | LimitKind::FdLimitSystem
+                | LimitKind::PortExhaustion
+                | LimitKind::KernelMemory
+        ) {
+            return None;
+        }
+        let hs = self.run.handshakes?;
+        let states = hs.states;
+        if states.syn_sent == 0 || states.syn_sent * 2 <= states.total {
+            return None;
+        }
+        let overflows = self
+            .host
+            .deltas
+            .get("TcpExt.ListenOverflows")
+            .copied()
+            .filter(|&d| d > 0 && self.run.target_local);
+        let (waiting, counters) = match overflows {
+            Some(_) => (
+                " waiting on a full listen queue at the target",
+                self.listen_counters().replacen("; ", " (", 1) + ")",
+            ),
+            None => (" the target had not answered", String::new()),
+        };
+        let completed = completed_handshakes(hs.established, self.ev.elapsed_s);
+        let evidence = format!(
+            "{} of {} sockets to the target were handshakes (SYN-SENT){waiting}{counters}: \
+             {completed}",
+            thousands(states.syn_sent),
+            thousands(states.total)
+        );
+        let remedy = format!(
+            "most of what reached the limit were handshakes{waiting} ({completed}): lower the \
+             rate, add accept workers to the target, or cap handshakes in flight with \
+             --max-in-flight N"
+        );
+        Some(HandshakeCause { evidence, remedy })
     }
 
     /// `connect() failed with EADDRNOTAVAIL at attempt 12 with 11 held from
@@ -572,6 +633,9 @@ impl Explainer<'_> {
 
     fn remedy(&self) -> String {
         let remedy = self.kind_remedy();
+        if let Some(cause) = self.handshake_cause() {
+            return format!("{}; {remedy}", cause.remedy);
+        }
         match (self.ev.kind, self.run.server_cpu) {
             // The target's CPU is why it did not accept: say so first.
             (LimitKind::BacklogOverflow | LimitKind::ConnectTimeout, Some(cpu)) => {
@@ -861,6 +925,15 @@ impl Explainer<'_> {
         if let Some(n) = ev.syn_retransmits {
             f.insert("syn_retransmits".into(), Value::from(n));
         }
+        if let Some(hs) = run.handshakes {
+            if let Ok(value) = serde_json::to_value(hs.states) {
+                f.insert("sockets_at_limit".into(), value);
+            }
+            if ev.elapsed_s > 0.0 {
+                let rate = hs.established as f64 / ev.elapsed_s;
+                f.insert("established_per_s".into(), Value::from(rate.round()));
+            }
+        }
         if let Some(cpu) = run.server_cpu
             && let Ok(value) = serde_json::to_value(cpu)
         {
@@ -889,6 +962,32 @@ impl Explainer<'_> {
         }
         f
     }
+}
+
+/// The cause behind a limit that handshakes reached: one clause for the
+/// evidence, one for the remedy.
+struct HandshakeCause {
+    evidence: String,
+    remedy: String,
+}
+
+/// "the target completed ~50k handshakes/s" over a second or more; over
+/// less, the count and the time ("5 handshakes in 38 ms").
+fn completed_handshakes(established: u64, elapsed_s: f64) -> String {
+    if elapsed_s < 1.0 {
+        return format!(
+            "the target completed {} handshakes in {}",
+            thousands(established),
+            duration((elapsed_s * 1000.0).round() as u64)
+        );
+    }
+    let rate = established as f64 / elapsed_s;
+    let rate = if rate >= 10_000.0 {
+        format!("{:.0}k", rate / 1000.0)
+    } else {
+        thousands(rate.round() as u64)
+    };
+    format!("the target completed ~{rate} handshakes/s")
 }
 
 fn is_held(syscall: Syscall) -> bool {

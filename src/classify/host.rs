@@ -198,14 +198,39 @@ impl Kept {
     }
 }
 
-/// Opens the files read all run long ([`KEPT_FILES`], /proc/self/fd) now,
-/// while fds are free; those already open stay.
+/// The TCP socket tables, read once at a limit: opened with the kept
+/// files but not read then (they can be long).
+const TCP_TABLES: [&str; 2] = ["/proc/net/tcp", "/proc/net/tcp6"];
+
+/// Opens the files read all run long ([`KEPT_FILES`], [`TCP_TABLES`],
+/// /proc/self/fd) now, while fds are free; those already open stay.
 fn keep_proc_files() {
     let mut kept = Kept::lock();
     for path in KEPT_FILES {
         let _ = kept.read(path);
     }
+    for path in TCP_TABLES {
+        if let std::collections::btree_map::Entry::Vacant(slot) = kept.files.entry(path)
+            && let Ok(file) = File::open(path)
+        {
+            slot.insert(file);
+        }
+    }
     let _ = kept.fd_dir();
+}
+
+/// This host's (namespace's) sockets connecting to `targets`, by state,
+/// read through the kept TCP tables (a full fd table still reads them).
+pub fn socket_states_to(targets: &[SocketAddr]) -> Option<procfs::SocketStates> {
+    let mut rows = Vec::new();
+    let mut read_any = false;
+    for path in TCP_TABLES {
+        if let Ok(text) = read_kept(path) {
+            read_any = true;
+            rows.extend(procfs::parse_proc_net_tcp(&text));
+        }
+    }
+    read_any.then(|| procfs::count_states_to(&rows, targets))
 }
 
 /// One of [`KEPT_FILES`], read from its start through the kept file

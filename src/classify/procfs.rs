@@ -190,6 +190,42 @@ fn parse_tcp_row(line: &str) -> Option<TcpRow> {
     })
 }
 
+/// TCP state numbers of /proc/net/tcp: SYN-SENT and ESTABLISHED.
+pub const TCP_SYN_SENT: u8 = 0x02;
+pub const TCP_ESTABLISHED: u8 = 0x01;
+
+/// Sockets connecting to one of some targets, by state: how many of a
+/// run's sockets were still handshaking at a moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SocketStates {
+    /// Every socket whose remote address is a target.
+    pub total: u64,
+    /// SYN sent, no SYN-ACK yet.
+    pub syn_sent: u64,
+    pub established: u64,
+}
+
+/// Counts the rows whose remote address is one of `targets` (the driver's
+/// side of its connections; the server's side has them as local), by
+/// state.
+pub fn count_states_to(rows: &[TcpRow], targets: &[SocketAddr]) -> SocketStates {
+    let mut states = SocketStates::default();
+    for row in rows.iter().filter(|r| {
+        r.state != TCP_LISTEN
+            && targets.iter().any(|t| {
+                t.port() == r.remote.port() && t.ip().to_canonical() == r.remote.ip().to_canonical()
+            })
+    }) {
+        states.total += 1;
+        match row.state {
+            TCP_SYN_SENT => states.syn_sent += 1,
+            TCP_ESTABLISHED => states.established += 1,
+            _ => {}
+        }
+    }
+    states
+}
+
 /// `0100007F:1B9E` → 127.0.0.1:7070. The kernel prints each 32-bit word of
 /// the address as a host-order integer, so on little-endian machines the
 /// bytes of each word appear reversed; the port is plain big-endian hex.
@@ -527,5 +563,26 @@ mod tests {
         let v2 = "usage_usec 9\nnr_periods 40\nnr_throttled 3\nthrottled_usec 150000\n";
         assert_eq!(parse_cpu_throttled(v2), Some((3, 0.15)));
         assert_eq!(parse_cpu_throttled("usage_usec 9\n"), None);
+    }
+
+    #[test]
+    fn states_of_the_sockets_to_a_target() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue\n\
+           0: 0100007F:1B9E 00000000:0000 0A 00000000:00000000\n\
+           1: 0100007F:C350 0100007F:1B9E 02 00000001:00000000\n\
+           2: 0100007F:C351 0100007F:1B9E 02 00000001:00000000\n\
+           3: 0100007F:C352 0100007F:1B9E 01 00000000:00000000\n\
+           4: 0100007F:1B9E 0100007F:C352 01 00000000:00000000\n\
+           5: 0100007F:C353 0100007F:1B9F 02 00000001:00000000\n";
+        let rows = parse_proc_net_tcp(text);
+        let target: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        assert_eq!(
+            count_states_to(&rows, &[target]),
+            SocketStates {
+                total: 3,
+                syn_sent: 2,
+                established: 1
+            }
+        );
     }
 }

@@ -15,6 +15,7 @@ use super::lab_session;
 use super::summary::explain_first_limit;
 use crate::classify::capacity::Room;
 use crate::classify::cpu::{CpuAllowance, CpuSecond, ServerCpu, ServerCpuSeconds};
+use crate::classify::explain::Handshakes;
 use crate::classify::host;
 use crate::engine::{Engine, StopReason};
 use crate::model::{FirstLimit, GeneratorBottleneck};
@@ -221,10 +222,15 @@ pub struct HostAtLimit {
     pub target_local: bool,
     /// The target's listener queue, when the target is on this host.
     pub listener: Option<host::ListenerQueue>,
+    /// The run's sockets by state then (handshaking or established), with
+    /// the connections established so far.
+    pub sockets: Option<Handshakes>,
 }
 
 impl HostAtLimit {
-    pub fn read(target: &str) -> HostAtLimit {
+    /// `target`: the first limit's; `targets`: the run's; `established`:
+    /// connections established so far.
+    pub fn read(target: &str, targets: &[SocketAddr], established: u64) -> HostAtLimit {
         let target: Option<SocketAddr> = target.parse().ok();
         let target_local = target.is_some_and(host::is_local_target);
         HostAtLimit {
@@ -233,6 +239,10 @@ impl HostAtLimit {
             listener: target
                 .filter(|_| target_local)
                 .and_then(host::listener_queue),
+            sockets: host::socket_states_to(targets).map(|states| Handshakes {
+                states,
+                established,
+            }),
         }
     }
 }
@@ -322,7 +332,11 @@ pub fn drive(
             if host_at_limit.is_none()
                 && let Some(event) = &snapshot.total.first_limit
             {
-                let at = HostAtLimit::read(&event.target);
+                let at = HostAtLimit::read(
+                    &event.target,
+                    &run.scenario.targets,
+                    snapshot.total.established,
+                );
                 let server_cpu = cpu.server.as_ref().and_then(ServerCpuWatch::verdict);
                 let facts = run.facts(&snapshot, Some(&at), server_cpu);
                 first_limit = Some(explain_first_limit(

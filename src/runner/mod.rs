@@ -317,6 +317,7 @@ impl RunInfo<'_> {
             connect_timeout_ms: scenario.connect_timeout.as_millis() as u64,
             target_local: at_limit.is_some_and(|at| at.target_local),
             target_listener: at_limit.and_then(|at| at.listener),
+            handshakes: at_limit.and_then(|at| at.sockets),
             close_pattern: snapshot.total.close_pattern(),
             worker_deaths: self.launcher.map(Launcher::deaths).unwrap_or_default(),
             server_pids: self.lab.and_then(LabSession::server_pids),

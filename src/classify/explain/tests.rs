@@ -315,6 +315,69 @@ fn backlog_overflow_with_the_server_at_its_cpu_quota() {
     assert!(!remedy.contains("CPU"), "{remedy}");
 }
 
+/// EMFILE reached by handshakes a full listen queue left in SYN-SENT: the
+/// cause is named with the target's counters and rate, and the cap.
+#[test]
+fn fd_limit_reached_by_handshakes_names_the_target_as_the_cause() {
+    let mut ev = event(
+        LimitKind::FdLimitProcess,
+        Syscall::Socket,
+        Some(libc::EMFILE),
+        20_001,
+        50,
+    );
+    ev.elapsed_s = 2.0;
+    let handshakes = |syn_sent, established| Handshakes {
+        states: SocketStates {
+            total: 20_000,
+            syn_sent,
+            established,
+        },
+        established: 100_000,
+    };
+    let facts = RunFacts {
+        handshakes: Some(handshakes(19_950, 50)),
+        ..one_source()
+    };
+    let end = [
+        ("TcpExt.ListenOverflows", 26_010),
+        ("TcpExt.ListenDrops", 26_010),
+    ];
+    let (evidence, remedy) = run(&ev, &end, &facts);
+    assert!(
+        evidence.message.ends_with(
+            "; 19,950 of 20,000 sockets to the target were handshakes (SYN-SENT) waiting on a \
+             full listen queue at the target (ListenOverflows +26000, ListenDrops +26000 on \
+             this host): the target completed ~50k handshakes/s"
+        ),
+        "{}",
+        evidence.message
+    );
+    assert!(
+        remedy.starts_with(
+            "most of what reached the limit were handshakes waiting on a full listen queue at \
+             the target (the target completed ~50k handshakes/s): lower the rate, add accept \
+             workers to the target, or cap handshakes in flight with --max-in-flight N; raise \
+             the soft fd limit"
+        ),
+        "{remedy}"
+    );
+    assert_eq!(evidence.facts["sockets_at_limit"]["syn_sent"], 19_950);
+    assert_eq!(evidence.facts["established_per_s"], 50_000.0);
+    // Mostly established: the fd limit is the limit, nothing more to say.
+    let facts = RunFacts {
+        handshakes: Some(handshakes(100, 19_900)),
+        ..one_source()
+    };
+    let (evidence, remedy) = run(&ev, &end, &facts);
+    assert!(
+        !evidence.message.contains("SYN-SENT"),
+        "{}",
+        evidence.message
+    );
+    assert!(remedy.starts_with("raise the soft fd limit"), "{remedy}");
+}
+
 #[test]
 fn backlog_overflow_reset_of_unaccepted_held_connection() {
     let mut ev = event(
