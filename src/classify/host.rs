@@ -666,6 +666,37 @@ pub fn is_local_target(addr: SocketAddr) -> bool {
     ip.is_loopback() || ip.is_unspecified() || check_local_address(ip).is_ok()
 }
 
+/// The process that owns the listener serving `addr` on this host: the
+/// first whose /proc/PID/fd holds its socket inode. None when there is no
+/// such listener or its owner cannot be read (another user's process
+/// without root).
+pub fn listener_owner(addr: SocketAddr) -> Option<u32> {
+    let mut rows = Vec::new();
+    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Some(text) = read(path) {
+            rows.extend(procfs::parse_proc_net_tcp(&text));
+        }
+    }
+    let inode = procfs::find_listener(&rows, addr)?.inode;
+    if inode == 0 {
+        return None;
+    }
+    let link = format!("socket:[{inode}]");
+    let me = std::process::id();
+    fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .find(|pid| {
+            fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == link.as_str()))
+        })
+}
+
 /// A listening socket's accept queue, from /proc/net/tcp{,6} LISTEN rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerQueue {
@@ -930,5 +961,25 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
             assert!(err.to_string().contains(&format!("hard limit {hard}")));
         }
+    }
+
+    #[test]
+    fn the_owner_of_a_listener_is_found_by_its_socket_inode() {
+        use std::os::fd::AsRawFd as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // This process is skipped as the driver: nobody else owns it yet.
+        assert_eq!(listener_owner(addr), None);
+        // A child that inherits it (no close-on-exec) is its owner.
+        // SAFETY: fcntl on an fd this test owns.
+        unsafe { libc::fcntl(listener.as_raw_fd(), libc::F_SETFD, 0) };
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let owner = listener_owner(addr);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(owner, Some(child.id()));
     }
 }

@@ -166,6 +166,9 @@ pub struct TcpRow {
     pub tx_queue: u64,
     /// For a listener: connections waiting in the accept queue.
     pub rx_queue: u64,
+    /// The socket's inode (`socket:[N]` in its owner's /proc/PID/fd); 0
+    /// when the row has none.
+    pub inode: u64,
 }
 
 /// Parses every row of /proc/net/tcp or /proc/net/tcp6, skipping the
@@ -181,12 +184,19 @@ fn parse_tcp_row(line: &str) -> Option<TcpRow> {
     let remote = parse_hex_socket_addr(fields.next()?)?;
     let state = u8::from_str_radix(fields.next()?, 16).ok()?;
     let (tx, rx) = fields.next()?.split_once(':')?;
+    let (tx_queue, rx_queue) = (
+        u64::from_str_radix(tx, 16).ok()?,
+        u64::from_str_radix(rx, 16).ok()?,
+    );
+    // tr:tm->when, retrnsmt, uid, timeout, inode.
+    let inode = fields.nth(4).and_then(|f| f.parse().ok()).unwrap_or(0);
     Some(TcpRow {
         local,
         remote,
         state,
-        tx_queue: u64::from_str_radix(tx, 16).ok()?,
-        rx_queue: u64::from_str_radix(rx, 16).ok()?,
+        tx_queue,
+        rx_queue,
+        inode,
     })
 }
 
@@ -510,6 +520,7 @@ mod tests {
         assert_eq!(l.state, TCP_LISTEN);
         assert_eq!(l.local, sa("127.0.0.1:7070"));
         assert_eq!(l.rx_queue, 3, "accept queue: backlog 2 holds 3");
+        assert_eq!(l.inode, 21489, "its owner's socket:[21489]");
         // An established row on the same port is not the listener.
         assert!(rows.iter().any(|r| r.state == 1 && r.local.port() == 7070));
         // Wildcard 0.0.0.0:2024 serves any local IPv4 address.

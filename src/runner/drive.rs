@@ -141,8 +141,8 @@ pub struct CpuWatches {
 
 /// Whether the target held itself back by its CPU: reads the server's
 /// processes' CPU time and its cgroup's throttling once a second (the
-/// built-in server's, in `ceiling lab` or without --target), judged by
-/// [`ServerCpuSeconds`].
+/// built-in server's, in `ceiling lab` or without --target; else the owner
+/// of a local target's listener), judged by [`ServerCpuSeconds`].
 pub struct ServerCpuWatch {
     pid: u32,
     hz: f64,
