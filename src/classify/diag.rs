@@ -36,6 +36,8 @@ pub struct DiagListener {
     pub queued: u32,
     /// The listen backlog (`sk_max_ack_backlog`), after the somaxconn cap.
     pub backlog: u32,
+    /// The socket's inode (`socket:[N]` in its owner's /proc/PID/fd).
+    pub inode: u32,
 }
 
 /// A dump request for every LISTEN TCP socket of `family` (AF_INET or
@@ -125,6 +127,7 @@ fn parse_diag_msg(p: &[u8]) -> Option<DiagListener> {
         local: SocketAddr::new(ip, port),
         queued: word(1),
         backlog: word(2),
+        inode: word(4),
     })
 }
 
@@ -212,12 +215,14 @@ mod tests {
                 DiagListener {
                     local: "127.0.0.1:7070".parse().unwrap(),
                     queued: 3,
-                    backlog: 2
+                    backlog: 2,
+                    inode: 12345
                 },
                 DiagListener {
                     local: "[::1]:7071".parse().unwrap(),
                     queued: 0,
-                    backlog: 5
+                    backlog: 5,
+                    inode: 12345
                 },
             ]
         );

@@ -671,13 +671,20 @@ pub fn is_local_target(addr: SocketAddr) -> bool {
 /// such listener or its owner cannot be read (another user's process
 /// without root).
 pub fn listener_owner(addr: SocketAddr) -> Option<u32> {
-    let mut rows = Vec::new();
-    for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        if let Some(text) = read(path) {
-            rows.extend(procfs::parse_proc_net_tcp(&text));
+    // sock_diag: the kernel walks its listeners only (/proc/net/tcp walks
+    // every socket of the namespace, milliseconds on a big table).
+    let inode = match listener_from_diag_with(addr) {
+        Some(l) => u64::from(l.inode),
+        None => {
+            let mut rows = Vec::new();
+            for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+                if let Some(text) = read(path) {
+                    rows.extend(procfs::parse_proc_net_tcp(&text));
+                }
+            }
+            procfs::find_listener(&rows, addr)?.inode
         }
-    }
-    let inode = procfs::find_listener(&rows, addr)?.inode;
+    };
     if inode == 0 {
         return None;
     }
@@ -737,6 +744,16 @@ pub fn listener_queue(addr: SocketAddr) -> Option<ListenerQueue> {
 }
 
 fn listener_from_diag(addr: SocketAddr) -> Option<ListenerQueue> {
+    let found = listener_from_diag_with(addr)?;
+    Some(ListenerQueue {
+        queued: u64::from(found.queued),
+        backlog: u64::from(found.backlog),
+        source: QueueSource::SockDiag,
+    })
+}
+
+/// The listener serving `addr`, from sock_diag.
+fn listener_from_diag_with(addr: SocketAddr) -> Option<diag::DiagListener> {
     // A v4 target may be served by a dual-stack [::] listener.
     let families: &[i32] = if addr.is_ipv4() {
         &[libc::AF_INET, libc::AF_INET6]
@@ -750,12 +767,7 @@ fn listener_from_diag(addr: SocketAddr) -> Option<ListenerQueue> {
     if dumps.is_empty() {
         return None;
     }
-    let found = procfs::pick_listener(dumps.into_iter().flatten(), addr, |l| l.local)?;
-    Some(ListenerQueue {
-        queued: u64::from(found.queued),
-        backlog: u64::from(found.backlog),
-        source: QueueSource::SockDiag,
-    })
+    procfs::pick_listener(dumps.into_iter().flatten(), addr, |l| l.local)
 }
 
 fn listener_from_proc(addr: SocketAddr) -> Option<ListenerQueue> {

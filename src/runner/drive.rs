@@ -137,6 +137,9 @@ impl GeneratorWatch {
 pub struct CpuWatches {
     pub generator: GeneratorWatch,
     pub server: Option<ServerCpuWatch>,
+    /// A local target whose listener's owner becomes `server` once the run
+    /// is a second old (finding it scans /proc: not on the start-up path).
+    pub owner_of: Option<SocketAddr>,
 }
 
 /// Whether the target held itself back by its CPU: reads the server's
@@ -353,6 +356,10 @@ pub fn drive(
                 }
                 if let Some(watch) = cpu.server.as_mut() {
                     watch.read();
+                } else if elapsed >= HOST_PANEL_EVERY
+                    && let Some(target) = cpu.owner_of.take()
+                {
+                    cpu.server = host::listener_owner(target).and_then(ServerCpuWatch::new);
                 }
                 host_panel = read_host_panel(run);
                 host_panel.generator = cpu.generator.verdict();

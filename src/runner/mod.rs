@@ -179,15 +179,13 @@ pub fn execute(
     let worker_threads = layout.threads * layout.processes.max(1);
     let mut cpu = CpuWatches {
         generator: GeneratorWatch::new(server_pid.into_iter().collect(), worker_threads),
-        // Another target on this host: the process that owns its listener.
-        server: server_pid
-            .or_else(|| {
-                let target = *scenario.targets.first()?;
-                host::is_local_target(target)
-                    .then(|| host::listener_owner(target))
-                    .flatten()
-            })
-            .and_then(ServerCpuWatch::new),
+        server: server_pid.and_then(ServerCpuWatch::new),
+        // Another target on this host: the process that owns its listener,
+        // looked up a second into the run (off the start-up path).
+        owner_of: match (server_pid, scenario.targets.first()) {
+            (None, Some(&target)) if host::is_local_target(target) => Some(target),
+            _ => None,
+        },
     };
     let driven = drive::drive(
         ticker,
