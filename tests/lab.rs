@@ -673,3 +673,52 @@ fn lab_server_cpu_quota_is_named_behind_the_backlog_overflow() {
     }
     assert_eq!(host_cpu(), before, "the host's CPU cgroup settings changed");
 }
+
+/// The same server and quota with a connect timeout long enough that every
+/// SYN is retransmitted until accepted: no connection fails, yet connects
+/// slow to seconds: CPU is the only thing that held the run back, and the
+/// first limit is `server_cpu`.
+#[test]
+fn lab_server_cpu_is_the_first_limit_when_nothing_failed() {
+    let Some(s) = lab(
+        "lab_server_cpu_first_limit",
+        &scenario("server-cpu"),
+        &[
+            "--connections",
+            "2000",
+            "--rate",
+            "2000",
+            "--connect-timeout",
+            "15s",
+            "--hold",
+            "1s",
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(s["totals"]["connect_failed"], 0, "{s}");
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "server_cpu", "{s}");
+    let message = first["evidence"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("no connection failed, but in "),
+        "{message}"
+    );
+    assert!(
+        message.contains("the server process was at its CPU quota of 0.01 cores for"),
+        "{message}"
+    );
+    let short = &first["evidence"]["facts"]["shortfall"];
+    assert!(short["seconds"].as_u64().unwrap() >= 2, "{short}");
+    assert!(
+        short["connect_p90_us"].as_u64().unwrap() >= 1_000_000,
+        "{short}"
+    );
+    assert!(
+        first["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("more CPU for the server"),
+        "{first}"
+    );
+}

@@ -132,6 +132,42 @@ impl ServerCpu {
     }
 }
 
+/// The seconds of a run in which connects slowed (p90 of 1 s or more: the
+/// SYN was retransmitted) or established short of the target rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct CpuShortfall {
+    pub seconds: u64,
+    /// The highest connect p90 of those seconds, µs.
+    pub connect_p90_us: u64,
+    /// The lowest established / target rate of those seconds that had a
+    /// target rate (None: none had).
+    pub rate_ratio: Option<f64>,
+}
+
+/// A connect p90 at least this long (µs) means the SYN was retransmitted
+/// (the kernel's first retransmit is at 1 s): the handshake waited.
+pub const SLOW_CONNECT_US: u64 = 1_000_000;
+
+/// Established below this share of the target rate is short.
+const SHORT: f64 = 0.9;
+
+impl CpuShortfall {
+    /// Counts a second of the run's time series: (target rate, established
+    /// rate, connect p90 in µs).
+    pub fn add(&mut self, target_rate: f64, established_rate: f64, connect_p90_us: u64) {
+        let short = target_rate > 0.0 && established_rate < SHORT * target_rate;
+        if !short && connect_p90_us < SLOW_CONNECT_US {
+            return;
+        }
+        self.seconds += 1;
+        self.connect_p90_us = self.connect_p90_us.max(connect_p90_us);
+        if target_rate > 0.0 {
+            let ratio = established_rate / target_rate;
+            self.rate_ratio = Some(self.rate_ratio.map_or(ratio, |r| r.min(ratio)));
+        }
+    }
+}
+
 /// 0.2 → "0.2", 2.0 → "2", 0.05 → "0.05".
 fn cores(c: f64) -> String {
     let s = format!("{c:.2}");
@@ -187,6 +223,19 @@ mod tests {
             v.describe(),
             "the server process was at 100% of the 2 cores it may use for 2 s (1.93 cores)"
         );
+    }
+
+    #[test]
+    fn slow_or_short_seconds_count() {
+        let mut s = CpuShortfall::default();
+        s.add(2000.0, 1950.0, 400);
+        assert_eq!(s.seconds, 0, "on rate and fast");
+        s.add(1900.0, 1050.0, 11_079);
+        s.add(0.0, 468.0, 1_031_167);
+        s.add(0.0, 264.0, 2_053_119);
+        assert_eq!(s.seconds, 3);
+        assert_eq!(s.connect_p90_us, 2_053_119);
+        assert!((s.rate_ratio.unwrap() - 1050.0 / 1900.0).abs() < 1e-9);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::Value;
 
-use super::cpu::ServerCpu;
+use super::cpu::{CpuShortfall, ServerCpu};
 use super::host::{self, HostState, ListenerQueue};
 use super::procfs::SocketStates;
 use crate::model::{
@@ -52,6 +52,9 @@ pub struct RunFacts {
     /// The target's processes were at their CPU quota (or every core they
     /// may use) for some seconds of the run: read once a second.
     pub server_cpu: Option<ServerCpu>,
+    /// The seconds connects slowed or fell short of the rate (for a
+    /// `server_cpu` first limit).
+    pub shortfall: Option<CpuShortfall>,
 }
 
 /// The run's sockets to its targets by state at the limit, and the
@@ -253,6 +256,7 @@ impl Explainer<'_> {
     fn message(&self) -> String {
         let ev = self.ev;
         let mut m = match ev.kind {
+            LimitKind::ServerCpu => self.server_cpu_head(),
             LimitKind::ServerClosed => self.closed_head(),
             LimitKind::BacklogOverflow if is_held(ev.syscall) => self.closed_head(),
             LimitKind::PortSearchSlow => format!(
@@ -357,6 +361,12 @@ impl Explainer<'_> {
                 let _ = write!(m, "; nothing listens on {}", or_q(&ev.target));
             }
             LimitKind::Reset => m.push_str("; the handshake was answered with RST"),
+            LimitKind::ServerCpu => {
+                if self.run.target_local {
+                    m.push_str(&self.listen_counters());
+                }
+                m.push_str(&self.syn_clauses());
+            }
             LimitKind::ServerClosed
             | LimitKind::Unreachable
             | LimitKind::Other
@@ -448,6 +458,30 @@ impl Explainer<'_> {
                 }
                 None => m.push_str(" (the kernel gave up retrying the SYN)"),
             }
+        }
+        m
+    }
+
+    /// `no connection failed, but in 4 s connects slowed (p90 up to 3.1 s)
+    /// and established at 55% of the target rate, from 1 s into the run:
+    /// the server process was at its CPU quota of 0.01 cores for 3 s`
+    fn server_cpu_head(&self) -> String {
+        let short = self.run.shortfall.unwrap_or_default();
+        let mut m = format!(
+            "no connection failed, but in {} s connects slowed (p90 up to {})",
+            short.seconds,
+            duration(short.connect_p90_us / 1000)
+        );
+        if let Some(ratio) = short.rate_ratio.filter(|&r| r < 0.9) {
+            let _ = write!(
+                m,
+                " or established at {:.0}% of the target rate",
+                ratio * 100.0
+            );
+        }
+        let _ = write!(m, ", from {:.0} s into the run", self.ev.elapsed_s);
+        if let Some(cpu) = self.run.server_cpu {
+            let _ = write!(m, ": {}", cpu.describe());
         }
         m
     }
@@ -807,6 +841,10 @@ impl Explainer<'_> {
                 errno_text(ev.errno),
                 ev.syscall
             ),
+            LimitKind::ServerCpu => match self.run.server_cpu {
+                Some(cpu) => format!("{}; or a lower rate", cpu.remedy()),
+                None => "more CPU for the server, or a lower rate".to_string(),
+            },
             LimitKind::LostWithWorker => "not a connection limit: a worker process died; its \
                                           stderr is in summary.json workers.deaths (run again, \
                                           or report the crash)"
@@ -938,6 +976,12 @@ impl Explainer<'_> {
             && let Ok(value) = serde_json::to_value(cpu)
         {
             f.insert("server_cpu".into(), value);
+        }
+        if ev.kind == LimitKind::ServerCpu
+            && let Some(short) = run.shortfall
+            && let Ok(value) = serde_json::to_value(short)
+        {
+            f.insert("shortfall".into(), value);
         }
         if let Some(pattern) = &run.close_pattern {
             if let Ok(value) = serde_json::to_value(pattern) {

@@ -14,11 +14,11 @@ use super::RunInfo;
 use super::lab_session;
 use super::summary::explain_first_limit;
 use crate::classify::capacity::Room;
-use crate::classify::cpu::{CpuAllowance, CpuSecond, ServerCpu, ServerCpuSeconds};
+use crate::classify::cpu::{CpuAllowance, CpuSecond, CpuShortfall, ServerCpu, ServerCpuSeconds};
 use crate::classify::explain::Handshakes;
 use crate::classify::host;
 use crate::engine::{Engine, StopReason};
-use crate::model::{FirstLimit, GeneratorBottleneck};
+use crate::model::{FailureEvent, FirstLimit, GeneratorBottleneck, LimitKind, Syscall};
 use crate::sink::ResultsDir;
 use crate::stats::{Aggregator, Phase, SecondRow, Snapshot};
 use crate::ui::tui::{self, Action, Controls, HostPanel};
@@ -40,6 +40,9 @@ const BEHIND: f64 = 0.9;
 const BUSY: f64 = 0.85;
 /// Seconds behind and busy that make a verdict (one can be a hiccup).
 const BOTTLENECK_MIN_SECONDS: u64 = 2;
+/// Seconds of slow or short connects that make the target's CPU a first
+/// limit (one can be a hiccup).
+const SHORT_SECONDS: u64 = 2;
 
 /// Whether ceiling itself holds the rate down: reads its own processes'
 /// CPU (the coordinator and its worker processes, not its built-in
@@ -151,6 +154,10 @@ pub struct ServerCpuWatch {
     hz: f64,
     last: Option<ServerCpuReading>,
     seconds: ServerCpuSeconds,
+    /// The time series' seconds in which connects slowed or fell short.
+    shortfall: CpuShortfall,
+    /// The first of them, as of its end: (elapsed s, attempted, active).
+    first_short: Option<(f64, u64, u64)>,
 }
 
 /// One reading: when, CPU ticks, and the cgroup's (periods, seconds)
@@ -176,6 +183,8 @@ impl ServerCpuWatch {
             hz: host::clock_ticks_per_s() as f64,
             last: None,
             seconds: ServerCpuSeconds::new(allowance),
+            shortfall: CpuShortfall::default(),
+            first_short: None,
         };
         // The baseline the first second is measured from.
         watch.read();
@@ -214,6 +223,46 @@ impl ServerCpuWatch {
     /// The seconds the server was at its CPU so far (None: none).
     pub fn verdict(&self) -> Option<ServerCpu> {
         self.seconds.verdict()
+    }
+
+    /// Counts `row` if its connects slowed or fell short of the rate.
+    pub fn judge(&mut self, row: &SecondRow) {
+        let before = self.shortfall.seconds;
+        self.shortfall.add(
+            row.target_rate_per_s,
+            row.establish_rate_per_s,
+            row.connect.p90,
+        );
+        if before == 0 && self.shortfall.seconds > 0 {
+            self.first_short = Some((row.elapsed_s as f64, row.attempted, row.active));
+        }
+    }
+
+    /// The slow or short seconds so far (None: none).
+    pub fn shortfall(&self) -> Option<CpuShortfall> {
+        (self.shortfall.seconds > 0).then_some(self.shortfall)
+    }
+
+    /// When CPU is the only thing that held the run back: no other first
+    /// limit, the server at its CPU, and connects slowed or short for
+    /// [`SHORT_SECONDS`] or more: the `server_cpu` first limit's event.
+    pub fn first_limit(&self, target: &str) -> Option<FailureEvent> {
+        self.verdict()?;
+        let (elapsed_s, attempted, active) = self.first_short?;
+        (self.shortfall.seconds >= SHORT_SECONDS).then(|| FailureEvent {
+            kind: LimitKind::ServerCpu,
+            syscall: Syscall::Connect,
+            errno: None,
+            attempt: attempted.max(1),
+            elapsed_s,
+            active,
+            source: String::new(),
+            target: target.to_string(),
+            peer_close: None,
+            age_ms: None,
+            server_bytes: None,
+            syn_retransmits: None,
+        })
     }
 }
 
@@ -330,6 +379,9 @@ pub fn drive(
             let rows = agg.take_rows();
             for row in &rows {
                 cpu.generator.judge(row);
+                if let Some(server) = cpu.server.as_mut() {
+                    server.judge(row);
+                }
             }
             results.append_rows(&rows);
             if host_at_limit.is_none()
@@ -340,8 +392,7 @@ pub fn drive(
                     &run.scenario.targets,
                     snapshot.total.established,
                 );
-                let server_cpu = cpu.server.as_ref().and_then(ServerCpuWatch::verdict);
-                let facts = run.facts(&snapshot, Some(&at), server_cpu);
+                let facts = run.facts(&snapshot, Some(&at), cpu.server.as_ref());
                 first_limit = Some(explain_first_limit(
                     event,
                     run.host_start,

@@ -22,7 +22,7 @@ use std::time::SystemTime;
 use anyhow::Context;
 
 use crate::UsageError;
-use crate::classify::{RunFacts, ServerCpu, host};
+use crate::classify::{RunFacts, host};
 use crate::engine::hold::Echo;
 use crate::engine::plan::{Plan, Segment};
 use crate::engine::procs::Launcher;
@@ -37,7 +37,7 @@ use crate::ui::{Live, Output};
 use drive::{CpuWatches, Driven, GeneratorWatch, HostAtLimit, ServerCpuWatch, Ticker};
 use lab_session::LabSession;
 use layout::{WorkerLayout, apply_fd_limit, check_host_room, peak_connections_estimate};
-use summary::{Hosts, summarize};
+use summary::{Hosts, explain_first_limit, summarize};
 use target::TargetServer;
 
 /// Exit status of a run stopped by Ctrl-C or SIGTERM.
@@ -213,11 +213,7 @@ pub fn execute(
     drop(embedded);
 
     let host_end = host::probe();
-    let facts = run.facts(
-        &last,
-        host_at_limit.as_ref(),
-        cpu.server.as_ref().and_then(ServerCpuWatch::verdict),
-    );
+    let facts = run.facts(&last, host_at_limit.as_ref(), cpu.server.as_ref());
     let hosts = Hosts {
         start: &host_start,
         at_limit: host_at_limit.as_ref().map_or(&host_end, |at| &at.state),
@@ -238,6 +234,25 @@ pub fn execute(
         interrupted,
         (fd_soft, fd_hard),
     );
+    // No connection failed, yet the target's CPU held the run back.
+    if summary.first_limit.is_none()
+        && !summary.aborted
+        && let Some(event) = cpu.server.as_ref().and_then(|server| {
+            server.first_limit(
+                &scenario
+                    .targets
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            )
+        })
+    {
+        let facts = RunFacts {
+            target_local: target_local_of(&event.target),
+            ..facts.clone()
+        };
+        summary.first_limit = Some(explain_first_limit(&event, &host_start, &host_end, &facts));
+    }
     summary.workers = workers;
     summary.safety = Safety {
         plan: plan_note,
@@ -309,7 +324,7 @@ impl RunInfo<'_> {
         &self,
         snapshot: &Snapshot,
         at_limit: Option<&HostAtLimit>,
-        server_cpu: Option<ServerCpu>,
+        server: Option<&ServerCpuWatch>,
     ) -> RunFacts {
         let scenario = self.scenario;
         RunFacts {
@@ -327,9 +342,15 @@ impl RunInfo<'_> {
             close_pattern: snapshot.total.close_pattern(),
             worker_deaths: self.launcher.map(Launcher::deaths).unwrap_or_default(),
             server_pids: self.lab.and_then(LabSession::server_pids),
-            server_cpu,
+            server_cpu: server.and_then(ServerCpuWatch::verdict),
+            shortfall: server.and_then(ServerCpuWatch::shortfall),
         }
     }
+}
+
+/// Whether `target` ("IP:PORT") is on this host: its counters are ours.
+fn target_local_of(target: &str) -> bool {
+    target.parse().is_ok_and(host::is_local_target)
 }
 
 /// `results/<UTC time>-<name>`, with a numeric suffix if that exists.

@@ -378,6 +378,44 @@ fn fd_limit_reached_by_handshakes_names_the_target_as_the_cause() {
     assert!(remedy.starts_with("raise the soft fd limit"), "{remedy}");
 }
 
+/// No connection failed, but connects slowed while the server was at its
+/// CPU quota: the `server_cpu` first limit says both.
+#[test]
+fn server_cpu_first_limit_says_what_slowed_and_why() {
+    let mut ev = event(LimitKind::ServerCpu, Syscall::Connect, None, 2000, 712);
+    ev.source = String::new();
+    ev.elapsed_s = 1.0;
+    let facts = RunFacts {
+        server_cpu: Some(crate::classify::ServerCpu {
+            seconds: 5,
+            cores_used: 0.01,
+            quota_cores: Some(0.01),
+            cpus: 2.0,
+            throttled_s: Some(3.4),
+        }),
+        shortfall: Some(crate::classify::cpu::CpuShortfall {
+            seconds: 4,
+            connect_p90_us: 4_100_000,
+            rate_ratio: Some(0.38),
+        }),
+        ..one_source()
+    };
+    let (evidence, remedy) = run(&ev, &[("TcpExt.ListenOverflows", 2840)], &facts);
+    assert_eq!(
+        evidence.message,
+        "no connection failed, but in 4 s connects slowed (p90 up to 4.1 s) or established at \
+         38% of the target rate, from 1 s into the run: the server process was at its CPU \
+         quota of 0.01 cores for 5 s (throttled 3.4 s); ListenOverflows +2830, ListenDrops \
+         +0 on this host"
+    );
+    assert_eq!(
+        remedy,
+        "the server process was at its CPU quota of 0.01 cores for 5 s (throttled 3.4 s): an \
+         async design or more CPU for the server (it could not accept faster); or a lower rate"
+    );
+    assert_eq!(evidence.facts["shortfall"]["seconds"], 4);
+}
+
 #[test]
 fn backlog_overflow_reset_of_unaccepted_held_connection() {
     let mut ev = event(
