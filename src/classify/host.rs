@@ -219,9 +219,33 @@ fn keep_proc_files() {
     let _ = kept.fd_dir();
 }
 
-/// This host's (namespace's) sockets connecting to `targets`, by state,
-/// read through the kept TCP tables (a full fd table still reads them).
-pub fn socket_states_to(targets: &[SocketAddr]) -> Option<procfs::SocketStates> {
+/// This host's (namespace's) sockets connecting to `targets`, by state:
+/// the SYN-SENT ones from sock_diag (the kernel filters by state, so a
+/// million held connections are not read), with `held` (the run's own
+/// count) as the established; when no netlink socket can be had (a full fd
+/// table), every row of the kept TCP tables.
+pub fn socket_states_to(targets: &[SocketAddr], held: u64) -> Option<procfs::SocketStates> {
+    let to_target = |remote: SocketAddr| {
+        targets.iter().any(|t| {
+            t.port() == remote.port() && t.ip().to_canonical() == remote.ip().to_canonical()
+        })
+    };
+    let dumps: Vec<_> = [libc::AF_INET, libc::AF_INET6]
+        .into_iter()
+        .filter_map(|f| diag::dump(f, 1 << procfs::TCP_SYN_SENT).ok())
+        .collect();
+    if !dumps.is_empty() {
+        let syn_sent = dumps
+            .iter()
+            .flatten()
+            .filter(|s| to_target(s.remote))
+            .count() as u64;
+        return Some(procfs::SocketStates {
+            total: syn_sent + held,
+            syn_sent,
+            established: held,
+        });
+    }
     let mut rows = Vec::new();
     let mut read_any = false;
     for path in TCP_TABLES {
@@ -993,5 +1017,33 @@ mod tests {
         child.kill().unwrap();
         child.wait().unwrap();
         assert_eq!(owner, Some(child.id()));
+    }
+
+    #[test]
+    fn handshakes_a_full_listen_queue_leaves_in_syn_sent_are_counted() {
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        listener
+            .bind(&SockAddr::from(
+                "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+            ))
+            .unwrap();
+        listener.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        // Never accepted: past backlog + 1 the SYNs are dropped.
+        let clients: Vec<Socket> = (0..12)
+            .map(|_| {
+                let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+                s.set_nonblocking(true).unwrap();
+                let _ = s.connect(&SockAddr::from(addr));
+                s
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let states = socket_states_to(&[addr], 2).expect("read");
+        assert!(states.syn_sent >= 8, "{states:?}");
+        assert_eq!(states.total, states.syn_sent + states.established);
+        let other: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(socket_states_to(&[other], 0).unwrap().syn_sent, 0);
+        drop(clients);
     }
 }

@@ -280,9 +280,13 @@ pub struct HostAtLimit {
 }
 
 impl HostAtLimit {
-    /// `target`: the first limit's; `targets`: the run's; `established`:
-    /// connections established so far.
-    pub fn read(target: &str, targets: &[SocketAddr], established: u64) -> HostAtLimit {
+    /// `target`: the first limit's; `targets`: the run's; `established`
+    /// and `held`: connections established so far and held now.
+    pub fn read(
+        target: &str,
+        targets: &[SocketAddr],
+        (established, held): (u64, u64),
+    ) -> HostAtLimit {
         let target: Option<SocketAddr> = target.parse().ok();
         let target_local = target.is_some_and(host::is_local_target);
         HostAtLimit {
@@ -291,7 +295,7 @@ impl HostAtLimit {
             listener: target
                 .filter(|_| target_local)
                 .and_then(host::listener_queue),
-            sockets: host::socket_states_to(targets).map(|states| Handshakes {
+            sockets: host::socket_states_to(targets, held).map(|states| Handshakes {
                 states,
                 established,
             }),
@@ -390,7 +394,7 @@ pub fn drive(
                 let at = HostAtLimit::read(
                     &event.target,
                     &run.scenario.targets,
-                    snapshot.total.established,
+                    (snapshot.total.established, snapshot.total.active()),
                 );
                 let facts = run.facts(&snapshot, Some(&at), cpu.server.as_ref());
                 first_limit = Some(explain_first_limit(
