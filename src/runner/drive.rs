@@ -1,8 +1,10 @@
 //! The tick loop of a run: every [`TICK`] it merges the workers' deltas,
 //! appends the finished seconds to the time series, reads the host when
-//! the first limit appears (the evidence), refreshes the live output and
-//! its host panel, applies the dashboard's keys, and stops the engine on
-//! a signal or when the host runs out of room.
+//! the first limit appears (the evidence, with the run's sockets by
+//! state), reads ceiling's own CPU and its target's once a second,
+//! refreshes the live output and its host panel, applies the dashboard's
+//! keys, and stops the engine on a signal or when the host runs out of
+//! room.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
