@@ -263,7 +263,10 @@ pub struct RunArgs {
     /// threads: an attempt that is due waits while this many are still
     /// connecting, and its latency counts the wait. Caps what a target
     /// that does not accept can pile up (half-open connections take fds).
-    /// Default: none for a paced run, 512 per worker thread with --rate 0.
+    /// Default: none for a paced run, 512 per worker thread with --rate 0;
+    /// without a cap, a limit reached while most sockets are handshakes
+    /// (counted by state at the limit) names the target's listen queue and
+    /// handshake rate as its cause, and this flag in its remedy.
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = units::parse_max_in_flight)]
     pub max_in_flight: Option<u64>,
 

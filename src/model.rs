@@ -34,10 +34,16 @@ pub enum LimitKind {
     Unreachable,
     Other,
     LostWithWorker,
+    /// The target's CPU: no connection failed, but connects slowed or fell
+    /// short of the rate while the target's processes were at their CPU
+    /// quota (or every core they may use). A finding about the run, never
+    /// a failure event: not in [`LimitKind::ALL`], no failure column.
+    ServerCpu,
 }
 
 impl LimitKind {
-    /// Every kind, in the order used for columns and tables.
+    /// Every kind a failure event can have, in the order used for columns
+    /// and tables ([`LimitKind::ServerCpu`] is a first limit only).
     pub const ALL: [LimitKind; 15] = [
         LimitKind::PortExhaustion,
         LimitKind::SourceAddressInvalid,
@@ -79,6 +85,7 @@ impl LimitKind {
             LimitKind::Unreachable => "unreachable",
             LimitKind::Other => "other",
             LimitKind::LostWithWorker => "lost_with_worker",
+            LimitKind::ServerCpu => "server_cpu",
         }
     }
 
@@ -95,6 +102,7 @@ impl LimitKind {
                 | LimitKind::ServerClosed
                 | LimitKind::ConntrackFull
                 | LimitKind::ConnectTimeout
+                | LimitKind::ServerCpu
         )
     }
 
@@ -116,6 +124,7 @@ impl LimitKind {
             LimitKind::Unreachable => "host or network unreachable",
             LimitKind::Other => "other error",
             LimitKind::LostWithWorker => "lost with a worker process that died",
+            LimitKind::ServerCpu => "the target's CPU",
         }
     }
 }
@@ -707,6 +716,8 @@ mod tests {
 
     #[test]
     fn kind_names_match_serde() {
+        let json = serde_json::to_string(&LimitKind::ServerCpu).unwrap();
+        assert_eq!(json, "\"server_cpu\"");
         for kind in LimitKind::ALL {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));

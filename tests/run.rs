@@ -729,6 +729,28 @@ fn max_in_flight_keeps_half_open_handshakes_from_drowning_the_run() {
         "{}",
         drowned["failures_by_kind"]
     );
+    // EMFILE is the first failure, but the cause is named with it: the
+    // fds were handshakes waiting on the target's full listen queue.
+    let first = &drowned["first_limit"];
+    assert_eq!(first["kind"], "fd_limit_process", "{drowned}");
+    let message = first["evidence"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("sockets to the target were handshakes (SYN-SENT) waiting on a full listen queue at the target (ListenOverflows +"),
+        "{message}"
+    );
+    let remedy = first["remedy"].as_str().unwrap();
+    assert!(
+        remedy.starts_with(
+            "most of what reached the limit were handshakes waiting on a full listen queue"
+        ),
+        "{remedy}"
+    );
+    assert!(remedy.contains("--max-in-flight N"), "{remedy}");
+    let states = &first["evidence"]["facts"]["sockets_at_limit"];
+    assert!(
+        states["syn_sent"].as_u64().unwrap() * 2 > states["total"].as_u64().unwrap(),
+        "{states}"
+    );
     let capped = run(&["--max-in-flight", "40"]);
     assert_eq!(
         capped["failures_by_kind"]["fd_limit_process"], 0,

@@ -38,10 +38,10 @@ use crate::sink::{ResultsDir, ResultsUnwritten};
 use crate::stats::{Aggregator, Snapshot};
 use crate::ui::tui::RunContext;
 use crate::ui::{Live, Output};
-use drive::{Driven, GeneratorWatch, HostAtLimit, Ticker};
+use drive::{CpuWatches, Driven, GeneratorWatch, HostAtLimit, ServerCpuWatch, Ticker};
 use lab_session::LabSession;
 use layout::{WorkerLayout, apply_fd_limit, check_host_room, peak_connections_estimate};
-use summary::{Hosts, summarize};
+use summary::{Hosts, explain_first_limit, summarize};
 use target::TargetServer;
 
 /// Exit status of a run stopped by Ctrl-C or SIGTERM.
@@ -184,7 +184,16 @@ pub fn execute(
         .map(TargetServer::pid)
         .or_else(|| lab.map(LabSession::server_pid));
     let worker_threads = layout.threads * layout.processes.max(1);
-    let mut generator = GeneratorWatch::new(server_pid.into_iter().collect(), worker_threads);
+    let mut cpu = CpuWatches {
+        generator: GeneratorWatch::new(server_pid.into_iter().collect(), worker_threads),
+        server: server_pid.and_then(ServerCpuWatch::new),
+        // Another target on this host: the process that owns its listener,
+        // looked up a second into the run (off the start-up path).
+        owner_of: match (server_pid, scenario.targets.first()) {
+            (None, Some(&target)) if host::is_local_target(target) => Some(target),
+            _ => None,
+        },
+    };
     let driven = drive::drive(
         ticker,
         &engine,
@@ -192,7 +201,7 @@ pub fn execute(
         &mut agg,
         &mut live,
         &mut results,
-        &mut generator,
+        &mut cpu,
     );
     // The terminal comes back before anything else is printed, error or not.
     let restored = live.finish();
@@ -211,7 +220,7 @@ pub fn execute(
     drop(embedded);
 
     let host_end = host::probe();
-    let facts = run.facts(&last, host_at_limit.as_ref());
+    let facts = run.facts(&last, host_at_limit.as_ref(), cpu.server.as_ref());
     let hosts = Hosts {
         start: &host_start,
         at_limit: host_at_limit.as_ref().map_or(&host_end, |at| &at.state),
@@ -232,6 +241,25 @@ pub fn execute(
         interrupted,
         (fd_soft, fd_hard),
     );
+    // No connection failed, yet the target's CPU held the run back.
+    if summary.first_limit.is_none()
+        && !summary.aborted
+        && let Some(event) = cpu.server.as_ref().and_then(|server| {
+            server.first_limit(
+                &scenario
+                    .targets
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            )
+        })
+    {
+        let facts = RunFacts {
+            target_local: target_local_of(&event.target),
+            ..facts.clone()
+        };
+        summary.first_limit = Some(explain_first_limit(&event, &host_start, &host_end, &facts));
+    }
     summary.workers = workers;
     summary.safety = Safety {
         plan: plan_note,
@@ -240,7 +268,7 @@ pub fn execute(
     summary.aborted |= summary.safety.stopped.is_some() || !panics.is_empty();
     summary.lab = lab.map(|session| session.report(summary.totals.peak_active));
     summary.targets_resolved = targets_resolved;
-    summary.warnings.generator_bottleneck = generator.verdict();
+    summary.warnings.generator_bottleneck = cpu.generator.verdict();
     // The summary is printed whether or not the files could be written;
     // those that could not are then named in one error (exit 1).
     let written = results.finish(&summary, &last);
@@ -300,7 +328,12 @@ struct RunInfo<'a> {
 
 impl RunInfo<'_> {
     /// The facts the classifier's explanation uses, as of `snapshot`.
-    fn facts(&self, snapshot: &Snapshot, at_limit: Option<&HostAtLimit>) -> RunFacts {
+    fn facts(
+        &self,
+        snapshot: &Snapshot,
+        at_limit: Option<&HostAtLimit>,
+        server: Option<&ServerCpuWatch>,
+    ) -> RunFacts {
         let scenario = self.scenario;
         RunFacts {
             source_count: scenario.sources.len(),
@@ -313,11 +346,19 @@ impl RunInfo<'_> {
             connect_timeout_ms: scenario.connect_timeout.as_millis() as u64,
             target_local: at_limit.is_some_and(|at| at.target_local),
             target_listener: at_limit.and_then(|at| at.listener),
+            handshakes: at_limit.and_then(|at| at.sockets),
             close_pattern: snapshot.total.close_pattern(),
             worker_deaths: self.launcher.map(Launcher::deaths).unwrap_or_default(),
             server_pids: self.lab.and_then(LabSession::server_pids),
+            server_cpu: server.and_then(ServerCpuWatch::verdict),
+            shortfall: server.and_then(ServerCpuWatch::shortfall),
         }
     }
+}
+
+/// Whether `target` ("IP:PORT") is on this host: its counters are ours.
+fn target_local_of(target: &str) -> bool {
+    target.parse().is_ok_and(host::is_local_target)
 }
 
 /// `results/<UTC time>-<name>`, with a numeric suffix if that exists.
