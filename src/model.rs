@@ -508,6 +508,10 @@ pub struct WorkersReport {
 pub struct WorkerDeath {
     /// Its number, 0-based; its segment is attempts with index % processes == worker.
     pub worker: u64,
+    /// The host it ran on, when the worker was a fleet's agent: "host 2
+    /// (node-7, 10.1.0.7:41234)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub pid: Option<u32>,
     /// "killed by signal 9 (SIGKILL)", "exit status 1", "could not start: ...".
     pub how: String,

@@ -154,6 +154,7 @@ pub fn execute(
         Some(launcher) => Engine::start_processes(
             plan,
             settings(&scenario),
+            Segment::WHOLE,
             layout.processes,
             Arc::clone(launcher),
             launch,
