@@ -79,7 +79,7 @@ pub fn worker() -> anyhow::Result<ExitCode> {
         }
         let every = report_every(spec.workers);
         let mut stdout = tokio::io::stdout();
-        let served = procs::serve(&engine, &mut stdin, &mut stdout, every, None).await;
+        let served = procs::serve(&engine, &mut stdin, &mut stdout, every, None, |_, _| {}).await;
         let panics = engine.join();
         served?;
         anyhow::Ok(panics)

@@ -193,7 +193,12 @@ async fn run_child(relay: &mut Relay<'_>, launcher: &Launcher) -> Ended {
             let spec = serde_json::to_string(&relay.spec(launcher.threads_per_process))
                 .expect("a spec serializes");
             relay
-                .converse(Some(spec), BufReader::new(stdout), stdin, Link::PIPES)
+                .converse(
+                    Some(spec),
+                    BufReader::new(stdout).lines(),
+                    stdin,
+                    Link::PIPES,
+                )
                 .await
         }
         _ => Conversed {
@@ -381,11 +386,12 @@ impl<'a> Relay<'a> {
     }
 
     /// Sends `first` (the spec, when the other side still needs it) and
-    /// the controls, reads reports until the other side's stream ends.
+    /// the controls, reads reports from `lines` until the other side's
+    /// stream ends.
     pub async fn converse<R, W>(
         &mut self,
         first: Option<String>,
-        reader: R,
+        mut lines: Lines<R>,
         mut writer: W,
         link: Link,
     ) -> Conversed
@@ -399,7 +405,6 @@ impl<'a> Relay<'a> {
             Some(first) => send_line(&mut writer, &first).await,
             None => true,
         };
-        let mut lines = reader.lines();
         let mut finished = false;
         let mut heartbeat = link.heartbeat.map(|every| {
             let first = clock::after(tokio::time::Instant::now(), every);
@@ -564,7 +569,7 @@ impl<'a> Relay<'a> {
     /// Records the death: its held connections as lost with the worker, its
     /// attempts under way as connect failures, each of them a failure event
     /// like the death.
-    fn record_death(&self, death: WorkerDeath) {
+    fn record_death(&mut self, death: WorkerDeath) {
         let ctx = AttemptContext {
             oom_killed: death.signal == Some(libc::SIGKILL) && death.oom_kills.unwrap_or(0) > 0,
             ..AttemptContext::default()
@@ -605,6 +610,10 @@ impl<'a> Relay<'a> {
             d.note_active(event.active);
             d.record_limit_seen(&event);
         }
+        // Its own books agree with the run's: what it held is lost, what
+        // it had under way failed.
+        self.reported.lost_with_worker += death.held;
+        self.reported.failed += death.in_flight;
         self.peer
             .deaths
             .lock()
@@ -632,7 +641,8 @@ pub struct ControlUnreadable(#[from] serde_json::Error);
 /// The worker's side of the conversation (a worker process on its stdio,
 /// an agent on its connection): every `every` a [`WorkerReport`] of what
 /// `engine` recorded since the last one, and the coordinator's controls
-/// followed, until every worker thread has finished. The coordinator gone
+/// followed, until every worker thread has finished; `seen` is shown each
+/// report's delta and held count. The coordinator gone
 /// (its stream ended, or silent past `silence`) stops the run here.
 pub async fn serve<R, W>(
     engine: &Engine,
@@ -640,6 +650,7 @@ pub async fn serve<R, W>(
     writer: &mut W,
     every: Duration,
     silence: Option<Duration>,
+    mut seen: impl FnMut(&Delta, u64),
 ) -> Result<Served, ControlUnreadable>
 where
     R: AsyncBufRead + Unpin,
@@ -694,6 +705,7 @@ where
             opening: engine.is_opening(),
             finished,
         };
+        seen(&delta, report.active);
         let line = serde_json::to_string(&report).expect("a report serializes");
         let sent = tokio::time::timeout(silence, send_line(writer, &line))
             .await

@@ -10,13 +10,13 @@
 
 mod drive;
 pub mod lab_session;
-mod layout;
+pub mod layout;
 mod summary;
 pub mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::Context;
@@ -27,7 +27,8 @@ use crate::engine::hold::Echo;
 use crate::engine::plan::{Plan, Segment};
 use crate::engine::procs::Launcher;
 use crate::engine::{Engine, Launch, Settings, StopReason};
-use crate::model::{Safety, Summary, WorkersReport};
+use crate::fleet::coordinator::{Coordinator, FleetSettings};
+use crate::model::{Safety, Summary, WorkerDeath, WorkersReport};
 use crate::scenario::Scenario;
 use crate::scenario::units::{DriverMode, PortPick};
 use crate::sink::{ResultsDir, ResultsUnwritten};
@@ -52,13 +53,39 @@ pub const EXIT_NOTHING_CONNECTED: u8 = 3;
 /// summary). `out`: the results directory (default
 /// `results/<UTC time>-<name>`).
 pub fn execute(
-    mut scenario: Scenario,
+    scenario: Scenario,
     output: Output,
     out: Option<PathBuf>,
     lab: Option<&LabSession>,
 ) -> anyhow::Result<Finished> {
+    execute_with(scenario, output, out, lab, None)
+}
+
+/// Runs a validated scenario on a fleet of agents (`ceiling run --fleet
+/// N`): this process coordinates, the agents hold the connections; the
+/// results directory adds `hosts.csv` and the summary its `fleet`.
+pub fn execute_fleet(
+    scenario: Scenario,
+    output: Output,
+    out: Option<PathBuf>,
+    fleet: &FleetSettings,
+) -> anyhow::Result<Finished> {
+    execute_with(scenario, output, out, None, Some(fleet))
+}
+
+fn execute_with(
+    mut scenario: Scenario,
+    output: Output,
+    out: Option<PathBuf>,
+    lab: Option<&LabSession>,
+    fleet: Option<&FleetSettings>,
+) -> anyhow::Result<Finished> {
     let (fd_soft, fd_hard) = apply_fd_limit(scenario.fd_limit, scenario.fd_limit_from)?;
-    for ip in &scenario.sources {
+    if let Some(fleet) = fleet {
+        check_fleet(&scenario, fleet)?;
+    }
+    // A fleet's sources are its agents' addresses, not this host's.
+    for ip in scenario.sources.iter().filter(|_| fleet.is_none()) {
         host::check_local_address(*ip).map_err(|e| {
             UsageError(format!(
                 "source {ip} is not an address of this host ({e}): use addresses shown by `ip addr` \
@@ -68,7 +95,7 @@ pub fn execute(
     }
     // Everything that can refuse the run is checked before anything is
     // created: no results directory, no server, for a run that never starts.
-    let embedded_target = scenario.uses_embedded_target() && lab.is_none();
+    let embedded_target = scenario.uses_embedded_target() && lab.is_none() && fleet.is_none();
     let target_local: Vec<bool> = if embedded_target {
         vec![true]
     } else {
@@ -78,9 +105,31 @@ pub fn execute(
             .map(|t| host::is_local_target(*t))
             .collect()
     };
-    let layout = WorkerLayout::choose(&scenario, fd_hard)?;
-    let plan_note = check_host_room(&scenario, &target_local, lab.is_some() || embedded_target)?;
+    let (layout, plan_note) = match fleet {
+        None => (
+            WorkerLayout::choose(&scenario, fd_hard)?,
+            check_host_room(&scenario, &target_local, lab.is_some() || embedded_target)?,
+        ),
+        Some(fleet) => (
+            WorkerLayout {
+                processes: 0,
+                threads: 1,
+                reason: format!(
+                    "a fleet of {} agents, each running its segment with worker threads or \
+                     processes of its own (as --processes auto)",
+                    fleet.hosts
+                ),
+            },
+            "host room: not checked here: the agents hold the connections".to_string(),
+        ),
+    };
     let out = out.unwrap_or_else(|| default_results_dir(&scenario.name));
+    // The barrier: every agent joined (or the run refused) before
+    // anything is created.
+    let coordinator = fleet
+        .map(Coordinator::gather)
+        .transpose()
+        .context("the fleet could not start")?;
 
     let embedded = embedded_target
         .then(|| TargetServer::embedded(peak_connections_estimate(&scenario)))
@@ -142,24 +191,18 @@ pub fn execute(
             Some(Arc::new(launcher))
         }
     };
-    let engine = match &launcher {
-        None => Engine::start(
-            plan,
-            settings(&scenario),
-            Segment::WHOLE,
-            layout.threads,
-            launch,
-        )
-        .context("cannot start worker threads")?,
-        Some(launcher) => Engine::start_processes(
-            plan,
-            settings(&scenario),
-            Segment::WHOLE,
-            layout.processes,
-            Arc::clone(launcher),
-            launch,
-        )
-        .context("cannot start worker processes")?,
+    let (engine, fleet) = match coordinator {
+        Some(coordinator) => {
+            let threads = scenario.threads.unwrap_or(0) as usize;
+            let (engine, fleet) = coordinator
+                .start(plan, settings(&scenario), threads, launch)
+                .context("cannot start the fleet's relays")?;
+            (engine, Some(fleet))
+        }
+        None => (
+            local_engine(&scenario, plan, &layout, launcher.as_ref(), launch)?,
+            None,
+        ),
     };
 
     let mut agg = Aggregator::new(scenario.sources.len(), scenario.connections);
@@ -169,7 +212,11 @@ pub fn execute(
         embedded_target,
         fd_limits: (fd_soft, fd_hard),
         listen_drops_at_start,
-        launcher: launcher.as_deref(),
+        deaths: match (&fleet, &launcher) {
+            (Some(fleet), _) => Some(fleet.deaths()),
+            (None, Some(launcher)) => Some(&launcher.deaths),
+            (None, None) => None,
+        },
         lab,
     };
     // The built-in server's CPU is not the generator's.
@@ -233,6 +280,12 @@ pub fn execute(
     };
     summary.aborted |= summary.safety.stopped.is_some() || !panics.is_empty();
     summary.lab = lab.map(|session| session.report(summary.totals.peak_active));
+    if let Some(fleet) = &fleet {
+        summary.fleet = Some(fleet.report(scenario.connections));
+        if let Some(first) = &mut summary.first_limit {
+            fleet.name_host(first);
+        }
+    }
     summary.warnings.generator_bottleneck = generator.verdict();
     // The summary is printed whether or not the files could be written;
     // those that could not are then named in one error (exit 1).
@@ -244,6 +297,55 @@ pub fn execute(
         interrupted,
         panicked: !panics.is_empty(),
     })
+}
+
+/// This process's own workers: threads, or worker processes.
+fn local_engine(
+    scenario: &Scenario,
+    plan: Plan,
+    layout: &WorkerLayout,
+    launcher: Option<&Arc<Launcher>>,
+    launch: Launch,
+) -> anyhow::Result<Engine> {
+    Ok(match launcher {
+        None => Engine::start(
+            plan,
+            settings(scenario),
+            Segment::WHOLE,
+            layout.threads,
+            launch,
+        )
+        .context("cannot start worker threads")?,
+        Some(launcher) => Engine::start_processes(
+            plan,
+            settings(scenario),
+            Segment::WHOLE,
+            layout.processes,
+            Arc::clone(launcher),
+            launch,
+        )
+        .context("cannot start worker processes")?,
+    })
+}
+
+/// Refuses a fleet that cannot run: no target its agents can reach, or
+/// more hosts than connections.
+fn check_fleet(scenario: &Scenario, fleet: &FleetSettings) -> Result<(), UsageError> {
+    if scenario.uses_embedded_target() {
+        return Err(UsageError(
+            "--fleet needs a target the agents can reach: give --target ADDR:PORT (the \
+             built-in server would run on this host only)"
+                .into(),
+        ));
+    }
+    if fleet.hosts > scenario.connections {
+        return Err(UsageError(format!(
+            "--fleet {} is more hosts than --connections {}: every host needs at least one \
+             connection; use --fleet {} or fewer, or more connections",
+            fleet.hosts, scenario.connections, scenario.connections
+        )));
+    }
+    Ok(())
 }
 
 /// A run that went to its end (or was stopped): its summary, where its
@@ -285,8 +387,9 @@ struct RunInfo<'a> {
     fd_limits: (u64, u64),
     /// ListenOverflows + ListenDrops when the run started.
     listen_drops_at_start: Option<u64>,
-    /// Worker processes' launcher (None: worker threads in this process).
-    launcher: Option<&'a Launcher>,
+    /// Where worker processes' (or agents') deaths are recorded (None:
+    /// worker threads in this process).
+    deaths: Option<&'a Mutex<Vec<WorkerDeath>>>,
     /// The lab, when this run is `ceiling lab`'s.
     lab: Option<&'a LabSession>,
 }
@@ -307,7 +410,10 @@ impl RunInfo<'_> {
             target_local: at_limit.is_some_and(|at| at.target_local),
             target_listener: at_limit.and_then(|at| at.listener),
             close_pattern: snapshot.total.close_pattern(),
-            worker_deaths: self.launcher.map(Launcher::deaths).unwrap_or_default(),
+            worker_deaths: self
+                .deaths
+                .map(|d| d.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                .unwrap_or_default(),
             server_pids: self.lab.and_then(LabSession::server_pids),
         }
     }

@@ -31,6 +31,7 @@ pub fn explain_first_limit(
         source: event.source.clone(),
         target: event.target.clone(),
         evidence,
+        host: None,
         remedy,
     }
 }
@@ -150,5 +151,6 @@ pub fn summarize(
         workers: WorkersReport::default(),
         safety: Safety::default(),
         lab: None,
+        fleet: None,
     }
 }

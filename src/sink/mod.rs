@@ -13,7 +13,8 @@
 //!
 //! - [`timeseries`]: `timeseries.csv`, one row per second.
 //! - [`json`]: `summary.json` and its JSON Schema.
-//! - [`csv`]: `failures.csv`, `sources.csv`, `latency.csv`.
+//! - [`csv`]: `failures.csv`, `sources.csv`, `latency.csv`; `hosts.csv`
+//!   for a fleet run.
 //! - [`hgrm`]: `connect.hgrm`, `rtt.hgrm` (HdrHistogram percentile text).
 //! - [`text`]: the short summary printed at the end of a run.
 
@@ -89,12 +90,15 @@ impl Metric {
 /// The files written at the end of a run, by name.
 /// summary.json comes last: once it exists, every other file is complete
 /// (scripts and tests wait for it).
-fn end_of_run_files(last: &Snapshot) -> Vec<(String, Box<dyn Exporter>)> {
+fn end_of_run_files(summary: &Summary, last: &Snapshot) -> Vec<(String, Box<dyn Exporter>)> {
     let mut files: Vec<(String, Box<dyn Exporter>)> = vec![
         ("failures.csv".into(), Box::new(csv::FailuresCsv)),
         ("sources.csv".into(), Box::new(csv::SourcesCsv)),
         ("latency.csv".into(), Box::new(csv::LatencyCsv)),
     ];
+    if summary.fleet.is_some() {
+        files.push(("hosts.csv".into(), Box::new(csv::HostsCsv)));
+    }
     for metric in Metric::measured(last) {
         files.push((
             format!("{}.hgrm", metric.as_str()),
@@ -193,7 +197,7 @@ impl ResultsDir {
 
     /// Writes the rows still in memory, then summary.json, failures.csv,
     /// sources.csv, latency.csv, connect.hgrm (and rtt.hgrm when the run
-    /// measured RTT). Every file that can be written is; the others are
+    /// measured RTT; hosts.csv for a fleet). Every file that can be written is; the others are
     /// returned, each with its error.
     pub fn finish(&mut self, summary: &Summary, last: &Snapshot) -> Result<(), ResultsUnwritten> {
         let mut files = Vec::new();
@@ -205,7 +209,7 @@ impl ResultsDir {
             });
         }
         let run = RunResults { summary, last };
-        for (name, exporter) in end_of_run_files(last) {
+        for (name, exporter) in end_of_run_files(summary, last) {
             let written = exporter
                 .serialize(&run)
                 .and_then(|content| write_atomically(&self.path.join(&name), &content));

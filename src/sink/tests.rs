@@ -57,6 +57,7 @@ fn fixture() -> (Summary, Snapshot) {
                 .into(),
             facts,
         },
+        host: None,
         remedy: "add source IPs: --source 127.0.0.2-127.0.0.9".into(),
     };
     let failures = vec![
@@ -179,6 +180,7 @@ fn fixture() -> (Summary, Snapshot) {
             stopped: None,
         },
         lab: None,
+        fleet: None,
     };
     let snapshot = Snapshot {
         elapsed: Duration::from_millis(12_340),

@@ -1,0 +1,691 @@
+//! The coordinator's side of a fleet: listen, gather N agents (the
+//! barrier: nothing starts before all have joined), measure their clocks,
+//! start them at one time, relay each agent's worker protocol into the
+//! engine, and keep each host's books for `hosts.csv` and the summary.
+//!
+//! After the barrier the listener stays open only to refuse: a restarted
+//! agent is told "the test already started", never let in.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::wire::{Join, ToAgent, ToCoordinator, same_token, unix_ns_now};
+use super::{HEARTBEAT, JOIN_LINE_TIMEOUT, PINGS, SILENCE, START_LEAD};
+use crate::engine::plan::Plan;
+use crate::engine::procs::{Death, Ended, Link, Peer, Relay, Tally, send_line};
+use crate::engine::{Engine, Launch, Settings, WorkerBody};
+use crate::model::{FirstLimit, FleetHost, FleetReport, HostLimit, Totals, WorkerDeath};
+
+/// What a coordinator is asked for.
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    /// Agents to wait for.
+    pub hosts: u64,
+    pub listen: SocketAddr,
+    pub token: String,
+    /// How long to wait for all of them before refusing the run.
+    pub join_timeout: Duration,
+}
+
+impl FleetSettings {
+    /// The fleet flags checked together: none without --fleet; a token
+    /// (flag or environment) with it. Err: the message for the user.
+    pub fn resolve(
+        hosts: Option<u64>,
+        listen: Option<SocketAddr>,
+        token: Option<String>,
+        join_timeout: Option<Duration>,
+    ) -> Result<Option<FleetSettings>, String> {
+        let Some(hosts) = hosts else {
+            let given = [
+                (listen.is_some(), "--fleet-listen"),
+                (join_timeout.is_some(), "--fleet-join-timeout"),
+            ];
+            return match given.iter().find(|(given, _)| *given) {
+                Some((_, flag)) => Err(format!(
+                    "{flag} is for a fleet's coordinator: add --fleet N (the agents to wait \
+                     for), or leave {flag} out"
+                )),
+                None => Ok(None),
+            };
+        };
+        let token = token.filter(|t| !t.is_empty()).ok_or(
+            "--fleet needs a token its agents must give: add --fleet-token TOKEN or set \
+             CEILING_FLEET_TOKEN (the agents take the same with --token or the variable)",
+        )?;
+        Ok(Some(FleetSettings {
+            hosts,
+            listen: listen.unwrap_or_else(|| {
+                super::DEFAULT_LISTEN
+                    .parse()
+                    .expect("the default listen address parses")
+            }),
+            token,
+            join_timeout: join_timeout.unwrap_or(super::DEFAULT_JOIN_TIMEOUT),
+        }))
+    }
+}
+
+/// Why a fleet did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("cannot listen for agents on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: io::Error },
+    #[error("cannot start the fleet's runtime: {0}")]
+    Runtime(io::Error),
+    #[error(
+        "the fleet did not gather: no agent joined as host {} within {} (joined: {}); nothing \
+         was started. Start the missing agents (`ceiling agent --join ADDR:PORT --index K`), or \
+         give them longer with --fleet-join-timeout",
+        list(missing),
+        humantime::format_duration(*waited),
+        if joined.is_empty() { "none".to_string() } else { list(joined) }
+    )]
+    NotGathered {
+        missing: Vec<u64>,
+        joined: Vec<u64>,
+        waited: Duration,
+    },
+    #[error("host {index} ({name}) left before the start ({why}); nothing was started")]
+    Left {
+        index: u64,
+        name: String,
+        why: String,
+    },
+    #[error("interrupted while waiting for agents; nothing was started")]
+    Interrupted,
+}
+
+fn list(indexes: &[u64]) -> String {
+    indexes
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One agent's connection, joined.
+struct Agent {
+    index: u64,
+    name: String,
+    address: SocketAddr,
+    lines: Lines<BufReader<OwnedReadHalf>>,
+    writer: OwnedWriteHalf,
+    /// Its clock minus ours, ns (from the ping with the shortest round
+    /// trip).
+    offset_ns: i64,
+    rtt: Duration,
+}
+
+impl Agent {
+    /// "host 2 (node-7)".
+    fn label(&self) -> String {
+        format!("host {} ({})", self.index, self.name)
+    }
+
+    async fn send(&mut self, message: &ToAgent) -> bool {
+        let line = serde_json::to_string(message).expect("a message serializes");
+        tokio::time::timeout(SILENCE, send_line(&mut self.writer, &line))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// A few pings; keeps the offset of the shortest round trip.
+    async fn measure_clock(&mut self) -> Result<(), String> {
+        let mut best: Option<(Duration, i64)> = None;
+        for seq in 0..PINGS {
+            let (sent, sent_ns) = (Instant::now(), unix_ns_now());
+            if !self.send(&ToAgent::Ping { seq }).await {
+                return Err("its connection closed".into());
+            }
+            let agent_ns = loop {
+                let line = tokio::time::timeout(SILENCE, self.lines.next_line()).await;
+                match line {
+                    Ok(Ok(Some(line))) => match serde_json::from_str(&line) {
+                        Ok(ToCoordinator::Pong {
+                            seq: answered,
+                            agent_unix_ns,
+                        }) if answered == seq => break agent_unix_ns,
+                        Ok(_) => continue,
+                        Err(e) => return Err(format!("an unreadable answer to a ping: {e}")),
+                    },
+                    Ok(_) => return Err("its connection closed".into()),
+                    Err(_) => {
+                        return Err(format!("no answer to a ping in {} s", SILENCE.as_secs()));
+                    }
+                }
+            };
+            let rtt = sent.elapsed();
+            let offset = agent_ns - (sent_ns + (rtt.as_nanos() / 2) as i64);
+            if best.is_none_or(|(shortest, _)| rtt < shortest) {
+                best = Some((rtt, offset));
+            }
+        }
+        if let Some((rtt, offset)) = best {
+            self.rtt = rtt;
+            self.offset_ns = offset;
+        }
+        Ok(())
+    }
+}
+
+/// A joined connection, not yet checked.
+struct Arrival {
+    join: Join,
+    address: SocketAddr,
+    lines: Lines<BufReader<OwnedReadHalf>>,
+    writer: OwnedWriteHalf,
+}
+
+/// N agents joined, clocks measured: ready to start.
+pub struct Coordinator {
+    runtime: tokio::runtime::Runtime,
+    agents: Vec<Agent>,
+    /// Set at the barrier: from then on every join is refused.
+    started: Arc<AtomicBool>,
+}
+
+impl Coordinator {
+    /// Listens on `settings.listen` and waits for every agent; refuses the
+    /// run (nothing started) when one is missing after the join timeout.
+    pub fn gather(settings: &FleetSettings) -> Result<Coordinator, FleetError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("ceiling-fleet")
+            .enable_all()
+            .build()
+            .map_err(FleetError::Runtime)?;
+        let started = Arc::new(AtomicBool::new(false));
+        let agents = runtime.block_on(gather(settings, Arc::clone(&started)))?;
+        Ok(Coordinator {
+            runtime,
+            agents,
+            started,
+        })
+    }
+
+    /// Starts the run on the agents: one start time for all, each told its
+    /// segment and the start in its own clock. `threads`: worker threads
+    /// per agent process (0: the agent's choice).
+    pub fn start(
+        self,
+        plan: Plan,
+        settings: Settings,
+        threads: usize,
+        launch: Launch,
+    ) -> io::Result<(Engine, Fleet)> {
+        let Coordinator {
+            runtime,
+            agents,
+            started,
+        } = self;
+        started.store(true, Ordering::SeqCst);
+        let n = agents.len();
+        let longest = agents.iter().map(|a| a.rtt).max().unwrap_or_default();
+        let lead = START_LEAD + longest * 2;
+        let start_ns = unix_ns_now() + lead.as_nanos() as i64;
+        let launch = Launch {
+            start: Instant::now() + lead,
+            ..launch
+        };
+        let books = Arc::new(Mutex::new(
+            agents
+                .iter()
+                .map(|a| HostBook {
+                    index: a.index,
+                    name: a.name.clone(),
+                    address: a.address.to_string(),
+                    clock_offset_ms: a.offset_ns as f64 / 1e6,
+                    rtt_ms: a.rtt.as_secs_f64() * 1e3,
+                    start_offset_ms: None,
+                    tally: None,
+                })
+                .collect::<Vec<_>>(),
+        ));
+        let deaths = Arc::new(Mutex::new(Vec::new()));
+        let bodies = agents
+            .into_iter()
+            .enumerate()
+            .map(|(k, agent)| {
+                let (books, deaths) = (Arc::clone(&books), Arc::clone(&deaths));
+                let handle = runtime.handle().clone();
+                Box::new(move |shared, recorder| {
+                    let peer = Peer {
+                        k,
+                        n,
+                        segment: plan_segment(k, n),
+                        label: agent.label(),
+                        host: Some(format!("{} at {}", agent.label(), agent.address)),
+                        memory: None,
+                        deaths: &deaths,
+                    };
+                    let relay = Relay::new(&shared, peer, recorder);
+                    handle.block_on(relay_agent(k, relay, agent, threads, start_ns, &books));
+                }) as WorkerBody
+            })
+            .collect();
+        let engine = Engine::launch(plan, settings, bodies, launch)?;
+        Ok((
+            engine,
+            Fleet {
+                _runtime: runtime,
+                books,
+                deaths,
+            },
+        ))
+    }
+}
+
+fn plan_segment(k: usize, n: usize) -> crate::engine::plan::Segment {
+    crate::engine::plan::Segment::WHOLE.split(k as u64, n as u64)
+}
+
+/// Accepts joins until every index is taken or the join timeout passes.
+async fn gather(
+    settings: &FleetSettings,
+    started: Arc<AtomicBool>,
+) -> Result<Vec<Agent>, FleetError> {
+    let listener =
+        TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| FleetError::Listen {
+                addr: settings.listen,
+                source,
+            })?;
+    let n = settings.hosts;
+    eprintln!(
+        "ceiling: fleet: waiting for {n} agent(s) on {} (for at most {})",
+        settings.listen,
+        humantime::format_duration(settings.join_timeout)
+    );
+    let (arrivals, mut arrived) = mpsc::channel(64);
+    tokio::spawn(accept_joins(listener, arrivals, started));
+    let deadline = Instant::now() + settings.join_timeout;
+    let mut slots: Vec<Option<Agent>> = (0..n).map(|_| None).collect();
+    let joined = |slots: &[Option<Agent>]| -> Vec<u64> {
+        (0..n).filter(|&i| slots[i as usize].is_some()).collect()
+    };
+    while slots.iter().any(Option::is_none) {
+        let arrival = tokio::select! {
+            arrival = arrived.recv() => match arrival {
+                Some(arrival) => arrival,
+                None => continue,
+            },
+            () = tokio::time::sleep_until(deadline) => {
+                let missing: Vec<u64> = (0..n).filter(|&i| slots[i as usize].is_none()).collect();
+                let error = FleetError::NotGathered {
+                    joined: joined(&slots),
+                    missing,
+                    waited: settings.join_timeout,
+                };
+                let reason = error.to_string();
+                for agent in slots.iter_mut().flatten() {
+                    agent.send(&ToAgent::Refused { reason: reason.clone() }).await;
+                }
+                return Err(error);
+            }
+            _ = tokio::signal::ctrl_c() => return Err(FleetError::Interrupted),
+        };
+        let Arrival {
+            join,
+            address,
+            lines,
+            writer,
+        } = arrival;
+        let mut agent = Agent {
+            index: join.index,
+            name: join.name.clone(),
+            address,
+            lines,
+            writer,
+            offset_ns: 0,
+            rtt: Duration::ZERO,
+        };
+        let taken = slots
+            .get(join.index as usize)
+            .and_then(Option::as_ref)
+            .map(|other| format!("{} at {}", other.label(), other.address));
+        match refusal(&join, settings, taken) {
+            Some(reason) => {
+                eprintln!(
+                    "ceiling: fleet: refused a join from {address} (host {}, {}): {reason}",
+                    join.index, join.name
+                );
+                agent.send(&ToAgent::Refused { reason }).await;
+            }
+            None => {
+                let welcome = ToAgent::Welcome {
+                    index: join.index,
+                    hosts: n,
+                    join_timeout_ms: settings.join_timeout.as_millis() as u64,
+                };
+                if agent.send(&welcome).await {
+                    let index = join.index as usize;
+                    slots[index] = Some(agent);
+                    eprintln!(
+                        "ceiling: fleet: host {index} ({}) joined from {address} ({} of {n})",
+                        join.name,
+                        joined(&slots).len()
+                    );
+                }
+            }
+        }
+    }
+    let mut agents: Vec<Agent> = slots.into_iter().flatten().collect();
+    // Every clock at once: the pings of one agent do not wait for another's.
+    let mut measured = tokio::task::JoinSet::new();
+    for mut agent in agents.drain(..) {
+        measured.spawn(async move {
+            let result = agent.measure_clock().await;
+            (agent, result)
+        });
+    }
+    while let Some(done) = measured.join_next().await {
+        let (agent, result) = done.expect("a clock measurement does not panic");
+        if let Err(why) = result {
+            return Err(FleetError::Left {
+                index: agent.index,
+                name: agent.name,
+                why,
+            });
+        }
+        agents.push(agent);
+    }
+    agents.sort_by_key(|a| a.index);
+    Ok(agents)
+}
+
+/// Why `join` is refused, if it is.
+fn refusal(join: &Join, settings: &FleetSettings, taken: Option<String>) -> Option<String> {
+    let ours = Join::new(String::new(), 0, None, String::new());
+    if !same_token(&join.token, &settings.token) {
+        return Some(
+            "wrong token: the agent's --token (or CEILING_FLEET_TOKEN) is not the \
+             coordinator's --fleet-token"
+                .into(),
+        );
+    }
+    if join.ceiling_version != ours.ceiling_version
+        || join.protocol != ours.protocol
+        || join.histogram != ours.histogram
+    {
+        return Some(format!(
+            "another ceiling: the agent is ceiling {} (protocol {}, histograms {}), the \
+             coordinator ceiling {} (protocol {}, histograms {}): run the same ceiling on every \
+             host",
+            join.ceiling_version,
+            join.protocol,
+            join.histogram,
+            ours.ceiling_version,
+            ours.protocol,
+            ours.histogram
+        ));
+    }
+    if let Some(hosts) = join.hosts
+        && hosts != settings.hosts
+    {
+        return Some(format!(
+            "the agent was told {hosts} host(s), the coordinator runs a fleet of {}: give \
+             every agent the same --hosts as the coordinator's --fleet",
+            settings.hosts
+        ));
+    }
+    if join.index >= settings.hosts {
+        return Some(format!(
+            "index {} is out of range: the fleet has {} host(s), indexes 0 to {}",
+            join.index,
+            settings.hosts,
+            settings.hosts - 1
+        ));
+    }
+    taken.map(|other| {
+        format!(
+            "index {} already joined ({other}): give each agent its own --index",
+            join.index
+        )
+    })
+}
+
+/// Accepts connections for the life of the runtime: each one's join goes
+/// to the gatherer until the start, and is refused after it.
+async fn accept_joins(
+    listener: TcpListener,
+    arrivals: mpsc::Sender<Arrival>,
+    started: Arc<AtomicBool>,
+) {
+    loop {
+        let Ok((stream, address)) = listener.accept().await else {
+            continue;
+        };
+        let (arrivals, started) = (arrivals.clone(), Arc::clone(&started));
+        tokio::spawn(async move {
+            let Some(arrival) = read_join(stream, address).await else {
+                return;
+            };
+            if started.load(Ordering::SeqCst) {
+                let Arrival {
+                    join, mut writer, ..
+                } = arrival;
+                eprintln!(
+                    "ceiling: fleet: refused a join from {address} (host {}, {}): the test \
+                     already started",
+                    join.index, join.name
+                );
+                let reason = "the test already started: an agent cannot join (or rejoin) a \
+                              running test; start a new test"
+                    .to_string();
+                let line = serde_json::to_string(&ToAgent::Refused { reason })
+                    .expect("a message serializes");
+                let _ = tokio::time::timeout(SILENCE, send_line(&mut writer, &line)).await;
+                return;
+            }
+            let _ = arrivals.send(arrival).await;
+        });
+    }
+}
+
+/// The first line of a new connection, if it is a join.
+async fn read_join(stream: TcpStream, address: SocketAddr) -> Option<Arrival> {
+    let _ = stream.set_nodelay(true);
+    let (read, writer) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let line = tokio::time::timeout(JOIN_LINE_TIMEOUT, lines.next_line()).await;
+    let join = match line {
+        Ok(Ok(Some(line))) => match serde_json::from_str(&line) {
+            Ok(ToCoordinator::Join(join)) => join,
+            _ => {
+                eprintln!("ceiling: fleet: {address} did not start with a join: dropped");
+                return None;
+            }
+        },
+        _ => return None,
+    };
+    Some(Arrival {
+        join,
+        address,
+        lines,
+        writer,
+    })
+}
+
+/// One agent's run, on its engine thread: the spec and the start, its
+/// actual start, then the worker protocol until it ends or is lost.
+async fn relay_agent(
+    k: usize,
+    mut relay: Relay<'_>,
+    mut agent: Agent,
+    threads: usize,
+    start_ns: i64,
+    books: &Mutex<Vec<HostBook>>,
+) {
+    let go = ToAgent::Go {
+        spec: Box::new(relay.spec(threads)),
+        start_at_unix_ns: start_ns + agent.offset_ns,
+    };
+    let mut start_offset_ms = None;
+    let ended = if !agent.send(&go).await {
+        Ended::Died(Death::without_pid(
+            "connection lost before its start".into(),
+        ))
+    } else {
+        let wait = Duration::from_nanos((start_ns - unix_ns_now()).max(0) as u64) + SILENCE;
+        match tokio::time::timeout(wait, agent.lines.next_line()).await {
+            Ok(Ok(Some(line))) => match serde_json::from_str(&line) {
+                Ok(ToCoordinator::Started { agent_unix_ns }) => {
+                    let ours = agent_unix_ns - agent.offset_ns;
+                    start_offset_ms = Some((ours - start_ns) as f64 / 1e6);
+                    converse(&mut relay, agent).await
+                }
+                _ => Ended::Died(Death::without_pid(format!(
+                    "said something else than its start: {line}"
+                ))),
+            },
+            Ok(_) => Ended::Died(Death::without_pid(
+                "connection lost before its start".into(),
+            )),
+            Err(_) => Ended::Died(Death::without_pid(format!(
+                "did not start within {} s of the start time",
+                SILENCE.as_secs()
+            ))),
+        }
+    };
+    let tally = relay.finish(ended);
+    let mut books = books.lock().unwrap_or_else(|e| e.into_inner());
+    let book = &mut books[k];
+    book.start_offset_ms = start_offset_ms;
+    book.tally = Some(tally);
+}
+
+/// The worker protocol over the agent's connection, with a heartbeat
+/// both ways; says how the agent ended.
+async fn converse(relay: &mut Relay<'_>, agent: Agent) -> Ended {
+    let link = Link {
+        heartbeat: Some(HEARTBEAT),
+        silence: Some(SILENCE),
+    };
+    let conversed = relay.converse(None, agent.lines, agent.writer, link).await;
+    match conversed.broken {
+        None if conversed.finished => Ended::Clean,
+        None => Ended::Died(Death::without_pid(
+            "connection lost: it closed before its last report (killed, or its host went \
+             down)"
+                .into(),
+        )),
+        Some(broken) => Ended::Died(Death::without_pid(format!("connection lost: {broken}"))),
+    }
+}
+
+/// What the coordinator knows of one host.
+struct HostBook {
+    index: u64,
+    name: String,
+    address: String,
+    clock_offset_ms: f64,
+    rtt_ms: f64,
+    start_offset_ms: Option<f64>,
+    /// Its reports, summed, once its relay ended.
+    tally: Option<Tally>,
+}
+
+impl HostBook {
+    fn label(&self) -> String {
+        format!("host {} ({})", self.index, self.name)
+    }
+}
+
+/// A started fleet: its hosts' books, for the summary once the run ended.
+pub struct Fleet {
+    /// Drives the agents' connections (and refuses late joins) until the
+    /// fleet is dropped.
+    _runtime: tokio::runtime::Runtime,
+    books: Arc<Mutex<Vec<HostBook>>>,
+    deaths: Arc<Mutex<Vec<WorkerDeath>>>,
+}
+
+impl Fleet {
+    /// The agents lost so far.
+    pub fn deaths(&self) -> &Mutex<Vec<WorkerDeath>> {
+        &self.deaths
+    }
+
+    /// Each host's figures and the start skew, once the engine has
+    /// finished; `connections`: the run's.
+    pub fn report(&self, connections: u64) -> FleetReport {
+        let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        let hosts: Vec<FleetHost> = books
+            .iter()
+            .map(|book| {
+                let (totals, first_limit, segment) = match &book.tally {
+                    Some(tally) => (
+                        host_totals(tally, connections),
+                        tally.own_first_limit.as_ref().map(HostLimit::from_event),
+                        format!("{}+{}", tally.segment.offset, tally.segment.stride),
+                    ),
+                    None => (Totals::default(), None, String::new()),
+                };
+                FleetHost {
+                    index: book.index,
+                    name: book.name.clone(),
+                    address: book.address.clone(),
+                    segment,
+                    totals,
+                    first_limit,
+                    start_offset_ms: book.start_offset_ms,
+                    clock_offset_ms: book.clock_offset_ms,
+                    rtt_ms: book.rtt_ms,
+                }
+            })
+            .collect();
+        let offsets: Vec<f64> = hosts.iter().filter_map(|h| h.start_offset_ms).collect();
+        let start_skew_ms = (offsets.len() >= 2).then(|| {
+            let max = offsets.iter().copied().fold(f64::MIN, f64::max);
+            let min = offsets.iter().copied().fold(f64::MAX, f64::min);
+            max - min
+        });
+        FleetReport {
+            hosts,
+            start_skew_ms,
+        }
+    }
+
+    /// Names the host whose first limit is the run's: "host 3 (node-7)".
+    pub fn name_host(&self, first: &mut FirstLimit) {
+        let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        first.host = books
+            .iter()
+            .find(|book| {
+                book.tally
+                    .as_ref()
+                    .and_then(|t| t.own_first_limit.as_ref())
+                    .is_some_and(|event| event.attempt == first.at_attempt)
+            })
+            .map(HostBook::label);
+    }
+}
+
+/// A host's totals from what it reported (its losses included).
+fn host_totals(tally: &Tally, connections: u64) -> Totals {
+    let r = &tally.reported;
+    Totals {
+        attempted: r.attempted,
+        established: r.established,
+        connect_failed: r.failed,
+        unfinished: r.in_flight(),
+        never_attempted: tally.segment.len(connections).saturating_sub(r.attempted),
+        peak_active: tally.own_peak.min(r.established),
+        closed_by_driver: r.closed_by_driver,
+        closed_by_server: r.closed_by_server,
+        lost_with_worker: r.lost_with_worker,
+        held_at_end: r.active(),
+        last_established_s: r.last_established_s,
+    }
+}
