@@ -6,6 +6,7 @@ mod compare;
 mod disk_full;
 mod explore;
 mod figures;
+mod fleet;
 mod fuzz;
 mod lab;
 mod netns;

@@ -1,0 +1,392 @@
+//! `ceiling run --fleet N` and `ceiling agent` on loopback: a coordinator
+//! and its agents as real processes against `ceiling serve`: exact totals,
+//! the barrier, the token, a lost agent, a lost coordinator, bad input.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{Server, assert_results_complete, ceiling, out_dir, run_bounded, summary, text};
+
+const TOKEN: &str = "fleet-test-token";
+
+/// A loopback port nothing listens on now (the coordinator takes it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `ceiling run --fleet hosts` on `port` against `server`, with `args`.
+fn coordinator(out: &Path, server: &Server, port: u16, hosts: u64, args: &[&str]) -> Child {
+    ceiling()
+        .args(["run", "--ui", "none", "--out", out.to_str().unwrap()])
+        .args(["--target", &server.addr()])
+        .args(["--fleet", &hosts.to_string()])
+        .args(["--fleet-listen", &format!("127.0.0.1:{port}")])
+        .args(["--fleet-token", TOKEN])
+        .args(args)
+        .env_remove("CEILING_FLEET_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// `ceiling agent` for host `index` of `hosts`, the token in the
+/// environment.
+fn agent(port: u16, index: u64, hosts: u64, token: &str) -> Child {
+    agent_command(port, index, hosts, token)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn agent_command(port: u16, index: u64, hosts: u64, token: &str) -> Command {
+    let mut cmd = ceiling();
+    cmd.args(["agent", "--join", &format!("127.0.0.1:{port}")])
+        .args(["--index", &index.to_string(), "--hosts", &hosts.to_string()])
+        .args(["--name", &format!("agent-{index}")])
+        .env("CEILING_FLEET_TOKEN", token)
+        .env_remove("JOB_COMPLETION_INDEX")
+        .env_remove("SLURM_PROCID")
+        .env_remove("SLURM_NTASKS");
+    cmd
+}
+
+/// Waits for `child` at most `bound`; kills it and panics past that.
+fn wait(mut child: Child, bound: Duration, what: &str) -> (ExitStatus, Output) {
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, child.wait_with_output().unwrap());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{what} did not end within {bound:?}\nstdout:\n{}\nstderr:\n{}",
+                text(&out.stdout),
+                text(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// hosts.csv as (header, rows), each row by column name.
+fn hosts_csv(out: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_path(out.join("hosts.csv")).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    assert_eq!(
+        header[..4],
+        ["index", "name", "address", "segment"],
+        "{header:?}"
+    );
+    assert_eq!(header.last().unwrap(), "start_offset_ms", "{header:?}");
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            header
+                .iter()
+                .cloned()
+                .zip(r.iter().map(String::from))
+                .collect()
+        })
+        .collect()
+}
+
+/// Merged totals == the hosts' totals added, in summary.json and hosts.csv.
+fn assert_hosts_add_up(out: &Path, s: &serde_json::Value) {
+    let hosts = s["fleet"]["hosts"].as_array().unwrap();
+    let rows = hosts_csv(out);
+    assert_eq!(rows.len(), hosts.len());
+    for field in [
+        "attempted",
+        "established",
+        "connect_failed",
+        "unfinished",
+        "never_attempted",
+        "closed_by_driver",
+        "closed_by_server",
+        "lost_with_worker",
+        "held_at_end",
+    ] {
+        let sum: u64 = hosts
+            .iter()
+            .map(|h| h["totals"][field].as_u64().unwrap())
+            .sum();
+        assert_eq!(s["totals"][field], sum, "{field}: {s}");
+        let csv_sum: u64 = rows.iter().map(|r| r[field].parse::<u64>().unwrap()).sum();
+        assert_eq!(csv_sum, sum, "{field} in hosts.csv: {rows:?}");
+    }
+}
+
+#[test]
+fn three_agents_make_exactly_the_attempts_asked_and_the_hosts_add_up() {
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let port = free_port();
+    let coord = coordinator(
+        &out,
+        &server,
+        port,
+        3,
+        &["--connections", "3001", "--rate", "3000", "--hold", "1s"],
+    );
+    let agents: Vec<Child> = (0..3).map(|k| agent(port, k, 3, TOKEN)).collect();
+    let (status, output) = wait(coord, Duration::from_secs(60), "the coordinator");
+    assert!(status.success(), "{}", text(&output.stderr));
+    for (k, a) in agents.into_iter().enumerate() {
+        let (status, output) = wait(a, Duration::from_secs(10), "an agent");
+        assert!(status.success(), "agent {k}: {}", text(&output.stderr));
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.contains(&format!("host {k} of 3: attempted ")),
+            "{stdout}"
+        );
+    }
+    assert_results_complete(&out);
+    let s = summary(&out);
+    crate::results::validate(&s);
+    let t = &s["totals"];
+    assert_eq!(t["attempted"], 3001, "{s}");
+    assert_eq!(t["established"], 3001, "{s}");
+    assert_eq!(t["closed_by_driver"], 3001, "{s}");
+    let hosts = s["fleet"]["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 3);
+    for (k, h) in hosts.iter().enumerate() {
+        assert_eq!(h["index"], k as u64);
+        assert_eq!(h["name"], format!("agent-{k}"));
+        assert_eq!(h["segment"], format!("{k}+3"));
+        // 3001 = 1001 + 1000 + 1000: the larger share to the lowest index.
+        let share = if k == 0 { 1001 } else { 1000 };
+        assert_eq!(h["totals"]["attempted"], share, "{h}");
+        assert!(h["start_offset_ms"].is_number(), "{h}");
+    }
+    assert!(s["fleet"]["start_skew_ms"].as_f64().unwrap() >= 0.0, "{s}");
+    assert_hosts_add_up(&out, &s);
+    let merged = s["latency"]["connect_us"]["count"].as_u64().unwrap();
+    assert_eq!(merged, 3001, "every host's histogram merged: {s}");
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("hosts (3; start skew "), "{stdout}");
+}
+
+#[test]
+fn a_missing_agent_refuses_the_run_naming_it_and_nothing_starts() {
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let port = free_port();
+    let coord = coordinator(
+        &out,
+        &server,
+        port,
+        3,
+        &["--connections", "300", "--fleet-join-timeout", "2s"],
+    );
+    let agents: Vec<Child> = [0, 2].iter().map(|&k| agent(port, k, 3, TOKEN)).collect();
+    let (status, output) = wait(coord, Duration::from_secs(30), "the coordinator");
+    let stderr = text(&output.stderr);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no agent joined as host 1 within 2s (joined: 0, 2)"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "a refused fleet creates nothing");
+    for a in agents {
+        let (status, output) = wait(a, Duration::from_secs(10), "an agent");
+        let stderr = text(&output.stderr);
+        assert!(!status.success(), "{stderr}");
+        assert!(stderr.contains("refused this agent"), "{stderr}");
+        assert!(stderr.contains("host 1"), "{stderr}");
+        assert!(!stderr.contains("starting in"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_wrong_token_is_refused_on_both_sides_and_the_coordinator_keeps_waiting() {
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let port = free_port();
+    let coord = coordinator(&out, &server, port, 1, &["--connections", "100"]);
+    let intruder = agent(port, 0, 1, "not-the-token");
+    let (status, output) = wait(intruder, Duration::from_secs(30), "the agent");
+    let stderr = text(&output.stderr);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refused this agent: wrong token"),
+        "{stderr}"
+    );
+    // The coordinator still waits: the right agent runs the test.
+    let right = agent(port, 0, 1, TOKEN);
+    let (status, coord_output) = wait(coord, Duration::from_secs(30), "the coordinator");
+    assert!(status.success(), "{}", text(&coord_output.stderr));
+    let coord_stderr = text(&coord_output.stderr);
+    assert!(
+        coord_stderr.contains("refused a join from 127.0.0.1:")
+            && coord_stderr.contains("wrong token"),
+        "{coord_stderr}"
+    );
+    let (status, output) = wait(right, Duration::from_secs(10), "the agent");
+    assert!(status.success(), "{}", text(&output.stderr));
+    assert_eq!(summary(&out)["totals"]["established"], 100);
+}
+
+#[test]
+fn a_killed_agent_is_recorded_the_results_are_complete_and_it_cannot_rejoin() {
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let port = free_port();
+    let coord = coordinator(
+        &out,
+        &server,
+        port,
+        2,
+        &["--connections", "400", "--rate", "2000", "--hold", "4s"],
+    );
+    let mut victim = agent(port, 0, 2, TOKEN);
+    let survivor = agent(port, 1, 2, TOKEN);
+    // Both hold their share (200 each at 1,000/s: 0.2 s) a while later.
+    std::thread::sleep(Duration::from_secs(2));
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    // A restarted agent is told the test already started.
+    let restarted = agent(port, 0, 2, TOKEN);
+    let (status, output) = wait(restarted, Duration::from_secs(10), "the restarted agent");
+    let stderr = text(&output.stderr);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the test already started"), "{stderr}");
+    let (status, output) = wait(coord, Duration::from_secs(30), "the coordinator");
+    assert!(status.success(), "{}", text(&output.stderr));
+    let (status, _) = wait(survivor, Duration::from_secs(10), "the other agent");
+    assert!(status.success());
+    assert_results_complete(&out);
+    let s = summary(&out);
+    crate::results::validate(&s);
+    let deaths = s["workers"]["deaths"].as_array().unwrap();
+    assert_eq!(deaths.len(), 1, "{s}");
+    let death = &deaths[0];
+    assert!(
+        death["host"]
+            .as_str()
+            .unwrap()
+            .starts_with("host 0 (agent-0) at 127.0.0.1:"),
+        "{death}"
+    );
+    assert!(
+        death["how"].as_str().unwrap().contains("connection lost"),
+        "{death}"
+    );
+    let held = death["held"].as_u64().unwrap();
+    assert_eq!(held, 200, "{death}");
+    assert_eq!(s["totals"]["lost_with_worker"], held, "{s}");
+    assert_eq!(s["totals"]["attempted"], 400, "{s}");
+    assert_eq!(s["fleet"]["hosts"][0]["totals"]["lost_with_worker"], held);
+    assert_eq!(s["fleet"]["hosts"][1]["totals"]["closed_by_driver"], 200);
+    assert_hosts_add_up(&out, &s);
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("agents lost (1 of 2)"), "{stdout}");
+}
+
+#[test]
+fn every_agent_stops_and_exits_non_zero_when_the_coordinator_is_killed() {
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let port = free_port();
+    let mut coord = coordinator(
+        &out,
+        &server,
+        port,
+        2,
+        &["--connections", "200", "--hold", "end", "--duration", "60s"],
+    );
+    let agents: Vec<Child> = (0..2).map(|k| agent(port, k, 2, TOKEN)).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    coord.kill().unwrap();
+    coord.wait().unwrap();
+    // The bound: every agent stops within 5 s (it hears the
+    // connection close at once; a silent link takes 3 s).
+    for a in agents {
+        let (status, output) = wait(a, Duration::from_secs(5), "an agent");
+        let stderr = text(&output.stderr);
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("lost the coordinator"), "{stderr}");
+        let stdout = text(&output.stdout);
+        assert!(stdout.contains("held at end 0"), "{stdout}");
+    }
+}
+
+#[test]
+fn bad_fleet_input_exits_2_with_one_message_and_creates_nothing() {
+    let (_tmp, out) = out_dir();
+    let o = out.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = ceiling();
+        cmd.args(["run", "--ui", "none", "--out", o, "--target", "127.0.0.1:9"])
+            .args(args)
+            .env_remove("CEILING_FLEET_TOKEN");
+        run_bounded(cmd, Duration::from_secs(10))
+    };
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--fleet", "0", "--fleet-token", "t"],
+            "'0' is not a host count",
+        ),
+        (
+            &["--fleet", "5", "-c", "3", "--fleet-token", "t"],
+            "--fleet 5 is more hosts than --connections 3",
+        ),
+        (
+            &[
+                "--fleet",
+                "2",
+                "--fleet-listen",
+                "nowhere",
+                "--fleet-token",
+                "t",
+            ],
+            "'nowhere' is not an ADDR:PORT to listen on",
+        ),
+        (&["--fleet", "2"], "--fleet needs a token"),
+        (&["--fleet-listen", "127.0.0.1:7979"], "add --fleet N"),
+    ];
+    for (args, message) in cases {
+        let output = run(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(!out.exists(), "{args:?} created {}", out.display());
+    }
+    let agent = |args: &[&str]| {
+        let mut cmd = ceiling();
+        cmd.arg("agent")
+            .args(args)
+            .env_remove("CEILING_FLEET_TOKEN")
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("SLURM_PROCID")
+            .env_remove("SLURM_NTASKS");
+        run_bounded(cmd, Duration::from_secs(10))
+    };
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--join", "nowhere", "--token", "t", "--index", "0"],
+            "'nowhere' is not the coordinator's ADDR:PORT",
+        ),
+        (
+            &["--join", "127.0.0.1:9", "--token", "t"],
+            "no host index: give --index K",
+        ),
+        (&["--join", "127.0.0.1:9", "--index", "0"], "no fleet token"),
+    ];
+    for (args, message) in cases {
+        let output = agent(args);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
