@@ -390,3 +390,254 @@ fn bad_fleet_input_exits_2_with_one_message_and_creates_nothing() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+/// A fleet in network namespaces (root): a bridge in a namespace of the
+/// test's own (`unshare -n`, where the coordinator runs at 10.77.0.1), a
+/// target namespace running `ceiling serve` at 10.77.0.2:7070, and one
+/// namespace per host (10.77.0.10 + k), each on a veth pair on the bridge.
+/// `setup` runs after the namespaces exist (`$P` is their prefix: `${P}h1`
+/// is host 1's namespace, `v${P}h1` its link on the bridge), `during` once
+/// the coordinator and agents are started. The namespaces are removed at
+/// the end, failed or not. Returns the coordinator's exit status and
+/// stdout, and each agent's exit status and stderr.
+struct NetnsFleet {
+    status: i32,
+    stdout: String,
+    agents: Vec<(i32, String)>,
+}
+
+/// Named namespaces a test made, removed (their processes killed) on drop:
+/// the script removes them itself, this is for a script killed on its
+/// bound.
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let pids = Command::new("ip").args(["netns", "pids", name]).output();
+            for pid in pids.iter().flat_map(|o| {
+                text(&o.stdout)
+                    .lines()
+                    .map(String::from)
+                    .collect::<Vec<_>>()
+            }) {
+                if let Ok(pid) = pid.trim().parse::<i32>() {
+                    // SAFETY: kill() of a process inside a namespace this
+                    // test created (its server or agents).
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
+    }
+}
+
+/// Names of the namespaces a test makes: unique per test process and call.
+fn netns_prefix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "cf{}{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn netns_fleet(hosts: u64, out: &Path, run: &str, setup: &str, during: &str) -> NetnsFleet {
+    let prefix = netns_prefix();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().display().to_string();
+    let mut names = vec![format!("{prefix}t")];
+    names.extend((0..hosts).map(|k| format!("{prefix}h{k}")));
+    let script = format!(
+        r#"P={prefix}; D='{dir}'; N={hosts}
+cleanup() {{
+  for ns in {names}; do
+    for pid in $(ip netns pids $ns 2>/dev/null); do kill -9 $pid 2>/dev/null || true; done
+    ip netns del $ns 2>/dev/null || true
+  done
+}}
+trap cleanup EXIT
+ip link add br0 type bridge
+ip addr add 10.77.0.1/24 dev br0
+ip link set br0 up
+mk() {{
+  ip netns add $1
+  ip link add v$1 type veth peer name eth0 netns $1
+  ip link set v$1 master br0 up
+  ip netns exec $1 ip addr add $2/24 dev eth0
+  ip netns exec $1 ip link set eth0 up
+  ip netns exec $1 ip link set lo up
+}}
+mk ${{P}}t 10.77.0.2
+for k in $(seq 0 $((N - 1))); do mk ${{P}}h$k 10.77.0.$((10 + k)); done
+{setup}
+ip netns exec ${{P}}t "$CEILING" serve --listen 10.77.0.2:7070 > "$D/serve.log" 2>&1 &
+for i in $(seq 100); do grep -q 'listening on' "$D/serve.log" && break; sleep 0.05; done
+"$CEILING" run --ui none --out '{out}' --target 10.77.0.2:7070 --fleet $N \
+  --fleet-listen 10.77.0.1:7979 --fleet-token {TOKEN} {run} > "$D/coord.out" 2> "$D/coord.err" &
+C=$!
+AGENTS=
+for k in $(seq 0 $((N - 1))); do
+  (set +e; ip netns exec ${{P}}h$k env CEILING_FLEET_TOKEN={TOKEN} "$CEILING" agent \
+     --join 10.77.0.1:7979 --index $k --hosts $N --name h$k > "$D/a$k.out" 2> "$D/a$k.err";
+   echo $? > "$D/a$k.status") &
+  AGENTS="$AGENTS $!"
+done
+{during}
+status=0; wait $C || status=$?
+wait $AGENTS
+cat "$D/coord.out"; cat "$D/coord.err" >&2
+for k in $(seq 0 $((N - 1))); do cat "$D/a$k.err" >&2; done
+exit $status
+"#,
+        names = names.join(" "),
+        out = out.display(),
+    );
+    let _cleanup = Namespaces(names);
+    let output = crate::util::in_netns(&script, Duration::from_secs(120));
+    let agents = (0..hosts)
+        .map(|k| {
+            let status = std::fs::read_to_string(tmp.path().join(format!("a{k}.status")))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(-1);
+            let stderr =
+                std::fs::read_to_string(tmp.path().join(format!("a{k}.err"))).unwrap_or_default();
+            (status, stderr)
+        })
+        .collect();
+    let fleet = NetnsFleet {
+        status: output.status.code().unwrap_or(-1),
+        stdout: text(&output.stdout),
+        agents,
+    };
+    assert_eq!(
+        fleet.status,
+        0,
+        "stdout:\n{}\nstderr:\n{}",
+        fleet.stdout,
+        text(&output.stderr)
+    );
+    fleet
+}
+
+#[test]
+fn netns_fleet_a_host_out_of_ports_is_named_and_the_start_skew_stays_small_needs_root() {
+    if !crate::util::require_netns("netns_fleet_a_host_out_of_ports_is_named") {
+        return;
+    }
+    // 40 ms more on every packet to host 2: its join, pings and start come
+    // late; the start time set for all still holds it within 50 ms.
+    let netem = "tc qdisc add dev v${P}h2 root netem delay 40ms";
+    let has_netem = Command::new("sh")
+        .args(["-c", "unshare -n sh -c 'ip link add d0 type veth peer name d1 && tc qdisc add dev d0 root netem delay 1ms' 2>/dev/null"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let netem = if crate::util::require(
+        "the netem part of netns_fleet_a_host_out_of_ports_is_named",
+        has_netem,
+        "tc with the netem qdisc (sch_netem)",
+    ) {
+        netem
+    } else {
+        ""
+    };
+    let (_tmp, out) = out_dir();
+    let fleet = netns_fleet(
+        3,
+        &out,
+        "--connections 1500 --rate 3000 --hold end --duration 3s",
+        // Host 1 has 100 ports to the target; the others the default range.
+        &format!(
+            "ip netns exec ${{P}}h1 sh -c \"echo '50000 50099' > /proc/sys/net/ipv4/ip_local_port_range\"\n{netem}"
+        ),
+        "",
+    );
+    for (k, (status, stderr)) in fleet.agents.iter().enumerate() {
+        assert_eq!(*status, 0, "agent {k}: {stderr}");
+    }
+    assert_results_complete(&out);
+    let s = summary(&out);
+    crate::results::validate(&s);
+    assert_eq!(s["totals"]["attempted"], 1500, "{s}");
+    assert_hosts_add_up(&out, &s);
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "port_exhaustion", "{s}");
+    assert_eq!(first["host"], "host 1 (h1)", "{s}");
+    assert!(
+        fleet
+            .stdout
+            .contains("host 1 (h1): port_exhaustion EADDRNOTAVAIL at "),
+        "{}",
+        fleet.stdout
+    );
+    let rows = hosts_csv(&out);
+    assert!(
+        rows[1]["first_limit"].starts_with("port_exhaustion EADDRNOTAVAIL at "),
+        "{rows:?}"
+    );
+    assert_eq!(rows[0]["first_limit"], "", "{rows:?}");
+    assert_eq!(rows[2]["first_limit"], "", "{rows:?}");
+    // Hosts 0 and 2 hold their whole share; host 1 at most its 100 ports.
+    assert_eq!(s["fleet"]["hosts"][0]["totals"]["established"], 500, "{s}");
+    assert_eq!(s["fleet"]["hosts"][2]["totals"]["established"], 500, "{s}");
+    let h1 = s["fleet"]["hosts"][1]["totals"]["established"]
+        .as_u64()
+        .unwrap();
+    assert!(h1 <= 100, "{s}");
+    let skew = s["fleet"]["start_skew_ms"].as_f64().unwrap();
+    assert!(skew < 50.0, "start skew {skew} ms: {s}");
+    if !netem.is_empty() {
+        let rtt = s["fleet"]["hosts"][2]["rtt_ms"].as_f64().unwrap();
+        assert!(rtt >= 40.0, "host 2's round trip {rtt} ms under netem: {s}");
+    }
+}
+
+#[test]
+fn netns_fleet_a_host_whose_link_goes_down_is_recorded_needs_root() {
+    if !crate::util::require_netns("netns_fleet_a_host_whose_link_goes_down_is_recorded") {
+        return;
+    }
+    let (_tmp, out) = out_dir();
+    let fleet = netns_fleet(
+        3,
+        &out,
+        "--connections 900 --rate 3000 --hold end --duration 8s",
+        "",
+        "sleep 2; ip link set v${P}h1 down",
+    );
+    let (status, stderr) = &fleet.agents[1];
+    assert_eq!(*status, 1, "the cut-off agent: {stderr}");
+    assert!(stderr.contains("lost the coordinator"), "{stderr}");
+    for k in [0, 2] {
+        assert_eq!(fleet.agents[k].0, 0, "agent {k}: {}", fleet.agents[k].1);
+    }
+    assert_results_complete(&out);
+    let s = summary(&out);
+    crate::results::validate(&s);
+    let deaths = s["workers"]["deaths"].as_array().unwrap();
+    assert_eq!(deaths.len(), 1, "{s}");
+    assert!(
+        deaths[0]["host"]
+            .as_str()
+            .unwrap()
+            .starts_with("host 1 (h1)"),
+        "{s}"
+    );
+    assert!(
+        deaths[0]["how"]
+            .as_str()
+            .unwrap()
+            .contains("nothing heard for 3 s"),
+        "{s}"
+    );
+    assert_eq!(s["totals"]["lost_with_worker"], 300, "{s}");
+    assert_eq!(s["totals"]["attempted"], 900, "{s}");
+    assert_hosts_add_up(&out, &s);
+    assert!(
+        fleet.stdout.contains("agents lost (1 of 3)"),
+        "{}",
+        fleet.stdout
+    );
+}
