@@ -641,3 +641,29 @@ fn netns_fleet_a_host_whose_link_goes_down_is_recorded_needs_root() {
         fleet.stdout
     );
 }
+
+#[test]
+fn netns_fleet_stop_at_first_limit_stops_every_host_when_one_hits_it_needs_root() {
+    if !crate::util::require_netns("netns_fleet_stop_at_first_limit_stops_every_host") {
+        return;
+    }
+    let (_tmp, out) = out_dir();
+    netns_fleet(
+        3,
+        &out,
+        "--connections 30000 --rate 3000 --hold end --duration 10s --stop-at-first-limit",
+        "ip netns exec ${P}h1 sh -c \"echo '50000 50099' > /proc/sys/net/ipv4/ip_local_port_range\"",
+        "",
+    );
+    let s = summary(&out);
+    assert_eq!(s["first_limit"]["host"], "host 1 (h1)", "{s}");
+    // Host 1 ran out after ~100 of its 10,000 (at 1,000/s: ~0.1 s); the
+    // others stopped with it, far from their 10,000.
+    for k in [0, 2] {
+        let never = s["fleet"]["hosts"][k]["totals"]["never_attempted"]
+            .as_u64()
+            .unwrap();
+        assert!(never > 5_000, "host {k} went on: {s}");
+    }
+    assert_hosts_add_up(&out, &s);
+}

@@ -511,6 +511,10 @@ impl<'a> Relay<'a> {
                 .fetch_sub(self.active - report.active, Ordering::Relaxed);
         }
         self.active = report.active;
+        // A limit one worker hit stops them all, as it does threads.
+        if self.shared.settings.stop_at_first_limit && delta.first_limit.is_some() {
+            self.shared.stop(StopReason::FirstLimit);
+        }
         if !report.opening {
             self.done_opening();
         }
