@@ -689,3 +689,75 @@ fn host_totals(tally: &Tally, connections: u64) -> Totals {
         last_established_s: r.last_established_s,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> FleetSettings {
+        FleetSettings::resolve(Some(3), None, Some("t".into()), None)
+            .unwrap()
+            .unwrap()
+    }
+
+    fn join(index: u64) -> Join {
+        Join::new("t".into(), index, Some(3), "node".into())
+    }
+
+    #[test]
+    fn a_join_is_refused_for_its_token_version_histograms_count_index_or_a_taken_index() {
+        let s = settings();
+        assert_eq!(refusal(&join(2), &s, None), None);
+        let wrong = |change: fn(&mut Join)| {
+            let mut j = join(1);
+            change(&mut j);
+            refusal(&j, &s, None).unwrap()
+        };
+        assert!(wrong(|j| j.token = "T".into()).starts_with("wrong token"));
+        assert!(wrong(|j| j.ceiling_version = "0.0.1".into()).contains("is ceiling 0.0.1"));
+        assert!(wrong(|j| j.protocol += 1).starts_with("another ceiling"));
+        assert!(wrong(|j| j.histogram = "1..2 us".into()).contains("histograms 1..2 us"));
+        assert!(wrong(|j| j.hosts = Some(4)).contains("told 4 host(s)"));
+        assert!(wrong(|j| j.index = 3).contains("index 3 is out of range"));
+        let taken = refusal(&join(1), &s, Some("host 1 (a) at 10.0.0.1:5".into())).unwrap();
+        assert!(
+            taken.contains("index 1 already joined (host 1 (a)"),
+            "{taken}"
+        );
+    }
+
+    #[test]
+    fn fleet_flags_need_fleet_and_a_fleet_needs_a_token() {
+        assert!(
+            FleetSettings::resolve(None, None, None, None)
+                .unwrap()
+                .is_none()
+        );
+        let e = FleetSettings::resolve(None, Some("127.0.0.1:1".parse().unwrap()), None, None)
+            .unwrap_err();
+        assert!(
+            e.starts_with("--fleet-listen is for a fleet's coordinator"),
+            "{e}"
+        );
+        let e = FleetSettings::resolve(Some(2), None, Some(String::new()), None).unwrap_err();
+        assert!(e.starts_with("--fleet needs a token"), "{e}");
+        let s = settings();
+        assert_eq!(s.listen.to_string(), super::super::DEFAULT_LISTEN);
+        assert_eq!(s.join_timeout, super::super::DEFAULT_JOIN_TIMEOUT);
+    }
+
+    #[test]
+    fn the_refusal_after_the_join_timeout_names_the_missing_hosts() {
+        let e = FleetError::NotGathered {
+            missing: vec![1, 3],
+            joined: vec![0, 2],
+            waited: Duration::from_secs(60),
+        };
+        assert!(
+            e.to_string().starts_with(
+                "the fleet did not gather: no agent joined as host 1, 3 within 1m (joined: 0, 2)"
+            ),
+            "{e}"
+        );
+    }
+}
