@@ -122,12 +122,15 @@ serve fleet
   -c $connections --rate 0 --hold end --duration 60s \
   --fleet 4 --fleet-listen 10.77.0.1:7979 --fleet-token $token > "$work/fleet.out" 2>&1 &
 C=\$!
+AGENTS=
 for k in 0 1 2 3; do
   ip netns exec ${prefix}h\$k env CEILING_FLEET_TOKEN=$token "$ceiling" agent \
     --join 10.77.0.1:7979 --index \$k --hosts 4 > "$work/fleet-agent\$k.out" 2>&1 &
+  AGENTS="\$AGENTS \$!"
 done
 wait \$C
-wait
+wait \$AGENTS || true
+kill \$SERVE; wait \$SERVE || true
 EOF
 )
 unshare -n bash -c "$climb" || true

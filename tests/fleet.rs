@@ -322,6 +322,40 @@ fn every_agent_stops_and_exits_non_zero_when_the_coordinator_is_killed() {
 }
 
 #[test]
+fn ctrl_c_at_the_coordinator_reaches_every_agent_as_a_stop() {
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let port = free_port();
+    let coord = coordinator(
+        &out,
+        &server,
+        port,
+        2,
+        &["--connections", "200", "--hold", "end", "--duration", "60s"],
+    );
+    let agents: Vec<Child> = (0..2).map(|k| agent(port, k, 2, TOKEN)).collect();
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: kill() with the PID of the coordinator this test started.
+    assert_eq!(unsafe { libc::kill(coord.id() as i32, libc::SIGINT) }, 0);
+    let (status, output) = wait(coord, Duration::from_secs(30), "the coordinator");
+    assert_eq!(status.code(), Some(130), "{}", text(&output.stderr));
+    // Told to stop (a control line), not lost: each closes and ends well.
+    for a in agents {
+        let (status, output) = wait(a, Duration::from_secs(10), "an agent");
+        assert!(status.success(), "{}", text(&output.stderr));
+        let stdout = text(&output.stdout);
+        assert!(
+            stdout.contains("established 100,") && stdout.contains("held at end 0"),
+            "{stdout}"
+        );
+    }
+    assert_results_complete(&out);
+    let s = summary(&out);
+    assert_eq!(s["totals"]["closed_by_driver"], 200, "{s}");
+    assert_eq!(s["workers"]["deaths"].as_array().unwrap().len(), 0, "{s}");
+}
+
+#[test]
 fn bad_fleet_input_exits_2_with_one_message_and_creates_nothing() {
     let (_tmp, out) = out_dir();
     let o = out.to_str().unwrap();
