@@ -251,6 +251,35 @@ fn a_wrong_token_is_refused_on_both_sides_and_the_coordinator_keeps_waiting() {
 }
 
 #[test]
+fn an_agent_restarted_before_the_start_takes_its_index_back() {
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let port = free_port();
+    let coord = coordinator(&out, &server, port, 2, &["--connections", "100"]);
+    let mut first = agent(port, 0, 2, TOKEN);
+    // Joined and waiting for host 1; then it dies (a pod restarted).
+    std::thread::sleep(Duration::from_secs(1));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let again = agent(port, 0, 2, TOKEN);
+    std::thread::sleep(Duration::from_millis(500));
+    let other = agent(port, 1, 2, TOKEN);
+    let (status, output) = wait(coord, Duration::from_secs(30), "the coordinator");
+    let stderr = text(&output.stderr);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("host 0 (agent-0) at 127.0.0.1:")
+            && stderr.contains("left before the start"),
+        "{stderr}"
+    );
+    for a in [again, other] {
+        let (status, output) = wait(a, Duration::from_secs(10), "an agent");
+        assert!(status.success(), "{}", text(&output.stderr));
+    }
+    assert_eq!(summary(&out)["totals"]["established"], 100);
+}
+
+#[test]
 fn a_killed_agent_is_recorded_the_results_are_complete_and_it_cannot_rejoin() {
     let server = Server::start(&[]);
     let (_tmp, out) = out_dir();

@@ -139,6 +139,16 @@ impl Agent {
             .unwrap_or(false)
     }
 
+    /// Whether its connection has closed. Before the start an agent says
+    /// nothing unasked: anything to read is its end.
+    async fn is_gone(&mut self) -> bool {
+        // next_line() is cancel safe: a timeout loses nothing.
+        match tokio::time::timeout(Duration::from_millis(1), self.lines.next_line()).await {
+            Err(_) => false,
+            Ok(_) => true,
+        }
+    }
+
     /// A few pings; keeps the offset of the shortest round trip.
     async fn measure_clock(&mut self) -> Result<(), String> {
         let mut best: Option<(Duration, i64)> = None;
@@ -350,6 +360,19 @@ async fn gather(
             offset_ns: 0,
             rtt: Duration::ZERO,
         };
+        // An agent restarted before the start takes its index back if the
+        // earlier one's connection is gone.
+        if let Some(slot) = slots.get_mut(join.index as usize)
+            && let Some(other) = slot
+            && other.is_gone().await
+        {
+            eprintln!(
+                "ceiling: fleet: {} at {} left before the start: its index is free again",
+                other.label(),
+                other.address
+            );
+            *slot = None;
+        }
         let taken = slots
             .get(join.index as usize)
             .and_then(Option::as_ref)
