@@ -641,6 +641,13 @@ fn netns_fleet_a_host_out_of_ports_is_named_and_the_start_skew_stays_small_needs
     let first = &s["first_limit"];
     assert_eq!(first["kind"], "port_exhaustion", "{s}");
     assert_eq!(first["host"], "host 1 (h1)", "{s}");
+    // The evidence's host readings are the coordinator's: it says so.
+    assert!(
+        first["evidence"]["message"].as_str().unwrap().starts_with(
+            "hit on host 1 (h1); the host settings and counters quoted here are the coordinator's"
+        ),
+        "{s}"
+    );
     assert!(
         fleet
             .stdout

@@ -680,7 +680,8 @@ impl Fleet {
         }
     }
 
-    /// Names the host whose first limit is the run's: "host 3 (node-7)".
+    /// Names the host whose first limit is the run's: "host 3 (node-7)";
+    /// its evidence says that the host readings are this coordinator's.
     pub fn name_host(&self, first: &mut FirstLimit) {
         let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
         first.host = books
@@ -692,6 +693,13 @@ impl Fleet {
                     .is_some_and(|event| event.attempt == first.at_attempt)
             })
             .map(HostBook::label);
+        if let Some(host) = &first.host {
+            first.evidence.message = format!(
+                "hit on {host}; the host settings and counters quoted here are the \
+                 coordinator's, not that host's: {}",
+                first.evidence.message
+            );
+        }
     }
 }
 
