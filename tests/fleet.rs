@@ -398,6 +398,54 @@ fn ctrl_c_at_the_coordinator_reaches_every_agent_as_a_stop() {
 }
 
 #[test]
+fn the_dashboards_pause_reaches_every_agent() {
+    use crate::tui::{Tmux, attempted_on_screen, have_tmux};
+    if !have_tmux() {
+        return;
+    }
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let port = free_port();
+    let command = format!(
+        "CEILING_FLEET_TOKEN={TOKEN} {} run --ui tui --name fleettui --target {} --connections 6000 \
+         --rate 1000 --hold 1m --fleet 2 --fleet-listen 127.0.0.1:{port} --out {}; sleep 30",
+        crate::util::bin(),
+        server.addr(),
+        out.display()
+    );
+    let tmux = Tmux::start(&command, 120, 40);
+    let agents: Vec<Child> = (0..2).map(|k| agent(port, k, 2, TOKEN)).collect();
+    tmux.wait_for("1,000 attempted", Duration::from_secs(20), |s| {
+        attempted_on_screen(s).is_some_and(|n| n >= 1000)
+    });
+    tmux.keys("p");
+    tmux.wait_for("PAUSED", Duration::from_secs(5), |s| s.contains("PAUSED"));
+    // Reports in flight when the pause went out have landed a second later;
+    // from then on neither agent starts an attempt.
+    std::thread::sleep(Duration::from_secs(1));
+    let paused_at = attempted_on_screen(&tmux.screen()).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let later = attempted_on_screen(&tmux.screen()).unwrap();
+    assert_eq!(later, paused_at, "attempts went on while paused");
+    tmux.keys("q");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !out.join("summary.json").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no summary.json after q:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for a in agents {
+        let (status, output) = wait(a, Duration::from_secs(10), "an agent");
+        assert!(status.success(), "{}", text(&output.stderr));
+    }
+    let s = summary(&out);
+    assert_eq!(s["totals"]["attempted"], paused_at, "{s}");
+}
+
+#[test]
 fn bad_fleet_input_exits_2_with_one_message_and_creates_nothing() {
     let (_tmp, out) = out_dir();
     let o = out.to_str().unwrap();
