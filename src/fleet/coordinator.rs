@@ -680,27 +680,28 @@ impl Fleet {
         }
     }
 
-    /// Names the host whose first limit is the run's: "host 3 (node-7)";
-    /// its evidence says that the host readings are this coordinator's.
-    pub fn name_host(&self, first: &mut FirstLimit) {
+    /// Each host's label by index: "host 3 (node-7)".
+    pub fn labels(&self) -> Vec<String> {
         let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
-        first.host = books
-            .iter()
-            .find(|book| {
-                book.tally
-                    .as_ref()
-                    .and_then(|t| t.own_first_limit.as_ref())
-                    .is_some_and(|event| event.attempt == first.at_attempt)
-            })
-            .map(HostBook::label);
-        if let Some(host) = &first.host {
-            first.evidence.message = format!(
-                "hit on {host}; the host settings and counters quoted here are the \
-                 coordinator's, not that host's: {}",
-                first.evidence.message
-            );
-        }
+        books.iter().map(HostBook::label).collect()
     }
+}
+
+/// Names the host a first limit was hit on, from its attempt (host k runs
+/// the attempts with index % hosts == k), given the hosts' `labels`; its
+/// evidence then says that the host readings are the coordinator's.
+pub fn name_host(first: &mut FirstLimit, labels: &[String]) {
+    if labels.is_empty() || first.host.is_some() {
+        return;
+    }
+    let index = first.at_attempt.saturating_sub(1) % labels.len() as u64;
+    let host = labels[index as usize].clone();
+    first.evidence.message = format!(
+        "hit on {host}; the host settings and counters quoted here are the coordinator's, \
+         not that host's: {}",
+        first.evidence.message
+    );
+    first.host = Some(host);
 }
 
 /// A host's totals from what it reported (its losses included).
@@ -775,6 +776,46 @@ mod tests {
         let s = settings();
         assert_eq!(s.listen.to_string(), super::super::DEFAULT_LISTEN);
         assert_eq!(s.join_timeout, super::super::DEFAULT_JOIN_TIMEOUT);
+    }
+
+    #[test]
+    fn a_first_limit_is_named_after_the_host_whose_segment_holds_its_attempt() {
+        let event = crate::model::FailureEvent::example(
+            crate::model::LimitKind::PortExhaustion,
+            302,
+            0.1,
+            102,
+        );
+        let mut first = FirstLimit {
+            kind: event.kind,
+            errno: event.errno,
+            errno_name: None,
+            syscall: event.syscall,
+            at_attempt: event.attempt,
+            at_elapsed_s: event.elapsed_s,
+            active_at: event.active,
+            source: event.source,
+            target: event.target,
+            host: None,
+            evidence: crate::model::Evidence {
+                message: "ports".into(),
+                facts: Default::default(),
+            },
+            remedy: String::new(),
+        };
+        let labels: Vec<String> = (0..3).map(|k| format!("host {k} (h{k})")).collect();
+        // Attempt 302 is index 301: 301 % 3 == 1.
+        name_host(&mut first, &labels);
+        assert_eq!(first.host.as_deref(), Some("host 1 (h1)"));
+        assert!(
+            first.evidence.message.starts_with("hit on host 1 (h1); ")
+                && first.evidence.message.ends_with(": ports"),
+            "{}",
+            first.evidence.message
+        );
+        // Named once: the summary does not name it twice.
+        name_host(&mut first, &labels);
+        assert_eq!(first.evidence.message.matches("hit on").count(), 1);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::summary::explain_first_limit;
 use crate::classify::capacity::Room;
 use crate::classify::host;
 use crate::engine::{Engine, StopReason};
+use crate::fleet::coordinator;
 use crate::model::{FirstLimit, GeneratorBottleneck};
 use crate::sink::ResultsDir;
 use crate::stats::{Aggregator, Phase, SecondRow, Snapshot};
@@ -241,12 +242,9 @@ pub fn drive(
             {
                 let at = HostAtLimit::read(&event.target);
                 let facts = run.facts(&snapshot, Some(&at));
-                first_limit = Some(explain_first_limit(
-                    event,
-                    run.host_start,
-                    &at.state,
-                    &facts,
-                ));
+                let mut explained = explain_first_limit(event, run.host_start, &at.state, &facts);
+                coordinator::name_host(&mut explained, &run.hosts);
+                first_limit = Some(explained);
                 host_at_limit = Some(at);
             }
             if host_panel_at.is_none_or(|at| at.elapsed() >= HOST_PANEL_EVERY) {

@@ -27,7 +27,7 @@ use crate::engine::hold::Echo;
 use crate::engine::plan::{Plan, Segment};
 use crate::engine::procs::Launcher;
 use crate::engine::{Engine, Launch, Settings, StopReason};
-use crate::fleet::coordinator::{Coordinator, FleetSettings};
+use crate::fleet::coordinator::{self, Coordinator, FleetSettings};
 use crate::model::{Safety, Summary, WorkerDeath, WorkersReport};
 use crate::scenario::Scenario;
 use crate::scenario::units::{DriverMode, PortPick};
@@ -218,6 +218,7 @@ fn execute_with(
             (None, None) => None,
         },
         lab,
+        hosts: fleet.as_ref().map(|f| f.labels()).unwrap_or_default(),
     };
     // The built-in server's CPU is not the generator's.
     let server_pid = embedded
@@ -283,7 +284,7 @@ fn execute_with(
     if let Some(fleet) = &fleet {
         summary.fleet = Some(fleet.report(scenario.connections));
         if let Some(first) = &mut summary.first_limit {
-            fleet.name_host(first);
+            coordinator::name_host(first, &run.hosts);
         }
     }
     summary.warnings.generator_bottleneck = generator.verdict();
@@ -392,6 +393,8 @@ struct RunInfo<'a> {
     deaths: Option<&'a Mutex<Vec<WorkerDeath>>>,
     /// The lab, when this run is `ceiling lab`'s.
     lab: Option<&'a LabSession>,
+    /// A fleet's hosts by index ("host 3 (node-7)"); empty otherwise.
+    hosts: Vec<String>,
 }
 
 impl RunInfo<'_> {
