@@ -527,6 +527,8 @@ fn bad_fleet_input_exits_2_with_one_message_and_creates_nothing() {
 struct NetnsFleet {
     status: i32,
     stdout: String,
+    /// The coordinator's, then each agent's.
+    stderr: String,
     agents: Vec<(i32, String)>,
 }
 
@@ -598,7 +600,7 @@ for k in $(seq 0 $((N - 1))); do mk ${{P}}h$k 10.77.0.$((10 + k)); done
 {setup}
 ip netns exec ${{P}}t "$CEILING" serve --listen 10.77.0.2:7070 > "$D/serve.log" 2>&1 &
 for i in $(seq 100); do grep -q 'listening on' "$D/serve.log" && break; sleep 0.05; done
-"$CEILING" run --ui none --out '{out}' --target 10.77.0.2:7070 --fleet $N \
+"$CEILING" run --out '{out}' --target 10.77.0.2:7070 --fleet $N \
   --fleet-listen 10.77.0.1:7979 --fleet-token {TOKEN} {run} > "$D/coord.out" 2> "$D/coord.err" &
 C=$!
 AGENTS=
@@ -634,6 +636,7 @@ exit $status
     let fleet = NetnsFleet {
         status: output.status.code().unwrap_or(-1),
         stdout: text(&output.stdout),
+        stderr: text(&output.stderr),
         agents,
     };
     assert_eq!(
@@ -671,7 +674,7 @@ fn netns_fleet_a_host_out_of_ports_is_named_and_the_start_skew_stays_small_needs
     let fleet = netns_fleet(
         3,
         &out,
-        "--connections 1500 --rate 3000 --hold end --duration 3s",
+        "--ui plain --connections 1500 --rate 3000 --hold end --duration 3s",
         // Host 1 has 100 ports to the target; the others the default range.
         &format!(
             "ip netns exec ${{P}}h1 sh -c \"echo '50000 50099' > /proc/sys/net/ipv4/ip_local_port_range\"\n{netem}"
@@ -702,6 +705,15 @@ fn netns_fleet_a_host_out_of_ports_is_named_and_the_start_skew_stays_small_needs
             .contains("host 1 (h1): port_exhaustion EADDRNOTAVAIL at "),
         "{}",
         fleet.stdout
+    );
+    // The plain progress lines (what `kubectl logs -f` shows) name it too.
+    assert!(
+        fleet
+            .stderr
+            .contains("first limit: port_exhaustion at attempt ")
+            && fleet.stderr.contains(" on host 1 (h1)"),
+        "{}",
+        fleet.stderr
     );
     let rows = hosts_csv(&out);
     assert!(
@@ -734,7 +746,7 @@ fn netns_fleet_a_host_whose_link_goes_down_is_recorded_needs_root() {
     let fleet = netns_fleet(
         3,
         &out,
-        "--connections 900 --rate 3000 --hold end --duration 8s",
+        "--ui none --connections 900 --rate 3000 --hold end --duration 8s",
         "",
         "sleep 2; ip link set v${P}h1 down",
     );
@@ -782,7 +794,7 @@ fn netns_fleet_stop_at_first_limit_stops_every_host_when_one_hits_it_needs_root(
     netns_fleet(
         3,
         &out,
-        "--connections 30000 --rate 3000 --hold end --duration 10s --stop-at-first-limit",
+        "--ui none --connections 30000 --rate 3000 --hold end --duration 10s --stop-at-first-limit",
         "ip netns exec ${P}h1 sh -c \"echo '50000 50099' > /proc/sys/net/ipv4/ip_local_port_range\"",
         "",
     );
