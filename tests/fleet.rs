@@ -280,6 +280,45 @@ fn an_agent_restarted_before_the_start_takes_its_index_back() {
 }
 
 #[test]
+fn a_stranger_sending_an_endless_line_is_dropped_and_the_coordinator_keeps_waiting() {
+    use std::io::{Read, Write};
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let port = free_port();
+    let coord = coordinator(&out, &server, port, 1, &["--connections", "50"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stranger = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => break stream,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "the coordinator never listened: {e}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // 1 MiB without a newline: the coordinator reads 64 KiB and hangs up.
+    let chunk = [b'x'; 64 * 1024];
+    let mut sent = 0;
+    while sent < 1024 * 1024 && stranger.write_all(&chunk).is_ok() {
+        sent += chunk.len();
+    }
+    let mut answer = Vec::new();
+    let _ = stranger.read_to_end(&mut answer);
+    assert!(answer.is_empty(), "a stranger was answered: {answer:?}");
+    let right = agent(port, 0, 1, TOKEN);
+    let (status, output) = wait(coord, Duration::from_secs(30), "the coordinator");
+    let stderr = text(&output.stderr);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("did not start with a join"), "{stderr}");
+    let (status, _) = wait(right, Duration::from_secs(10), "the agent");
+    assert!(status.success());
+}
+
+#[test]
 fn a_killed_agent_is_recorded_the_results_are_complete_and_it_cannot_rejoin() {
     let server = Server::start(&[]);
     let (_tmp, out) = out_dir();

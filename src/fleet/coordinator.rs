@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -74,6 +74,10 @@ impl FleetSettings {
         }))
     }
 }
+
+/// Longest first line a connection may send (a join is a few hundred
+/// bytes).
+const JOIN_LINE_MAX: u64 = 64 * 1024;
 
 /// Why a fleet did not start.
 #[derive(Debug, thiserror::Error)]
@@ -520,22 +524,31 @@ async fn accept_joins(
 async fn read_join(stream: TcpStream, address: SocketAddr) -> Option<Arrival> {
     let _ = stream.set_nodelay(true);
     let (read, writer) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
-    let line = tokio::time::timeout(JOIN_LINE_TIMEOUT, lines.next_line()).await;
-    let join = match line {
-        Ok(Ok(Some(line))) => match serde_json::from_str(&line) {
-            Ok(ToCoordinator::Join(join)) => join,
-            _ => {
-                eprintln!("ceiling: fleet: {address} did not start with a join: dropped");
-                return None;
-            }
-        },
-        _ => return None,
+    let mut reader = BufReader::new(read);
+    // Anyone may connect: the first line is read within a bound of time
+    // and of bytes, before the token is known to be right.
+    let mut line = Vec::new();
+    let mut bounded = (&mut reader).take(JOIN_LINE_MAX);
+    let read = bounded.read_until(b'\n', &mut line);
+    let read = tokio::time::timeout(JOIN_LINE_TIMEOUT, read).await;
+    if !matches!(read, Ok(Ok(n)) if n > 0) {
+        return None;
+    }
+    let join = match serde_json::from_slice(&line) {
+        Ok(ToCoordinator::Join(join)) => join,
+        _ => {
+            eprintln!(
+                "ceiling: fleet: {address} did not start with a join (a line of at most {} \
+                 bytes): dropped",
+                JOIN_LINE_MAX
+            );
+            return None;
+        }
     };
     Some(Arrival {
         join,
         address,
-        lines,
+        lines: reader.lines(),
         writer,
     })
 }
