@@ -319,6 +319,42 @@ fn a_stranger_sending_an_endless_line_is_dropped_and_the_coordinator_keeps_waiti
 }
 
 #[test]
+fn an_agent_whose_host_has_no_room_says_why_and_the_run_records_it() {
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let port = free_port();
+    // 100 million held sockets fit in no test machine's memory.
+    let coord = coordinator(
+        &out,
+        &server,
+        port,
+        1,
+        &["--connections", "100m", "--hold", "1s"],
+    );
+    let a = agent(port, 0, 1, TOKEN);
+    let (status, output) = wait(a, Duration::from_secs(30), "the agent");
+    let stderr = text(&output.stderr);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("this host has no room for its share"),
+        "{stderr}"
+    );
+    let (status, output) = wait(coord, Duration::from_secs(30), "the coordinator");
+    assert!(status.success(), "{}", text(&output.stderr));
+    let s = summary(&out);
+    let death = &s["workers"]["deaths"][0];
+    assert!(
+        death["how"]
+            .as_str()
+            .unwrap()
+            .starts_with("could not start: this host has no room for its share"),
+        "{s}"
+    );
+    assert_eq!(s["totals"]["attempted"], 0, "{s}");
+    assert_eq!(s["totals"]["never_attempted"], 100_000_000u64, "{s}");
+}
+
+#[test]
 fn a_killed_agent_is_recorded_the_results_are_complete_and_it_cannot_rejoin() {
     let server = Server::start(&[]);
     let (_tmp, out) = out_dir();

@@ -18,11 +18,12 @@ use tokio::time::Instant;
 
 use super::wire::{Join, ToAgent, ToCoordinator, unix_ns_now};
 use super::{REPORT_EVERY, SILENCE};
+use crate::classify::capacity::Room;
 use crate::classify::host;
 use crate::engine::plan::Plan;
 use crate::engine::procs::{self, ControlUnreadable, Launcher, WorkerSpec, send_line};
 use crate::engine::rate::Schedule;
-use crate::engine::{Engine, Launch};
+use crate::engine::{Engine, Launch, StopReason};
 use crate::model::thousands;
 use crate::runner::layout::WorkerLayout;
 use crate::stats::Delta;
@@ -128,6 +129,8 @@ pub enum AgentError {
     Unreadable(String),
     #[error("cannot start the agent: {0}")]
     Start(io::Error),
+    #[error("this host has no room for its share: {0}")]
+    NoRoom(String),
     #[error(transparent)]
     Control(#[from] ControlUnreadable),
 }
@@ -242,8 +245,17 @@ async fn run_async(settings: &AgentSettings) -> Result<AgentEnd, AgentError> {
         thousands(spec.connections),
         wait.as_millis()
     );
+    let room = host_room(&spec);
     tokio::time::sleep(wait).await;
-    let engine = start_engine(spec)?;
+    let engine = match room.and_then(|()| start_engine(spec)) {
+        Ok(engine) => engine,
+        Err(e) => {
+            // The coordinator records why this host's share never ran.
+            let reason = e.to_string();
+            let _ = send(&mut writer, &ToCoordinator::CannotStart { reason }).await;
+            return Err(e);
+        }
+    };
     let started = ToCoordinator::Started {
         agent_unix_ns: unix_ns_now(),
     };
@@ -263,6 +275,14 @@ async fn run_async(settings: &AgentSettings) -> Result<AgentEnd, AgentError> {
             held = active;
             if printed.elapsed() >= Duration::from_secs(1) {
                 printed = Instant::now();
+                // As a run does: stop before this host runs out of memory
+                // or files (the coordinator sees this host end early).
+                if let Some(why) = Room::read().and_then(|room| room.exhausted())
+                    && engine.stop_reason().is_none()
+                {
+                    eprintln!("ceiling agent: host {index}: stopping: {why}");
+                    engine.stop(StopReason::HostRoom);
+                }
                 eprintln!(
                     "ceiling agent: host {index}: {:.0} s, attempted {}, established {}, held {}",
                     engine.start_instant().elapsed().as_secs_f64(),
@@ -357,6 +377,18 @@ async fn next(
             "nothing from it for {} s",
             within.as_secs()
         ))),
+    }
+}
+
+/// Whether this host has the memory and files for its share (and the
+/// target's end of it, when the target is on this host too).
+fn host_room(spec: &WorkerSpec) -> Result<(), AgentError> {
+    let share = spec.segment.len(spec.connections);
+    let local = spec.targets.iter().all(|t| host::is_local_target(*t));
+    let sockets = share * if local { 2 } else { 1 };
+    match Room::read().map(|room| room.check_plan(sockets)) {
+        Some(Err(why)) => Err(AgentError::NoRoom(why)),
+        _ => Ok(()),
     }
 }
 

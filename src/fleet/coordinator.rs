@@ -581,6 +581,9 @@ async fn relay_agent(
                     start_offset_ms = Some((ours - start_ns) as f64 / 1e6);
                     converse(&mut relay, agent).await
                 }
+                Ok(ToCoordinator::CannotStart { reason }) => {
+                    Ended::Died(Death::without_pid(format!("could not start: {reason}")))
+                }
                 _ => Ended::Died(Death::without_pid(format!(
                     "said something else than its start: {line}"
                 ))),

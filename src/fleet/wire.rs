@@ -4,7 +4,8 @@
 //!
 //! Agent → coordinator: [`ToCoordinator::Join`]; then a
 //! [`ToCoordinator::Pong`] for each ping; then, at its start,
-//! [`ToCoordinator::Started`], and from there on `WorkerReport` lines.
+//! [`ToCoordinator::Started`] (or [`ToCoordinator::CannotStart`]), and from
+//! there on `WorkerReport` lines.
 //! Coordinator → agent: [`ToAgent::Welcome`] or [`ToAgent::Refused`];
 //! pings; [`ToAgent::Go`] with its `WorkerSpec` and the start time in the
 //! agent's own clock; from there on `ControlLine` lines (one a second at
@@ -59,6 +60,11 @@ pub enum ToCoordinator {
     /// The agent's wall clock when its engine started.
     Started {
         agent_unix_ns: i64,
+    },
+    /// Instead of [`ToCoordinator::Started`]: the agent cannot run its
+    /// share (its host has no room for it, its workers could not start).
+    CannotStart {
+        reason: String,
     },
 }
 
