@@ -204,8 +204,6 @@ struct Arrival {
 pub struct Coordinator {
     runtime: tokio::runtime::Runtime,
     agents: Vec<Agent>,
-    /// Set at the barrier: from then on every join is refused.
-    started: Arc<AtomicBool>,
 }
 
 impl Coordinator {
@@ -218,13 +216,8 @@ impl Coordinator {
             .enable_all()
             .build()
             .map_err(FleetError::Runtime)?;
-        let started = Arc::new(AtomicBool::new(false));
-        let agents = runtime.block_on(gather(settings, Arc::clone(&started)))?;
-        Ok(Coordinator {
-            runtime,
-            agents,
-            started,
-        })
+        let agents = runtime.block_on(gather(settings))?;
+        Ok(Coordinator { runtime, agents })
     }
 
     /// Starts the run on the agents: one start time for all, each told its
@@ -237,12 +230,7 @@ impl Coordinator {
         threads: usize,
         launch: Launch,
     ) -> io::Result<(Engine, Fleet)> {
-        let Coordinator {
-            runtime,
-            agents,
-            started,
-        } = self;
-        started.store(true, Ordering::SeqCst);
+        let Coordinator { runtime, agents } = self;
         let n = agents.len();
         let longest = agents.iter().map(|a| a.rtt).max().unwrap_or_default();
         let lead = START_LEAD + longest * 2;
@@ -304,10 +292,8 @@ fn plan_segment(k: usize, n: usize) -> crate::engine::plan::Segment {
 }
 
 /// Accepts joins until every index is taken or the join timeout passes.
-async fn gather(
-    settings: &FleetSettings,
-    started: Arc<AtomicBool>,
-) -> Result<Vec<Agent>, FleetError> {
+async fn gather(settings: &FleetSettings) -> Result<Vec<Agent>, FleetError> {
+    let started = Arc::new(AtomicBool::new(false));
     let listener =
         TcpListener::bind(settings.listen)
             .await
@@ -322,7 +308,7 @@ async fn gather(
         humantime::format_duration(settings.join_timeout)
     );
     let (arrivals, mut arrived) = mpsc::channel(64);
-    tokio::spawn(accept_joins(listener, arrivals, started));
+    tokio::spawn(accept_joins(listener, arrivals, Arc::clone(&started)));
     let deadline = Instant::now() + settings.join_timeout;
     let mut slots: Vec<Option<Agent>> = (0..n).map(|_| None).collect();
     let joined = |slots: &[Option<Agent>]| -> Vec<u64> {
@@ -407,6 +393,8 @@ async fn gather(
             }
         }
     }
+    // The barrier is passed: every join from now on is refused at once.
+    started.store(true, Ordering::SeqCst);
     let mut agents: Vec<Agent> = slots.into_iter().flatten().collect();
     // Every clock at once: the pings of one agent do not wait for another's.
     let mut measured = tokio::task::JoinSet::new();
