@@ -294,12 +294,12 @@ pub struct RunCommand {
     pub run: RunArgs,
 
     #[command(flatten)]
-    pub fleet: FleetArgs,
+    pub fleet: CoordinatorArgs,
 }
 
 /// `ceiling run --fleet N`: coordinate agents on other hosts.
 #[derive(Debug, Args, Default)]
-pub struct FleetArgs {
+pub struct CoordinatorArgs {
     /// Coordinate a fleet of N agents (`ceiling agent`), 1 to the
     /// connections: wait until all have joined, give agent k segment k of N
     /// of the plan, start them at one time, merge their results live;
@@ -318,7 +318,7 @@ pub struct FleetArgs {
     pub fleet_token: Option<String>,
 
     /// How long to wait for every agent before the run is refused (naming
-    /// the missing ones), 1ms to 1d. Default 60s.
+    /// the missing ones), 1s to 1h. Default 60s.
     #[arg(long, value_name = "DURATION", value_parser = crate::fleet::parse_join_timeout)]
     pub fleet_join_timeout: Option<Duration>,
 }

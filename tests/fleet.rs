@@ -222,6 +222,24 @@ fn a_missing_agent_refuses_the_run_naming_it_and_nothing_starts() {
 }
 
 #[test]
+fn an_agent_started_before_its_coordinator_waits_for_it() {
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let port = free_port();
+    // An engine may start the agents first.
+    let early = agent(port, 0, 1, TOKEN);
+    std::thread::sleep(Duration::from_secs(1));
+    let coord = coordinator(&out, &server, port, 1, &["--connections", "50"]);
+    let (status, output) = wait(coord, Duration::from_secs(30), "the coordinator");
+    assert!(status.success(), "{}", text(&output.stderr));
+    let (status, output) = wait(early, Duration::from_secs(10), "the agent");
+    let stderr = text(&output.stderr);
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("is not there yet"), "{stderr}");
+    assert_eq!(summary(&out)["totals"]["established"], 50);
+}
+
+#[test]
 fn a_wrong_token_is_refused_on_both_sides_and_the_coordinator_keeps_waiting() {
     let server = Server::start(&[]);
     let (_tmp, out) = out_dir();

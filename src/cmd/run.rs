@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use super::args;
 use crate::UsageError;
-use crate::cli::{FleetArgs, RunCommand};
+use crate::cli::{CoordinatorArgs, RunCommand};
 use crate::fleet::coordinator::FleetSettings;
 use crate::runner;
 
@@ -35,7 +35,7 @@ pub fn run(command: RunCommand) -> anyhow::Result<ExitCode> {
 }
 
 /// The fleet flags, the token from CEILING_FLEET_TOKEN when not given.
-fn fleet_settings(fleet: FleetArgs) -> Result<Option<FleetSettings>, UsageError> {
+fn fleet_settings(fleet: CoordinatorArgs) -> Result<Option<FleetSettings>, UsageError> {
     let token = fleet
         .fleet_token
         .or_else(|| std::env::var("CEILING_FLEET_TOKEN").ok());

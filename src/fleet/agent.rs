@@ -117,7 +117,7 @@ fn host_name() -> Option<String> {
 /// Why an agent ended without running its share to the end.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("cannot resolve the coordinator's address '{join}': {source}")]
+    #[error("cannot resolve the coordinator's address '{join}' within {} s: {source}", CONNECT_RETRY.as_secs())]
     Resolve { join: String, source: io::Error },
     #[error("cannot reach the coordinator at {join} within {} s: {source}", CONNECT_RETRY.as_secs())]
     Connect { join: String, source: io::Error },
@@ -313,19 +313,28 @@ async fn run_async(settings: &AgentSettings) -> Result<AgentEnd, AgentError> {
     })
 }
 
-/// Resolves `join` once and connects, retrying while nothing listens.
+/// Resolves `join` and connects, retrying for [`CONNECT_RETRY`] while the
+/// name does not resolve yet (a cluster's Service gets its record when the
+/// coordinator's pod is up) or nothing listens; once resolved, the name is
+/// not looked up again.
 async fn connect(join: &str) -> Result<TcpStream, AgentError> {
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(join)
-        .await
-        .map_err(|source| AgentError::Resolve {
-            join: join.to_string(),
-            source,
-        })?
-        .collect();
     let give_up = Instant::now() + CONNECT_RETRY;
+    let mut addrs: Vec<SocketAddr> = Vec::new();
     let mut said = false;
     loop {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        if addrs.is_empty() {
+            match tokio::net::lookup_host(join).await {
+                Ok(found) => addrs = found.collect(),
+                Err(e) if Instant::now() >= give_up => {
+                    return Err(AgentError::Resolve {
+                        join: join.to_string(),
+                        source: e,
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
         for addr in &addrs {
             match TcpStream::connect(addr).await {
                 Ok(stream) => return Ok(stream),
@@ -341,7 +350,9 @@ async fn connect(join: &str) -> Result<TcpStream, AgentError> {
         if !said {
             said = true;
             eprintln!(
-                "ceiling agent: the coordinator at {join} is not there yet ({last}): retrying"
+                "ceiling agent: the coordinator at {join} is not there yet ({last}): retrying \
+                 for {} s",
+                CONNECT_RETRY.as_secs()
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

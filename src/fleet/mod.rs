@@ -111,12 +111,12 @@ pub fn parse_join(text: &str) -> Result<String, String> {
     }
 }
 
-/// `--fleet-join-timeout`: a duration above zero.
+/// `--fleet-join-timeout`: 1s to 1h (as `ceiling fleet --join-timeout`).
 pub fn parse_join_timeout(text: &str) -> Result<Duration, String> {
     let d = crate::scenario::units::parse_duration(text)?;
-    if d.is_zero() || d > Duration::from_secs(24 * 3600) {
+    if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
         return Err(format!(
-            "'{}' is out of range: --fleet-join-timeout takes 1ms to 1d, e.g. 60s",
+            "'{}' is out of range: --fleet-join-timeout takes 1s to 1h, e.g. 60s",
             text.trim()
         ));
     }
