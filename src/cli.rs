@@ -42,7 +42,7 @@ pub enum Command {
     /// nothing connected (every attempt refused, timed out or failed: no
     /// target answered); 2 for bad input; 1 when ceiling itself failed (or
     /// a results file could not be written); 130 when interrupted.
-    Run(Box<RunArgs>),
+    Run(Box<RunCommand>),
     /// Run a scenario in a disposable network namespace with its [lab]
     /// settings (root).
     ///
@@ -160,6 +160,22 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// One host of a fleet: join a coordinator (`ceiling run --fleet N`),
+    /// run the share of the test it gives, report to it live.
+    ///
+    /// The agent learns its index from --index, else JOB_COMPLETION_INDEX
+    /// (a Kubernetes Indexed Job), else SLURM_PROCID (Slurm); the host count
+    /// from --hosts, else SLURM_NTASKS (checked against the coordinator's);
+    /// the token from --token, else CEILING_FLEET_TOKEN. It waits for the
+    /// start the coordinator sets, runs its segment with worker processes
+    /// when one fd table is not enough (as `run --processes auto`), prints
+    /// progress lines on stderr and its totals on stdout.
+    ///
+    /// Exit status: 0 when the test ended normally; 1 when it was refused
+    /// (wrong token, another version, the test already started) or lost its
+    /// coordinator (its load is then stopped within seconds); 2 for bad
+    /// input.
+    Agent(AgentArgs),
     /// A worker process of `run --processes` (internal: reads its share of
     /// the run on stdin, writes stats deltas to stdout).
     #[command(hide = true)]
@@ -296,6 +312,70 @@ pub struct RunArgs {
     /// plain (one line a second), none.
     #[arg(long, value_enum, default_value_t = UiMode::Auto)]
     pub ui: UiMode,
+}
+
+/// `ceiling run`: a run's flags and, for a fleet's coordinator, the
+/// fleet's.
+#[derive(Debug, Args, Default)]
+pub struct RunCommand {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    #[command(flatten)]
+    pub fleet: CoordinatorArgs,
+}
+
+/// `ceiling run --fleet N`: coordinate agents on other hosts.
+#[derive(Debug, Args, Default)]
+pub struct CoordinatorArgs {
+    /// Coordinate a fleet of N agents (`ceiling agent`), 1 to the
+    /// connections: wait until all have joined, give agent k segment k of N
+    /// of the plan, start them at one time, merge their results live;
+    /// writes hosts.csv beside the usual files. Needs --target and a token.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = crate::fleet::parse_hosts)]
+    pub fleet: Option<u64>,
+
+    /// Where the coordinator listens for agents. Default 127.0.0.1:7979
+    /// (loopback: agents on other hosts reach it only at an address you
+    /// give here, e.g. 0.0.0.0:7979).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::fleet::parse_listen)]
+    pub fleet_listen: Option<std::net::SocketAddr>,
+
+    /// The token every agent must give (default: CEILING_FLEET_TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    pub fleet_token: Option<String>,
+
+    /// How long to wait for every agent before the run is refused (naming
+    /// the missing ones), 1s to 1h. Default 60s.
+    #[arg(long, value_name = "DURATION", value_parser = crate::fleet::parse_join_timeout)]
+    pub fleet_join_timeout: Option<Duration>,
+}
+
+/// `ceiling agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The coordinator's ADDR:PORT (its --fleet-listen); a host name is
+    /// resolved once, e.g. ceiling-coordinator.my-ns.svc:7979.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::fleet::parse_join)]
+    pub join: String,
+
+    /// The fleet's token (default: CEILING_FLEET_TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// This agent's index, 0 to N-1 (default: JOB_COMPLETION_INDEX, else
+    /// SLURM_PROCID).
+    #[arg(long, value_name = "K", allow_negative_numbers = true, value_parser = crate::fleet::parse_index)]
+    pub index: Option<u64>,
+
+    /// The fleet's host count, checked at the join (default: SLURM_NTASKS,
+    /// else not checked).
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = crate::fleet::parse_hosts)]
+    pub hosts: Option<u64>,
+
+    /// This host's name in the results (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
 }
 
 /// `ceiling report`.

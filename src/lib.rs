@@ -25,6 +25,9 @@
 //!   the server keep idle sockets without a task each.
 //! - [`explore`]: `ceiling explore`'s ladder: from the limit a climb hit,
 //!   the change the next climb makes; the ladder's table and files.
+//! - [`fleet`]: one test from many hosts: the coordinator (a run whose
+//!   workers are agents, over TCP with the worker processes' protocol) and
+//!   the agent.
 //! - [`runner`]: the life of one run, which `run` and `lab` call: layout
 //!   and host checks, the built-in target (a child `ceiling serve`), the
 //!   lab's namespace and cgroup session, the tick loop, the summary.
@@ -106,6 +109,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Merge(args) => cmd::merge::merge(args),
         cli::Command::Completions { shell } => cmd::shell::completions(shell),
         cli::Command::Manpage { dir } => cmd::shell::manpage(dir.as_deref()),
+        cli::Command::Agent(args) => cmd::agent::agent(args),
         cli::Command::Worker => cmd::worker::worker(),
     }
 }

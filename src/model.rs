@@ -255,6 +255,9 @@ pub struct FirstLimit {
     pub active_at: u64,
     pub source: String,
     pub target: String,
+    /// The fleet's host that hit it: "host 3 (node-7)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub evidence: Evidence,
     pub remedy: String,
 }
@@ -492,6 +495,9 @@ pub struct Summary {
     /// `ceiling merge` only: the runs merged into this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge: Option<MergeReport>,
+    /// A fleet run only (`run --fleet N`): each host's share and figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetReport>,
 }
 
 /// A target given by host name and what it resolved to.
@@ -528,6 +534,79 @@ pub struct MergedRun {
     pub first_limit: Option<LimitKind>,
 }
 
+/// A fleet run's hosts: what each did, and how together they started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetReport {
+    /// One per agent, by index.
+    pub hosts: Vec<FleetHost>,
+    /// Latest actual start minus the earliest, in the coordinator's clock
+    /// (each agent's clock corrected by its measured offset); None when
+    /// fewer than two hosts said when they started.
+    pub start_skew_ms: Option<f64>,
+}
+
+/// One agent of a fleet run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetHost {
+    /// Its index, 0-based: its segment is attempts with index % hosts == index.
+    pub index: u64,
+    /// The name it gave (--name, or its host name).
+    pub name: String,
+    /// The address it joined from.
+    pub address: String,
+    /// Its share of the plan: "offset+stride" of the attempt indexes.
+    pub segment: String,
+    /// Its own totals; the run's totals are their sums (but `peak_active`,
+    /// its own peak).
+    pub totals: Totals,
+    /// The first limit it hit, with the connections it held itself then.
+    pub first_limit: Option<HostLimit>,
+    /// When it actually started, after the start the coordinator set, in
+    /// ms (corrected by its clock offset); None if it never said.
+    pub start_offset_ms: Option<f64>,
+    /// Its clock minus the coordinator's, measured by the join's pings.
+    pub clock_offset_ms: f64,
+    /// The shortest ping round trip, the one the offset is from.
+    pub rtt_ms: f64,
+}
+
+/// A host's first limit, short.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostLimit {
+    pub kind: LimitKind,
+    pub syscall: Syscall,
+    pub errno: Option<i32>,
+    pub errno_name: Option<String>,
+    pub at_attempt: u64,
+    pub at_elapsed_s: f64,
+    /// Connections the host itself held then.
+    pub held: u64,
+}
+
+impl HostLimit {
+    pub fn from_event(event: &FailureEvent) -> HostLimit {
+        HostLimit {
+            kind: event.kind,
+            syscall: event.syscall,
+            errno: event.errno,
+            errno_name: event.errno.and_then(errno_name).map(str::to_string),
+            at_attempt: event.attempt,
+            at_elapsed_s: event.elapsed_s,
+            held: event.active,
+        }
+    }
+
+    /// "port_exhaustion EADDRNOTAVAIL at 61,204 held".
+    pub fn describe(&self) -> String {
+        let errno = match (&self.errno_name, self.errno) {
+            (Some(name), _) => format!(" {name}"),
+            (None, Some(errno)) => format!(" errno {errno}"),
+            (None, None) => String::new(),
+        };
+        format!("{}{errno} at {} held", self.kind, thousands(self.held))
+    }
+}
+
 /// The host-room check: what the run was planned to take, and why it was
 /// stopped early if the host ran low.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -558,6 +637,10 @@ pub struct WorkersReport {
 pub struct WorkerDeath {
     /// Its number, 0-based; its segment is attempts with index % processes == worker.
     pub worker: u64,
+    /// The host it ran on, when the worker was a fleet's agent: "host 2
+    /// (node-7, 10.1.0.7:41234)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub pid: Option<u32>,
     /// "killed by signal 9 (SIGKILL)", "exit status 1", "could not start: ...".
     pub how: String,

@@ -6,6 +6,7 @@ mod compare;
 mod disk_full;
 mod explore;
 mod figures;
+mod fleet;
 mod fleet_render;
 mod fuzz;
 mod lab;

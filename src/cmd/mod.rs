@@ -1,6 +1,7 @@
 //! One module per subcommand: turns flags into validated values, calls the
 //! module that does the work, prints the outcome.
 
+pub mod agent;
 pub mod args;
 pub mod compare;
 pub mod explore;

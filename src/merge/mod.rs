@@ -675,6 +675,9 @@ fn merged_summary(
         lab: None,
         workers,
         safety,
+        // Each input may be a fleet run; its hosts stay in its own
+        // directory (merge.inputs names them).
+        fleet: None,
         merge: Some(MergeReport {
             inputs: runs,
             first_limit_from,

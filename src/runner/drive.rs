@@ -20,6 +20,7 @@ use crate::classify::cpu::{CpuAllowance, CpuSecond, CpuShortfall, ServerCpu, Ser
 use crate::classify::explain::Handshakes;
 use crate::classify::host;
 use crate::engine::{Engine, StopReason};
+use crate::fleet::coordinator;
 use crate::model::{FailureEvent, FirstLimit, GeneratorBottleneck, LimitKind, Syscall};
 use crate::sink::ResultsDir;
 use crate::stats::{Aggregator, Phase, SecondRow, Snapshot};
@@ -400,12 +401,9 @@ pub fn drive(
                     (snapshot.total.established, snapshot.total.active()),
                 );
                 let facts = run.facts(&snapshot, Some(&at), cpu.server.as_ref());
-                first_limit = Some(explain_first_limit(
-                    event,
-                    run.host_start,
-                    &at.state,
-                    &facts,
-                ));
+                let mut explained = explain_first_limit(event, run.host_start, &at.state, &facts);
+                coordinator::name_host(&mut explained, &run.hosts);
+                first_limit = Some(explained);
                 host_at_limit = Some(at);
             }
             if host_panel_at.is_none_or(|at| at.elapsed() >= HOST_PANEL_EVERY) {

@@ -89,10 +89,8 @@ pub struct WorkerLayout {
 
 impl WorkerLayout {
     pub fn choose(scenario: &Scenario, fd_hard: u64) -> anyhow::Result<Self> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
         let connections = scenario.connections;
         let per_process = fd_hard.saturating_sub(FDS_KEPT_PER_PROCESS).max(1);
-        let needed = connections.div_ceil(per_process);
         let held_at_once = peak_connections_estimate(scenario);
         let (processes, reason) = match scenario.processes {
             // More held at once than one fd table takes, and no --fd-limit
@@ -112,7 +110,30 @@ impl WorkerLayout {
                 )
             }
             None => (0, "worker threads in ceiling's own process".to_string()),
-            Some(Processes::Auto) if needed <= 1 => (
+            Some(Processes::Auto) => {
+                return Ok(WorkerLayout::auto(connections, scenario.threads, fd_hard));
+            }
+            Some(Processes::Count(n)) => (
+                n.min(connections),
+                format!("{} worker process(es), as asked", n.min(connections)),
+            ),
+        };
+        Ok(WorkerLayout::with(
+            processes,
+            connections,
+            scenario.threads,
+            reason,
+        ))
+    }
+
+    /// `--processes auto` for `connections` attempts: as many worker
+    /// processes as they need under the hard fd limit, none when one is
+    /// enough (a fleet's agent lays out its segment so).
+    pub fn auto(connections: u64, threads: Option<u64>, fd_hard: u64) -> WorkerLayout {
+        let per_process = fd_hard.saturating_sub(FDS_KEPT_PER_PROCESS).max(1);
+        let needed = connections.div_ceil(per_process);
+        let (processes, reason) = if needed <= 1 {
+            (
                 0,
                 format!(
                     "--processes auto: {} connections fit in one process under the hard fd \
@@ -120,8 +141,9 @@ impl WorkerLayout {
                     thousands(connections),
                     thousands(fd_hard)
                 ),
-            ),
-            Some(Processes::Auto) => (
+            )
+        } else {
+            (
                 needed,
                 format!(
                     "--processes auto: {} connections need {needed} worker processes under the \
@@ -130,26 +152,33 @@ impl WorkerLayout {
                     thousands(fd_hard),
                     thousands(per_process)
                 ),
-            ),
-            Some(Processes::Count(n)) => (
-                n.min(connections),
-                format!("{} worker process(es), as asked", n.min(connections)),
-            ),
+            )
         };
+        WorkerLayout::with(processes, connections, threads, reason)
+    }
+
+    /// `processes` (0: threads in this process) with `threads` each, or one
+    /// per core shared among them, at most one per connection.
+    fn with(
+        processes: u64,
+        connections: u64,
+        threads: Option<u64>,
+        reason: String,
+    ) -> WorkerLayout {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
         let shared_cores = match processes {
             0 => cores,
             n => (cores / n).max(1),
         };
         let per_process_connections = connections.div_ceil(processes.max(1));
-        let threads = scenario
-            .threads
+        let threads = threads
             .unwrap_or(shared_cores)
             .min(per_process_connections)
             .max(1);
-        Ok(WorkerLayout {
+        WorkerLayout {
             processes: processes as usize,
             threads: threads as usize,
             reason,
-        })
+        }
     }
 }

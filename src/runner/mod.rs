@@ -11,7 +11,7 @@
 
 mod drive;
 pub mod lab_session;
-mod layout;
+pub mod layout;
 mod resolve;
 mod summary;
 pub mod target;
@@ -20,7 +20,7 @@ pub use resolve::resolve_targets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::Context;
@@ -31,7 +31,8 @@ use crate::engine::hold::Echo;
 use crate::engine::plan::{Plan, Segment};
 use crate::engine::procs::Launcher;
 use crate::engine::{Engine, Launch, Settings, StopReason};
-use crate::model::{Safety, Summary, WorkersReport};
+use crate::fleet::coordinator::{self, Coordinator, FleetSettings};
+use crate::model::{Safety, Summary, WorkerDeath, WorkersReport};
 use crate::scenario::Scenario;
 use crate::scenario::units::{DriverMode, PortPick};
 use crate::sink::{ResultsDir, ResultsUnwritten};
@@ -61,10 +62,36 @@ pub fn execute(
     out: Option<PathBuf>,
     lab: Option<&LabSession>,
 ) -> anyhow::Result<Finished> {
+    execute_with(scenario, output, out, lab, None)
+}
+
+/// Runs a validated scenario on a fleet of agents (`ceiling run --fleet
+/// N`): this process coordinates, the agents hold the connections; the
+/// results directory adds `hosts.csv` and the summary its `fleet`.
+pub fn execute_fleet(
+    scenario: Scenario,
+    output: Output,
+    out: Option<PathBuf>,
+    fleet: &FleetSettings,
+) -> anyhow::Result<Finished> {
+    execute_with(scenario, output, out, None, Some(fleet))
+}
+
+fn execute_with(
+    scenario: Scenario,
+    output: Output,
+    out: Option<PathBuf>,
+    lab: Option<&LabSession>,
+    fleet: Option<&FleetSettings>,
+) -> anyhow::Result<Finished> {
     // Names first: a run that cannot resolve one never starts.
     let (mut scenario, targets_resolved) = resolve_targets(scenario)?;
     let (fd_soft, fd_hard) = apply_fd_limit(scenario.fd_limit, scenario.fd_limit_from)?;
-    for ip in &scenario.sources {
+    if let Some(fleet) = fleet {
+        check_fleet(&scenario, fleet)?;
+    }
+    // A fleet's sources are its agents' addresses, not this host's.
+    for ip in scenario.sources.iter().filter(|_| fleet.is_none()) {
         host::check_local_address(*ip).map_err(|e| {
             UsageError(format!(
                 "source {ip} is not an address of this host ({e}): use addresses shown by `ip addr` \
@@ -74,7 +101,7 @@ pub fn execute(
     }
     // Everything that can refuse the run is checked before anything is
     // created: no results directory, no server, for a run that never starts.
-    let embedded_target = scenario.uses_embedded_target() && lab.is_none();
+    let embedded_target = scenario.uses_embedded_target() && lab.is_none() && fleet.is_none();
     let target_local: Vec<bool> = if embedded_target {
         vec![true]
     } else {
@@ -84,9 +111,31 @@ pub fn execute(
             .map(|t| host::is_local_target(*t))
             .collect()
     };
-    let layout = WorkerLayout::choose(&scenario, fd_hard)?;
-    let plan_note = check_host_room(&scenario, &target_local, lab.is_some() || embedded_target)?;
+    let (layout, plan_note) = match fleet {
+        None => (
+            WorkerLayout::choose(&scenario, fd_hard)?,
+            check_host_room(&scenario, &target_local, lab.is_some() || embedded_target)?,
+        ),
+        Some(fleet) => (
+            WorkerLayout {
+                processes: 0,
+                threads: 1,
+                reason: format!(
+                    "a fleet of {} agents, each running its segment with worker threads or \
+                     processes of its own (as --processes auto)",
+                    fleet.hosts
+                ),
+            },
+            "host room: not checked here: the agents hold the connections".to_string(),
+        ),
+    };
     let out = out.unwrap_or_else(|| default_results_dir(&scenario.name));
+    // The barrier: every agent joined (or the run refused) before
+    // anything is created.
+    let coordinator = fleet
+        .map(Coordinator::gather)
+        .transpose()
+        .context("the fleet could not start")?;
 
     let embedded = embedded_target
         .then(|| TargetServer::embedded(peak_connections_estimate(&scenario)))
@@ -149,23 +198,18 @@ pub fn execute(
             Some(Arc::new(launcher))
         }
     };
-    let engine = match &launcher {
-        None => Engine::start(
-            plan,
-            settings(&scenario),
-            Segment::WHOLE,
-            layout.threads,
-            launch,
-        )
-        .context("cannot start worker threads")?,
-        Some(launcher) => Engine::start_processes(
-            plan,
-            settings(&scenario),
-            layout.processes,
-            Arc::clone(launcher),
-            launch,
-        )
-        .context("cannot start worker processes")?,
+    let (engine, fleet) = match coordinator {
+        Some(coordinator) => {
+            let threads = scenario.threads.unwrap_or(0) as usize;
+            let (engine, fleet) = coordinator
+                .start(plan, settings(&scenario), threads, launch)
+                .context("cannot start the fleet's relays")?;
+            (engine, Some(fleet))
+        }
+        None => (
+            local_engine(&scenario, plan, &layout, launcher.as_ref(), launch)?,
+            None,
+        ),
     };
 
     let mut agg = Aggregator::new(scenario.sources.len(), scenario.connections);
@@ -175,8 +219,13 @@ pub fn execute(
         embedded_target,
         fd_limits: (fd_soft, fd_hard),
         listen_drops_at_start,
-        launcher: launcher.as_deref(),
+        deaths: match (&fleet, &launcher) {
+            (Some(fleet), _) => Some(fleet.deaths()),
+            (None, Some(launcher)) => Some(&launcher.deaths),
+            (None, None) => None,
+        },
         lab,
+        hosts: fleet.as_ref().map(|f| f.labels()).unwrap_or_default(),
     };
     // The built-in server's CPU is not the generator's.
     let server_pid = embedded
@@ -268,6 +317,12 @@ pub fn execute(
     summary.aborted |= summary.safety.stopped.is_some() || !panics.is_empty();
     summary.lab = lab.map(|session| session.report(summary.totals.peak_active));
     summary.targets_resolved = targets_resolved;
+    if let Some(fleet) = &fleet {
+        summary.fleet = Some(fleet.report(scenario.connections));
+        if let Some(first) = &mut summary.first_limit {
+            coordinator::name_host(first, &run.hosts);
+        }
+    }
     summary.warnings.generator_bottleneck = cpu.generator.verdict();
     // The summary is printed whether or not the files could be written;
     // those that could not are then named in one error (exit 1).
@@ -279,6 +334,55 @@ pub fn execute(
         interrupted,
         panicked: !panics.is_empty(),
     })
+}
+
+/// This process's own workers: threads, or worker processes.
+fn local_engine(
+    scenario: &Scenario,
+    plan: Plan,
+    layout: &WorkerLayout,
+    launcher: Option<&Arc<Launcher>>,
+    launch: Launch,
+) -> anyhow::Result<Engine> {
+    Ok(match launcher {
+        None => Engine::start(
+            plan,
+            settings(scenario),
+            Segment::WHOLE,
+            layout.threads,
+            launch,
+        )
+        .context("cannot start worker threads")?,
+        Some(launcher) => Engine::start_processes(
+            plan,
+            settings(scenario),
+            Segment::WHOLE,
+            layout.processes,
+            Arc::clone(launcher),
+            launch,
+        )
+        .context("cannot start worker processes")?,
+    })
+}
+
+/// Refuses a fleet that cannot run: no target its agents can reach, or
+/// more hosts than connections.
+fn check_fleet(scenario: &Scenario, fleet: &FleetSettings) -> Result<(), UsageError> {
+    if scenario.uses_embedded_target() {
+        return Err(UsageError(
+            "--fleet needs a target the agents can reach: give --target ADDR:PORT (the \
+             built-in server would run on this host only)"
+                .into(),
+        ));
+    }
+    if fleet.hosts > scenario.connections {
+        return Err(UsageError(format!(
+            "--fleet {} is more hosts than --connections {}: every host needs at least one \
+             connection; use --fleet {} or fewer, or more connections",
+            fleet.hosts, scenario.connections, scenario.connections
+        )));
+    }
+    Ok(())
 }
 
 /// A run that went to its end (or was stopped): its summary, where its
@@ -320,10 +424,13 @@ struct RunInfo<'a> {
     fd_limits: (u64, u64),
     /// ListenOverflows + ListenDrops when the run started.
     listen_drops_at_start: Option<u64>,
-    /// Worker processes' launcher (None: worker threads in this process).
-    launcher: Option<&'a Launcher>,
+    /// Where worker processes' (or agents') deaths are recorded (None:
+    /// worker threads in this process).
+    deaths: Option<&'a Mutex<Vec<WorkerDeath>>>,
     /// The lab, when this run is `ceiling lab`'s.
     lab: Option<&'a LabSession>,
+    /// A fleet's hosts by index ("host 3 (node-7)"); empty otherwise.
+    hosts: Vec<String>,
 }
 
 impl RunInfo<'_> {
@@ -348,7 +455,10 @@ impl RunInfo<'_> {
             target_listener: at_limit.and_then(|at| at.listener),
             handshakes: at_limit.and_then(|at| at.sockets),
             close_pattern: snapshot.total.close_pattern(),
-            worker_deaths: self.launcher.map(Launcher::deaths).unwrap_or_default(),
+            worker_deaths: self
+                .deaths
+                .map(|d| d.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                .unwrap_or_default(),
             server_pids: self.lab.and_then(LabSession::server_pids),
             server_cpu: server.and_then(ServerCpuWatch::verdict),
             shortfall: server.and_then(ServerCpuWatch::shortfall),

@@ -31,6 +31,7 @@ pub fn explain_first_limit(
         source: event.source.clone(),
         target: event.target.clone(),
         evidence,
+        host: None,
         remedy,
     }
 }
@@ -152,5 +153,6 @@ pub fn summarize(
         lab: None,
         targets_resolved: Vec::new(),
         merge: None,
+        fleet: None,
     }
 }

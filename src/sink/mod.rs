@@ -13,7 +13,8 @@
 //!
 //! - [`timeseries`]: `timeseries.csv`, one row per second.
 //! - [`json`]: `summary.json` and its JSON Schema.
-//! - [`csv`]: `failures.csv`, `sources.csv`, `latency.csv`.
+//! - [`csv`]: `failures.csv`, `sources.csv`, `latency.csv`; `hosts.csv`
+//!   for a fleet run.
 //! - [`hgrm`]: `connect.hgrm`, `rtt.hgrm` (HdrHistogram percentile text).
 //! - [`hlog`]: `connect.hlog`, `rtt.hlog` (HdrHistogram interval logs, one
 //!   histogram per second: what `ceiling merge` adds).
@@ -96,12 +97,15 @@ impl Metric {
 /// The files written at the end of a run, by name.
 /// summary.json comes last: once it exists, every other file is complete
 /// (scripts and tests wait for it).
-fn end_of_run_files(last: &Snapshot) -> Vec<(String, Box<dyn Exporter>)> {
+fn end_of_run_files(summary: &Summary, last: &Snapshot) -> Vec<(String, Box<dyn Exporter>)> {
     let mut files: Vec<(String, Box<dyn Exporter>)> = vec![
         ("failures.csv".into(), Box::new(csv::FailuresCsv)),
         ("sources.csv".into(), Box::new(csv::SourcesCsv)),
         ("latency.csv".into(), Box::new(csv::LatencyCsv)),
     ];
+    if summary.fleet.is_some() {
+        files.push(("hosts.csv".into(), Box::new(csv::HostsCsv)));
+    }
     for metric in Metric::measured(last) {
         files.push((
             format!("{}.hgrm", metric.as_str()),
@@ -219,7 +223,8 @@ impl ResultsDir {
 
     /// Writes the rows still in memory, then summary.json, failures.csv,
     /// sources.csv, latency.csv, connect.hgrm and connect.hlog (and
-    /// rtt.hgrm, rtt.hlog when the run measured RTT). Every file that can be written is; the others are
+    /// rtt.hgrm, rtt.hlog when the run measured RTT; hosts.csv for a
+    /// fleet). Every file that can be written is; the others are
     /// returned, each with its error.
     pub fn finish(&mut self, summary: &Summary, last: &Snapshot) -> Result<(), ResultsUnwritten> {
         let mut files = Vec::new();
@@ -235,7 +240,7 @@ impl ResultsDir {
             last,
             intervals: &self.intervals,
         };
-        for (name, exporter) in end_of_run_files(last) {
+        for (name, exporter) in end_of_run_files(summary, last) {
             let written = exporter
                 .serialize(&run)
                 .and_then(|content| write_atomically(&self.path.join(&name), &content));

@@ -57,6 +57,7 @@ fn fixture() -> (Summary, Snapshot) {
                 .into(),
             facts,
         },
+        host: None,
         remedy: "add source IPs: --source 127.0.0.2-127.0.0.9".into(),
     };
     let failures = vec![
@@ -181,6 +182,7 @@ fn fixture() -> (Summary, Snapshot) {
         lab: None,
         targets_resolved: Vec::new(),
         merge: None,
+        fleet: None,
     };
     let snapshot = Snapshot {
         elapsed: Duration::from_millis(12_340),

@@ -36,6 +36,18 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid histogram bounds")
 }
 
+/// The latency histograms' setting, as two ends of a fleet compare it
+/// (their histograms add only if it is the same).
+pub fn histogram_setting() -> String {
+    let h = new_histogram();
+    format!(
+        "{}..{} us, {} significant figures",
+        h.low(),
+        h.high(),
+        h.sigfig()
+    )
+}
+
 /// Records one microsecond value, clamping to the histogram's range.
 pub fn record_us(hist: &mut Histogram<u64>, us: u64) {
     hist.saturating_record(us.clamp(1, HIST_MAX_US));
