@@ -20,6 +20,7 @@ mod run;
 mod serve;
 mod serve_requests;
 mod shell;
+mod slurm;
 mod spreadsheet;
 mod tui;
 mod util;

@@ -49,7 +49,10 @@ export CEILING_FLEET_TOKEN
 # The coordinator runs on the job's first node, where this script runs
 # (sed reads the whole list: head would leave scontrol a SIGPIPE, which
 # pipefail makes the script's end).
-COORD_HOST=\"$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | sed -n 1p)\"
+COORD_NODE=\"$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | sed -n 1p)\"
+# Where the agents reach it: that node's name, or CEILING_COORDINATOR_ADDR
+# when the name does not resolve to the interface the agents should use.
+COORD_ADDR=\"${{CEILING_COORDINATOR_ADDR:-$COORD_NODE}}\"
 ",
         nodes = agents + 1,
         tasks = agents + 1,
@@ -84,7 +87,7 @@ cat > \"$SCENARIO_DIR\"/{name} <<'{end}'
         "srun".to_owned(),
         "--nodes=1".to_owned(),
         "--ntasks=1".to_owned(),
-        "--nodelist=\"$COORD_HOST\"".to_owned(),
+        "--nodelist=\"$COORD_NODE\"".to_owned(),
         "--overlap".to_owned(),
         "\"$CEILING\"".to_owned(),
     ];
@@ -116,7 +119,7 @@ cat > \"$SCENARIO_DIR\"/{name} <<'{end}'
                 }
             })
             .collect();
-        agent.push(parts.join("\"$COORD_HOST\""));
+        agent.push(parts.join("\"$COORD_ADDR\""));
     }
     let _ = write!(
         s,
