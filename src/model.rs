@@ -543,6 +543,10 @@ pub struct FleetReport {
     /// (each agent's clock corrected by its measured offset); None when
     /// fewer than two hosts said when they started.
     pub start_skew_ms: Option<f64>,
+    /// What the hosts' addresses tell: hosts seen from one address (they
+    /// share its ports and conntrack table), hosts behind a NAT.
+    #[serde(default)]
+    pub address_notes: Vec<String>,
 }
 
 /// One agent of a fleet run.
@@ -552,8 +556,13 @@ pub struct FleetHost {
     pub index: u64,
     /// The name it gave (--name, or its host name).
     pub name: String,
-    /// The address it joined from.
+    /// The address it joined from, as the coordinator sees it.
     pub address: String,
+    /// Its own address on that connection; another than `address` means a
+    /// NAT between it and the coordinator (None from an agent that did not
+    /// say).
+    #[serde(default)]
+    pub own_address: Option<String>,
     /// Its share of the plan: "offset+stride" of the attempt indexes.
     pub segment: String,
     /// Its own totals; the run's totals are their sums (but `peak_active`,

@@ -186,8 +186,18 @@ fn three_agents_make_exactly_the_attempts_asked_and_the_hosts_add_up() {
     assert_hosts_add_up(&out, &s);
     let merged = s["latency"]["connect_us"]["count"].as_u64().unwrap();
     assert_eq!(merged, 3001, "every host's histogram merged: {s}");
+    // Hosts 0 and 1 join from 127.0.0.1: one port space to the target.
+    let notes = s["fleet"]["address_notes"].as_array().unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("hosts 0, 1")),
+        "{notes:?}"
+    );
+    assert_eq!(hosts[0]["own_address"], "127.0.0.1", "{s}");
     let stdout = text(&output.stdout);
     assert!(stdout.contains("hosts (3; start skew "), "{stdout}");
+    assert!(stdout.contains("note: hosts 0, 1"), "{stdout}");
 }
 
 /// A TCP relay to `upstream` that holds every chunk `delay` in each

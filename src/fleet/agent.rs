@@ -190,14 +190,16 @@ pub fn run(settings: &AgentSettings) -> Result<AgentEnd, AgentError> {
 async fn run_async(settings: &AgentSettings) -> Result<AgentEnd, AgentError> {
     let stream = connect(&settings.join).await?;
     let _ = stream.set_nodelay(true);
+    let own_address = stream.local_addr().ok().map(|a| a.ip().to_string());
     let (read, mut writer) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
-    let join = Join::new(
+    let mut join = Join::new(
         settings.token.clone(),
         settings.index,
         settings.hosts,
         settings.name.clone(),
     );
+    join.own_address = own_address;
     send(&mut writer, &ToCoordinator::Join(join)).await?;
     let (hosts, join_timeout) = match next(&mut lines, SILENCE).await? {
         ToAgent::Welcome {

@@ -122,6 +122,8 @@ struct Agent {
     index: u64,
     name: String,
     address: SocketAddr,
+    /// Its own address, as its socket has it.
+    own_address: Option<String>,
     lines: Lines<BufReader<OwnedReadHalf>>,
     writer: OwnedWriteHalf,
     /// Its clock minus ours, ns (from the ping with the shortest round
@@ -246,6 +248,7 @@ impl Coordinator {
                     index: a.index,
                     name: a.name.clone(),
                     address: a.address.to_string(),
+                    own_address: a.own_address.clone(),
                     clock_offset_ms: a.offset_ns as f64 / 1e6,
                     rtt_ms: a.rtt.as_secs_f64() * 1e3,
                     start_offset_ms: None,
@@ -345,6 +348,7 @@ async fn gather(settings: &FleetSettings) -> Result<Vec<Agent>, FleetError> {
             index: join.index,
             name: join.name.clone(),
             address,
+            own_address: join.own_address.clone(),
             lines,
             writer,
             offset_ns: 0,
@@ -385,9 +389,15 @@ async fn gather(settings: &FleetSettings) -> Result<Vec<Agent>, FleetError> {
                     let index = join.index as usize;
                     slots[index] = Some(agent);
                     eprintln!(
-                        "ceiling: fleet: host {index} ({}) joined from {address} ({} of {n})",
+                        "ceiling: fleet: host {index} ({}) joined from {address} ({} of {n}){}",
                         join.name,
-                        joined(&slots).len()
+                        joined(&slots).len(),
+                        nat_between(join.own_address.as_deref(), address)
+                            .map(|own| format!(
+                                "; its own address is {own}: a NAT is between (SNAT to its \
+                                 node's address?)"
+                            ))
+                            .unwrap_or_default()
                     );
                 }
             }
@@ -611,11 +621,59 @@ async fn converse(relay: &mut Relay<'_>, agent: Agent) -> Ended {
     }
 }
 
+/// The agent's own address when the coordinator sees it from another: a
+/// NAT between them.
+fn nat_between(own: Option<&str>, seen: SocketAddr) -> Option<&str> {
+    let own = own?;
+    let ip: std::net::IpAddr = own.parse().ok()?;
+    (ip.to_canonical() != seen.ip().to_canonical()).then_some(own)
+}
+
+/// What the hosts' addresses tell about what they share: hosts seen from
+/// one address share its ports to each target (and, behind a NAT, its
+/// conntrack table); a host seen from another address than its own is
+/// behind a NAT.
+fn address_notes(hosts: &[FleetHost]) -> Vec<String> {
+    let ip = |address: &str| {
+        address.parse::<SocketAddr>().map_or_else(
+            |_| address.to_string(),
+            |a| a.ip().to_canonical().to_string(),
+        )
+    };
+    let mut notes = Vec::new();
+    let mut by_ip: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    for h in hosts {
+        by_ip.entry(ip(&h.address)).or_default().push(h.index);
+    }
+    for (address, indexes) in by_ip.iter().filter(|(_, i)| i.len() > 1) {
+        notes.push(format!(
+            "hosts {} reach the coordinator from one address ({address}): if they reach the \
+             target from it too, they share its ports to each target (about 28,000 in Linux's \
+             default range) and its conntrack table",
+            list(indexes)
+        ));
+    }
+    for h in hosts {
+        if let (Some(own), Ok(seen)) = (&h.own_address, h.address.parse::<SocketAddr>())
+            && nat_between(Some(own), seen).is_some()
+        {
+            notes.push(format!(
+                "host {} ({}) is behind a NAT: its own address is {own}, the coordinator sees {}",
+                h.index,
+                h.name,
+                seen.ip()
+            ));
+        }
+    }
+    notes
+}
+
 /// What the coordinator knows of one host.
 struct HostBook {
     index: u64,
     name: String,
     address: String,
+    own_address: Option<String>,
     clock_offset_ms: f64,
     rtt_ms: f64,
     start_offset_ms: Option<f64>,
@@ -663,6 +721,7 @@ impl Fleet {
                     index: book.index,
                     name: book.name.clone(),
                     address: book.address.clone(),
+                    own_address: book.own_address.clone(),
                     segment,
                     totals,
                     first_limit,
@@ -678,9 +737,11 @@ impl Fleet {
             let min = offsets.iter().copied().fold(f64::MAX, f64::min);
             max - min
         });
+        let address_notes = address_notes(&hosts);
         FleetReport {
             hosts,
             start_skew_ms,
+            address_notes,
         }
     }
 
@@ -738,6 +799,37 @@ mod tests {
 
     fn join(index: u64) -> Join {
         Join::new("t".into(), index, Some(3), "node".into())
+    }
+
+    fn host(index: u64, address: &str, own: Option<&str>) -> FleetHost {
+        FleetHost {
+            index,
+            name: format!("h{index}"),
+            address: address.into(),
+            own_address: own.map(String::from),
+            segment: String::new(),
+            totals: Totals::default(),
+            first_limit: None,
+            start_offset_ms: None,
+            clock_offset_ms: 0.0,
+            rtt_ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn hosts_seen_from_one_address_and_hosts_behind_a_nat_are_noted() {
+        let notes = address_notes(&[
+            host(0, "10.0.0.5:40000", Some("10.244.1.7")),
+            host(1, "10.0.0.5:40001", Some("10.0.0.5")),
+            host(2, "10.0.0.6:40000", None),
+            host(3, "[::ffff:10.0.0.7]:1", Some("10.0.0.7")),
+        ]);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("hosts 0, 1 reach the coordinator from one address (10.0.0.5)")
+        );
+        assert!(notes[1].contains("host 0 (h0) is behind a NAT: its own address is 10.244.1.7"));
+        assert!(address_notes(&[host(0, "10.0.0.5:1", Some("10.0.0.5"))]).is_empty());
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub struct Join {
     /// The host count the agent was told, if it was.
     pub hosts: Option<u64>,
     pub name: String,
+    /// The agent's own address on its connection to the coordinator (as
+    /// its socket has it): another address seen at the coordinator means
+    /// a NAT between them.
+    #[serde(default)]
+    pub own_address: Option<String>,
 }
 
 impl Join {
@@ -44,6 +49,7 @@ impl Join {
             index,
             hosts,
             name,
+            own_address: None,
         }
     }
 }

@@ -121,6 +121,9 @@ fn fleet(out: &mut String, summary: &Summary) {
         }
         wrap(out, "  ", &line);
     }
+    for note in &fleet.address_notes {
+        wrap(out, "  ", &format!("note: {note}"));
+    }
 }
 
 /// One line per worker process (or agent) that died, with what it took
