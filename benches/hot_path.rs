@@ -227,6 +227,7 @@ fn aggregation(c: &mut Criterion) {
                 second += 1;
                 aggregator.absorb(&tick);
                 let _ = aggregator.take_rows();
+                let _ = aggregator.take_intervals();
                 let start = Instant::now();
                 black_box(aggregator.snapshot(
                     Duration::from_secs(second),

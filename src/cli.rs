@@ -42,7 +42,7 @@ pub enum Command {
     /// nothing connected (every attempt refused, timed out or failed: no
     /// target answered); 2 for bad input; 1 when ceiling itself failed (or
     /// a results file could not be written); 130 when interrupted.
-    Run(Box<RunArgs>),
+    Run(Box<RunCommand>),
     /// Run a scenario in a disposable network namespace with its [lab]
     /// settings (root).
     ///
@@ -133,6 +133,29 @@ pub enum Command {
     /// the baseline. Exit status 1 when a --fail-if condition holds, 2 for
     /// a bad condition or directory.
     Compare(CompareArgs),
+    /// Render what runs a fleet test on a cluster engine: Kubernetes
+    /// manifests or a Slurm batch script, on stdout.
+    ///
+    /// The coordinator (`ceiling run ... --fleet N`) and N agents (`ceiling
+    /// agent --join`), placed by the engine: each agent learns its index
+    /// from the engine (JOB_COMPLETION_INDEX, SLURM_PROCID). The scenario
+    /// file and run flags after the fleet's own are checked as `ceiling
+    /// run` checks them (bad ones: exit 2, nothing rendered) and passed to
+    /// the coordinator as typed.
+    #[command(subcommand)]
+    Fleet(FleetEngine),
+    /// Merge results directories of runs made apart (e.g. on hosts that
+    /// could not reach one coordinator) into one, exactly.
+    ///
+    /// Counters add, latency histograms add (from each run's .hlog files,
+    /// so the merged percentiles are exact), the time series align on their
+    /// UTC seconds; the first limit is the earliest by UTC, and the merged
+    /// summary.json names the directory it came from. Writes a results
+    /// directory as a run does (summary.json, timeseries.csv, .hgrm/.hlog,
+    /// report.html). Exit status 2 for a directory that is not a run's
+    /// results, has no .hlog files (made by an older ceiling) or other
+    /// histogram settings, or an --out that exists and is not empty.
+    Merge(MergeArgs),
     /// Print a shell completion script to stdout.
     ///
     /// bash: `ceiling completions bash > ~/.local/share/bash-completion/completions/ceiling`
@@ -151,6 +174,22 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// One host of a fleet: join a coordinator (`ceiling run --fleet N`),
+    /// run the share of the test it gives, report to it live.
+    ///
+    /// The agent learns its index from --index, else JOB_COMPLETION_INDEX
+    /// (a Kubernetes Indexed Job), else SLURM_PROCID (Slurm); the host count
+    /// from --hosts, else SLURM_NTASKS (checked against the coordinator's);
+    /// the token from --token, else CEILING_FLEET_TOKEN. It waits for the
+    /// start the coordinator sets, runs its segment with worker processes
+    /// when one fd table is not enough (as `run --processes auto`), prints
+    /// progress lines on stderr and its totals on stdout.
+    ///
+    /// Exit status: 0 when the test ended normally; 1 when it was refused
+    /// (wrong token, another version, the test already started) or lost its
+    /// coordinator (its load is then stopped within seconds); 2 for bad
+    /// input.
+    Agent(AgentArgs),
     /// A worker process of `run --processes` (internal: reads its share of
     /// the run on stdin, writes stats deltas to stdout).
     #[command(hide = true)]
@@ -165,7 +204,9 @@ pub struct RunArgs {
     pub scenario: Option<PathBuf>,
 
     /// Target ADDR:PORT or ADDR:PORT-PORT (repeatable), e.g. 127.0.0.1:7070,
-    /// [::1]:7070, 127.0.0.1:7070-7079.
+    /// [::1]:7070, 127.0.0.1:7070-7079; ADDR may be a host name
+    /// (localhost:7070), resolved once at the start: every address it
+    /// resolves to is a target.
     #[arg(long = "target", value_name = "ADDR:PORT[-PORT]", value_parser = units::parse_target)]
     pub targets: Vec<TargetSpec>,
 
@@ -300,7 +341,10 @@ pub struct RunArgs {
     /// threads: an attempt that is due waits while this many are still
     /// connecting, and its latency counts the wait. Caps what a target
     /// that does not accept can pile up (half-open connections take fds).
-    /// Default: none for a paced run, 512 per worker thread with --rate 0.
+    /// Default: none for a paced run, 512 per worker thread with --rate 0;
+    /// without a cap, a limit reached while most sockets are handshakes
+    /// (counted by state at the limit) names the target's listen queue and
+    /// handshake rate as its cause, and this flag in its remedy.
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = units::parse_max_in_flight)]
     pub max_in_flight: Option<u64>,
 
@@ -332,6 +376,70 @@ pub struct RunArgs {
     pub ui: UiMode,
 }
 
+/// `ceiling run`: a run's flags and, for a fleet's coordinator, the
+/// fleet's.
+#[derive(Debug, Args, Default)]
+pub struct RunCommand {
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    #[command(flatten)]
+    pub fleet: CoordinatorArgs,
+}
+
+/// `ceiling run --fleet N`: coordinate agents on other hosts.
+#[derive(Debug, Args, Default)]
+pub struct CoordinatorArgs {
+    /// Coordinate a fleet of N agents (`ceiling agent`), 1 to the
+    /// connections: wait until all have joined, give agent k segment k of N
+    /// of the plan, start them at one time, merge their results live;
+    /// writes hosts.csv beside the usual files. Needs --target and a token.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = crate::fleet::parse_hosts)]
+    pub fleet: Option<u64>,
+
+    /// Where the coordinator listens for agents. Default 127.0.0.1:7979
+    /// (loopback: agents on other hosts reach it only at an address you
+    /// give here, e.g. 0.0.0.0:7979).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::fleet::parse_listen)]
+    pub fleet_listen: Option<std::net::SocketAddr>,
+
+    /// The token every agent must give (default: CEILING_FLEET_TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    pub fleet_token: Option<String>,
+
+    /// How long to wait for every agent before the run is refused (naming
+    /// the missing ones), 1s to 1h. Default 60s.
+    #[arg(long, value_name = "DURATION", value_parser = crate::fleet::parse_join_timeout)]
+    pub fleet_join_timeout: Option<Duration>,
+}
+
+/// `ceiling agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The coordinator's ADDR:PORT (its --fleet-listen); a host name is
+    /// resolved once, e.g. ceiling-coordinator.my-ns.svc:7979.
+    #[arg(long, value_name = "ADDR:PORT", value_parser = crate::fleet::parse_join)]
+    pub join: String,
+
+    /// The fleet's token (default: CEILING_FLEET_TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// This agent's index, 0 to N-1 (default: JOB_COMPLETION_INDEX, else
+    /// SLURM_PROCID).
+    #[arg(long, value_name = "K", allow_negative_numbers = true, value_parser = crate::fleet::parse_index)]
+    pub index: Option<u64>,
+
+    /// The fleet's host count, checked at the join (default: SLURM_NTASKS,
+    /// else not checked).
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = crate::fleet::parse_hosts)]
+    pub hosts: Option<u64>,
+
+    /// This host's name in the results (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
 /// `ceiling report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {
@@ -344,6 +452,18 @@ pub struct ReportArgs {
     /// required for several.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// `ceiling merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Results directories of runs (`ceiling run` or `ceiling lab`).
+    #[arg(value_name = "DIR", required = true)]
+    pub dirs: Vec<PathBuf>,
+
+    /// The merged results directory to write (must not exist, or be empty).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub out: PathBuf,
 }
 
 /// `ceiling compare`.
@@ -404,6 +524,80 @@ pub struct ExploreArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_max_steps)]
     pub max_steps: Option<u32>,
 
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `ceiling fleet`: one subcommand per engine.
+#[derive(Debug, Subcommand)]
+pub enum FleetEngine {
+    /// Kubernetes manifests (YAML, for `kubectl apply -f -`): a token
+    /// Secret, the scenario as a ConfigMap, the coordinator's Job and a
+    /// headless Service for it, and an Indexed Job of the agents.
+    Kubernetes(KubernetesArgs),
+    /// A batch script for `sbatch`: the coordinator and the agents as two
+    /// `srun` steps of one job of N+1 tasks.
+    Slurm(SlurmArgs),
+}
+
+/// `ceiling fleet kubernetes`.
+#[derive(Debug, Args)]
+pub struct KubernetesArgs {
+    /// Container image with ceiling on its PATH and a shell (see
+    /// scripts/Dockerfile), e.g. registry.example/ceiling:0.1. Required.
+    // Optional to clap, so that one given after the run arguments is
+    // named as misplaced rather than missing.
+    #[arg(long, value_name = "IMAGE", value_parser = parse_image)]
+    pub image: Option<String>,
+
+    /// Namespace of every object (default: kubectl's current one).
+    #[arg(long, value_name = "NS", value_parser = parse_namespace)]
+    pub namespace: Option<String>,
+
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// `ceiling fleet slurm`.
+#[derive(Debug, Args)]
+pub struct SlurmArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// What every engine's rendering takes.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// Agents (hosts) in the fleet, 1 to 10k; at most the run's
+    /// connections. Required.
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_hosts)]
+    pub hosts: Option<u64>,
+
+    /// TCP port the coordinator listens on for its agents.
+    #[arg(long, value_name = "PORT", default_value_t = 7979, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+
+    /// How long the coordinator waits for all agents to join before it
+    /// refuses the run, 1s to 1h (scheduling and image pulls count).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_join_timeout)]
+    pub join_timeout: Duration,
+
+    /// [SCENARIO.toml] [run flags]: as `ceiling run` takes them, after the
+    /// fleet's own flags; the scenario file, if any, first.
+    #[arg(
+        value_name = "RUN ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 0..
+    )]
+    pub run: Vec<String>,
+}
+
+/// `ceiling run`'s scenario file and flags alone: how `ceiling fleet`
+/// checks the run arguments it passes on.
+#[derive(Debug, Parser)]
+#[command(name = "ceiling run", no_binary_name = true, disable_help_flag = true)]
+pub struct RunOnly {
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -559,6 +753,68 @@ fn parse_max_steps(text: &str) -> Result<u32, String> {
     }
     .parse(text)
     .map(|n| n as u32)
+}
+
+/// Most agents `fleet --hosts` renders: an Indexed Job or an srun step of
+/// more is a typo here, not a fleet.
+pub const MAX_HOSTS: u64 = 10_000;
+
+/// `fleet --hosts`: 1 to [`MAX_HOSTS`].
+fn parse_hosts(text: &str) -> Result<u64, String> {
+    units::CountRange {
+        min: 1,
+        max: MAX_HOSTS,
+        what: "host count",
+        max_name: None,
+        why: "agents in one fleet, one per host",
+    }
+    .parse(text)
+}
+
+/// `fleet --join-timeout`: 1s to 1h.
+fn parse_join_timeout(text: &str) -> Result<Duration, String> {
+    units::DurationRange {
+        min: Duration::from_secs(1),
+        max: Duration::from_secs(3600),
+        what: "the join timeout",
+    }
+    .parse(text)
+}
+
+/// `fleet kubernetes --image`: one word a container runtime pulls.
+fn parse_image(text: &str) -> Result<String, String> {
+    let ok = !text.is_empty()
+        && text.len() <= 512
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "'{text}' is not an image reference: use NAME[:TAG] or NAME@DIGEST, e.g. \
+             registry.example/ceiling:0.1 (letters, digits and . _ - / : @)"
+        ))
+    }
+}
+
+/// `fleet kubernetes --namespace`: a DNS label (RFC 1123), as Kubernetes
+/// names namespaces.
+fn parse_namespace(text: &str) -> Result<String, String> {
+    let ok = (1..=63).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "'{text}' is not a namespace name: use 1 to 63 lowercase letters, digits and '-', \
+             starting and ending with a letter or digit, e.g. load-test"
+        ))
+    }
 }
 
 /// Most server processes `serve --processes` starts.

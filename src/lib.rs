@@ -27,12 +27,20 @@
 //!   pool that meets it, `sweep.csv`, Little's law.
 //! - [`explore`]: `ceiling explore`'s ladder: from the limit a climb hit,
 //!   the change the next climb makes; the ladder's table and files.
+//! - [`fleet`]: one test from many hosts: the coordinator (a run whose
+//!   workers are agents, over TCP with the worker processes' protocol) and
+//!   the agent.
 //! - [`runner`]: the life of one run, which `run` and `lab` call: layout
 //!   and host checks, the built-in target (a child `ceiling serve`), the
 //!   lab's namespace and cgroup session, the tick loop, the summary.
 //! - [`report`]: results directories → one offline HTML page
 //!   (`report.html`, vendored uPlot) and `ceiling compare`; reads results
 //!   files only.
+//! - [`fleet`]: one test from many hosts; [`fleet::render`] writes the
+//!   Kubernetes manifests and Slurm script that start one.
+//! - [`merge`]: `ceiling merge`: results directories of runs made apart →
+//!   one results directory (counters and `.hlog` histograms add, the time
+//!   series aligns on UTC seconds).
 //! - [`lab`]: `ceiling lab`'s disposable network namespace (loopback up,
 //!   per-namespace sysctls) and memory cgroup.
 //!
@@ -46,7 +54,9 @@ pub mod cmd;
 pub mod engine;
 pub mod epoll;
 pub mod explore;
+pub mod fleet;
 pub mod lab;
+pub mod merge;
 pub mod model;
 pub mod protocol;
 pub mod report;
@@ -96,10 +106,14 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
             let runtime = runtime.enable_all().build()?;
             runtime.block_on(cmd::serve::serve(args))
         }
+        cli::Command::Fleet(cli::FleetEngine::Kubernetes(args)) => cmd::fleet::kubernetes(args),
+        cli::Command::Fleet(cli::FleetEngine::Slurm(args)) => cmd::fleet::slurm(args),
         cli::Command::Report(args) => cmd::report::report(args),
         cli::Command::Compare(args) => cmd::compare::compare(args),
+        cli::Command::Merge(args) => cmd::merge::merge(args),
         cli::Command::Completions { shell } => cmd::shell::completions(shell),
         cli::Command::Manpage { dir } => cmd::shell::manpage(dir.as_deref()),
+        cli::Command::Agent(args) => cmd::agent::agent(args),
         cli::Command::Worker => cmd::worker::worker(),
     }
 }

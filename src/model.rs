@@ -34,10 +34,16 @@ pub enum LimitKind {
     Unreachable,
     Other,
     LostWithWorker,
+    /// The target's CPU: no connection failed, but connects slowed or fell
+    /// short of the rate while the target's processes were at their CPU
+    /// quota (or every core they may use). A finding about the run, never
+    /// a failure event: not in [`LimitKind::ALL`], no failure column.
+    ServerCpu,
 }
 
 impl LimitKind {
-    /// Every kind, in the order used for columns and tables.
+    /// Every kind a failure event can have, in the order used for columns
+    /// and tables ([`LimitKind::ServerCpu`] is a first limit only).
     pub const ALL: [LimitKind; 15] = [
         LimitKind::PortExhaustion,
         LimitKind::SourceAddressInvalid,
@@ -79,6 +85,7 @@ impl LimitKind {
             LimitKind::Unreachable => "unreachable",
             LimitKind::Other => "other",
             LimitKind::LostWithWorker => "lost_with_worker",
+            LimitKind::ServerCpu => "server_cpu",
         }
     }
 
@@ -95,6 +102,7 @@ impl LimitKind {
                 | LimitKind::ServerClosed
                 | LimitKind::ConntrackFull
                 | LimitKind::ConnectTimeout
+                | LimitKind::ServerCpu
         )
     }
 
@@ -116,6 +124,7 @@ impl LimitKind {
             LimitKind::Unreachable => "host or network unreachable",
             LimitKind::Other => "other error",
             LimitKind::LostWithWorker => "lost with a worker process that died",
+            LimitKind::ServerCpu => "the target's CPU",
         }
     }
 }
@@ -246,6 +255,9 @@ pub struct FirstLimit {
     pub active_at: u64,
     pub source: String,
     pub target: String,
+    /// The fleet's host that hit it: "host 3 (node-7)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub evidence: Evidence,
     pub remedy: String,
 }
@@ -480,6 +492,132 @@ pub struct Summary {
     pub lab: Option<LabReport>,
     pub workers: WorkersReport,
     pub safety: Safety,
+    /// The targets given by host name and the addresses each resolved to
+    /// when the run started (absent when every target was an address).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets_resolved: Vec<ResolvedTarget>,
+    /// `ceiling merge` only: the runs merged into this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<MergeReport>,
+    /// A fleet run only (`run --fleet N`): each host's share and figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetReport>,
+}
+
+/// A target given by host name and what it resolved to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedTarget {
+    /// As given: `localhost:7070`.
+    pub name: String,
+    /// Every address and port it became a target as, e.g. `127.0.0.1:7070`.
+    pub addresses: Vec<String>,
+}
+
+/// The runs a merged results directory was made from (`ceiling merge`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergeReport {
+    pub inputs: Vec<MergedRun>,
+    /// The directory of the input the first limit came from: the earliest
+    /// first limit by UTC.
+    pub first_limit_from: Option<String>,
+}
+
+/// One run of a merge, as its own summary had it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MergedRun {
+    /// Its results directory, as given.
+    pub dir: String,
+    pub name: String,
+    /// RFC 3339 UTC, to the millisecond.
+    pub started_at: String,
+    /// Seconds after the merged run's start (the earliest input's).
+    pub start_offset_s: f64,
+    pub duration_s: f64,
+    pub totals: Totals,
+    /// Its first limit's kind, if it hit one.
+    pub first_limit: Option<LimitKind>,
+}
+
+/// A fleet run's hosts: what each did, and how together they started.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetReport {
+    /// One per agent, by index.
+    pub hosts: Vec<FleetHost>,
+    /// Latest actual start minus the earliest, in the coordinator's clock
+    /// (each agent's clock corrected by its measured offset); None when
+    /// fewer than two hosts said when they started.
+    pub start_skew_ms: Option<f64>,
+    /// What the hosts' addresses tell: hosts seen from one address (they
+    /// share its ports and conntrack table), hosts behind a NAT.
+    #[serde(default)]
+    pub address_notes: Vec<String>,
+}
+
+/// One agent of a fleet run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetHost {
+    /// Its index, 0-based: its segment is attempts with index % hosts == index.
+    pub index: u64,
+    /// The name it gave (--name, or its host name).
+    pub name: String,
+    /// The address it joined from, as the coordinator sees it.
+    pub address: String,
+    /// Its own address on that connection; another than `address` means a
+    /// NAT between it and the coordinator (None from an agent that did not
+    /// say).
+    #[serde(default)]
+    pub own_address: Option<String>,
+    /// Its share of the plan: "offset+stride" of the attempt indexes.
+    pub segment: String,
+    /// Its own totals; the run's totals are their sums (but `peak_active`,
+    /// its own peak).
+    pub totals: Totals,
+    /// The first limit it hit, with the connections it held itself then.
+    pub first_limit: Option<HostLimit>,
+    /// When it actually started, after the start the coordinator set, in
+    /// ms (corrected by its clock offset); None if it never said.
+    pub start_offset_ms: Option<f64>,
+    /// Its clock minus the coordinator's, measured by the join's pings.
+    pub clock_offset_ms: f64,
+    /// The shortest ping round trip, the one the offset is from.
+    pub rtt_ms: f64,
+}
+
+/// A host's first limit, short.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostLimit {
+    pub kind: LimitKind,
+    pub syscall: Syscall,
+    pub errno: Option<i32>,
+    pub errno_name: Option<String>,
+    pub at_attempt: u64,
+    pub at_elapsed_s: f64,
+    /// Connections the host itself held then.
+    pub held: u64,
+}
+
+impl HostLimit {
+    pub fn from_event(event: &FailureEvent) -> HostLimit {
+        HostLimit {
+            kind: event.kind,
+            syscall: event.syscall,
+            errno: event.errno,
+            errno_name: event.errno.and_then(errno_name).map(str::to_string),
+            at_attempt: event.attempt,
+            at_elapsed_s: event.elapsed_s,
+            held: event.active,
+        }
+    }
+
+    /// "port_exhaustion EADDRNOTAVAIL at 61,204 held".
+    pub fn describe(&self) -> String {
+        let errno = match (&self.errno_name, self.errno) {
+            (Some(name), _) => format!(" {name}"),
+            (None, Some(errno)) => format!(" errno {errno}"),
+            (None, None) => String::new(),
+        };
+        format!("{}{errno} at {} held", self.kind, thousands(self.held))
+    }
 }
 
 /// How a request sent in request mode ended without a good response.
@@ -572,6 +710,10 @@ pub struct WorkersReport {
 pub struct WorkerDeath {
     /// Its number, 0-based; its segment is attempts with index % processes == worker.
     pub worker: u64,
+    /// The host it ran on, when the worker was a fleet's agent: "host 2
+    /// (node-7, 10.1.0.7:41234)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub pid: Option<u32>,
     /// "killed by signal 9 (SIGKILL)", "exit status 1", "could not start: ...".
     pub how: String,
@@ -730,6 +872,8 @@ mod tests {
 
     #[test]
     fn kind_names_match_serde() {
+        let json = serde_json::to_string(&LimitKind::ServerCpu).unwrap();
+        assert_eq!(json, "\"server_cpu\"");
         for kind in LimitKind::ALL {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));

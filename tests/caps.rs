@@ -267,3 +267,57 @@ fn the_active_count_agrees_with_the_kernel_while_the_target_closes_connections()
     );
     assert_eq!(summary(&out)["totals"]["closed_by_server"], 100);
 }
+
+/// A server of the user's own on this host (not ceiling's built-in one),
+/// in a CPU cgroup of 0.01 cores this test makes: ceiling finds it as the
+/// owner of the target's listener, reads its CPU and its cgroup's
+/// throttling, and names its CPU quota as what slowed the connects.
+#[test]
+fn a_local_servers_cpu_quota_is_named_from_its_listener_needs_root() {
+    let skip = |why: &str| {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "not skipped under CI: {why}"
+        );
+        eprintln!("skipped: {why}");
+    };
+    if unsafe { libc::geteuid() } != 0 {
+        return skip("needs root to create a cpu cgroup");
+    }
+    let cgroups = match ceiling::lab::cgroup::ServerCgroups::create(None, Some(10)) {
+        Ok(Some(cgroups)) => cgroups,
+        Ok(None) => unreachable!("a CPU quota was asked"),
+        Err(err) => return skip(&format!("cannot create a cpu cgroup: {err}")),
+    };
+    let server = Server::start(&["--backlog", "64"]);
+    for procs in cgroups.procs_files() {
+        std::fs::write(procs, server.child.id().to_string()).expect("move into the cgroup");
+    }
+    // Half the load of scenarios/server-cpu.toml, and a connect timeout
+    // that lets every SYN through in the end: nothing fails, connects slow.
+    let s = run(&[
+        "--target",
+        &server.addr(),
+        "--connections",
+        "2000",
+        "--rate",
+        "2000",
+        "--hold",
+        "1s",
+        "--connect-timeout",
+        "15s",
+    ]);
+    drop(server);
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "server_cpu", "{s}");
+    let message = first["evidence"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the server process was at its CPU quota of 0.01 cores for"),
+        "{message}"
+    );
+    let remedy = first["remedy"].as_str().unwrap();
+    assert!(
+        remedy.starts_with("the server process was at its CPU quota of 0.01 cores"),
+        "{remedy}"
+    );
+}

@@ -197,6 +197,7 @@ fn root_disk_full_mid_run_keeps_running_and_names_every_file_not_written() {
         "sources.csv",
         "latency.csv",
         "connect.hgrm",
+        "connect.hlog",
         "summary.json",
     ]);
     assert_eq!(run.files, ["timeseries.csv"], "{}", run.context());
@@ -227,7 +228,13 @@ fn root_disk_full_at_the_end_writes_what_fits_and_names_the_rest() {
     );
     assert_eq!(run.code, Some(1), "{}", run.context());
     run.assert_summary_on_stdout();
-    run.assert_named_unwritten(&["sources.csv", "latency.csv", "connect.hgrm", "summary.json"]);
+    run.assert_named_unwritten(&[
+        "sources.csv",
+        "latency.csv",
+        "connect.hgrm",
+        "connect.hlog",
+        "summary.json",
+    ]);
     assert!(
         !run.stderr.contains("timeseries.csv") && !run.stderr.contains("failures.csv:"),
         "{}",

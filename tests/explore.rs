@@ -323,3 +323,44 @@ fn explore_help_states_explores_own_defaults() {
     assert!(!help.contains("--hold"), "{help}");
     assert!(!help.contains("--stop-at-first-limit"), "{help}");
 }
+
+/// scenarios/explore-server-cpu.toml as it ships (the ladder's CPU rung on
+/// its own): one climb, all 10,000 held (the accept queue absorbs what the
+/// throttled server is late with), and the summary says the server's CPU
+/// quota throttled it; its cgroups are gone afterwards.
+#[test]
+fn explore_server_cpu_scenario_holds_all_with_the_server_throttled() {
+    if !require_netns("explore_server_cpu_scenario") {
+        return;
+    }
+    let (_tmp, out) = out_dir();
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/explore-server-cpu.toml");
+    let mut cmd = ceiling();
+    cmd.arg("explore")
+        .arg(&file)
+        .args(["--ui", "none", "--out"])
+        .arg(&out);
+    let output = run_bounded(cmd, BOUND);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    let rows = rows(&out);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].limit, "none", "{rows:?}");
+    assert_eq!(rows[0].ceiling, 10_000, "{rows:?}");
+    let s = summary(Path::new(&rows[0].results_dir));
+    crate::results::validate(&s);
+    let server = &s["lab"]["server"];
+    assert_eq!(server["cpus"], 0.05, "{server}");
+    assert!(
+        server["figures"]["cpu_throttled_s"].as_f64().unwrap() > 0.0,
+        "{server}"
+    );
+    for path in server["cgroups"].as_array().unwrap() {
+        let path = path.as_str().unwrap();
+        assert!(!Path::new(path).exists(), "{path} left behind");
+    }
+}

@@ -120,7 +120,8 @@ fn check_flags(lab: bool, args: &[String]) {
         return;
     };
     let args: RunArgs = match cli.command {
-        Command::Run(args) | Command::Lab(args) => *args,
+        Command::Run(args) => args.run,
+        Command::Lab(args) => *args,
         other => panic!("not run or lab: {other:?}"),
     };
     if let Ok(s) = build_scenario_from(ScenarioSpec::default(), args, lab) {

@@ -622,3 +622,103 @@ fn lab_c10k_async_holds_all_under_the_same_thread_cap() {
     );
     assert_eq!(f["pids_refused"], 0, "{f}");
 }
+
+/// The CPU step: the lab's server under a CPU quota of 0.01 cores cannot
+/// accept 4,000 a second; its queue overflows and the evidence and remedy
+/// name the server's CPU quota (read from its cgroup once a second). The
+/// server's cgroups are gone afterwards and the host's CPU settings (the
+/// root cgroup's quota, this process's cgroup) are as they were.
+#[test]
+fn lab_server_cpu_quota_is_named_behind_the_backlog_overflow() {
+    let host_cpu = || {
+        [
+            "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+            "/sys/fs/cgroup/cpu/cpu.cfs_period_us",
+            "/sys/fs/cgroup/cpu.max",
+            "/proc/self/cgroup",
+        ]
+        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+    };
+    let before = host_cpu();
+    let Some(s) = lab("lab_server_cpu", &scenario("server-cpu"), &[]) else {
+        return;
+    };
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "backlog_overflow", "{s}");
+    let message = first["evidence"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the server process was at its CPU quota of 0.01 cores for"),
+        "{message}"
+    );
+    let remedy = first["remedy"].as_str().unwrap();
+    assert!(
+        remedy.starts_with("the server process was at its CPU quota of 0.01 cores"),
+        "{remedy}"
+    );
+    assert!(remedy.contains("more CPU for the server"), "{remedy}");
+    let cpu = &first["evidence"]["facts"]["server_cpu"];
+    assert!(cpu["seconds"].as_u64().unwrap() >= 1, "{cpu}");
+    assert_eq!(cpu["quota_cores"], 0.01, "{cpu}");
+    let server = &s["lab"]["server"];
+    assert_eq!(server["cpus"], 0.01, "{server}");
+    assert!(
+        server["figures"]["cpu_throttled_s"].as_f64().unwrap() > 0.0,
+        "{server}"
+    );
+    let cgroups = server["cgroups"].as_array().unwrap();
+    assert!(!cgroups.is_empty(), "{server}");
+    for path in cgroups {
+        let path = path.as_str().unwrap();
+        assert!(!Path::new(path).exists(), "{path} left behind");
+    }
+    assert_eq!(host_cpu(), before, "the host's CPU cgroup settings changed");
+}
+
+/// The same server and quota with a connect timeout long enough that every
+/// SYN is retransmitted until accepted: no connection fails, yet connects
+/// slow to seconds: CPU is the only thing that held the run back, and the
+/// first limit is `server_cpu`.
+#[test]
+fn lab_server_cpu_is_the_first_limit_when_nothing_failed() {
+    let Some(s) = lab(
+        "lab_server_cpu_first_limit",
+        &scenario("server-cpu"),
+        &[
+            "--connections",
+            "2000",
+            "--rate",
+            "2000",
+            "--connect-timeout",
+            "15s",
+            "--hold",
+            "1s",
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(s["totals"]["connect_failed"], 0, "{s}");
+    let first = &s["first_limit"];
+    assert_eq!(first["kind"], "server_cpu", "{s}");
+    let message = first["evidence"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("no connection failed, but in "),
+        "{message}"
+    );
+    assert!(
+        message.contains("the server process was at its CPU quota of 0.01 cores for"),
+        "{message}"
+    );
+    let short = &first["evidence"]["facts"]["shortfall"];
+    assert!(short["seconds"].as_u64().unwrap() >= 2, "{short}");
+    assert!(
+        short["connect_p90_us"].as_u64().unwrap() >= 1_000_000,
+        "{short}"
+    );
+    assert!(
+        first["remedy"]
+            .as_str()
+            .unwrap()
+            .contains("more CPU for the server"),
+        "{first}"
+    );
+}

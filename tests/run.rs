@@ -173,6 +173,108 @@ fn echo_mode_measures_round_trips() {
     assert!(out.join("rtt.hgrm").is_file());
 }
 
+/// Each histogram written as `.hgrm` is also an HdrHistogram interval log,
+/// one interval per second; read back with hdrhistogram's iterator, the
+/// intervals add up to the whole run's (`summary` checks the counts and
+/// one interval per row on every run; here, bucket by bucket too), also
+/// when worker processes recorded them.
+#[test]
+fn every_histogram_is_also_an_interval_log_that_adds_up_to_the_run() {
+    let server = Server::start(&["--mode", "echo"]);
+    let Finished {
+        out,
+        summary: s,
+        _tmp,
+        ..
+    } = run_ok(&[
+        "--target",
+        &server.addr(),
+        "--connections",
+        "60",
+        "--rate",
+        "40",
+        "--mode",
+        "echo",
+        "--interval",
+        "200ms",
+        "--hold",
+        "1s",
+        "--processes",
+        "2",
+    ]);
+    let sums = crate::util::hlog_sums(&out);
+    let metrics: Vec<&str> = sums.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(metrics, ["connect", "rtt"]);
+    for (metric, sum) in &sums {
+        assert!(sum.intervals >= 2, "{metric}: {} intervals", sum.intervals);
+        let whole = &s["latency"][format!("{metric}_us")];
+        assert!(sum.count > 0);
+        for (key, value) in [
+            ("min", sum.histogram.min()),
+            ("max", sum.histogram.max()),
+            ("p50", sum.histogram.value_at_quantile(0.5)),
+            ("p99", sum.histogram.value_at_quantile(0.99)),
+        ] {
+            assert_eq!(whole[key], value, "{metric} {key}: {whole}");
+        }
+    }
+    let log = std::fs::read_to_string(out.join("connect.hlog")).unwrap();
+    let started = humantime::parse_rfc3339(s["started_at"].as_str().unwrap()).unwrap();
+    let secs = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        log.contains(&format!("#[StartTime: {secs}.")) && log.contains("#[BaseTime: "),
+        "{log}"
+    );
+}
+
+/// HdrHistogram's own (Java) HistogramLogProcessor reads connect.hlog: the
+/// percentile distribution it prints for the whole log is connect.hgrm,
+/// byte for byte.
+#[test]
+fn hdrhistogram_java_tools_read_the_interval_log_as_the_run_wrote_its_hgrm() {
+    const JAR: &str = "/usr/share/java/hdrhistogram.jar";
+    let test = "hdrhistogram_java_tools_read_the_interval_log_as_the_run_wrote_its_hgrm";
+    let java = std::process::Command::new("java")
+        .arg("-version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !crate::util::require(
+        test,
+        java && std::path::Path::new(JAR).is_file(),
+        "java and HdrHistogram's jar (libhdrhistogram-java)",
+    ) {
+        return;
+    }
+    let server = Server::start(&["--listen", "127.0.0.1:0"]);
+    let Finished { out, _tmp, .. } = run_ok(&[
+        "--target",
+        &server.addr(),
+        "--connections",
+        "300",
+        "--rate",
+        "200",
+        "--hold",
+        "200ms",
+    ]);
+    let mut cmd = std::process::Command::new("java");
+    cmd.args(["-cp", JAR, "org.HdrHistogram.HistogramLogProcessor", "-i"])
+        .arg(out.join("connect.hlog"))
+        .args(["-outputValueUnitRatio", "1"]);
+    let output = run_bounded(cmd, BOUND);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let distribution: String = text(&output.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("#[StartTime:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let hgrm = std::fs::read_to_string(out.join("connect.hgrm")).unwrap();
+    assert_eq!(distribution, hgrm);
+    assert!(hgrm.contains("Total count    =          300]"), "{hgrm}");
+}
+
 #[test]
 fn a_server_that_closes_is_named_server_closed_with_evidence() {
     let server = Server::start(&["--mode", "close"]);
@@ -626,6 +728,28 @@ fn max_in_flight_keeps_half_open_handshakes_from_drowning_the_run() {
             > 0,
         "{}",
         drowned["failures_by_kind"]
+    );
+    // EMFILE is the first failure, but the cause is named with it: the
+    // fds were handshakes waiting on the target's full listen queue.
+    let first = &drowned["first_limit"];
+    assert_eq!(first["kind"], "fd_limit_process", "{drowned}");
+    let message = first["evidence"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("sockets to the target were handshakes (SYN-SENT) waiting on a full listen queue at the target (ListenOverflows +"),
+        "{message}"
+    );
+    let remedy = first["remedy"].as_str().unwrap();
+    assert!(
+        remedy.starts_with(
+            "most of what reached the limit were handshakes waiting on a full listen queue"
+        ),
+        "{remedy}"
+    );
+    assert!(remedy.contains("--max-in-flight N"), "{remedy}");
+    let states = &first["evidence"]["facts"]["sockets_at_limit"];
+    assert!(
+        states["syn_sent"].as_u64().unwrap() * 2 > states["total"].as_u64().unwrap(),
+        "{states}"
     );
     let capped = run(&["--max-in-flight", "40"]);
     assert_eq!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{Server, assert_results_complete, bin, out_dir, summary};
 
-fn have_tmux() -> bool {
+pub fn have_tmux() -> bool {
     let ok = Command::new("tmux")
         .arg("-V")
         .output()
@@ -24,12 +24,12 @@ fn have_tmux() -> bool {
 }
 
 /// A detached tmux session, killed on drop.
-struct Tmux {
+pub struct Tmux {
     name: String,
 }
 
 impl Tmux {
-    fn start(command: &str, width: u16, height: u16) -> Tmux {
+    pub fn start(command: &str, width: u16, height: u16) -> Tmux {
         // Unique per test: tests of one binary run side by side.
         static SESSIONS: AtomicUsize = AtomicUsize::new(0);
         let name = format!(
@@ -58,7 +58,7 @@ impl Tmux {
         Tmux { name }
     }
 
-    fn screen(&self) -> String {
+    pub fn screen(&self) -> String {
         let out = Command::new("tmux")
             .args(["capture-pane", "-p", "-t", &self.name])
             .output()
@@ -66,7 +66,7 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn keys(&self, keys: &str) {
+    pub fn keys(&self, keys: &str) {
         Command::new("tmux")
             .args(["send-keys", "-t", &self.name, keys])
             .status()
@@ -74,7 +74,7 @@ impl Tmux {
     }
 
     /// Waits (bounded) until the screen satisfies `ready`.
-    fn wait_for(&self, what: &str, bound: Duration, ready: impl Fn(&str) -> bool) -> String {
+    pub fn wait_for(&self, what: &str, bound: Duration, ready: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + bound;
         loop {
             let screen = self.screen();
@@ -99,7 +99,7 @@ impl Drop for Tmux {
 }
 
 /// The first number on the dashboard's "attempted" line.
-fn attempted_on_screen(screen: &str) -> Option<u64> {
+pub fn attempted_on_screen(screen: &str) -> Option<u64> {
     let line = screen.lines().find(|l| l.contains("attempted"))?;
     let after = &line[line.find("attempted")? + "attempted".len()..];
     let digits: String = after

@@ -114,7 +114,9 @@ fn read_summary(out: &Path) -> serde_json::Value {
 ///   lost_with_worker, and the failure groups to the same;
 /// - the sources sum to the totals (a dead worker's attempts under way
 ///   belong to no source);
-/// - the time series never goes back, and its last row is the totals.
+/// - the time series never goes back, and its last row is the totals;
+/// - each `<metric>.hlog` has one interval per time series row, and its
+///   intervals add up to the summary's `latency.<metric>_us.count`.
 pub fn assert_invariants(out: &Path) {
     let s = read_summary(out);
     let ctx = format!("in {}: {s}", out.display());
@@ -259,7 +261,9 @@ pub fn assert_invariants(out: &Path) {
     };
     let [a, e, f, act] = ["attempted", "established", "failed", "active"].map(col);
     let mut last: Option<[u64; 4]> = None;
+    let mut rows = 0;
     for (i, row) in reader.records().enumerate() {
+        rows += 1;
         let row = row.unwrap_or_else(|err| panic!("{} row {}: {err}", path.display(), i + 1));
         let v = [a, e, f, act].map(|c| row[c].parse::<u64>().unwrap());
         let line = format!("{} row {}: {row:?} {ctx}", path.display(), i + 1);
@@ -284,6 +288,58 @@ pub fn assert_invariants(out: &Path) {
             "the last time series row is the totals {ctx}"
         );
     }
+    for (metric, hist) in hlog_sums(out) {
+        let key = format!("{metric}_us");
+        assert_eq!(
+            hist.intervals, rows,
+            "{metric}.hlog has one interval per time series row {ctx}"
+        );
+        assert_eq!(
+            hist.count,
+            n(&s["latency"][&key], "count"),
+            "{metric}.hlog's intervals add up to latency.{key}.count {ctx}"
+        );
+    }
+}
+
+/// One `.hlog` file read back: its intervals and their counts added.
+pub struct HlogSum {
+    pub intervals: usize,
+    pub count: u64,
+    pub histogram: hdrhistogram::Histogram<u64>,
+}
+
+/// Every `<metric>.hlog` in `out`, read with hdrhistogram's interval-log
+/// iterator, by metric.
+pub fn hlog_sums(out: &Path) -> Vec<(String, HlogSum)> {
+    let mut sums = Vec::new();
+    for entry in std::fs::read_dir(out).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(metric) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".hlog"))
+        else {
+            continue;
+        };
+        let bytes = std::fs::read(&path).unwrap();
+        let log =
+            ceiling::sink::hlog::read(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let mut histogram = ceiling::stats::new_histogram();
+        for interval in &log.intervals {
+            histogram.add(interval.histogram().unwrap()).unwrap();
+        }
+        sums.push((
+            metric.to_string(),
+            HlogSum {
+                intervals: log.intervals.len(),
+                count: histogram.len(),
+                histogram,
+            },
+        ));
+    }
+    sums.sort_by(|a, b| a.0.cmp(&b.0));
+    sums
 }
 
 /// `ceiling run -c CONNECTIONS -r RATE --hold 1s` into `out` against a
@@ -317,6 +373,7 @@ pub fn assert_results_complete(out: &Path) {
         "sources.csv",
         "latency.csv",
         "connect.hgrm",
+        "connect.hlog",
         "report.html",
     ] {
         assert!(

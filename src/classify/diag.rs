@@ -28,19 +28,30 @@ const SOCKID_LEN: usize = 48;
 const MSG_LEN: usize = 4 + SOCKID_LEN + 20;
 const TCP_LISTEN: u32 = 10;
 
-/// One listening TCP socket as inet_diag reports it.
+/// One TCP socket as inet_diag reports it (a listener, or a connection
+/// in the states asked for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiagListener {
     pub local: SocketAddr,
+    /// The peer (unspecified, port 0, for a listener).
+    pub remote: SocketAddr,
     /// Connections in the accept queue (`sk_ack_backlog`).
     pub queued: u32,
     /// The listen backlog (`sk_max_ack_backlog`), after the somaxconn cap.
     pub backlog: u32,
+    /// The socket's inode (`socket:[N]` in its owner's /proc/PID/fd).
+    pub inode: u32,
 }
 
 /// A dump request for every LISTEN TCP socket of `family` (AF_INET or
 /// AF_INET6).
 pub fn encode_listen_dump(family: u8, seq: u32) -> Vec<u8> {
+    encode_dump(family, seq, 1 << TCP_LISTEN)
+}
+
+/// A dump request for every TCP socket of `family` in `states` (a bitmask
+/// of 1 << TCP state number): the kernel filters by state.
+pub fn encode_dump(family: u8, seq: u32, states: u32) -> Vec<u8> {
     let len = NLMSG_HDRLEN + REQ_LEN;
     let mut buf = Vec::with_capacity(len);
     buf.extend_from_slice(&(len as u32).to_ne_bytes());
@@ -52,7 +63,7 @@ pub fn encode_listen_dump(family: u8, seq: u32) -> Vec<u8> {
     buf.push(libc::IPPROTO_TCP as u8);
     buf.push(0); // no extensions
     buf.push(0); // pad
-    buf.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+    buf.extend_from_slice(&states.to_ne_bytes());
     buf.resize(len, 0); // sockid: all zero, the dump filters nothing
     buf
 }
@@ -113,47 +124,61 @@ fn parse_diag_msg(p: &[u8]) -> Option<DiagListener> {
     let family = i32::from(p[0]);
     let id = &p[4..4 + SOCKID_LEN];
     let port = u16::from_be_bytes([id[0], id[1]]);
-    let src = &id[4..20];
-    let ip = match family {
-        libc::AF_INET => IpAddr::V4(Ipv4Addr::new(src[0], src[1], src[2], src[3])),
-        libc::AF_INET6 => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(src).ok()?)),
-        _ => return None,
+    let dport = u16::from_be_bytes([id[2], id[3]]);
+    let address = |bytes: &[u8]| match family {
+        libc::AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
+        libc::AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(
+            <[u8; 16]>::try_from(bytes).ok()?,
+        ))),
+        _ => None,
     };
+    let ip = address(&id[4..20])?;
+    let peer = address(&id[20..36])?;
     let rest = &p[4 + SOCKID_LEN..];
     let word = |i: usize| u32::from_ne_bytes(rest[i * 4..i * 4 + 4].try_into().unwrap());
     Some(DiagListener {
         local: SocketAddr::new(ip, port),
+        remote: SocketAddr::new(peer, dport),
         queued: word(1),
         backlog: word(2),
+        inode: word(4),
     })
 }
 
 /// Every listening TCP socket of `family` in this network namespace.
 pub fn dump_listeners(family: i32) -> io::Result<Vec<DiagListener>> {
+    dump(family, 1 << TCP_LISTEN)
+}
+
+/// Every TCP socket of `family` in `states` (a bitmask of 1 << TCP state
+/// number) in this network namespace.
+pub fn dump(family: i32, states: u32) -> io::Result<Vec<DiagListener>> {
     let sock = Socket::new(
         Domain::from(libc::AF_NETLINK),
         Type::DGRAM,
         Some(Protocol::from(NETLINK_SOCK_DIAG)),
     )?;
     sock.set_read_timeout(Some(Duration::from_secs(1)))?;
-    sock.send(&encode_listen_dump(family as u8, 1))?;
-    let mut listeners = Vec::new();
+    sock.send(&encode_dump(family as u8, 1, states))?;
+    let mut sockets = Vec::new();
     let mut buf = vec![0u8; 32 * 1024];
-    // Bounded: a dump of listeners is a handful of datagrams.
+    // Bounded: ~400 sockets a datagram, a few million at most.
     for _ in 0..10_000 {
         let n = (&sock).read(&mut buf)?;
         if n == 0 {
             break;
         }
         let batch = parse_dump_reply(&buf[..n])?;
-        listeners.extend(batch.listeners);
+        sockets.extend(batch.listeners);
         if batch.done {
-            return Ok(listeners);
+            return Ok(sockets);
         }
     }
     Err(io::Error::new(
         io::ErrorKind::UnexpectedEof,
-        "sock_diag: listener dump did not finish",
+        "sock_diag: the dump did not finish",
     ))
 }
 
@@ -211,16 +236,34 @@ mod tests {
             vec![
                 DiagListener {
                     local: "127.0.0.1:7070".parse().unwrap(),
+                    remote: "0.0.0.0:0".parse().unwrap(),
                     queued: 3,
-                    backlog: 2
+                    backlog: 2,
+                    inode: 12345
                 },
                 DiagListener {
                     local: "[::1]:7071".parse().unwrap(),
+                    remote: "[::]:0".parse().unwrap(),
                     queued: 0,
-                    backlog: 5
+                    backlog: 5,
+                    inode: 12345
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_connection_has_its_peer_and_a_state_filter_is_asked() {
+        let mut buf = diag_msg(libc::AF_INET as u8, &[127, 0, 0, 2], 50000, 0, 0);
+        // inet_diag_sockid: dport, then dst after src.
+        let id = NLMSG_HDRLEN + 4;
+        buf[id + 2..id + 4].copy_from_slice(&7070u16.to_be_bytes());
+        buf[id + 20..id + 24].copy_from_slice(&[127, 0, 0, 1]);
+        let batch = parse_dump_reply(&buf).unwrap();
+        assert_eq!(batch.listeners[0].local, "127.0.0.2:50000".parse().unwrap());
+        assert_eq!(batch.listeners[0].remote, "127.0.0.1:7070".parse().unwrap());
+        let req = encode_dump(libc::AF_INET as u8, 1, 1 << 2);
+        assert_eq!(u32::from_ne_bytes(req[20..24].try_into().unwrap()), 1 << 2);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::Value;
 
+use super::cpu::{CpuShortfall, ServerCpu};
 use super::host::{self, HostState, ListenerQueue};
+use super::procfs::SocketStates;
 use crate::model::{
     ClosePattern, Evidence, FailureEvent, LimitKind, PeerClose, Syscall, WorkerDeath, errno_name,
     thousands,
@@ -36,6 +38,9 @@ pub struct RunFacts {
     /// The target's listener queue, read when the limit was hit (target on
     /// this host only): says at which count it stopped accepting.
     pub target_listener: Option<ListenerQueue>,
+    /// The run's sockets by state when the limit was hit (read once then,
+    /// from /proc/net/tcp{,6}): says whether handshakes filled the table.
+    pub handshakes: Option<Handshakes>,
     /// How the target's closes of held connections were spread, when it
     /// closed any: tells a cap from a timeout.
     pub close_pattern: Option<ClosePattern>,
@@ -44,6 +49,20 @@ pub struct RunFacts {
     /// The lab's server runs in a pids cgroup: its pids.max and the thread
     /// starts it refused so far.
     pub server_pids: Option<ServerPids>,
+    /// The target's processes were at their CPU quota (or every core they
+    /// may use) for some seconds of the run: read once a second.
+    pub server_cpu: Option<ServerCpu>,
+    /// The seconds connects slowed or fell short of the rate (for a
+    /// `server_cpu` first limit).
+    pub shortfall: Option<CpuShortfall>,
+}
+
+/// The run's sockets to its targets by state at the limit, and the
+/// connections established by then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handshakes {
+    pub states: SocketStates,
+    pub established: u64,
 }
 
 /// A server's pids cgroup, as the lab made it.
@@ -237,6 +256,7 @@ impl Explainer<'_> {
     fn message(&self) -> String {
         let ev = self.ev;
         let mut m = match ev.kind {
+            LimitKind::ServerCpu => self.server_cpu_head(),
             LimitKind::ServerClosed => self.closed_head(),
             LimitKind::BacklogOverflow if is_held(ev.syscall) => self.closed_head(),
             LimitKind::PortSearchSlow => format!(
@@ -315,6 +335,7 @@ impl Explainer<'_> {
                 m.push_str(&self.listen_counters());
                 m.push_str(&self.syn_clauses());
                 m.push_str(&self.listener_clause());
+                m.push_str(&self.server_cpu_clause());
             }
             LimitKind::ConntrackFull => {
                 let _ = write!(
@@ -334,17 +355,73 @@ impl Explainer<'_> {
                         "; target not on this host: its ListenOverflows are not visible here",
                     );
                 }
+                m.push_str(&self.server_cpu_clause());
             }
             LimitKind::Refused => {
                 let _ = write!(m, "; nothing listens on {}", or_q(&ev.target));
             }
             LimitKind::Reset => m.push_str("; the handshake was answered with RST"),
+            LimitKind::ServerCpu => {
+                if self.run.target_local {
+                    m.push_str(&self.listen_counters());
+                }
+                m.push_str(&self.syn_clauses());
+            }
             LimitKind::ServerClosed
             | LimitKind::Unreachable
             | LimitKind::Other
             | LimitKind::LostWithWorker => {}
         }
+        if let Some(cause) = self.handshake_cause() {
+            let _ = write!(m, "; {}", cause.evidence);
+        }
         m
+    }
+
+    /// When a limit on local resources (fds, ports, memory) was reached
+    /// while most of the run's sockets were still handshaking: the target
+    /// not answering fast enough is the cause, with its counters.
+    fn handshake_cause(&self) -> Option<HandshakeCause> {
+        if !matches!(
+            self.ev.kind,
+            LimitKind::FdLimitProcess
+                | LimitKind::FdLimitSystem
+                | LimitKind::PortExhaustion
+                | LimitKind::KernelMemory
+        ) {
+            return None;
+        }
+        let hs = self.run.handshakes?;
+        let states = hs.states;
+        if states.syn_sent == 0 || states.syn_sent * 2 <= states.total {
+            return None;
+        }
+        let overflows = self
+            .host
+            .deltas
+            .get("TcpExt.ListenOverflows")
+            .copied()
+            .filter(|&d| d > 0 && self.run.target_local);
+        let (waiting, counters) = match overflows {
+            Some(_) => (
+                " waiting on a full listen queue at the target",
+                self.listen_counters().replacen("; ", " (", 1) + ")",
+            ),
+            None => (" the target had not answered", String::new()),
+        };
+        let completed = completed_handshakes(hs.established, self.ev.elapsed_s);
+        let evidence = format!(
+            "{} of {} sockets to the target were handshakes (SYN-SENT){waiting}{counters}: \
+             {completed}",
+            thousands(states.syn_sent),
+            thousands(states.total)
+        );
+        let remedy = format!(
+            "most of what reached the limit were handshakes{waiting} ({completed}): lower the \
+             rate, add accept workers to the target, or cap handshakes in flight with \
+             --max-in-flight N"
+        );
+        Some(HandshakeCause { evidence, remedy })
     }
 
     /// `connect() failed with EADDRNOTAVAIL at attempt 12 with 11 held from
@@ -381,6 +458,30 @@ impl Explainer<'_> {
                 }
                 None => m.push_str(" (the kernel gave up retrying the SYN)"),
             }
+        }
+        m
+    }
+
+    /// `no connection failed, but in 4 s connects slowed (p90 up to 3.1 s)
+    /// and established at 55% of the target rate, from 1 s into the run:
+    /// the server process was at its CPU quota of 0.01 cores for 3 s`
+    fn server_cpu_head(&self) -> String {
+        let short = self.run.shortfall.unwrap_or_default();
+        let mut m = format!(
+            "no connection failed, but in {} s connects slowed (p90 up to {})",
+            short.seconds,
+            duration(short.connect_p90_us / 1000)
+        );
+        if let Some(ratio) = short.rate_ratio.filter(|&r| r < 0.9) {
+            let _ = write!(
+                m,
+                " or established at {:.0}% of the target rate",
+                ratio * 100.0
+            );
+        }
+        let _ = write!(m, ", from {:.0} s into the run", self.ev.elapsed_s);
+        if let Some(cpu) = self.run.server_cpu {
+            let _ = write!(m, ": {}", cpu.describe());
         }
         m
     }
@@ -555,7 +656,30 @@ impl Explainer<'_> {
         }
     }
 
+    /// `; the server process was at its CPU quota of 0.2 cores for 14 s`,
+    /// when it was.
+    fn server_cpu_clause(&self) -> String {
+        self.run
+            .server_cpu
+            .map(|cpu| format!("; {}", cpu.describe()))
+            .unwrap_or_default()
+    }
+
     fn remedy(&self) -> String {
+        let remedy = self.kind_remedy();
+        if let Some(cause) = self.handshake_cause() {
+            return format!("{}; {remedy}", cause.remedy);
+        }
+        match (self.ev.kind, self.run.server_cpu) {
+            // The target's CPU is why it did not accept: say so first.
+            (LimitKind::BacklogOverflow | LimitKind::ConnectTimeout, Some(cpu)) => {
+                format!("{}; {remedy}", cpu.remedy())
+            }
+            _ => remedy,
+        }
+    }
+
+    fn kind_remedy(&self) -> String {
         let ev = self.ev;
         let h = &self.host;
         let run = self.run;
@@ -717,6 +841,10 @@ impl Explainer<'_> {
                 errno_text(ev.errno),
                 ev.syscall
             ),
+            LimitKind::ServerCpu => match self.run.server_cpu {
+                Some(cpu) => format!("{}; or a lower rate", cpu.remedy()),
+                None => "more CPU for the server, or a lower rate".to_string(),
+            },
             LimitKind::LostWithWorker => "not a connection limit: a worker process died; its \
                                           stderr is in summary.json workers.deaths (run again, \
                                           or report the crash)"
@@ -835,6 +963,26 @@ impl Explainer<'_> {
         if let Some(n) = ev.syn_retransmits {
             f.insert("syn_retransmits".into(), Value::from(n));
         }
+        if let Some(hs) = run.handshakes {
+            if let Ok(value) = serde_json::to_value(hs.states) {
+                f.insert("sockets_at_limit".into(), value);
+            }
+            if ev.elapsed_s > 0.0 {
+                let rate = hs.established as f64 / ev.elapsed_s;
+                f.insert("established_per_s".into(), Value::from(rate.round()));
+            }
+        }
+        if let Some(cpu) = run.server_cpu
+            && let Ok(value) = serde_json::to_value(cpu)
+        {
+            f.insert("server_cpu".into(), value);
+        }
+        if ev.kind == LimitKind::ServerCpu
+            && let Some(short) = run.shortfall
+            && let Ok(value) = serde_json::to_value(short)
+        {
+            f.insert("shortfall".into(), value);
+        }
         if let Some(pattern) = &run.close_pattern {
             if let Ok(value) = serde_json::to_value(pattern) {
                 f.insert("server_closes".into(), value);
@@ -858,6 +1006,32 @@ impl Explainer<'_> {
         }
         f
     }
+}
+
+/// The cause behind a limit that handshakes reached: one clause for the
+/// evidence, one for the remedy.
+struct HandshakeCause {
+    evidence: String,
+    remedy: String,
+}
+
+/// "the target completed ~50k handshakes/s" over a second or more; over
+/// less, the count and the time ("5 handshakes in 38 ms").
+fn completed_handshakes(established: u64, elapsed_s: f64) -> String {
+    if elapsed_s < 1.0 {
+        return format!(
+            "the target completed {} handshakes in {}",
+            thousands(established),
+            duration((elapsed_s * 1000.0).round() as u64)
+        );
+    }
+    let rate = established as f64 / elapsed_s;
+    let rate = if rate >= 10_000.0 {
+        format!("{:.0}k", rate / 1000.0)
+    } else {
+        thousands(rate.round() as u64)
+    };
+    format!("the target completed ~{rate} handshakes/s")
 }
 
 fn is_held(syscall: Syscall) -> bool {

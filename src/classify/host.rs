@@ -198,14 +198,63 @@ impl Kept {
     }
 }
 
-/// Opens the files read all run long ([`KEPT_FILES`], /proc/self/fd) now,
-/// while fds are free; those already open stay.
+/// The TCP socket tables, read once at a limit: opened with the kept
+/// files but not read then (they can be long).
+const TCP_TABLES: [&str; 2] = ["/proc/net/tcp", "/proc/net/tcp6"];
+
+/// Opens the files read all run long ([`KEPT_FILES`], [`TCP_TABLES`],
+/// /proc/self/fd) now, while fds are free; those already open stay.
 fn keep_proc_files() {
     let mut kept = Kept::lock();
     for path in KEPT_FILES {
         let _ = kept.read(path);
     }
+    for path in TCP_TABLES {
+        if let std::collections::btree_map::Entry::Vacant(slot) = kept.files.entry(path)
+            && let Ok(file) = File::open(path)
+        {
+            slot.insert(file);
+        }
+    }
     let _ = kept.fd_dir();
+}
+
+/// This host's (namespace's) sockets connecting to `targets`, by state:
+/// the SYN-SENT ones from sock_diag (the kernel filters by state, so a
+/// million held connections are not read), with `held` (the run's own
+/// count) as the established; when no netlink socket can be had (a full fd
+/// table), every row of the kept TCP tables.
+pub fn socket_states_to(targets: &[SocketAddr], held: u64) -> Option<procfs::SocketStates> {
+    let to_target = |remote: SocketAddr| {
+        targets.iter().any(|t| {
+            t.port() == remote.port() && t.ip().to_canonical() == remote.ip().to_canonical()
+        })
+    };
+    let dumps: Vec<_> = [libc::AF_INET, libc::AF_INET6]
+        .into_iter()
+        .filter_map(|f| diag::dump(f, 1 << procfs::TCP_SYN_SENT).ok())
+        .collect();
+    if !dumps.is_empty() {
+        let syn_sent = dumps
+            .iter()
+            .flatten()
+            .filter(|s| to_target(s.remote))
+            .count() as u64;
+        return Some(procfs::SocketStates {
+            total: syn_sent + held,
+            syn_sent,
+            established: held,
+        });
+    }
+    let mut rows = Vec::new();
+    let mut read_any = false;
+    for path in TCP_TABLES {
+        if let Ok(text) = read_kept(path) {
+            read_any = true;
+            rows.extend(procfs::parse_proc_net_tcp(&text));
+        }
+    }
+    read_any.then(|| procfs::count_states_to(&rows, targets))
 }
 
 /// One of [`KEPT_FILES`], read from its start through the kept file
@@ -515,22 +564,50 @@ fn walk_process_tree(root: u32, exclude: &[u32], mut visit: impl FnMut(u32) -> b
 
 /// This process's cgroup CPU quota in cores, when it has one.
 pub fn own_cpu_quota() -> Option<f64> {
-    match procfs::parse_cgroup(&read("/proc/self/cgroup")?, "cpu")? {
-        procfs::CgroupPath::V1(path) => {
-            let dir = format!("/sys/fs/cgroup/cpu{}", path.trim_end_matches('/'));
-            procfs::parse_cpu_quota(
-                &read(&format!("{dir}/cpu.cfs_quota_us"))?,
-                Some(&read(&format!("{dir}/cpu.cfs_period_us"))?),
-            )
-        }
-        procfs::CgroupPath::V2(path) => procfs::parse_cpu_quota(
-            &read(&format!(
-                "/sys/fs/cgroup{}/cpu.max",
-                path.trim_end_matches('/')
-            ))?,
-            None,
+    cpu_quota_of("self")
+}
+
+/// The CPU controller's directory of process `pid` ("self" or a PID).
+fn cpu_cgroup_dir(pid: &str) -> Option<(String, procfs::CgroupPath)> {
+    let path = procfs::parse_cgroup(&read(&format!("/proc/{pid}/cgroup"))?, "cpu")?;
+    let dir = match &path {
+        procfs::CgroupPath::V1(p) => format!("/sys/fs/cgroup/cpu{}", p.trim_end_matches('/')),
+        procfs::CgroupPath::V2(p) => format!("/sys/fs/cgroup{}", p.trim_end_matches('/')),
+    };
+    Some((dir, path))
+}
+
+/// Process `pid`'s cgroup CPU quota in cores ("self" or a PID), when it has
+/// one.
+pub fn cpu_quota_of(pid: &str) -> Option<f64> {
+    match cpu_cgroup_dir(pid)? {
+        (dir, procfs::CgroupPath::V1(_)) => procfs::parse_cpu_quota(
+            &read(&format!("{dir}/cpu.cfs_quota_us"))?,
+            Some(&read(&format!("{dir}/cpu.cfs_period_us"))?),
         ),
+        (dir, procfs::CgroupPath::V2(_)) => {
+            procfs::parse_cpu_quota(&read(&format!("{dir}/cpu.max"))?, None)
+        }
     }
+}
+
+/// The throttling of process `pid`'s CPU cgroup so far: (periods
+/// throttled, seconds throttled), from its cpu.stat (None: not readable).
+pub fn cpu_throttled_of(pid: u32) -> Option<(u64, f64)> {
+    let (dir, _) = cpu_cgroup_dir(&pid.to_string())?;
+    procfs::parse_cpu_throttled(&read(&format!("{dir}/cpu.stat"))?)
+}
+
+/// How many CPUs process `pid` may run on (its affinity mask).
+pub fn cpus_allowed(pid: u32) -> Option<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity
+    // writes at most its size.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::sched_getaffinity(pid as libc::pid_t, size_of::<libc::cpu_set_t>(), &mut set)
+    };
+    // SAFETY: `set` was filled in by the kernel.
+    (rc == 0).then(|| unsafe { libc::CPU_COUNT(&set) } as usize)
 }
 
 /// Clock ticks per second of /proc's CPU times (USER_HZ).
@@ -613,6 +690,44 @@ pub fn is_local_target(addr: SocketAddr) -> bool {
     ip.is_loopback() || ip.is_unspecified() || check_local_address(ip).is_ok()
 }
 
+/// The process that owns the listener serving `addr` on this host: the
+/// first whose /proc/PID/fd holds its socket inode. None when there is no
+/// such listener or its owner cannot be read (another user's process
+/// without root).
+pub fn listener_owner(addr: SocketAddr) -> Option<u32> {
+    // sock_diag: the kernel walks its listeners only (/proc/net/tcp walks
+    // every socket of the namespace, milliseconds on a big table).
+    let inode = match listener_from_diag_with(addr) {
+        Some(l) => u64::from(l.inode),
+        None => {
+            let mut rows = Vec::new();
+            for path in ["/proc/net/tcp", "/proc/net/tcp6"] {
+                if let Some(text) = read(path) {
+                    rows.extend(procfs::parse_proc_net_tcp(&text));
+                }
+            }
+            procfs::find_listener(&rows, addr)?.inode
+        }
+    };
+    if inode == 0 {
+        return None;
+    }
+    let link = format!("socket:[{inode}]");
+    let me = std::process::id();
+    fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .find(|pid| {
+            fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == link.as_str()))
+        })
+}
+
 /// A listening socket's accept queue, from /proc/net/tcp{,6} LISTEN rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerQueue {
@@ -653,6 +768,16 @@ pub fn listener_queue(addr: SocketAddr) -> Option<ListenerQueue> {
 }
 
 fn listener_from_diag(addr: SocketAddr) -> Option<ListenerQueue> {
+    let found = listener_from_diag_with(addr)?;
+    Some(ListenerQueue {
+        queued: u64::from(found.queued),
+        backlog: u64::from(found.backlog),
+        source: QueueSource::SockDiag,
+    })
+}
+
+/// The listener serving `addr`, from sock_diag.
+fn listener_from_diag_with(addr: SocketAddr) -> Option<diag::DiagListener> {
     // A v4 target may be served by a dual-stack [::] listener.
     let families: &[i32] = if addr.is_ipv4() {
         &[libc::AF_INET, libc::AF_INET6]
@@ -666,12 +791,7 @@ fn listener_from_diag(addr: SocketAddr) -> Option<ListenerQueue> {
     if dumps.is_empty() {
         return None;
     }
-    let found = procfs::pick_listener(dumps.into_iter().flatten(), addr, |l| l.local)?;
-    Some(ListenerQueue {
-        queued: u64::from(found.queued),
-        backlog: u64::from(found.backlog),
-        source: QueueSource::SockDiag,
-    })
+    procfs::pick_listener(dumps.into_iter().flatten(), addr, |l| l.local)
 }
 
 fn listener_from_proc(addr: SocketAddr) -> Option<ListenerQueue> {
@@ -877,5 +997,53 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
             assert!(err.to_string().contains(&format!("hard limit {hard}")));
         }
+    }
+
+    #[test]
+    fn the_owner_of_a_listener_is_found_by_its_socket_inode() {
+        use std::os::fd::AsRawFd as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // This process is skipped as the driver: nobody else owns it yet.
+        assert_eq!(listener_owner(addr), None);
+        // A child that inherits it (no close-on-exec) is its owner.
+        // SAFETY: fcntl on an fd this test owns.
+        unsafe { libc::fcntl(listener.as_raw_fd(), libc::F_SETFD, 0) };
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let owner = listener_owner(addr);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(owner, Some(child.id()));
+    }
+
+    #[test]
+    fn handshakes_a_full_listen_queue_leaves_in_syn_sent_are_counted() {
+        let listener = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        listener
+            .bind(&SockAddr::from(
+                "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+            ))
+            .unwrap();
+        listener.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        // Never accepted: past backlog + 1 the SYNs are dropped.
+        let clients: Vec<Socket> = (0..12)
+            .map(|_| {
+                let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+                s.set_nonblocking(true).unwrap();
+                let _ = s.connect(&SockAddr::from(addr));
+                s
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let states = socket_states_to(&[addr], 2).expect("read");
+        assert!(states.syn_sent >= 8, "{states:?}");
+        assert_eq!(states.total, states.syn_sent + states.established);
+        let other: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(socket_states_to(&[other], 0).unwrap().syn_sent, 0);
+        drop(clients);
     }
 }

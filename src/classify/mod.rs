@@ -10,9 +10,11 @@
 //! - [`host`]: reads sysctls, rlimits, kernel counters, listener queues.
 //! - [`procfs`]: pure parsers of the /proc text `host` reads.
 //! - [`capacity`]: whether the host has memory and files left for a run.
+//! - [`cpu`]: whether the target's CPU held it back (seconds at its quota).
 //! - [`diag`]: listener queues and backlogs over sock_diag netlink.
 
 pub mod capacity;
+pub mod cpu;
 pub mod diag;
 pub mod explain;
 pub mod host;
@@ -23,6 +25,7 @@ use std::io;
 
 use crate::model::{LimitKind, Syscall};
 
+pub use cpu::ServerCpu;
 pub use explain::{RunFacts, ServerPids, close_verdict, explain};
 pub use nothing::nothing_connected;
 

@@ -166,6 +166,9 @@ pub struct TcpRow {
     pub tx_queue: u64,
     /// For a listener: connections waiting in the accept queue.
     pub rx_queue: u64,
+    /// The socket's inode (`socket:[N]` in its owner's /proc/PID/fd); 0
+    /// when the row has none.
+    pub inode: u64,
 }
 
 /// Parses every row of /proc/net/tcp or /proc/net/tcp6, skipping the
@@ -181,13 +184,56 @@ fn parse_tcp_row(line: &str) -> Option<TcpRow> {
     let remote = parse_hex_socket_addr(fields.next()?)?;
     let state = u8::from_str_radix(fields.next()?, 16).ok()?;
     let (tx, rx) = fields.next()?.split_once(':')?;
+    let (tx_queue, rx_queue) = (
+        u64::from_str_radix(tx, 16).ok()?,
+        u64::from_str_radix(rx, 16).ok()?,
+    );
+    // tr:tm->when, retrnsmt, uid, timeout, inode.
+    let inode = fields.nth(4).and_then(|f| f.parse().ok()).unwrap_or(0);
     Some(TcpRow {
         local,
         remote,
         state,
-        tx_queue: u64::from_str_radix(tx, 16).ok()?,
-        rx_queue: u64::from_str_radix(rx, 16).ok()?,
+        tx_queue,
+        rx_queue,
+        inode,
     })
+}
+
+/// TCP state numbers of /proc/net/tcp: SYN-SENT and ESTABLISHED.
+pub const TCP_SYN_SENT: u8 = 0x02;
+pub const TCP_ESTABLISHED: u8 = 0x01;
+
+/// Sockets connecting to one of some targets, by state: how many of a
+/// run's sockets were still handshaking at a moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SocketStates {
+    /// Every socket whose remote address is a target.
+    pub total: u64,
+    /// SYN sent, no SYN-ACK yet.
+    pub syn_sent: u64,
+    pub established: u64,
+}
+
+/// Counts the rows whose remote address is one of `targets` (the driver's
+/// side of its connections; the server's side has them as local), by
+/// state.
+pub fn count_states_to(rows: &[TcpRow], targets: &[SocketAddr]) -> SocketStates {
+    let mut states = SocketStates::default();
+    for row in rows.iter().filter(|r| {
+        r.state != TCP_LISTEN
+            && targets.iter().any(|t| {
+                t.port() == r.remote.port() && t.ip().to_canonical() == r.remote.ip().to_canonical()
+            })
+    }) {
+        states.total += 1;
+        match row.state {
+            TCP_SYN_SENT => states.syn_sent += 1,
+            TCP_ESTABLISHED => states.established += 1,
+            _ => {}
+        }
+    }
+    states
 }
 
 /// `0100007F:1B9E` → 127.0.0.1:7070. The kernel prints each 32-bit word of
@@ -293,6 +339,26 @@ pub fn parse_cpu_quota(quota_or_max: &str, period: Option<&str>) -> Option<f64> 
         None => parts.next()?.parse().ok()?,
     };
     (period > 0.0).then(|| quota / period)
+}
+
+/// A CPU cgroup's throttling from its cpu.stat: (periods throttled,
+/// seconds throttled); v1 counts `throttled_time` in ns, v2
+/// `throttled_usec`.
+pub fn parse_cpu_throttled(text: &str) -> Option<(u64, f64)> {
+    let field = |name: &str| {
+        text.lines().find_map(|line| {
+            let mut parts = line.split_whitespace();
+            (parts.next()? == name)
+                .then(|| parts.next()?.parse::<u64>().ok())
+                .flatten()
+        })
+    };
+    let periods = field("nr_throttled")?;
+    let seconds = match field("throttled_time") {
+        Some(ns) => ns as f64 / 1e9,
+        None => field("throttled_usec")? as f64 / 1e6,
+    };
+    Some((periods, seconds))
 }
 
 /// A cgroup memory limit file: a byte count, or None when unlimited (`max`
@@ -454,6 +520,7 @@ mod tests {
         assert_eq!(l.state, TCP_LISTEN);
         assert_eq!(l.local, sa("127.0.0.1:7070"));
         assert_eq!(l.rx_queue, 3, "accept queue: backlog 2 holds 3");
+        assert_eq!(l.inode, 21489, "its owner's socket:[21489]");
         // An established row on the same port is not the listener.
         assert!(rows.iter().any(|r| r.state == 1 && r.local.port() == 7070));
         // Wildcard 0.0.0.0:2024 serves any local IPv4 address.
@@ -498,5 +565,35 @@ mod tests {
         assert_eq!(parse_memory_limit("33554432\n"), Some(33554432));
         assert_eq!(parse_memory_limit("9223372036854771712\n"), None);
         assert_eq!(parse_memory_limit("max\n"), None);
+    }
+
+    #[test]
+    fn cpu_throttled_v1_and_v2() {
+        let v1 = "nr_periods 40\nnr_throttled 12\nthrottled_time 2500000000\n";
+        assert_eq!(parse_cpu_throttled(v1), Some((12, 2.5)));
+        let v2 = "usage_usec 9\nnr_periods 40\nnr_throttled 3\nthrottled_usec 150000\n";
+        assert_eq!(parse_cpu_throttled(v2), Some((3, 0.15)));
+        assert_eq!(parse_cpu_throttled("usage_usec 9\n"), None);
+    }
+
+    #[test]
+    fn states_of_the_sockets_to_a_target() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue\n\
+           0: 0100007F:1B9E 00000000:0000 0A 00000000:00000000\n\
+           1: 0100007F:C350 0100007F:1B9E 02 00000001:00000000\n\
+           2: 0100007F:C351 0100007F:1B9E 02 00000001:00000000\n\
+           3: 0100007F:C352 0100007F:1B9E 01 00000000:00000000\n\
+           4: 0100007F:1B9E 0100007F:C352 01 00000000:00000000\n\
+           5: 0100007F:C353 0100007F:1B9F 02 00000001:00000000\n";
+        let rows = parse_proc_net_tcp(text);
+        let target: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        assert_eq!(
+            count_states_to(&rows, &[target]),
+            SocketStates {
+                total: 3,
+                syn_sent: 2,
+                established: 1
+            }
+        );
     }
 }

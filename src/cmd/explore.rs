@@ -90,6 +90,8 @@ pub fn explore(args: ExploreArgs) -> anyhow::Result<ExitCode> {
     }
     file.hold = None;
     let base = args::build_scenario_from(file, run_args, ladder)?;
+    // Resolved once, here: every climb runs against the same addresses.
+    let (base, _) = runner::resolve_targets(base)?;
     let in_lab = base.lab.is_some();
     // SAFETY: geteuid has no preconditions.
     if in_lab && unsafe { libc::geteuid() } != 0 {

@@ -1,10 +1,13 @@
 //! One module per subcommand: turns flags into validated values, calls the
 //! module that does the work, prints the outcome.
 
+pub mod agent;
 pub mod args;
 pub mod compare;
 pub mod explore;
+pub mod fleet;
 pub mod lab;
+pub mod merge;
 pub mod report;
 pub mod run;
 pub mod serve;

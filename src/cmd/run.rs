@@ -1,14 +1,18 @@
 //! `ceiling run`: flags and scenario file → validated scenario →
-//! [`runner::execute`] → the text summary on stdout.
+//! [`runner::execute`] (or [`runner::execute_fleet`] with `--fleet`) → the
+//! text summary on stdout.
 
 use std::process::ExitCode;
 
 use super::args;
 use crate::UsageError;
-use crate::cli::RunArgs;
+use crate::cli::{CoordinatorArgs, RunCommand};
+use crate::fleet::coordinator::FleetSettings;
 use crate::runner;
 
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(command: RunCommand) -> anyhow::Result<ExitCode> {
+    let RunCommand { run: args, fleet } = command;
+    let fleet = fleet_settings(fleet)?;
     let ui_mode = args.ui;
     let out = args.out.clone();
     let file = args.scenario.clone();
@@ -22,6 +26,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ))
         .into());
     }
-    let finished = runner::execute(scenario, args::choose_output(ui_mode), out, None)?;
+    let output = args::choose_output(ui_mode);
+    let finished = match &fleet {
+        None => runner::execute(scenario, output, out, None)?,
+        Some(fleet) => runner::execute_fleet(scenario, output, out, fleet)?,
+    };
     super::print_finished(finished)
+}
+
+/// The fleet flags, the token from CEILING_FLEET_TOKEN when not given.
+fn fleet_settings(fleet: CoordinatorArgs) -> Result<Option<FleetSettings>, UsageError> {
+    let token = fleet
+        .fleet_token
+        .or_else(|| std::env::var("CEILING_FLEET_TOKEN").ok());
+    FleetSettings::resolve(
+        fleet.fleet,
+        fleet.fleet_listen,
+        token,
+        fleet.fleet_join_timeout,
+    )
+    .map_err(UsageError)
 }

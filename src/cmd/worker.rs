@@ -7,20 +7,17 @@
 //! coordinator is gone) stops the run. Ctrl-C does not reach it: it runs in
 //! its own process group, and the coordinator stops it.
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines, Stdin};
+use tokio::io::AsyncBufReadExt;
 use tokio::time::Instant;
 
 use crate::engine::plan::Plan;
-use crate::engine::procs::{ControlLine, WorkerReport, WorkerSpec};
+use crate::engine::procs::{self, WorkerSpec};
 use crate::engine::rate::Schedule;
-use crate::engine::{Engine, Launch, StopReason};
-use crate::stats::Delta;
-use crate::stats::wire::WireDelta;
+use crate::engine::{Engine, Launch};
 
 /// How often a worker reports: the coordinator's tick while there are few
 /// workers. With many, each report costs the coordinator a decode and a
@@ -55,7 +52,6 @@ pub fn worker() -> anyhow::Result<ExitCode> {
             "stdin does not start with a worker spec: `ceiling worker` is started by `ceiling \
              run --processes`, not by hand",
         )?;
-        let source_count = spec.sources.len();
         let start = Instant::now()
             .checked_sub(spec.started_ago)
             .unwrap_or_else(Instant::now);
@@ -82,9 +78,11 @@ pub fn worker() -> anyhow::Result<ExitCode> {
             engine.stop(reason);
         }
         let every = report_every(spec.workers);
-        let reported = report_until_done(&engine, stdin, start, source_count, every).await;
+        let mut stdout = tokio::io::stdout();
+        let served = procs::serve(&engine, &mut stdin, &mut stdout, every, None, |_, _| {}).await;
         let panics = engine.join();
-        reported.map(|()| panics)
+        served?;
+        anyhow::Ok(panics)
     });
     // The stdin reader sits in a blocking read() that only the coordinator
     // can end; waiting for it would keep this process alive, and the
@@ -101,71 +99,6 @@ pub fn worker() -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Reports every tick and follows the controls until every worker thread
-/// has finished.
-async fn report_until_done(
-    engine: &Engine,
-    mut controls: Lines<BufReader<Stdin>>,
-    start: Instant,
-    source_count: usize,
-    every: Duration,
-) -> anyhow::Result<()> {
-    let mut controls_open = true;
-    let mut stop_reported = false;
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut stdout = std::io::stdout().lock();
-    // What the workers recorded since the last report; emptied after each.
-    let mut delta = Delta::new(source_count);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = engine.finished() => {}
-            _ = engine.stopped(), if !stop_reported => stop_reported = true,
-            line = controls.next_line(), if controls_open => {
-                match line {
-                    Ok(Some(line)) => {
-                        let control: ControlLine = serde_json::from_str(&line)
-                            .context("unreadable control line from the coordinator")?;
-                        engine.set_schedule(Schedule::from_wire(start, control.schedule));
-                        if let Some(reason) = control.stop {
-                            engine.stop(reason);
-                        }
-                    }
-                    // The coordinator is gone: close what we hold and end.
-                    Ok(None) | Err(_) => {
-                        controls_open = false;
-                        engine.stop(StopReason::Interrupted);
-                    }
-                }
-                continue;
-            }
-        }
-        let finished = engine.is_finished();
-        engine.drain(|d| delta.merge(d));
-        let report = WorkerReport {
-            delta: WireDelta::from(&delta),
-            active: engine.active(),
-            opening: engine.is_opening(),
-            finished,
-        };
-        let mut line = serde_json::to_string(&report).expect("a report serializes");
-        line.push('\n');
-        if stdout
-            .write_all(line.as_bytes())
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
-            // Nobody is listening any more.
-            engine.stop(StopReason::Interrupted);
-        }
-        delta.reset();
-        if finished {
-            return Ok(());
-        }
-    }
 }
 
 #[cfg(test)]

@@ -165,8 +165,9 @@ pub struct Launch {
     pub listen_drops_at_start: Option<u64>,
 }
 
-/// What one worker thread runs: a worker, or the relay of a worker process.
-type WorkerBody = Box<dyn FnOnce(Arc<Shared>, Arc<Mutex<Delta>>) + Send>;
+/// What one worker thread runs: a worker, or the relay of a worker process
+/// (or of an agent).
+pub type WorkerBody = Box<dyn FnOnce(Arc<Shared>, Arc<Mutex<Delta>>) + Send>;
 
 /// One worker thread's end: the last one to end tells the coordinator.
 struct WorkerFinished(Arc<Shared>);
@@ -205,11 +206,12 @@ impl Engine {
         Engine::launch(plan, settings, bodies, launch)
     }
 
-    /// Starts `processes` worker processes, each on its own segment of the
-    /// plan, with a relay thread for each in this process.
+    /// Starts `processes` worker processes, each on its own part of
+    /// `segment`, with a relay thread for each in this process.
     pub fn start_processes(
         plan: Plan,
         settings: Settings,
+        segment: Segment,
         processes: usize,
         launcher: Arc<procs::Launcher>,
         launch: Launch,
@@ -219,7 +221,7 @@ impl Engine {
             .map(|k| {
                 let launcher = Arc::clone(&launcher);
                 Box::new(move |shared, recorder| {
-                    procs::relay(shared, k, processes, &launcher, recorder)
+                    procs::relay(shared, k, processes, segment, &launcher, recorder)
                 }) as WorkerBody
             })
             .collect();
@@ -227,8 +229,9 @@ impl Engine {
     }
 
     /// Runs each of `bodies` on a thread of its own that counts as a
-    /// worker.
-    fn launch(
+    /// worker: how a caller supplies workers that live elsewhere (the
+    /// fleet's agents, each a [`procs::Relay`] over a connection).
+    pub fn launch(
         plan: Plan,
         settings: Settings,
         bodies: Vec<WorkerBody>,
@@ -284,6 +287,11 @@ impl Engine {
     /// When the run started.
     pub fn start_instant(&self) -> Instant {
         self.shared.start
+    }
+
+    /// Sources of the plan (the length of a delta's per-source counters).
+    pub fn source_count(&self) -> usize {
+        self.shared.plan.sources.len()
     }
 
     /// Moves what every worker recorded since the last call into `agg`.

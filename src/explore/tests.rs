@@ -386,6 +386,7 @@ fn summary(established: u64, peak: u64, closed_by_server: u64, active_at: u64) -
             source: String::new(),
             target: String::new(),
             evidence: Evidence::default(),
+            host: None,
             remedy: String::new(),
         }),
         failures_by_kind: Default::default(),
@@ -396,6 +397,9 @@ fn summary(established: u64, peak: u64, closed_by_server: u64, active_at: u64) -
         sources: Vec::new(),
         host: HostReport::default(),
         lab: None,
+        targets_resolved: Vec::new(),
+        merge: None,
+        fleet: None,
         workers: WorkersReport::default(),
         safety: Default::default(),
     }

@@ -408,21 +408,7 @@ impl ServerCgroups {
     /// cpu.stat (None: no cpu cgroup).
     pub fn throttled(&self) -> Option<(u64, f64)> {
         let text = std::fs::read_to_string(self.cpu.as_ref()?.join("cpu.stat")).ok()?;
-        let field = |name: &str| {
-            text.lines().find_map(|line| {
-                let mut parts = line.split_whitespace();
-                (parts.next()? == name)
-                    .then(|| parts.next()?.parse::<u64>().ok())
-                    .flatten()
-            })
-        };
-        let periods = field("nr_throttled")?;
-        // v1: throttled_time in ns; v2: throttled_usec.
-        let seconds = match field("throttled_time") {
-            Some(ns) => ns as f64 / 1e9,
-            None => field("throttled_usec")? as f64 / 1e6,
-        };
-        Some((periods, seconds))
+        crate::classify::procfs::parse_cpu_throttled(&text)
     }
 }
 

@@ -1,8 +1,10 @@
 //! The tick loop of a run: every [`TICK`] it merges the workers' deltas,
 //! appends the finished seconds to the time series, reads the host when
-//! the first limit appears (the evidence), refreshes the live output and
-//! its host panel, applies the dashboard's keys, and stops the engine on
-//! a signal or when the host runs out of room.
+//! the first limit appears (the evidence, with the run's sockets by
+//! state), reads ceiling's own CPU and its target's once a second,
+//! refreshes the live output and its host panel, applies the dashboard's
+//! keys, and stops the engine on a signal or when the host runs out of
+//! room.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -14,9 +16,12 @@ use super::RunInfo;
 use super::lab_session;
 use super::summary::explain_first_limit;
 use crate::classify::capacity::Room;
+use crate::classify::cpu::{CpuAllowance, CpuSecond, CpuShortfall, ServerCpu, ServerCpuSeconds};
+use crate::classify::explain::Handshakes;
 use crate::classify::host;
 use crate::engine::{Engine, StopReason};
-use crate::model::{FirstLimit, GeneratorBottleneck};
+use crate::fleet::coordinator;
+use crate::model::{FailureEvent, FirstLimit, GeneratorBottleneck, LimitKind, Syscall};
 use crate::sink::ResultsDir;
 use crate::stats::{Aggregator, Phase, SecondRow, Snapshot};
 use crate::ui::tui::{self, Action, Controls, HostPanel};
@@ -38,6 +43,9 @@ const BEHIND: f64 = 0.9;
 const BUSY: f64 = 0.85;
 /// Seconds behind and busy that make a verdict (one can be a hiccup).
 const BOTTLENECK_MIN_SECONDS: u64 = 2;
+/// Seconds of slow or short connects that make the target's CPU a first
+/// limit (one can be a hiccup).
+const SHORT_SECONDS: u64 = 2;
 
 /// Whether ceiling itself holds the rate down: reads its own processes'
 /// CPU (the coordinator and its worker processes, not its built-in
@@ -130,6 +138,137 @@ impl GeneratorWatch {
     }
 }
 
+/// The CPU watches read once a second: ceiling's own, and the target's
+/// when its process is known.
+pub struct CpuWatches {
+    pub generator: GeneratorWatch,
+    pub server: Option<ServerCpuWatch>,
+    /// A local target whose listener's owner becomes `server` once the run
+    /// is a second old (finding it scans /proc: not on the start-up path).
+    pub owner_of: Option<SocketAddr>,
+}
+
+/// Whether the target held itself back by its CPU: reads the server's
+/// processes' CPU time and its cgroup's throttling once a second (the
+/// built-in server's, in `ceiling lab` or without --target; else the owner
+/// of a local target's listener), judged by [`ServerCpuSeconds`].
+pub struct ServerCpuWatch {
+    pid: u32,
+    hz: f64,
+    last: Option<ServerCpuReading>,
+    seconds: ServerCpuSeconds,
+    /// The time series' seconds in which connects slowed or fell short.
+    shortfall: CpuShortfall,
+    /// The first of them, as of its end: (elapsed s, attempted, active).
+    first_short: Option<(f64, u64, u64)>,
+}
+
+/// One reading: when, CPU ticks, and the cgroup's (periods, seconds)
+/// throttled.
+struct ServerCpuReading {
+    at: std::time::Instant,
+    ticks: u64,
+    throttled: Option<(u64, f64)>,
+}
+
+impl ServerCpuWatch {
+    /// None when `pid` cannot be read.
+    pub fn new(pid: u32) -> Option<ServerCpuWatch> {
+        let cpus = host::cpus_allowed(pid)
+            .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+            .unwrap_or(1) as f64;
+        let allowance = CpuAllowance {
+            quota_cores: host::cpu_quota_of(&pid.to_string()),
+            cpus,
+        };
+        let mut watch = ServerCpuWatch {
+            pid,
+            hz: host::clock_ticks_per_s() as f64,
+            last: None,
+            seconds: ServerCpuSeconds::new(allowance),
+            shortfall: CpuShortfall::default(),
+            first_short: None,
+        };
+        // The baseline the first second is measured from.
+        watch.read();
+        watch.last.is_some().then_some(watch)
+    }
+
+    /// Reads the server's CPU and counts the second since the last read.
+    pub fn read(&mut self) {
+        let Some(ticks) = host::tree_cpu_ticks(self.pid, &[]) else {
+            return;
+        };
+        let throttled = host::cpu_throttled_of(self.pid);
+        let now = std::time::Instant::now();
+        if let Some(last) = &self.last {
+            let wall = now.duration_since(last.at).as_secs_f64().max(1e-3);
+            let (periods, seconds) = match (throttled, last.throttled) {
+                (Some((p, s)), Some((p0, s0))) => (p.saturating_sub(p0), (s - s0).max(0.0)),
+                _ => (0, 0.0),
+            };
+            self.seconds.add(
+                CpuSecond {
+                    cores_used: ticks.saturating_sub(last.ticks) as f64 / self.hz / wall,
+                    throttled_periods: periods,
+                    throttled_s: seconds,
+                },
+                throttled.is_some(),
+            );
+        }
+        self.last = Some(ServerCpuReading {
+            at: now,
+            ticks,
+            throttled,
+        });
+    }
+
+    /// The seconds the server was at its CPU so far (None: none).
+    pub fn verdict(&self) -> Option<ServerCpu> {
+        self.seconds.verdict()
+    }
+
+    /// Counts `row` if its connects slowed or fell short of the rate.
+    pub fn judge(&mut self, row: &SecondRow) {
+        let before = self.shortfall.seconds;
+        self.shortfall.add(
+            row.target_rate_per_s,
+            row.establish_rate_per_s,
+            row.connect.p90,
+        );
+        if before == 0 && self.shortfall.seconds > 0 {
+            self.first_short = Some((row.elapsed_s as f64, row.attempted, row.active));
+        }
+    }
+
+    /// The slow or short seconds so far (None: none).
+    pub fn shortfall(&self) -> Option<CpuShortfall> {
+        (self.shortfall.seconds > 0).then_some(self.shortfall)
+    }
+
+    /// When CPU is the only thing that held the run back: no other first
+    /// limit, the server at its CPU, and connects slowed or short for
+    /// [`SHORT_SECONDS`] or more: the `server_cpu` first limit's event.
+    pub fn first_limit(&self, target: &str) -> Option<FailureEvent> {
+        self.verdict()?;
+        let (elapsed_s, attempted, active) = self.first_short?;
+        (self.shortfall.seconds >= SHORT_SECONDS).then(|| FailureEvent {
+            kind: LimitKind::ServerCpu,
+            syscall: Syscall::Connect,
+            errno: None,
+            attempt: attempted.max(1),
+            elapsed_s,
+            active,
+            source: String::new(),
+            target: target.to_string(),
+            peer_close: None,
+            age_ms: None,
+            server_bytes: None,
+            syn_retransmits: None,
+        })
+    }
+}
+
 /// The host as it was when the first limit was seen: the evidence for it.
 /// Read at the next tick (within [`TICK`]), before the run's own closes
 /// change it (TIME_WAIT, queues).
@@ -138,10 +277,19 @@ pub struct HostAtLimit {
     pub target_local: bool,
     /// The target's listener queue, when the target is on this host.
     pub listener: Option<host::ListenerQueue>,
+    /// The run's sockets by state then (handshaking or established), with
+    /// the connections established so far.
+    pub sockets: Option<Handshakes>,
 }
 
 impl HostAtLimit {
-    pub fn read(target: &str) -> HostAtLimit {
+    /// `target`: the first limit's; `targets`: the run's; `established`
+    /// and `held`: connections established so far and held now.
+    pub fn read(
+        target: &str,
+        targets: &[SocketAddr],
+        (established, held): (u64, u64),
+    ) -> HostAtLimit {
         let target: Option<SocketAddr> = target.parse().ok();
         let target_local = target.is_some_and(host::is_local_target);
         HostAtLimit {
@@ -150,6 +298,10 @@ impl HostAtLimit {
             listener: target
                 .filter(|_| target_local)
                 .and_then(host::listener_queue),
+            sockets: host::socket_states_to(targets, held).map(|states| Handshakes {
+                states,
+                established,
+            }),
         }
     }
 }
@@ -198,7 +350,7 @@ pub fn drive(
     agg: &mut Aggregator,
     live: &mut Live,
     results: &mut ResultsDir,
-    generator: &mut GeneratorWatch,
+    cpu: &mut CpuWatches,
 ) -> anyhow::Result<Driven> {
     let Ticker {
         runtime,
@@ -233,28 +385,40 @@ pub fn drive(
             // A failed write keeps the rows for the end: the run goes on.
             let rows = agg.take_rows();
             for row in &rows {
-                generator.judge(row);
+                cpu.generator.judge(row);
+                if let Some(server) = cpu.server.as_mut() {
+                    server.judge(row);
+                }
             }
             results.append_rows(&rows);
+            results.append_intervals(agg.take_intervals());
             if host_at_limit.is_none()
                 && let Some(event) = &snapshot.total.first_limit
             {
-                let at = HostAtLimit::read(&event.target);
-                let facts = run.facts(&snapshot, Some(&at));
-                first_limit = Some(explain_first_limit(
-                    event,
-                    run.host_start,
-                    &at.state,
-                    &facts,
-                ));
+                let at = HostAtLimit::read(
+                    &event.target,
+                    &run.scenario.targets,
+                    (snapshot.total.established, snapshot.total.active()),
+                );
+                let facts = run.facts(&snapshot, Some(&at), cpu.server.as_ref());
+                let mut explained = explain_first_limit(event, run.host_start, &at.state, &facts);
+                coordinator::name_host(&mut explained, &run.hosts);
+                first_limit = Some(explained);
                 host_at_limit = Some(at);
             }
             if host_panel_at.is_none_or(|at| at.elapsed() >= HOST_PANEL_EVERY) {
-                if let Some(cores) = generator.read() {
+                if let Some(cores) = cpu.generator.read() {
                     agg.set_driver_cpu(cores);
                 }
+                if let Some(watch) = cpu.server.as_mut() {
+                    watch.read();
+                } else if elapsed >= HOST_PANEL_EVERY
+                    && let Some(target) = cpu.owner_of.take()
+                {
+                    cpu.server = host::listener_owner(target).and_then(ServerCpuWatch::new);
+                }
                 host_panel = read_host_panel(run);
-                host_panel.generator = generator.verdict();
+                host_panel.generator = cpu.generator.verdict();
                 host_panel_at = Some(tokio::time::Instant::now());
                 if host_room_stop.is_none()
                     && let Some(why) = Room::read().and_then(|room| room.exhausted())

@@ -89,11 +89,15 @@ pub struct WorkerLayout {
 
 impl WorkerLayout {
     pub fn choose(scenario: &Scenario, fd_hard: u64) -> anyhow::Result<Self> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
         let connections = scenario.connections;
         let per_process = fd_hard.saturating_sub(FDS_KEPT_PER_PROCESS).max(1);
-        let needed = connections.div_ceil(per_process);
         let held_at_once = peak_connections_estimate(scenario);
+        // Request mode at a rate: one worker thread by default, so the pool
+        // is one pool with one queue (each thread has its own part of the
+        // pool, of the rate and of the queue).
+        let open_loop_requests = scenario.requests.is_some()
+            && !matches!(scenario.pace, crate::scenario::Pace::Unlimited);
+        let threads = scenario.threads.or(open_loop_requests.then_some(1));
         let (processes, reason) = match scenario.processes {
             // More held at once than one fd table takes, and no --fd-limit
             // asking to meet that limit: worker processes, said out loud.
@@ -112,7 +116,25 @@ impl WorkerLayout {
                 )
             }
             None => (0, "worker threads in ceiling's own process".to_string()),
-            Some(Processes::Auto) if needed <= 1 => (
+            Some(Processes::Auto) => {
+                return Ok(WorkerLayout::auto(connections, threads, fd_hard));
+            }
+            Some(Processes::Count(n)) => (
+                n.min(connections),
+                format!("{} worker process(es), as asked", n.min(connections)),
+            ),
+        };
+        Ok(WorkerLayout::with(processes, connections, threads, reason))
+    }
+
+    /// `--processes auto` for `connections` attempts: as many worker
+    /// processes as they need under the hard fd limit, none when one is
+    /// enough (a fleet's agent lays out its segment so).
+    pub fn auto(connections: u64, threads: Option<u64>, fd_hard: u64) -> WorkerLayout {
+        let per_process = fd_hard.saturating_sub(FDS_KEPT_PER_PROCESS).max(1);
+        let needed = connections.div_ceil(per_process);
+        let (processes, reason) = if needed <= 1 {
+            (
                 0,
                 format!(
                     "--processes auto: {} connections fit in one process under the hard fd \
@@ -120,8 +142,9 @@ impl WorkerLayout {
                     thousands(connections),
                     thousands(fd_hard)
                 ),
-            ),
-            Some(Processes::Auto) => (
+            )
+        } else {
+            (
                 needed,
                 format!(
                     "--processes auto: {} connections need {needed} worker processes under the \
@@ -130,32 +153,33 @@ impl WorkerLayout {
                     thousands(fd_hard),
                     thousands(per_process)
                 ),
-            ),
-            Some(Processes::Count(n)) => (
-                n.min(connections),
-                format!("{} worker process(es), as asked", n.min(connections)),
-            ),
+            )
         };
+        WorkerLayout::with(processes, connections, threads, reason)
+    }
+
+    /// `processes` (0: threads in this process) with `threads` each, or one
+    /// per core shared among them, at most one per connection.
+    fn with(
+        processes: u64,
+        connections: u64,
+        threads: Option<u64>,
+        reason: String,
+    ) -> WorkerLayout {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
         let shared_cores = match processes {
             0 => cores,
             n => (cores / n).max(1),
         };
         let per_process_connections = connections.div_ceil(processes.max(1));
-        // Request mode at a rate: one worker thread by default, so the pool
-        // is one pool with one queue (each thread has its own part of the
-        // pool, of the rate and of the queue).
-        let open_loop_requests = scenario.requests.is_some()
-            && !matches!(scenario.pace, crate::scenario::Pace::Unlimited);
-        let default_threads = if open_loop_requests { 1 } else { shared_cores };
-        let threads = scenario
-            .threads
-            .unwrap_or(default_threads)
+        let threads = threads
+            .unwrap_or(shared_cores)
             .min(per_process_connections)
             .max(1);
-        Ok(WorkerLayout {
+        WorkerLayout {
             processes: processes as usize,
             threads: threads as usize,
             reason,
-        })
+        }
     }
 }

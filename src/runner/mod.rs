@@ -1,5 +1,6 @@
-//! The life of one run: a validated scenario → host preparation (fd
-//! limit, source checks, layout, host room, the built-in target) → engine
+//! The life of one run: a validated scenario → its target names resolved
+//! → host preparation (fd limit, source checks, layout, host room, the
+//! built-in target) → engine
 //! → the tick loop that aggregates, feeds the live output and appends the
 //! time series → summary and results files. `ceiling run` and `ceiling lab`
 //! call [`execute`]; `explore`'s climbs are such runs in child processes.
@@ -10,13 +11,16 @@
 
 mod drive;
 pub mod lab_session;
-mod layout;
+pub mod layout;
+mod resolve;
 mod summary;
 pub mod target;
 
+pub use resolve::resolve_targets;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use anyhow::Context;
@@ -28,17 +32,18 @@ use crate::engine::plan::{Plan, Segment};
 use crate::engine::procs::Launcher;
 use crate::engine::request::RequestSettings;
 use crate::engine::{Engine, Launch, Settings, StopReason};
-use crate::model::{Safety, Summary, WorkersReport};
+use crate::fleet::coordinator::{self, Coordinator, FleetSettings};
+use crate::model::{Safety, Summary, WorkerDeath, WorkersReport};
 use crate::scenario::units::{DriverMode, PortPick};
 use crate::scenario::{Pace, Scenario};
 use crate::sink::{ResultsDir, ResultsUnwritten};
 use crate::stats::{Aggregator, Snapshot};
 use crate::ui::tui::RunContext;
 use crate::ui::{Live, Output};
-use drive::{Driven, GeneratorWatch, HostAtLimit, Ticker};
+use drive::{CpuWatches, Driven, GeneratorWatch, HostAtLimit, ServerCpuWatch, Ticker};
 use lab_session::LabSession;
 use layout::{WorkerLayout, apply_fd_limit, check_host_room, peak_connections_estimate};
-use summary::{Hosts, summarize};
+use summary::{Hosts, explain_first_limit, summarize};
 use target::TargetServer;
 
 /// Exit status of a run stopped by Ctrl-C or SIGTERM.
@@ -53,13 +58,41 @@ pub const EXIT_NOTHING_CONNECTED: u8 = 3;
 /// summary). `out`: the results directory (default
 /// `results/<UTC time>-<name>`).
 pub fn execute(
-    mut scenario: Scenario,
+    scenario: Scenario,
     output: Output,
     out: Option<PathBuf>,
     lab: Option<&LabSession>,
 ) -> anyhow::Result<Finished> {
+    execute_with(scenario, output, out, lab, None)
+}
+
+/// Runs a validated scenario on a fleet of agents (`ceiling run --fleet
+/// N`): this process coordinates, the agents hold the connections; the
+/// results directory adds `hosts.csv` and the summary its `fleet`.
+pub fn execute_fleet(
+    scenario: Scenario,
+    output: Output,
+    out: Option<PathBuf>,
+    fleet: &FleetSettings,
+) -> anyhow::Result<Finished> {
+    execute_with(scenario, output, out, None, Some(fleet))
+}
+
+fn execute_with(
+    scenario: Scenario,
+    output: Output,
+    out: Option<PathBuf>,
+    lab: Option<&LabSession>,
+    fleet: Option<&FleetSettings>,
+) -> anyhow::Result<Finished> {
+    // Names first: a run that cannot resolve one never starts.
+    let (mut scenario, targets_resolved) = resolve_targets(scenario)?;
     let (fd_soft, fd_hard) = apply_fd_limit(scenario.fd_limit, scenario.fd_limit_from)?;
-    for ip in &scenario.sources {
+    if let Some(fleet) = fleet {
+        check_fleet(&scenario, fleet)?;
+    }
+    // A fleet's sources are its agents' addresses, not this host's.
+    for ip in scenario.sources.iter().filter(|_| fleet.is_none()) {
         host::check_local_address(*ip).map_err(|e| {
             UsageError(format!(
                 "source {ip} is not an address of this host ({e}): use addresses shown by `ip addr` \
@@ -69,7 +102,7 @@ pub fn execute(
     }
     // Everything that can refuse the run is checked before anything is
     // created: no results directory, no server, for a run that never starts.
-    let embedded_target = scenario.uses_embedded_target() && lab.is_none();
+    let embedded_target = scenario.uses_embedded_target() && lab.is_none() && fleet.is_none();
     let target_local: Vec<bool> = if embedded_target {
         vec![true]
     } else {
@@ -79,9 +112,31 @@ pub fn execute(
             .map(|t| host::is_local_target(*t))
             .collect()
     };
-    let layout = WorkerLayout::choose(&scenario, fd_hard)?;
-    let plan_note = check_host_room(&scenario, &target_local, lab.is_some() || embedded_target)?;
+    let (layout, plan_note) = match fleet {
+        None => (
+            WorkerLayout::choose(&scenario, fd_hard)?,
+            check_host_room(&scenario, &target_local, lab.is_some() || embedded_target)?,
+        ),
+        Some(fleet) => (
+            WorkerLayout {
+                processes: 0,
+                threads: 1,
+                reason: format!(
+                    "a fleet of {} agents, each running its segment with worker threads or \
+                     processes of its own (as --processes auto)",
+                    fleet.hosts
+                ),
+            },
+            "host room: not checked here: the agents hold the connections".to_string(),
+        ),
+    };
     let out = out.unwrap_or_else(|| default_results_dir(&scenario.name));
+    // The barrier: every agent joined (or the run refused) before
+    // anything is created.
+    let coordinator = fleet
+        .map(Coordinator::gather)
+        .transpose()
+        .context("the fleet could not start")?;
 
     let embedded = embedded_target
         .then(|| match &scenario.requests {
@@ -138,6 +193,7 @@ pub fn execute(
     // it within milliseconds).
     let ticker = Ticker::new().context("cannot start the coordinator's runtime")?;
     let started_at = SystemTime::now();
+    results.set_start(started_at);
     let launch = Launch {
         start: tokio::time::Instant::now(),
         target_local,
@@ -152,23 +208,18 @@ pub fn execute(
             Some(Arc::new(launcher))
         }
     };
-    let engine = match &launcher {
-        None => Engine::start(
-            plan,
-            settings(&scenario),
-            Segment::WHOLE,
-            layout.threads,
-            launch,
-        )
-        .context("cannot start worker threads")?,
-        Some(launcher) => Engine::start_processes(
-            plan,
-            settings(&scenario),
-            layout.processes,
-            Arc::clone(launcher),
-            launch,
-        )
-        .context("cannot start worker processes")?,
+    let (engine, fleet) = match coordinator {
+        Some(coordinator) => {
+            let threads = scenario.threads.unwrap_or(0) as usize;
+            let (engine, fleet) = coordinator
+                .start(plan, settings(&scenario), threads, launch)
+                .context("cannot start the fleet's relays")?;
+            (engine, Some(fleet))
+        }
+        None => (
+            local_engine(&scenario, plan, &layout, launcher.as_ref(), launch)?,
+            None,
+        ),
     };
 
     let mut agg = Aggregator::new(scenario.sources.len(), scenario.connections);
@@ -178,8 +229,13 @@ pub fn execute(
         embedded_target,
         fd_limits: (fd_soft, fd_hard),
         listen_drops_at_start,
-        launcher: launcher.as_deref(),
+        deaths: match (&fleet, &launcher) {
+            (Some(fleet), _) => Some(fleet.deaths()),
+            (None, Some(launcher)) => Some(&launcher.deaths),
+            (None, None) => None,
+        },
         lab,
+        hosts: fleet.as_ref().map(|f| f.labels()).unwrap_or_default(),
     };
     // The built-in server's CPU is not the generator's.
     let server_pid = embedded
@@ -187,7 +243,16 @@ pub fn execute(
         .map(TargetServer::pid)
         .or_else(|| lab.map(LabSession::server_pid));
     let worker_threads = layout.threads * layout.processes.max(1);
-    let mut generator = GeneratorWatch::new(server_pid.into_iter().collect(), worker_threads);
+    let mut cpu = CpuWatches {
+        generator: GeneratorWatch::new(server_pid.into_iter().collect(), worker_threads),
+        server: server_pid.and_then(ServerCpuWatch::new),
+        // Another target on this host: the process that owns its listener,
+        // looked up a second into the run (off the start-up path).
+        owner_of: match (server_pid, scenario.targets.first()) {
+            (None, Some(&target)) if host::is_local_target(target) => Some(target),
+            _ => None,
+        },
+    };
     let driven = drive::drive(
         ticker,
         &engine,
@@ -195,7 +260,7 @@ pub fn execute(
         &mut agg,
         &mut live,
         &mut results,
-        &mut generator,
+        &mut cpu,
     );
     // The terminal comes back before anything else is printed, error or not.
     let restored = live.finish();
@@ -214,7 +279,7 @@ pub fn execute(
     drop(embedded);
 
     let host_end = host::probe();
-    let facts = run.facts(&last, host_at_limit.as_ref());
+    let facts = run.facts(&last, host_at_limit.as_ref(), cpu.server.as_ref());
     let hosts = Hosts {
         start: &host_start,
         at_limit: host_at_limit.as_ref().map_or(&host_end, |at| &at.state),
@@ -235,6 +300,25 @@ pub fn execute(
         interrupted,
         (fd_soft, fd_hard),
     );
+    // No connection failed, yet the target's CPU held the run back.
+    if summary.first_limit.is_none()
+        && !summary.aborted
+        && let Some(event) = cpu.server.as_ref().and_then(|server| {
+            server.first_limit(
+                &scenario
+                    .targets
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            )
+        })
+    {
+        let facts = RunFacts {
+            target_local: target_local_of(&event.target),
+            ..facts.clone()
+        };
+        summary.first_limit = Some(explain_first_limit(&event, &host_start, &host_end, &facts));
+    }
     summary.workers = workers;
     summary.safety = Safety {
         plan: plan_note,
@@ -242,7 +326,14 @@ pub fn execute(
     };
     summary.aborted |= summary.safety.stopped.is_some() || !panics.is_empty();
     summary.lab = lab.map(|session| session.report(summary.totals.peak_active));
-    summary.warnings.generator_bottleneck = generator.verdict();
+    summary.targets_resolved = targets_resolved;
+    if let Some(fleet) = &fleet {
+        summary.fleet = Some(fleet.report(scenario.connections));
+        if let Some(first) = &mut summary.first_limit {
+            coordinator::name_host(first, &run.hosts);
+        }
+    }
+    summary.warnings.generator_bottleneck = cpu.generator.verdict();
     // The summary is printed whether or not the files could be written;
     // those that could not are then named in one error (exit 1).
     let written = results.finish(&summary, &last);
@@ -253,6 +344,55 @@ pub fn execute(
         interrupted,
         panicked: !panics.is_empty(),
     })
+}
+
+/// This process's own workers: threads, or worker processes.
+fn local_engine(
+    scenario: &Scenario,
+    plan: Plan,
+    layout: &WorkerLayout,
+    launcher: Option<&Arc<Launcher>>,
+    launch: Launch,
+) -> anyhow::Result<Engine> {
+    Ok(match launcher {
+        None => Engine::start(
+            plan,
+            settings(scenario),
+            Segment::WHOLE,
+            layout.threads,
+            launch,
+        )
+        .context("cannot start worker threads")?,
+        Some(launcher) => Engine::start_processes(
+            plan,
+            settings(scenario),
+            Segment::WHOLE,
+            layout.processes,
+            Arc::clone(launcher),
+            launch,
+        )
+        .context("cannot start worker processes")?,
+    })
+}
+
+/// Refuses a fleet that cannot run: no target its agents can reach, or
+/// more hosts than connections.
+fn check_fleet(scenario: &Scenario, fleet: &FleetSettings) -> Result<(), UsageError> {
+    if scenario.uses_embedded_target() {
+        return Err(UsageError(
+            "--fleet needs a target the agents can reach: give --target ADDR:PORT (the \
+             built-in server would run on this host only)"
+                .into(),
+        ));
+    }
+    if fleet.hosts > scenario.connections {
+        return Err(UsageError(format!(
+            "--fleet {} is more hosts than --connections {}: every host needs at least one \
+             connection; use --fleet {} or fewer, or more connections",
+            fleet.hosts, scenario.connections, scenario.connections
+        )));
+    }
+    Ok(())
 }
 
 /// A run that went to its end (or was stopped): its summary, where its
@@ -294,15 +434,23 @@ struct RunInfo<'a> {
     fd_limits: (u64, u64),
     /// ListenOverflows + ListenDrops when the run started.
     listen_drops_at_start: Option<u64>,
-    /// Worker processes' launcher (None: worker threads in this process).
-    launcher: Option<&'a Launcher>,
+    /// Where worker processes' (or agents') deaths are recorded (None:
+    /// worker threads in this process).
+    deaths: Option<&'a Mutex<Vec<WorkerDeath>>>,
     /// The lab, when this run is `ceiling lab`'s.
     lab: Option<&'a LabSession>,
+    /// A fleet's hosts by index ("host 3 (node-7)"); empty otherwise.
+    hosts: Vec<String>,
 }
 
 impl RunInfo<'_> {
     /// The facts the classifier's explanation uses, as of `snapshot`.
-    fn facts(&self, snapshot: &Snapshot, at_limit: Option<&HostAtLimit>) -> RunFacts {
+    fn facts(
+        &self,
+        snapshot: &Snapshot,
+        at_limit: Option<&HostAtLimit>,
+        server: Option<&ServerCpuWatch>,
+    ) -> RunFacts {
         let scenario = self.scenario;
         RunFacts {
             source_count: scenario.sources.len(),
@@ -315,11 +463,22 @@ impl RunInfo<'_> {
             connect_timeout_ms: scenario.connect_timeout.as_millis() as u64,
             target_local: at_limit.is_some_and(|at| at.target_local),
             target_listener: at_limit.and_then(|at| at.listener),
+            handshakes: at_limit.and_then(|at| at.sockets),
             close_pattern: snapshot.total.close_pattern(),
-            worker_deaths: self.launcher.map(Launcher::deaths).unwrap_or_default(),
+            worker_deaths: self
+                .deaths
+                .map(|d| d.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                .unwrap_or_default(),
             server_pids: self.lab.and_then(LabSession::server_pids),
+            server_cpu: server.and_then(ServerCpuWatch::verdict),
+            shortfall: server.and_then(ServerCpuWatch::shortfall),
         }
     }
+}
+
+/// Whether `target` ("IP:PORT") is on this host: its counters are ours.
+fn target_local_of(target: &str) -> bool {
+    target.parse().is_ok_and(host::is_local_target)
 }
 
 /// `results/<UTC time>-<name>`, with a numeric suffix if that exists.

@@ -31,6 +31,7 @@ pub fn explain_first_limit(
         source: event.source.clone(),
         target: event.target.clone(),
         evidence,
+        host: None,
         remedy,
     }
 }
@@ -163,5 +164,8 @@ pub fn summarize(
         workers: WorkersReport::default(),
         safety: Safety::default(),
         lab: None,
+        targets_resolved: Vec::new(),
+        merge: None,
+        fleet: None,
     }
 }

@@ -17,10 +17,12 @@ pub fn to_toml(scenario: &Scenario) -> String {
     let mut t = Table::new();
     let s = scenario;
     t.insert("name".into(), s.name.clone().into());
-    if !s.targets.is_empty() {
+    if !s.uses_embedded_target() {
+        // Names as given: the run that reads the file resolves them.
+        let names = s.target_names.iter().map(|n| n.text.clone());
         t.insert(
             "targets".into(),
-            strings(s.targets.iter().map(ToString::to_string)),
+            strings(s.targets.iter().map(ToString::to_string).chain(names)),
         );
     }
     if !s.sources.is_empty() {

@@ -15,10 +15,12 @@ use serde::{Deserialize, Serialize};
 
 use units::{
     CloseMode, DriverMode, HoldMode, PortPick, PortRange, Processes, RampSpec, SourceSpec,
-    TargetSpec,
+    TargetName, TargetSpec,
 };
 
 pub use units::MAX_CONNECTIONS;
+
+use crate::model::ResolvedTarget;
 
 /// Connections opened when neither the file nor the flags say.
 pub const DEFAULT_CONNECTIONS: u64 = 8_000;
@@ -244,8 +246,13 @@ pub enum Pace {
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
     pub name: String,
-    /// Empty: run against the embedded target server.
+    /// Empty (and no `target_names`): run against the embedded target
+    /// server.
     pub targets: Vec<SocketAddr>,
+    /// Targets given by host name, not resolved yet: the run resolves them
+    /// when it starts ([`Scenario::with_resolved`]), in its own network.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub target_names: Vec<TargetName>,
     /// Empty: let the kernel pick the source address.
     pub sources: Vec<IpAddr>,
     pub source_ports: Option<PortRange>,
@@ -440,6 +447,33 @@ impl Scenario {
             ));
         }
         let lab = spec.lab.take().map(lab::LabSpec::validate).transpose()?;
+        let mut target_names: Vec<TargetName> = Vec::new();
+        for name in spec.targets.iter().filter_map(|t| t.name.as_ref()) {
+            if let Some(first) = target_names
+                .iter()
+                .find(|n| (&n.host, n.ports) == (&name.host, name.ports))
+            {
+                return Err(invalid(
+                    "targets",
+                    format!(
+                        "target '{}' appears twice ('{}' and '{}'): remove the duplicate",
+                        name.text, first.text, name.text
+                    ),
+                ));
+            }
+            if lab.is_some() {
+                return Err(invalid(
+                    "targets",
+                    format!(
+                        "target '{}': in a lab the built-in server listens on the targets inside \
+                         the namespace, so they are addresses, not names: give an IP address, \
+                         e.g. 127.0.0.1:7070",
+                        name.text
+                    ),
+                ));
+            }
+            target_names.push(name.clone());
+        }
         let mut targets = unique(
             "targets",
             "target",
@@ -633,6 +667,7 @@ impl Scenario {
         Ok(Scenario {
             name,
             targets,
+            target_names,
             sources,
             source_ports: spec.source_ports,
             connections,
@@ -659,7 +694,69 @@ impl Scenario {
 
     /// True when no target was given: the embedded server is the target.
     pub fn uses_embedded_target(&self) -> bool {
-        self.targets.is_empty()
+        self.targets.is_empty() && self.target_names.is_empty()
+    }
+
+    /// The scenario with its target names replaced by the addresses they
+    /// resolved to (`answers`: each name's addresses, in the resolver's
+    /// order, as [`Self::target_names`]), and what each name gave. Every
+    /// address becomes a target, on each of the name's ports, but those of
+    /// a family no `--source` has (e.g. `::1` with IPv4 sources); an address
+    /// that is a target already is one target.
+    pub fn with_resolved(
+        mut self,
+        answers: &[Vec<IpAddr>],
+    ) -> Result<(Scenario, Vec<ResolvedTarget>), ScenarioError> {
+        let mut resolved = Vec::new();
+        let names = std::mem::take(&mut self.target_names);
+        for (name, ips) in names.iter().zip(answers) {
+            let usable: Vec<IpAddr> = ips
+                .iter()
+                .copied()
+                .filter(|ip| {
+                    self.sources.is_empty()
+                        || self.sources.iter().any(|s| s.is_ipv4() == ip.is_ipv4())
+                })
+                .collect();
+            if usable.is_empty() {
+                let listed: Vec<String> = ips.iter().map(ToString::to_string).collect();
+                return Err(invalid(
+                    "targets",
+                    format!(
+                        "target '{}' resolves to {} only, of a family none of the sources has: \
+                         add a source of that family, or give the target as an address",
+                        name.text,
+                        listed.join(", ")
+                    ),
+                ));
+            }
+            let mut addresses = Vec::new();
+            for ip in usable {
+                for port in name.ports.lo..=name.ports.hi {
+                    let addr = SocketAddr::new(ip, port);
+                    if !self.targets.contains(&addr) {
+                        self.targets.push(addr);
+                    }
+                    addresses.push(addr.to_string());
+                }
+            }
+            resolved.push(ResolvedTarget {
+                name: name.text.clone(),
+                addresses,
+            });
+        }
+        if self.targets.len() as u64 > units::MAX_TARGETS {
+            return Err(invalid(
+                "targets",
+                format!(
+                    "{} target addresses in all once the names are resolved; at most {} are \
+                     allowed",
+                    self.targets.len(),
+                    units::MAX_TARGETS
+                ),
+            ));
+        }
+        Ok((self, resolved))
     }
 }
 
@@ -912,6 +1009,63 @@ mod tests {
         assert!(validated("fd_limit = 3\n").is_err());
         assert!(validated("name = \"a b\"\n").is_err());
         assert!(validated("connections = 0\n").is_err());
+    }
+
+    #[test]
+    fn target_names_are_kept_until_resolved_then_every_address_is_a_target() {
+        let s = validated("targets = [\"svc.test:7070-7071\", \"127.0.0.9:80\"]\n").unwrap();
+        // Parsing does no I/O: the name waits for the run.
+        assert_eq!(s.targets, vec!["127.0.0.9:80".parse().unwrap()]);
+        assert_eq!(s.target_names.len(), 1);
+        assert!(!s.uses_embedded_target());
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        let (s, resolved) = s
+            .with_resolved(&[vec![ip("127.0.0.1"), ip("127.0.0.9")]])
+            .unwrap();
+        assert!(s.target_names.is_empty());
+        let targets: Vec<String> = s.targets.iter().map(ToString::to_string).collect();
+        // 127.0.0.9:80 was a target already; the name's own ports are new.
+        assert_eq!(
+            targets,
+            [
+                "127.0.0.9:80",
+                "127.0.0.1:7070",
+                "127.0.0.1:7071",
+                "127.0.0.9:7070",
+                "127.0.0.9:7071"
+            ]
+        );
+        assert_eq!(resolved[0].name, "svc.test:7070-7071");
+        assert_eq!(resolved[0].addresses.len(), 4);
+    }
+
+    #[test]
+    fn resolved_addresses_of_a_family_no_source_has_are_left_out() {
+        let ip = |t: &str| t.parse::<IpAddr>().unwrap();
+        let s = validated("targets = [\"localhost:7070\"]\nsources = [\"127.0.0.2\"]\n").unwrap();
+        let (s, resolved) = s
+            .clone()
+            .with_resolved(&[vec![ip("::1"), ip("127.0.0.1")]])
+            .unwrap();
+        assert_eq!(s.targets, vec!["127.0.0.1:7070".parse().unwrap()]);
+        assert_eq!(resolved[0].addresses, ["127.0.0.1:7070"]);
+        let err = validated("targets = [\"localhost:7070\"]\nsources = [\"127.0.0.2\"]\n")
+            .unwrap()
+            .with_resolved(&[vec![ip("::1")]])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'localhost:7070' resolves to ::1 only"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn lab_targets_stay_addresses_and_a_name_is_given_once() {
+        let err = validated("targets = [\"localhost:7070\"]\n[lab]\n").unwrap_err();
+        assert!(err.contains("not names: give an IP address"), "{err}");
+        let err = validated("targets = [\"svc.test:80\", \"svc.test:80\"]\n").unwrap_err();
+        assert!(err.contains("appears twice"), "{err}");
     }
 
     #[test]

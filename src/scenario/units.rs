@@ -16,11 +16,25 @@ pub const MAX_SOURCES: u64 = 65_536;
 /// Most target addresses one run may expand to.
 pub const MAX_TARGETS: u64 = 65_536;
 
-/// One `--target` (or `--listen`) value: one address, or a port range on one IP.
+/// One `--target` (or `--listen`) value: one address, or a port range on one
+/// IP; or, for a target, a host name and its ports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetSpec {
     pub text: String,
+    /// Empty for a name: its addresses are known once it is resolved.
     pub addrs: Vec<SocketAddr>,
+    pub name: Option<TargetName>,
+}
+
+/// A target given by host name (`localhost:7070`, `my-svc.my-ns.svc:8080`):
+/// parsing does no I/O, so it is resolved when the run starts, and every
+/// address it resolves to becomes a target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetName {
+    /// As typed.
+    pub text: String,
+    pub host: String,
+    pub ports: PortRange,
 }
 
 /// One `--source` value: one IP, a range, or a CIDR block.
@@ -652,35 +666,88 @@ fn parse_ports(text: &str, allow_zero: bool) -> Result<PortRange, String> {
     Ok(PortRange { lo, hi })
 }
 
-const TARGET_FORMS: &str =
+const TARGET_FORMS: &str = "IP:PORT, IP:PORT-PORT or NAME:PORT, e.g. 127.0.0.1:7070, \
+     127.0.0.1:7070-7079, [::1]:7070, localhost:7070";
+
+const LISTEN_FORMS: &str =
     "IP:PORT or IP:PORT-PORT, e.g. 127.0.0.1:7070, 127.0.0.1:7070-7079, [::1]:7070";
 
-fn parse_addr_ports(text: &str, allow_zero: bool) -> Result<TargetSpec, String> {
+/// What [`parse_addr_ports`] accepts: a listen address (port 0 allowed, no
+/// names) or a target (a host name allowed, port 0 not).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    Listen,
+    Target,
+}
+
+/// A host name as RFC 1123 has them: dot-separated labels of letters,
+/// digits and `-` (not first nor last), 63 characters each, 253 in all,
+/// an optional final dot; not all digits and dots (that is a mistyped
+/// IPv4 address, not a name).
+fn is_host_name(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && !name.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn parse_addr_ports(text: &str, accept: Accept) -> Result<TargetSpec, String> {
+    let (forms, allow_zero) = match accept {
+        Accept::Listen => (LISTEN_FORMS, true),
+        Accept::Target => (TARGET_FORMS, false),
+    };
     let trimmed = text.trim();
+    let bracketed = trimmed.starts_with('[');
     let (host, ports) = if let Some(rest) = trimmed.strip_prefix('[') {
         let (host, ports) = rest
             .split_once("]:")
-            .ok_or_else(|| format!("'{text}' is not an address: use {TARGET_FORMS}"))?;
+            .ok_or_else(|| format!("'{text}' is not an address: use {forms}"))?;
         (host, ports)
     } else {
         trimmed
             .rsplit_once(':')
             .filter(|(host, _)| !host.contains(':'))
             .ok_or_else(|| {
-                format!("'{text}' is not an address: use {TARGET_FORMS} (IPv6 goes in brackets)")
+                format!("'{text}' is not an address: use {forms} (IPv6 goes in brackets)")
             })?
     };
     if host.trim().is_empty() {
         return Err(format!(
-            "'{trimmed}' has no IP address before the port: use {TARGET_FORMS}"
+            "'{trimmed}' has no IP address before the port: use {forms}"
         ));
     }
-    let ip: IpAddr = host.parse().map_err(|_| {
-        format!(
-            "'{host}' in '{trimmed}' is not an IP address (names are not resolved): use {TARGET_FORMS}"
-        )
-    })?;
     let range = parse_ports(ports, allow_zero).map_err(|e| format!("{e} (in '{trimmed}')"))?;
+    let ip: IpAddr = match host.parse() {
+        Ok(ip) => ip,
+        Err(_) if accept == Accept::Target && !bracketed && is_host_name(host) => {
+            return Ok(TargetSpec {
+                text: trimmed.to_string(),
+                addrs: Vec::new(),
+                name: Some(TargetName {
+                    text: trimmed.to_string(),
+                    host: host.to_string(),
+                    ports: range,
+                }),
+            });
+        }
+        Err(_) if accept == Accept::Target => {
+            return Err(format!(
+                "'{host}' in '{trimmed}' is neither an IP address nor a host name: use {forms}"
+            ));
+        }
+        Err(_) => {
+            return Err(format!(
+                "'{host}' in '{trimmed}' is not an IP address (names are not resolved here): \
+                 use {forms}"
+            ));
+        }
+    };
     if u64::from(range.len()) > MAX_TARGETS {
         return Err(format!(
             "'{text}' expands to more than {MAX_TARGETS} addresses"
@@ -692,17 +759,20 @@ fn parse_addr_ports(text: &str, allow_zero: bool) -> Result<TargetSpec, String> 
     Ok(TargetSpec {
         text: trimmed.to_string(),
         addrs,
+        name: None,
     })
 }
 
-/// A target: `IP:PORT` or `IP:PORT-PORT`; port 0 is refused.
+/// A target: `IP:PORT`, `IP:PORT-PORT` or `NAME:PORT[-PORT]` (resolved
+/// when the run starts); port 0 is refused.
 pub fn parse_target(text: &str) -> Result<TargetSpec, String> {
-    parse_addr_ports(text, false)
+    parse_addr_ports(text, Accept::Target)
 }
 
-/// A listen address: like a target, but port 0 (pick a free port) is allowed.
+/// A listen address: an IP (never a name) and a port or range; port 0
+/// (pick a free port) is allowed.
 pub fn parse_listen(text: &str) -> Result<TargetSpec, String> {
-    parse_addr_ports(text, true)
+    parse_addr_ports(text, Accept::Listen)
 }
 
 /// A listen backlog: within [`BACKLOG`].
@@ -1085,8 +1155,30 @@ mod tests {
                 .unwrap_err()
                 .contains("out of range")
         );
+        // A name is kept as typed, to be resolved when the run starts.
+        let named = parse_target("localhost:80-81").unwrap();
+        assert!(named.addrs.is_empty());
+        let name = named.name.unwrap();
+        assert_eq!(
+            (name.host.as_str(), name.ports.lo, name.ports.hi),
+            ("localhost", 80, 81)
+        );
         assert!(
-            parse_target("localhost:80")
+            parse_target("my-svc.my-ns.svc:8080")
+                .unwrap()
+                .name
+                .is_some()
+        );
+        for bad in ["127.0.0.300:80", "-bad:80", "a_b:80", "a..b:80"] {
+            assert!(
+                parse_target(bad)
+                    .unwrap_err()
+                    .contains("neither an IP address nor a host name"),
+                "{bad}"
+            );
+        }
+        assert!(
+            parse_listen("localhost:80")
                 .unwrap_err()
                 .contains("not resolved")
         );

@@ -1,4 +1,5 @@
-//! The end-of-run CSV tables: `failures.csv`, `sources.csv`, `latency.csv`.
+//! The end-of-run CSV tables: `failures.csv`, `sources.csv`, `latency.csv`,
+//! and a fleet's `hosts.csv`.
 //! Each row is a struct handed to `csv::Writer::serialize`; its field names
 //! are the header, units in the names.
 //!
@@ -12,7 +13,7 @@ use serde::Serialize;
 
 use super::hgrm::{self, TICKS_PER_HALF_DISTANCE};
 use super::{Exporter, Metric, RunResults};
-use crate::model::{FailureGroup, SourceSummary};
+use crate::model::{FailureGroup, FleetHost, SourceSummary};
 
 /// Serializes `rows` as CSV, the header from the row's field names. With no
 /// rows the header is `empty_header`, so the file still says what it holds
@@ -165,6 +166,85 @@ impl Exporter for SourcesCsv {
             &SOURCE_HEADER,
             run.summary.sources.iter().map(SourceRow::from),
         )
+    }
+}
+
+/// One row of `hosts.csv`: a fleet's host, its totals and first limit.
+#[derive(Serialize)]
+struct HostRow<'a> {
+    index: u64,
+    name: &'a str,
+    address: &'a str,
+    segment: &'a str,
+    attempted: u64,
+    established: u64,
+    connect_failed: u64,
+    unfinished: u64,
+    never_attempted: u64,
+    peak_active: u64,
+    closed_by_driver: u64,
+    closed_by_server: u64,
+    lost_with_worker: u64,
+    held_at_end: u64,
+    /// "port_exhaustion EADDRNOTAVAIL at 61204 held", empty when none.
+    first_limit: String,
+    start_offset_ms: Option<f64>,
+}
+
+const HOST_HEADER: [&str; 16] = [
+    "index",
+    "name",
+    "address",
+    "segment",
+    "attempted",
+    "established",
+    "connect_failed",
+    "unfinished",
+    "never_attempted",
+    "peak_active",
+    "closed_by_driver",
+    "closed_by_server",
+    "lost_with_worker",
+    "held_at_end",
+    "first_limit",
+    "start_offset_ms",
+];
+
+impl<'a> From<&'a FleetHost> for HostRow<'a> {
+    fn from(h: &'a FleetHost) -> Self {
+        let t = &h.totals;
+        HostRow {
+            index: h.index,
+            name: &h.name,
+            address: &h.address,
+            segment: &h.segment,
+            attempted: t.attempted,
+            established: t.established,
+            connect_failed: t.connect_failed,
+            unfinished: t.unfinished,
+            never_attempted: t.never_attempted,
+            peak_active: t.peak_active,
+            closed_by_driver: t.closed_by_driver,
+            closed_by_server: t.closed_by_server,
+            lost_with_worker: t.lost_with_worker,
+            held_at_end: t.held_at_end,
+            // Plain digits: a spreadsheet reads "61,204" as two cells' worth.
+            first_limit: h
+                .first_limit
+                .as_ref()
+                .map_or_else(String::new, |l| l.describe().replace(',', "")),
+            start_offset_ms: h.start_offset_ms.map(|ms| round_to(ms, 1e3)),
+        }
+    }
+}
+
+/// Writes `hosts.csv` (a fleet run only): one row per host.
+pub struct HostsCsv;
+
+impl Exporter for HostsCsv {
+    fn serialize(&self, run: &RunResults<'_>) -> io::Result<Vec<u8>> {
+        let hosts = run.summary.fleet.iter().flat_map(|f| &f.hosts);
+        table(&HOST_HEADER, hosts.map(HostRow::from))
     }
 }
 

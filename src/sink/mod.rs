@@ -13,12 +13,16 @@
 //!
 //! - [`timeseries`]: `timeseries.csv`, one row per second.
 //! - [`json`]: `summary.json` and its JSON Schema.
-//! - [`csv`]: `failures.csv`, `sources.csv`, `latency.csv`.
+//! - [`csv`]: `failures.csv`, `sources.csv`, `latency.csv`; `hosts.csv`
+//!   for a fleet run.
 //! - [`hgrm`]: `connect.hgrm`, `rtt.hgrm` (HdrHistogram percentile text).
+//! - [`hlog`]: `connect.hlog`, `rtt.hlog` (HdrHistogram interval logs, one
+//!   histogram per second: what `ceiling merge` adds).
 //! - [`text`]: the short summary printed at the end of a run.
 
 pub mod csv;
 pub mod hgrm;
+pub mod hlog;
 pub mod json;
 pub mod text;
 pub mod timeseries;
@@ -29,11 +33,12 @@ mod tests;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use hdrhistogram::Histogram;
 
 use crate::model::Summary;
-use crate::stats::{SecondRow, Snapshot};
+use crate::stats::{IntervalHistograms, SecondRow, Snapshot};
 
 pub use json::SUMMARY_SCHEMA;
 
@@ -42,6 +47,8 @@ pub struct RunResults<'a> {
     pub summary: &'a Summary,
     /// The final snapshot: its histograms hold the whole run's latencies.
     pub last: &'a Snapshot,
+    /// The same latencies, second by second.
+    pub intervals: &'a hlog::IntervalLogs,
 }
 
 /// One results file written whole at the end of a run.
@@ -66,7 +73,8 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// The name used in `latency.csv` and in the `.hgrm` file name.
+    /// The name used in `latency.csv` and in the `.hgrm` and `.hlog` file
+    /// names.
     pub fn as_str(self) -> &'static str {
         match self {
             Metric::Connect => "connect",
@@ -116,16 +124,23 @@ impl Metric {
 /// The files written at the end of a run, by name.
 /// summary.json comes last: once it exists, every other file is complete
 /// (scripts and tests wait for it).
-fn end_of_run_files(last: &Snapshot) -> Vec<(String, Box<dyn Exporter>)> {
+fn end_of_run_files(summary: &Summary, last: &Snapshot) -> Vec<(String, Box<dyn Exporter>)> {
     let mut files: Vec<(String, Box<dyn Exporter>)> = vec![
         ("failures.csv".into(), Box::new(csv::FailuresCsv)),
         ("sources.csv".into(), Box::new(csv::SourcesCsv)),
         ("latency.csv".into(), Box::new(csv::LatencyCsv)),
     ];
+    if summary.fleet.is_some() {
+        files.push(("hosts.csv".into(), Box::new(csv::HostsCsv)));
+    }
     for metric in Metric::measured(last) {
         files.push((
             format!("{}.hgrm", metric.as_str()),
             Box::new(hgrm::Hgrm(metric)),
+        ));
+        files.push((
+            format!("{}.hlog", metric.as_str()),
+            Box::new(hlog::Hlog(metric)),
         ));
     }
     files.push(("summary.json".into(), Box::new(json::SummaryJson)));
@@ -137,6 +152,7 @@ fn end_of_run_files(last: &Snapshot) -> Vec<(String, Box<dyn Exporter>)> {
 pub struct ResultsDir {
     path: PathBuf,
     timeseries: timeseries::TimeseriesFile,
+    intervals: hlog::IntervalLogs,
 }
 
 /// A file of the results directory that could not be written, or not all
@@ -211,6 +227,7 @@ impl ResultsDir {
         Ok(ResultsDir {
             path: path.to_path_buf(),
             timeseries,
+            intervals: hlog::IntervalLogs::new(SystemTime::now()),
         })
     }
 
@@ -224,9 +241,23 @@ impl ResultsDir {
         self.timeseries.append(rows);
     }
 
+    /// The run's start: the `.hlog` files' StartTime and BaseTime, and
+    /// where their first interval begins. Before the first interval only
+    /// (default: when the directory was created).
+    pub fn set_start(&mut self, started_at: SystemTime) {
+        self.intervals.set_start(started_at);
+    }
+
+    /// Adds the seconds' histograms (one per row appended) to the `.hlog`
+    /// files, written at the end.
+    pub fn append_intervals(&mut self, intervals: Vec<IntervalHistograms>) {
+        self.intervals.append(intervals);
+    }
+
     /// Writes the rows still in memory, then summary.json, failures.csv,
-    /// sources.csv, latency.csv, connect.hgrm (and rtt.hgrm when the run
-    /// measured RTT). Every file that can be written is; the others are
+    /// sources.csv, latency.csv, connect.hgrm and connect.hlog (and
+    /// rtt.hgrm, rtt.hlog when the run measured RTT; hosts.csv for a
+    /// fleet). Every file that can be written is; the others are
     /// returned, each with its error.
     pub fn finish(&mut self, summary: &Summary, last: &Snapshot) -> Result<(), ResultsUnwritten> {
         let mut files = Vec::new();
@@ -237,8 +268,12 @@ impl ResultsDir {
                 error: e.error,
             });
         }
-        let run = RunResults { summary, last };
-        for (name, exporter) in end_of_run_files(last) {
+        let run = RunResults {
+            summary,
+            last,
+            intervals: &self.intervals,
+        };
+        for (name, exporter) in end_of_run_files(summary, last) {
             let written = exporter
                 .serialize(&run)
                 .and_then(|content| write_atomically(&self.path.join(&name), &content));

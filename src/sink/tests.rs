@@ -57,6 +57,7 @@ fn fixture() -> (Summary, Snapshot) {
                 .into(),
             facts,
         },
+        host: None,
         remedy: "add source IPs: --source 127.0.0.2-127.0.0.9".into(),
     };
     let failures = vec![
@@ -180,6 +181,9 @@ fn fixture() -> (Summary, Snapshot) {
             stopped: None,
         },
         lab: None,
+        targets_resolved: Vec::new(),
+        merge: None,
+        fleet: None,
     };
     let snapshot = Snapshot {
         elapsed: Duration::from_millis(12_340),
@@ -381,9 +385,11 @@ fn finish_writes_every_file_and_no_temporary_ones() {
         names_in(&dir),
         [
             "connect.hgrm",
+            "connect.hlog",
             "failures.csv",
             "latency.csv",
             "rtt.hgrm",
+            "rtt.hlog",
             "sources.csv",
             "summary.json",
             "timeseries.csv"
@@ -408,7 +414,9 @@ fn no_rtt_files_or_rows_without_rtt_samples() {
     let mut dir = ResultsDir::create(&path).unwrap();
     dir.finish(&summary, &snapshot).unwrap();
     assert!(!path.join("rtt.hgrm").exists());
+    assert!(!path.join("rtt.hlog").exists());
     assert!(path.join("connect.hgrm").exists());
+    assert!(path.join("connect.hlog").exists());
     assert!(!read(&path, "latency.csv").contains("rtt"));
 }
 

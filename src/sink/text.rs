@@ -23,11 +23,12 @@ pub fn render(summary: &Summary, results_dir: &Path) -> String {
         wrap(&mut out, "", &nothing.message);
     }
     match &summary.first_limit {
-        Some(limit) => first_limit(&mut out, limit),
+        Some(limit) => first_limit(&mut out, limit, summary),
         None if summary.nothing_connected.is_some() => {}
         None => out.push_str("\nfirst limit: no limit hit\n"),
     }
     failures(&mut out, summary);
+    fleet(&mut out, summary);
     worker_deaths(&mut out, summary);
     warnings(&mut out, summary);
     lab_server(&mut out, summary);
@@ -142,24 +143,68 @@ fn lab_server(out: &mut String, summary: &Summary) {
     wrap(out, "  ", &line);
 }
 
-/// One line per worker process that died, with what it took with it.
+/// A fleet's hosts: one line each, and the start skew.
+fn fleet(out: &mut String, summary: &Summary) {
+    let Some(fleet) = &summary.fleet else { return };
+    let _ = writeln!(
+        out,
+        "\nhosts ({}; start skew {})",
+        fleet.hosts.len(),
+        fleet
+            .start_skew_ms
+            .map_or_else(|| "unknown".to_string(), |ms| format!("{ms:.1} ms"))
+    );
+    for h in &fleet.hosts {
+        let t = &h.totals;
+        let mut line = format!(
+            "host {} ({}): attempted {}, established {}, failed {}, lost {}",
+            h.index,
+            h.name,
+            thousands(t.attempted),
+            thousands(t.established),
+            thousands(t.connect_failed),
+            thousands(t.lost_with_worker)
+        );
+        if let Some(limit) = &h.first_limit {
+            let _ = write!(line, "; first limit {}", limit.describe());
+        }
+        wrap(out, "  ", &line);
+    }
+    for note in &fleet.address_notes {
+        wrap(out, "  ", &format!("note: {note}"));
+    }
+}
+
+/// One line per worker process (or agent) that died, with what it took
+/// with it.
 fn worker_deaths(out: &mut String, summary: &Summary) {
     let deaths = &summary.workers.deaths;
     if deaths.is_empty() {
         return;
     }
-    let _ = writeln!(
-        out,
-        "\nworker processes that died ({} of {})",
-        deaths.len(),
-        summary.workers.processes
-    );
+    let _ = match &summary.fleet {
+        Some(fleet) => writeln!(
+            out,
+            "\nagents lost ({} of {})",
+            deaths.len(),
+            fleet.hosts.len()
+        ),
+        None => writeln!(
+            out,
+            "\nworker processes that died ({} of {})",
+            deaths.len(),
+            summary.workers.processes
+        ),
+    };
     for d in deaths {
         let pid = d.pid.map_or(String::new(), |pid| format!(" (pid {pid})"));
+        let who = d
+            .host
+            .clone()
+            .unwrap_or_else(|| format!("worker {}{pid}", d.worker));
         let mut line = format!(
-            "worker {}{pid} {} after {}: {} held connections lost, {} attempts under way, {} \
+            "{who} {} after {}: {} held connections lost, {} attempts under way, {} \
              never attempted",
-            d.worker,
             d.how,
             seconds(d.at_elapsed_s),
             thousands(d.held),
@@ -244,7 +289,7 @@ fn totals(out: &mut String, summary: &Summary) {
     }
 }
 
-fn first_limit(out: &mut String, limit: &FirstLimit) {
+fn first_limit(out: &mut String, limit: &FirstLimit, summary: &Summary) {
     let _ = writeln!(
         out,
         "\nfirst limit: {} ({})",
@@ -258,6 +303,16 @@ fn first_limit(out: &mut String, limit: &FirstLimit) {
         seconds(limit.at_elapsed_s),
         thousands(limit.active_at)
     );
+    // A fleet's: the host that hit it, with what it held itself.
+    let own = summary
+        .fleet
+        .iter()
+        .flat_map(|f| &f.hosts)
+        .filter_map(|h| h.first_limit.as_ref())
+        .find(|l| l.at_attempt == limit.at_attempt);
+    if let (Some(host), Some(own)) = (&limit.host, own) {
+        let _ = writeln!(out, "  {host}: {}", own.describe());
+    }
     let _ = writeln!(out, "  {} → {}", limit.source, limit.target);
     let _ = writeln!(out, "  {}", failed_call(limit));
     if !limit.evidence.message.is_empty() {

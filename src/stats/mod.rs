@@ -37,6 +37,18 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIST_MAX_US, 3).expect("valid histogram bounds")
 }
 
+/// The latency histograms' setting, as two ends of a fleet compare it
+/// (their histograms add only if it is the same).
+pub fn histogram_setting() -> String {
+    let h = new_histogram();
+    format!(
+        "{}..{} us, {} significant figures",
+        h.low(),
+        h.high(),
+        h.sigfig()
+    )
+}
+
 /// Records one microsecond value, clamping to the histogram's range.
 pub fn record_us(hist: &mut Histogram<u64>, us: u64) {
     hist.saturating_record(us.clamp(1, HIST_MAX_US));
@@ -531,6 +543,27 @@ pub struct RequestRow {
     pub total: Percentiles,
 }
 
+/// One second's latency histograms, cut with its [`SecondRow`]: what a
+/// `<metric>.hlog` interval holds. Moved out of the aggregator's second (no
+/// copy), so the whole run's histogram is exactly the sum of its intervals.
+#[derive(Debug, Clone)]
+pub struct IntervalHistograms {
+    /// The end of the interval: its row's `utc` (RFC 3339 UTC).
+    pub utc: String,
+    pub connect_us: Histogram<u64>,
+    pub rtt_us: Histogram<u64>,
+    /// Request mode only: the second's queue, service and total latency.
+    pub requests: Option<Box<RequestIntervals>>,
+}
+
+/// A request run's latency histograms of one interval.
+#[derive(Debug, Clone)]
+pub struct RequestIntervals {
+    pub queue_us: Histogram<u64>,
+    pub service_us: Histogram<u64>,
+    pub total_us: Histogram<u64>,
+}
+
 /// The run as of one tick; immutable once published.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -582,6 +615,8 @@ pub struct Aggregator {
     planned_connections: u64,
     /// Rows completed but not yet handed to a sink.
     pending_rows: Vec<SecondRow>,
+    /// Their seconds' histograms, one per row, not yet handed to a sink.
+    pending_intervals: Vec<IntervalHistograms>,
     last_row: Option<SecondRow>,
     next_row_at: u64,
     /// Elapsed seconds at which the row being gathered began (the previous
@@ -605,6 +640,7 @@ impl Aggregator {
             peak_ports_in_use: vec![0; source_count],
             planned_connections,
             pending_rows: Vec::new(),
+            pending_intervals: Vec::new(),
             last_row: None,
             next_row_at: 1,
             row_began_s: 0.0,
@@ -651,9 +687,10 @@ impl Aggregator {
             if slow >= STALL_MIN_SLOW_CALLS && slow * 2 >= interval.attempted {
                 self.total.warnings.port_search_stall_seconds += 1;
             }
+            let utc = utc_now();
             let row = SecondRow {
                 elapsed_s: whole_seconds.max(self.next_row_at),
-                utc: utc_now(),
+                utc: utc.clone(),
                 attempted: self.total.attempted,
                 established: self.total.established,
                 failed: self.total.failed,
@@ -682,6 +719,22 @@ impl Aggregator {
             self.next_row_at = whole_seconds.max(self.next_row_at) + 1;
             self.pending_rows.push(row.clone());
             self.last_row = Some(row);
+            // A request run has an interval of each request metric every
+            // second, empty or not, so its logs align with the others.
+            let requests = self.total.requests.is_some().then(|| {
+                let r = interval.requests.map(|r| *r).unwrap_or_default();
+                Box::new(RequestIntervals {
+                    queue_us: r.queue_us,
+                    service_us: r.service_us,
+                    total_us: r.total_us,
+                })
+            });
+            self.pending_intervals.push(IntervalHistograms {
+                utc,
+                connect_us: interval.connect_us,
+                rtt_us: interval.rtt_us,
+                requests,
+            });
         }
         Snapshot {
             elapsed,
@@ -711,6 +764,14 @@ impl Aggregator {
             || self.second.attempted > 0
             || self.second.established > 0
             || self.second.failed > 0
+            // Latencies recorded late in the run (echo replies) belong to
+            // an interval too: the intervals add up to the whole run.
+            || !self.second.connect_us.is_empty()
+            || !self.second.rtt_us.is_empty()
+            // So do a request run's last requests and responses.
+            || self.second.requests.as_deref().is_some_and(|r| {
+                r.scheduled > 0 || r.sent > 0 || !r.queue_us.is_empty() || !r.total_us.is_empty()
+            })
     }
 
     /// Attempts whose connect has not resolved yet, run-wide.
@@ -727,6 +788,13 @@ impl Aggregator {
     /// Rows completed since the last call, oldest first.
     pub fn take_rows(&mut self) -> Vec<SecondRow> {
         std::mem::take(&mut self.pending_rows)
+    }
+
+    /// The histograms of the rows completed since the last call, one per
+    /// row, oldest first (take them as often as the rows: each holds two
+    /// full histograms).
+    pub fn take_intervals(&mut self) -> Vec<IntervalHistograms> {
+        std::mem::take(&mut self.pending_intervals)
     }
 }
 
@@ -893,6 +961,45 @@ mod tests {
         );
         assert_eq!(snap.peak_active, 105);
         assert!(snap.peak_active >= snap.total.first_limit.as_ref().unwrap().active);
+    }
+
+    #[test]
+    fn the_seconds_histograms_add_up_to_the_whole_runs() {
+        let mut agg = Aggregator::new(0, 100);
+        let mut d = Delta::new(0);
+        d.attempted = 1;
+        d.established = 1;
+        record_us(&mut d.connect_us, 100);
+        agg.absorb(&d);
+        agg.snapshot(
+            Duration::from_millis(1000),
+            Phase::Holding,
+            0.0,
+            || "t1".into(),
+            false,
+        );
+        // An echo reply 20 ms into the last second, and nothing else.
+        let mut late = Delta::new(0);
+        record_us(&mut late.rtt_us, 50);
+        agg.absorb(&late);
+        let last = agg.snapshot(
+            Duration::from_millis(1020),
+            Phase::Done,
+            0.0,
+            || "t2".into(),
+            true,
+        );
+        let rows = agg.take_rows();
+        let intervals = agg.take_intervals();
+        assert_eq!(intervals.len(), rows.len());
+        for (row, interval) in rows.iter().zip(&intervals) {
+            assert_eq!(row.utc, interval.utc);
+            assert_eq!(row.connect.count, interval.connect_us.len());
+        }
+        let sum = |f: fn(&IntervalHistograms) -> u64| intervals.iter().map(f).sum::<u64>();
+        assert_eq!(sum(|i| i.connect_us.len()), last.total.connect_us.len());
+        assert_eq!(sum(|i| i.rtt_us.len()), last.total.rtt_us.len());
+        assert_eq!(last.total.rtt_us.len(), 1);
     }
 
     #[test]

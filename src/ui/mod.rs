@@ -76,7 +76,7 @@ impl Live {
             }
             Live::Progress(bar) => {
                 bar.set_position(snapshot.total.attempted);
-                bar.set_message(status(snapshot));
+                bar.set_message(status(snapshot, view.first_limit));
             }
             Live::Plain { last_row } => {
                 let Some(row) = &snapshot.last_row else {
@@ -92,7 +92,7 @@ impl Live {
                     snapshot.total.attempted,
                     snapshot.planned_connections,
                     snapshot.total.established,
-                    status(snapshot)
+                    status(snapshot, view.first_limit)
                 );
             }
             Live::Silent => {}
@@ -113,8 +113,9 @@ impl Live {
     }
 }
 
-/// One line: active, rates, failures, the first limit.
-fn status(snapshot: &Snapshot) -> String {
+/// One line: active, rates, failures, the first limit (and the fleet's
+/// host that hit it, once `explained` names it).
+fn status(snapshot: &Snapshot, explained: Option<&FirstLimit>) -> String {
     let total = &snapshot.total;
     let mut line = format!(
         "{}  active {}  failed {}",
@@ -134,6 +135,9 @@ fn status(snapshot: &Snapshot) -> String {
             event.kind.as_str(),
             event.attempt
         ));
+        if let Some(host) = explained.and_then(|l| l.host.as_ref()) {
+            line.push_str(&format!(" on {host}"));
+        }
     } else if let Some(kind) = most_common_failure(snapshot) {
         line.push_str(&format!("  mostly {kind}"));
     }

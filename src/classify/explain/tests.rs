@@ -267,6 +267,155 @@ fn backlog_overflow_by_timeout() {
     assert_eq!(f["connect_timeout_ms"], 2000);
 }
 
+/// A server at its CPU quota is why its queue overflowed: the evidence and
+/// the remedy say so first.
+#[test]
+fn backlog_overflow_with_the_server_at_its_cpu_quota() {
+    let mut ev = event(LimitKind::BacklogOverflow, Syscall::Timeout, None, 10, 9);
+    ev.syn_retransmits = Some(2);
+    let facts = RunFacts {
+        server_cpu: Some(crate::classify::ServerCpu {
+            seconds: 14,
+            cores_used: 0.2,
+            quota_cores: Some(0.2),
+            cpus: 2.0,
+            throttled_s: Some(11.5),
+        }),
+        ..backlog_facts()
+    };
+    let (evidence, remedy) = run(&ev, &[("TcpExt.ListenOverflows", 283)], &facts);
+    assert!(
+        evidence.message.ends_with(
+            "; listener: 9 queued, backlog 8 (full); the server process was at its CPU quota of \
+             0.2 cores for 14 s (throttled 11.5 s)"
+        ),
+        "{}",
+        evidence.message
+    );
+    assert!(
+        remedy.starts_with(
+            "the server process was at its CPU quota of 0.2 cores for 14 s (throttled 11.5 s): \
+             an async design or more CPU for the server (it could not accept faster); the target \
+             does not accept fast enough"
+        ),
+        "{remedy}"
+    );
+    assert_eq!(evidence.facts["server_cpu"]["seconds"], 14);
+    assert_eq!(evidence.facts["server_cpu"]["quota_cores"], 0.2);
+    // Another kind is not the CPU's doing.
+    let ports = event(
+        LimitKind::PortExhaustion,
+        Syscall::Connect,
+        Some(libc::EADDRNOTAVAIL),
+        12,
+        11,
+    );
+    let (evidence, remedy) = run(&ports, &[], &facts);
+    assert!(!evidence.message.contains("CPU"), "{}", evidence.message);
+    assert!(!remedy.contains("CPU"), "{remedy}");
+}
+
+/// EMFILE reached by handshakes a full listen queue left in SYN-SENT: the
+/// cause is named with the target's counters and rate, and the cap.
+#[test]
+fn fd_limit_reached_by_handshakes_names_the_target_as_the_cause() {
+    let mut ev = event(
+        LimitKind::FdLimitProcess,
+        Syscall::Socket,
+        Some(libc::EMFILE),
+        20_001,
+        50,
+    );
+    ev.elapsed_s = 2.0;
+    let handshakes = |syn_sent, established| Handshakes {
+        states: SocketStates {
+            total: 20_000,
+            syn_sent,
+            established,
+        },
+        established: 100_000,
+    };
+    let facts = RunFacts {
+        handshakes: Some(handshakes(19_950, 50)),
+        ..one_source()
+    };
+    let end = [
+        ("TcpExt.ListenOverflows", 26_010),
+        ("TcpExt.ListenDrops", 26_010),
+    ];
+    let (evidence, remedy) = run(&ev, &end, &facts);
+    assert!(
+        evidence.message.ends_with(
+            "; 19,950 of 20,000 sockets to the target were handshakes (SYN-SENT) waiting on a \
+             full listen queue at the target (ListenOverflows +26000, ListenDrops +26000 on \
+             this host): the target completed ~50k handshakes/s"
+        ),
+        "{}",
+        evidence.message
+    );
+    assert!(
+        remedy.starts_with(
+            "most of what reached the limit were handshakes waiting on a full listen queue at \
+             the target (the target completed ~50k handshakes/s): lower the rate, add accept \
+             workers to the target, or cap handshakes in flight with --max-in-flight N; raise \
+             the soft fd limit"
+        ),
+        "{remedy}"
+    );
+    assert_eq!(evidence.facts["sockets_at_limit"]["syn_sent"], 19_950);
+    assert_eq!(evidence.facts["established_per_s"], 50_000.0);
+    // Mostly established: the fd limit is the limit, nothing more to say.
+    let facts = RunFacts {
+        handshakes: Some(handshakes(100, 19_900)),
+        ..one_source()
+    };
+    let (evidence, remedy) = run(&ev, &end, &facts);
+    assert!(
+        !evidence.message.contains("SYN-SENT"),
+        "{}",
+        evidence.message
+    );
+    assert!(remedy.starts_with("raise the soft fd limit"), "{remedy}");
+}
+
+/// No connection failed, but connects slowed while the server was at its
+/// CPU quota: the `server_cpu` first limit says both.
+#[test]
+fn server_cpu_first_limit_says_what_slowed_and_why() {
+    let mut ev = event(LimitKind::ServerCpu, Syscall::Connect, None, 2000, 712);
+    ev.source = String::new();
+    ev.elapsed_s = 1.0;
+    let facts = RunFacts {
+        server_cpu: Some(crate::classify::ServerCpu {
+            seconds: 5,
+            cores_used: 0.01,
+            quota_cores: Some(0.01),
+            cpus: 2.0,
+            throttled_s: Some(3.4),
+        }),
+        shortfall: Some(crate::classify::cpu::CpuShortfall {
+            seconds: 4,
+            connect_p90_us: 4_100_000,
+            rate_ratio: Some(0.38),
+        }),
+        ..one_source()
+    };
+    let (evidence, remedy) = run(&ev, &[("TcpExt.ListenOverflows", 2840)], &facts);
+    assert_eq!(
+        evidence.message,
+        "no connection failed, but in 4 s connects slowed (p90 up to 4.1 s) or established at \
+         38% of the target rate, from 1 s into the run: the server process was at its CPU \
+         quota of 0.01 cores for 5 s (throttled 3.4 s); ListenOverflows +2830, ListenDrops \
+         +0 on this host"
+    );
+    assert_eq!(
+        remedy,
+        "the server process was at its CPU quota of 0.01 cores for 5 s (throttled 3.4 s): an \
+         async design or more CPU for the server (it could not accept faster); or a lower rate"
+    );
+    assert_eq!(evidence.facts["shortfall"]["seconds"], 4);
+}
+
 #[test]
 fn backlog_overflow_reset_of_unaccepted_held_connection() {
     let mut ev = event(

@@ -157,6 +157,7 @@ fn first_limit(snapshot: &Snapshot) -> FirstLimit {
                 .into(),
             facts: Default::default(),
         },
+        host: None,
         remedy: "add source IPs with --source 127.0.0.2-127.0.0.9".into(),
     }
 }

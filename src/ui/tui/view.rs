@@ -337,11 +337,15 @@ fn banner_lines(view: &View, width: usize, room: usize) -> Vec<Line<'static>> {
     let bold = Style::new().add_modifier(Modifier::BOLD);
     if let Some(limit) = view.first_limit {
         let headline = format!(
-            "FIRST LIMIT {} at attempt {} · {} active · {}s · {} → {}",
+            "FIRST LIMIT {} at attempt {} · {} active · {}s · {}{} → {}",
             limit.kind.describe(),
             thousands(limit.at_attempt),
             thousands(limit.active_at),
             decimal1(limit.at_elapsed_s),
+            limit
+                .host
+                .as_ref()
+                .map_or_else(String::new, |host| format!("{host}: ")),
             limit.source,
             limit.target
         );
