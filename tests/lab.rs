@@ -59,10 +59,14 @@ fn lab_port_exhaustion_at_attempt_12_with_11_established() {
     assert_eq!(first["syscall"], "connect");
     assert_eq!(first["errno_name"], "EADDRNOTAVAIL");
     // 11, or 10 when the kernel's odd/even search misses the last port of
-    // the odd-sized range (tests/netns.rs, EVEN_RANGE).
+    // the odd-sized range (tests/netns.rs, EVEN_RANGE); and since each
+    // search starts at a random offset, one attempt can miss the last free
+    // port that a later one finds (11 established, the first failure at
+    // attempt 11).
     let established = s["totals"]["established"].as_u64().unwrap();
     assert!((10..=11).contains(&established), "{s}");
-    assert_eq!(first["at_attempt"], established + 1, "{first}");
+    let at = first["at_attempt"].as_u64().unwrap();
+    assert!((established..=established + 1).contains(&at), "{first}");
     assert_eq!(
         s["lab"]["sysctls"]["net.ipv4.ip_local_port_range"],
         "50000 50010"

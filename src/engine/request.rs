@@ -133,12 +133,14 @@ impl Pool {
     }
 
     /// Hands out this worker's requests at `pace` (its share of the run's
-    /// rate), from `ready` after the run's start, until stopped. The
-    /// caller ends it at the run's end.
+    /// rate), from `ready` after the run's start, until stopped or until
+    /// `until` (the run's end: none is due then, however late this worker
+    /// runs).
     pub async fn generate(
         &self,
         pace: Pace,
         ready: Duration,
+        until: Instant,
         control: &mut watch::Receiver<Control>,
         recorder: &Mutex<Delta>,
     ) {
@@ -158,6 +160,9 @@ impl Pool {
                 }
                 continue;
             };
+            if intended >= until {
+                return;
+            }
             if intended > now + TIMER_SLACK {
                 tokio::select! {
                     _ = sleep_until(intended - TIMER_SLACK) => {}

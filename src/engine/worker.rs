@@ -244,7 +244,13 @@ impl Worker {
             let pace = request::share_of(requests.pace, share);
             let ready = shared.start.elapsed();
             tokio::select! {
-                _ = pool.generate(pace, ready, &mut control, &self.recorder) => {}
+                _ = pool.generate(
+                    pace,
+                    ready,
+                    shared.run_deadline(),
+                    &mut control,
+                    &self.recorder,
+                ) => {}
                 _ = &mut run_end => return,
             }
         }

@@ -24,7 +24,7 @@ mod tests;
 pub use history::{History, Point};
 pub use keys::{Input, map_key};
 pub use terminal::{available, restore as restore_terminal};
-pub use view::{COMPACT_HEIGHT, COMPACT_WIDTH, UiState, View, render};
+pub use view::{COMPACT_HEIGHT, COMPACT_WIDTH, UiState, View, micros_text, render};
 
 use std::io;
 use std::time::{Duration, Instant};
