@@ -296,9 +296,14 @@ fn tui_shows_request_rate_in_flight_queue_and_the_three_latencies_in_request_mod
         "queue",
         "service",
         "total",
+        // The chart and the header speak of requests, not connects (0/s
+        // once the pool is open).
+        "Requests/s",
+        "holding  requests ",
     ] {
         assert!(screen.contains(shown), "no {shown:?}:\n{screen}");
     }
+    assert!(!screen.contains("Connects/s"), "{screen}");
     tmux.keys("q");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !out.join("summary.json").exists() {

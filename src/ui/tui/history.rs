@@ -15,6 +15,8 @@ pub struct Point {
     pub target_rate_per_s: f64,
     /// Failures during the second.
     pub failed: u64,
+    /// Request mode: requests sent per second.
+    pub request_rate_per_s: Option<f64>,
 }
 
 impl Point {
@@ -25,6 +27,7 @@ impl Point {
             establish_rate_per_s: row.establish_rate_per_s,
             target_rate_per_s: row.target_rate_per_s,
             failed: row.failures_by_kind.iter().sum(),
+            request_rate_per_s: row.requests.as_ref().map(|r| r.sent_per_s),
         }
     }
 }

@@ -266,6 +266,31 @@ fn header_lines(view: &View, width: usize) -> Vec<Line<'static>> {
         spans
     };
     let full_time = format!("{}{bound}", duration_text(elapsed));
+    // Request mode: the rate that matters is of requests (the pool's
+    // connects are over once it is open).
+    if let Some(r) = snap.total.requests.as_deref() {
+        let sent = snap
+            .last_row
+            .as_ref()
+            .and_then(|row| row.requests.as_ref())
+            .map_or(0.0, |row| row.sent_per_s);
+        let requests = format!("  requests {}/s", rate_text(sent));
+        let queue = format!(
+            " · queued {} · in flight {}",
+            thousands(r.queue_depth()),
+            thousands(r.in_flight())
+        );
+        let second = fit_spans(
+            width,
+            vec![
+                second(full_time.clone(), format!("{requests}{queue}")),
+                second(full_time, requests.clone()),
+                second(duration_text(elapsed), requests),
+                second(duration_text(elapsed), String::new()),
+            ],
+        );
+        return vec![first, second];
+    }
     let second = fit_spans(
         width,
         vec![
@@ -992,36 +1017,51 @@ fn render_rate(frame: &mut Frame, area: Rect, view: &View) {
     }
     let width = usize::from(area.width.saturating_sub(2));
     let points: Vec<_> = view.history.last(width).collect();
-    let achieved = view
-        .snapshot
-        .last_row
-        .as_ref()
-        .map_or(0.0, |row| row.establish_rate_per_s);
+    let last_row = view.snapshot.last_row.as_ref();
+    // Request mode charts requests per second, connects otherwise.
+    let requests = view.snapshot.total.requests.is_some();
+    let (label, achieved, target) = match last_row {
+        row if requests => (
+            "Requests/s",
+            row.and_then(|row| row.requests.as_ref())
+                .map_or(0.0, |r| r.sent_per_s),
+            0.0,
+        ),
+        row => (
+            "Connects/s",
+            row.map_or(0.0, |row| row.establish_rate_per_s),
+            view.snapshot.target_rate_per_s,
+        ),
+    };
+    let rate = |p: &super::Point| {
+        if requests {
+            p.request_rate_per_s.unwrap_or(0.0)
+        } else {
+            p.establish_rate_per_s
+        }
+    };
     let top_rate = points
         .iter()
-        .map(|p| p.establish_rate_per_s.max(p.target_rate_per_s))
+        .map(|p| rate(p).max(if requests { 0.0 } else { p.target_rate_per_s }))
         .fold(0.0, f64::max);
     let achieved = rate_text(achieved);
     let top = rate_text(top_rate);
-    let of = if view.snapshot.target_rate_per_s > 0.0 {
-        format!(" of {}", rate_text(view.snapshot.target_rate_per_s))
+    let of = if target > 0.0 {
+        format!(" of {}", rate_text(target))
     } else {
         String::new()
     };
     let title = fitting(
         usize::from(area.width.saturating_sub(4)),
         [
-            format!("Connects/s {achieved}{of} · top {top}"),
-            format!("Connects/s {achieved}{of}"),
-            format!("Connects/s {achieved}"),
+            format!("{label} {achieved}{of} · top {top}"),
+            format!("{label} {achieved}{of}"),
+            format!("{label} {achieved}"),
             format!("{achieved}/s"),
             String::new(),
         ],
     );
-    let data: Vec<u64> = points
-        .iter()
-        .map(|p| p.establish_rate_per_s.round() as u64)
-        .collect();
+    let data: Vec<u64> = points.iter().map(|p| rate(p).round() as u64).collect();
     let sparkline = Sparkline::default()
         .block(panel(&title))
         .style(Style::new().fg(Color::Cyan))
