@@ -13,6 +13,7 @@ use crate::scenario::units::DriverMode;
 use crate::scenario::{self, Pace, Scenario, ScenarioSpec};
 use crate::sweep;
 use crate::ui::Output;
+use crate::ui::tui::micros_text;
 
 pub fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
     let SweepArgs { pools, goal, run } = args;
@@ -72,11 +73,11 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
         finished.written?;
         let row = goal.row(pool, &finished.summary);
         eprintln!(
-            "ceiling: sweep: pool {pool}: {:.0} responses/s, total p99 {} µs, queue p99 {} µs, \
-             {} errors, {} rejects: {}",
+            "ceiling: sweep: pool {pool}: {:.0} responses/s, total p99 {}, queue p99 {}, {} \
+             errors, {} rejects: {}",
             row.achieved_rate_per_s,
-            row.total_p99_us,
-            row.queue_p99_us,
+            micros_text(row.total_p99_us),
+            micros_text(row.queue_p99_us),
             row.errors,
             row.rejects,
             if row.meets_goal {
