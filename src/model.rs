@@ -567,6 +567,10 @@ pub struct FleetHost {
     /// say).
     #[serde(default)]
     pub own_address: Option<String>,
+    /// What the target names resolved to on its host (each agent resolves
+    /// them in its own network); absent when every target was an address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets_resolved: Vec<ResolvedTarget>,
     /// Its share of the plan: "offset+stride" of the attempt indexes.
     pub segment: String,
     /// Its own totals; the run's totals are their sums (but `peak_active`,

@@ -971,3 +971,79 @@ fn netns_fleet_stop_at_first_limit_stops_every_host_when_one_hits_it_needs_root(
     }
     assert_hosts_add_up(&out, &s);
 }
+
+/// A target given by name is resolved by each agent in its own network:
+/// here the coordinator's hosts file says 127.0.0.2 and the agent's (its
+/// own mount namespace) 127.0.0.3; the agent connects to 127.0.0.3 and
+/// says so, the coordinator's own answer stays in the summary.
+#[test]
+fn root_an_agent_resolves_a_target_name_in_its_own_network() {
+    let test = "root_an_agent_resolves_a_target_name_in_its_own_network";
+    if !crate::util::require_netns(test) {
+        return;
+    }
+    let (tmp, out) = out_dir();
+    let file = |name: &str, text: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let coordinator_hosts = file("hosts.coordinator", "127.0.0.2 svc.ceiling.test\n");
+    let agent_hosts = file("hosts.agent", "127.0.0.3 svc.ceiling.test\n");
+    let nsswitch = file("nsswitch.conf", "hosts: files\n");
+    let log = |name: &str| tmp.path().join(name).display().to_string();
+    let script = format!(
+        r#"ip link set lo up
+mount --make-rprivate /
+mount --bind '{nsswitch}' /etc/nsswitch.conf
+mount --bind '{coordinator_hosts}' /etc/hosts
+# Only the agent's answer is served: had it used the coordinator's, nothing
+# would connect.
+"$CEILING" serve --listen 127.0.0.3:7070 > '{serve_log}' 2>&1 &
+SERVE=$!
+trap 'kill $SERVE' EXIT
+for i in $(seq 100); do grep -q 'listening on' '{serve_log}' && break; sleep 0.05; done
+set +e
+CEILING_FLEET_TOKEN=t "$CEILING" run --ui none --out '{out}' --target svc.ceiling.test:7070 \
+  -c 40 -r 400 --hold 200ms --fleet 1 --fleet-listen 127.0.0.1:7979 > '{coord_log}' 2>&1 &
+COORD=$!
+unshare -m sh -c "mount --bind '{agent_hosts}' /etc/hosts && \
+  CEILING_FLEET_TOKEN=t exec \"$CEILING\" agent --join 127.0.0.1:7979 --index 0 --hosts 1" \
+  > '{agent_log}' 2>&1
+echo "agent: exit $?"
+wait $COORD
+echo "coordinator: exit $?""#,
+        serve_log = log("serve.log"),
+        coord_log = log("coordinator.log"),
+        agent_log = log("agent.log"),
+        out = out.display(),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "-n", "sh", "-euc", &script])
+        .env("CEILING", crate::util::bin());
+    let output = run_bounded(cmd, Duration::from_secs(60));
+    let read = |name: &str| std::fs::read_to_string(log(name)).unwrap_or_default();
+    let (stdout, agent_log) = (text(&output.stdout), read("agent.log"));
+    let context = format!(
+        "{stdout}\nagent:\n{agent_log}\ncoordinator:\n{}",
+        read("coordinator.log")
+    );
+    assert!(stdout.contains("agent: exit 0"), "{context}");
+    assert!(stdout.contains("coordinator: exit 0"), "{context}");
+    let s = summary(&out);
+    assert_eq!(
+        s["targets_resolved"][0]["addresses"],
+        serde_json::json!(["127.0.0.2:7070"]),
+        "the coordinator's own answer: {s}"
+    );
+    assert_eq!(
+        s["fleet"]["hosts"][0]["targets_resolved"],
+        serde_json::json!([{"name": "svc.ceiling.test:7070", "addresses": ["127.0.0.3:7070"]}]),
+        "{s}"
+    );
+    assert_eq!(s["totals"]["established"], 40, "{s}");
+    assert!(
+        agent_log.contains("resolved here to 127.0.0.3:7070 (at the coordinator: 127.0.0.2:7070)"),
+        "{agent_log}"
+    );
+}

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 
-use super::wire::{Join, ToAgent, ToCoordinator, unix_ns_now};
+use super::wire::{Join, NamedTarget, ToAgent, ToCoordinator, unix_ns_now};
 use super::{REPORT_EVERY, SILENCE};
 use crate::classify::capacity::Room;
 use crate::classify::host;
@@ -24,7 +24,7 @@ use crate::engine::plan::Plan;
 use crate::engine::procs::{self, ControlUnreadable, Launcher, WorkerSpec, send_line};
 use crate::engine::rate::Schedule;
 use crate::engine::{Engine, Launch, StopReason};
-use crate::model::thousands;
+use crate::model::{ResolvedTarget, thousands};
 use crate::runner::layout::WorkerLayout;
 use crate::stats::Delta;
 
@@ -219,7 +219,7 @@ async fn run_async(settings: &AgentSettings) -> Result<AgentEnd, AgentError> {
         settings.join, settings.index, settings.name
     );
     let wait_until = Instant::now() + join_timeout + START_GRACE;
-    let (spec, start_at_unix_ns) = loop {
+    let (mut spec, start_at_unix_ns, names) = loop {
         let left = wait_until.saturating_duration_since(Instant::now());
         match next(&mut lines, left).await? {
             ToAgent::Ping { seq } => {
@@ -232,7 +232,8 @@ async fn run_async(settings: &AgentSettings) -> Result<AgentEnd, AgentError> {
             ToAgent::Go {
                 spec,
                 start_at_unix_ns,
-            } => break (*spec, start_at_unix_ns),
+                names,
+            } => break (*spec, start_at_unix_ns, names),
             ToAgent::Refused { reason } => return Err(AgentError::Refused(reason)),
             other @ ToAgent::Welcome { .. } => {
                 return Err(AgentError::Unreadable(format!("{other:?} twice")));
@@ -247,10 +248,14 @@ async fn run_async(settings: &AgentSettings) -> Result<AgentEnd, AgentError> {
         thousands(spec.connections),
         wait.as_millis()
     );
+    let resolved = resolve_here(&mut spec, &names, settings.index).await;
     let room = host_room(&spec);
     tokio::time::sleep(wait).await;
-    let engine = match room.and_then(|()| start_engine(spec)) {
-        Ok(engine) => engine,
+    let (targets_resolved, engine) = match resolved
+        .and_then(|resolved| room.map(|()| resolved))
+        .and_then(|resolved| Ok((resolved, start_engine(spec)?)))
+    {
+        Ok(started) => started,
         Err(e) => {
             // The coordinator records why this host's share never ran.
             let reason = e.to_string();
@@ -260,6 +265,7 @@ async fn run_async(settings: &AgentSettings) -> Result<AgentEnd, AgentError> {
     };
     let started = ToCoordinator::Started {
         agent_unix_ns: unix_ns_now(),
+        targets_resolved,
     };
     send(&mut writer, &started).await?;
     let mut totals = Delta::counters_only(engine.source_count());
@@ -313,6 +319,68 @@ async fn run_async(settings: &AgentSettings) -> Result<AgentEnd, AgentError> {
         totals,
         held,
     })
+}
+
+/// Resolves the targets given by name on this host, in its own network,
+/// and puts this host's addresses in the spec in place of the
+/// coordinator's (a Service name, say, may answer otherwise here).
+async fn resolve_here(
+    spec: &mut WorkerSpec,
+    names: &[NamedTarget],
+    index: u64,
+) -> Result<Vec<ResolvedTarget>, AgentError> {
+    let mut resolved = Vec::new();
+    for named in names {
+        let cannot = |why: String| {
+            AgentError::Start(io::Error::other(format!(
+                "target '{}' {why} on this host",
+                named.name
+            )))
+        };
+        let found = tokio::net::lookup_host((named.host.as_str(), named.ports.0))
+            .await
+            .map_err(|e| cannot(format!("does not resolve ({e})")))?;
+        // Of the sources' families, as the coordinator's answer was.
+        let mut ips: Vec<std::net::IpAddr> = Vec::new();
+        for ip in found.map(|a| a.ip()) {
+            let usable =
+                spec.sources.is_empty() || spec.sources.iter().any(|s| s.is_ipv4() == ip.is_ipv4());
+            if usable && !ips.contains(&ip) {
+                ips.push(ip);
+            }
+        }
+        if ips.is_empty() {
+            return Err(cannot(
+                "resolves to no address of the sources' family".into(),
+            ));
+        }
+        let here: Vec<SocketAddr> = ips
+            .iter()
+            .flat_map(|ip| (named.ports.0..=named.ports.1).map(|port| SocketAddr::new(*ip, port)))
+            .collect();
+        spec.targets.retain(|t| !named.addresses.contains(t));
+        for addr in &here {
+            if !spec.targets.contains(addr) {
+                spec.targets.push(*addr);
+            }
+        }
+        let text: Vec<String> = here.iter().map(ToString::to_string).collect();
+        let theirs: Vec<String> = named.addresses.iter().map(ToString::to_string).collect();
+        if text != theirs {
+            eprintln!(
+                "ceiling agent: host {index}: target {} resolved here to {} (at the coordinator: \
+                 {})",
+                named.name,
+                text.join(", "),
+                theirs.join(", ")
+            );
+        }
+        resolved.push(ResolvedTarget {
+            name: named.name.clone(),
+            addresses: text,
+        });
+    }
+    Ok(resolved)
 }
 
 /// Resolves `join` and connects, retrying for [`CONNECT_RETRY`] while the

@@ -18,12 +18,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::wire::{Join, ToAgent, ToCoordinator, same_token, unix_ns_now};
+use super::wire::{Join, NamedTarget, ToAgent, ToCoordinator, same_token, unix_ns_now};
 use super::{HEARTBEAT, JOIN_LINE_TIMEOUT, PINGS, SILENCE, START_LEAD};
 use crate::engine::plan::Plan;
 use crate::engine::procs::{Death, Ended, Link, Peer, Relay, Tally, send_line};
 use crate::engine::{Engine, Launch, Settings, WorkerBody};
-use crate::model::{FirstLimit, FleetHost, FleetReport, HostLimit, Totals, WorkerDeath};
+use crate::model::{
+    FirstLimit, FleetHost, FleetReport, HostLimit, ResolvedTarget, Totals, WorkerDeath,
+};
 
 /// What a coordinator is asked for.
 #[derive(Debug, Clone)]
@@ -224,13 +226,15 @@ impl Coordinator {
 
     /// Starts the run on the agents: one start time for all, each told its
     /// segment and the start in its own clock. `threads`: worker threads
-    /// per agent process (0: the agent's choice).
+    /// per agent process (0: the agent's choice); `names`: the targets
+    /// given by name, which each agent resolves again in its own network.
     pub fn start(
         self,
         plan: Plan,
         settings: Settings,
         threads: usize,
         launch: Launch,
+        names: Vec<NamedTarget>,
     ) -> io::Result<(Engine, Fleet)> {
         let Coordinator { runtime, agents } = self;
         let n = agents.len();
@@ -252,6 +256,7 @@ impl Coordinator {
                     clock_offset_ms: a.offset_ns as f64 / 1e6,
                     rtt_ms: a.rtt.as_secs_f64() * 1e3,
                     start_offset_ms: None,
+                    targets_resolved: Vec::new(),
                     tally: None,
                 })
                 .collect::<Vec<_>>(),
@@ -263,6 +268,7 @@ impl Coordinator {
             .map(|(k, agent)| {
                 let (books, deaths) = (Arc::clone(&books), Arc::clone(&deaths));
                 let handle = runtime.handle().clone();
+                let names = names.clone();
                 Box::new(move |shared, recorder| {
                     let peer = Peer {
                         k,
@@ -274,7 +280,12 @@ impl Coordinator {
                         deaths: &deaths,
                     };
                     let relay = Relay::new(&shared, peer, recorder);
-                    handle.block_on(relay_agent(k, relay, agent, threads, start_ns, &books));
+                    let go = Go {
+                        threads,
+                        start_ns,
+                        names,
+                    };
+                    handle.block_on(relay_agent(k, relay, agent, go, &books));
                 }) as WorkerBody
             })
             .collect();
@@ -557,15 +568,17 @@ async fn relay_agent(
     k: usize,
     mut relay: Relay<'_>,
     mut agent: Agent,
-    threads: usize,
-    start_ns: i64,
+    go: Go,
     books: &Mutex<Vec<HostBook>>,
 ) {
+    let start_ns = go.start_ns;
     let go = ToAgent::Go {
-        spec: Box::new(relay.spec(threads)),
+        spec: Box::new(relay.spec(go.threads)),
         start_at_unix_ns: start_ns + agent.offset_ns,
+        names: go.names,
     };
     let mut start_offset_ms = None;
+    let mut targets_resolved = Vec::new();
     let ended = if !agent.send(&go).await {
         Ended::Died(Death::without_pid(
             "connection lost before its start".into(),
@@ -574,7 +587,11 @@ async fn relay_agent(
         let wait = Duration::from_nanos((start_ns - unix_ns_now()).max(0) as u64) + SILENCE;
         match tokio::time::timeout(wait, agent.lines.next_line()).await {
             Ok(Ok(Some(line))) => match serde_json::from_str(&line) {
-                Ok(ToCoordinator::Started { agent_unix_ns }) => {
+                Ok(ToCoordinator::Started {
+                    agent_unix_ns,
+                    targets_resolved: resolved,
+                }) => {
+                    targets_resolved = resolved;
                     let ours = agent_unix_ns - agent.offset_ns;
                     start_offset_ms = Some((ours - start_ns) as f64 / 1e6);
                     converse(&mut relay, agent).await
@@ -599,7 +616,15 @@ async fn relay_agent(
     let mut books = books.lock().unwrap_or_else(|e| e.into_inner());
     let book = &mut books[k];
     book.start_offset_ms = start_offset_ms;
+    book.targets_resolved = targets_resolved;
     book.tally = Some(tally);
+}
+
+/// What one agent is told to start with, beside its spec.
+struct Go {
+    threads: usize,
+    start_ns: i64,
+    names: Vec<NamedTarget>,
 }
 
 /// The worker protocol over the agent's connection, with a heartbeat
@@ -677,6 +702,8 @@ struct HostBook {
     clock_offset_ms: f64,
     rtt_ms: f64,
     start_offset_ms: Option<f64>,
+    /// What the target names resolved to on its host.
+    targets_resolved: Vec<ResolvedTarget>,
     /// Its reports, summed, once its relay ended.
     tally: Option<Tally>,
 }
@@ -722,6 +749,7 @@ impl Fleet {
                     name: book.name.clone(),
                     address: book.address.clone(),
                     own_address: book.own_address.clone(),
+                    targets_resolved: book.targets_resolved.clone(),
                     segment,
                     totals,
                     first_limit,
@@ -807,6 +835,7 @@ mod tests {
             name: format!("h{index}"),
             address: address.into(),
             own_address: own.map(String::from),
+            targets_resolved: Vec::new(),
             segment: String::new(),
             totals: Totals::default(),
             first_limit: None,

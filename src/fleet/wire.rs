@@ -13,7 +13,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::net::SocketAddr;
+
 use crate::engine::procs::WorkerSpec;
+use crate::model::ResolvedTarget;
 
 /// The handshake's version: raised whenever a message of this module or of
 /// the worker protocol changes shape.
@@ -63,9 +66,12 @@ pub enum ToCoordinator {
         seq: u32,
         agent_unix_ns: i64,
     },
-    /// The agent's wall clock when its engine started.
+    /// The agent's wall clock when its engine started, and what each
+    /// target name resolved to on its host.
     Started {
         agent_unix_ns: i64,
+        #[serde(default)]
+        targets_resolved: Vec<ResolvedTarget>,
     },
     /// Instead of [`ToCoordinator::Started`]: the agent cannot run its
     /// share (its host has no room for it, its workers could not start).
@@ -97,7 +103,23 @@ pub enum ToAgent {
     Go {
         spec: Box<WorkerSpec>,
         start_at_unix_ns: i64,
+        /// The targets given by name: each agent resolves them again in
+        /// its own network, in place of the coordinator's addresses.
+        #[serde(default)]
+        names: Vec<NamedTarget>,
     },
+}
+
+/// A target given by name, with what the coordinator resolved it to (the
+/// addresses the spec's targets hold for it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NamedTarget {
+    /// As given: `my-svc.my-ns.svc:8080`.
+    pub name: String,
+    pub host: String,
+    /// Its ports, first and last.
+    pub ports: (u16, u16),
+    pub addresses: Vec<SocketAddr>,
 }
 
 /// Nanoseconds since the Unix epoch now (wall clock).

@@ -33,6 +33,7 @@ use crate::engine::procs::Launcher;
 use crate::engine::request::RequestSettings;
 use crate::engine::{Engine, Launch, Settings, StopReason};
 use crate::fleet::coordinator::{self, Coordinator, FleetSettings};
+use crate::fleet::wire::NamedTarget;
 use crate::model::{Safety, Summary, WorkerDeath, WorkersReport};
 use crate::scenario::units::{DriverMode, PortPick};
 use crate::scenario::{Pace, Scenario};
@@ -86,7 +87,23 @@ fn execute_with(
     fleet: Option<&FleetSettings>,
 ) -> anyhow::Result<Finished> {
     // Names first: a run that cannot resolve one never starts.
+    let names = scenario.target_names.clone();
     let (mut scenario, targets_resolved) = resolve_targets(scenario)?;
+    // A fleet's agents resolve the names again, each in its own network.
+    let named: Vec<NamedTarget> = names
+        .iter()
+        .zip(&targets_resolved)
+        .map(|(name, resolved)| NamedTarget {
+            name: name.text.clone(),
+            host: name.host.clone(),
+            ports: (name.ports.lo, name.ports.hi),
+            addresses: resolved
+                .addresses
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+        })
+        .collect();
     let (fd_soft, fd_hard) = apply_fd_limit(scenario.fd_limit, scenario.fd_limit_from)?;
     if let Some(fleet) = fleet {
         check_fleet(&scenario, fleet)?;
@@ -212,7 +229,7 @@ fn execute_with(
         Some(coordinator) => {
             let threads = scenario.threads.unwrap_or(0) as usize;
             let (engine, fleet) = coordinator
-                .start(plan, settings(&scenario), threads, launch)
+                .start(plan, settings(&scenario), threads, launch, named)
                 .context("cannot start the fleet's relays")?;
             (engine, Some(fleet))
         }
