@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::task::LocalSet;
 use tokio::time::{Instant, sleep_until};
@@ -210,7 +211,11 @@ impl Worker {
                 }
                 _ => {
                     self.live_tasks.set(self.live_tasks.get() + 1);
-                    tokio::task::spawn_local(Rc::clone(&self).attempt(index, origin));
+                    if self.pool.is_some() {
+                        tokio::task::spawn_local(Rc::clone(&self).pooled(index, origin));
+                    } else {
+                        tokio::task::spawn_local(Rc::clone(&self).attempt(index, origin));
+                    }
                 }
             }
             batch += 1;
@@ -266,11 +271,57 @@ impl Worker {
     /// One attempt, from socket() to the close of the held connection.
     /// `origin` is the intended start, or the actual one when the pacer
     /// started it early: latency is measured from it.
-    async fn attempt(self: Rc<Self>, index: u64, mut origin: Instant) {
-        // A pooled connection the server closed is opened again (request
-        // mode): the loop goes round once per reconnect.
-        while self.attempt_once(index, origin).await {
-            if self.shared.control.borrow().stop.is_some()
+    async fn attempt(self: Rc<Self>, index: u64, origin: Instant) {
+        if let Some(stream) = self.open(index, origin).await {
+            let endpoint = self.shared.plan.endpoint(index);
+            let settings = &self.shared.settings;
+            let established_at = Instant::now();
+            let until = match settings.hold {
+                HoldMode::For(hold) => clock::after(established_at, hold),
+                HoldMode::UntilEnd => self.shared.run_deadline(),
+            };
+            let observer = AttemptObserver {
+                worker: &self,
+                attempt: index + 1,
+            };
+            let end = hold::hold(&stream, until, settings.echo.as_ref(), &observer).await;
+            drop(stream);
+            self.closed(index, &endpoint, end, established_at.elapsed());
+        }
+        self.live_tasks.set(self.live_tasks.get() - 1);
+        self.notify_if_done();
+    }
+
+    /// A connection of the request pool: opened, serving requests until it
+    /// ends, and opened again after the server closed a kept-alive one
+    /// (the loop goes round once per reconnect). Its task lives as long as
+    /// the pool, so it holds only what serving needs: the handshake (and
+    /// its timeout's timer) is boxed, and one level of state (see tests).
+    async fn pooled(self: Rc<Self>, index: u64, mut origin: Instant) {
+        while let Some(pool) = &self.pool {
+            // Bound by a `let` of its own: a temporary in the loop's
+            // condition would keep the box (and its timer) while serving.
+            let opened = Box::pin(self.open(index, origin)).await;
+            let Some(stream) = opened else {
+                break;
+            };
+            let established_at = Instant::now();
+            let end = pool.serve(&stream, &self.recorder).await;
+            drop(stream);
+            let endpoint = self.shared.plan.endpoint(index);
+            let age = established_at.elapsed();
+            let reopen = match end {
+                ConnEnd::Closed { reopen } => {
+                    self.closed(index, &endpoint, HoldEnd::Expired, age);
+                    reopen
+                }
+                ConnEnd::ServerClosed { end, reopen } => {
+                    self.closed(index, &endpoint, end, age);
+                    reopen
+                }
+            };
+            if !reopen
+                || self.shared.control.borrow().stop.is_some()
                 || Instant::now() >= self.shared.run_deadline()
             {
                 break;
@@ -283,9 +334,9 @@ impl Worker {
         self.notify_if_done();
     }
 
-    /// One connection, from socket() to its close; true when it is to be
-    /// opened again.
-    async fn attempt_once(&self, index: u64, origin: Instant) -> bool {
+    /// socket() to the handshake's end: the established connection, or
+    /// None when the attempt failed (recorded either way).
+    async fn open(&self, index: u64, origin: Instant) -> Option<TcpStream> {
         let endpoint = self.shared.plan.endpoint(index);
         let bind = self.begin(&endpoint);
         let settings = &self.shared.settings;
@@ -297,43 +348,14 @@ impl Worker {
         let stream = match opened {
             Err(error) => {
                 self.handshake_failed(index, &endpoint, origin, error);
-                return false;
+                return None;
             }
             Ok(stream) => stream,
         };
         let latency = origin.elapsed();
         let retransmits = conn::handshake_retransmits(&stream);
         self.record_established(&endpoint, latency, retransmits);
-        let established_at = Instant::now();
-        if let Some(pool) = &self.pool {
-            // Not boxed: its state (see request::tests) is smaller than the
-            // handshake's, so it takes no room of its own in the task.
-            let end = pool.serve(&stream, &self.recorder).await;
-            drop(stream);
-            let age = established_at.elapsed();
-            return match end {
-                ConnEnd::Closed { reopen } => {
-                    self.closed(index, &endpoint, HoldEnd::Expired, age);
-                    reopen
-                }
-                ConnEnd::ServerClosed { end, reopen } => {
-                    self.closed(index, &endpoint, end, age);
-                    reopen
-                }
-            };
-        }
-        let until = match settings.hold {
-            HoldMode::For(hold) => clock::after(established_at, hold),
-            HoldMode::UntilEnd => self.shared.run_deadline(),
-        };
-        let observer = AttemptObserver {
-            worker: self,
-            attempt: index + 1,
-        };
-        let end = hold::hold(&stream, until, settings.echo.as_ref(), &observer).await;
-        drop(stream);
-        self.closed(index, &endpoint, end, established_at.elapsed());
-        false
+        Some(stream)
     }
 
     /// An idle attempt: socket(), bind(), connect() now; its handshake and
@@ -755,6 +777,24 @@ mod tests {
         assert!(
             size <= limit,
             "a connection's task takes {size} bytes (limit {limit})"
+        );
+    }
+
+    /// A pooled connection's task lives for the whole run, so its future
+    /// is most of what a pooled connection costs in user space: the
+    /// handshake's timer is boxed, and serving holds no timer or buffer.
+    #[test]
+    fn a_pooled_connections_task_stays_small() {
+        let worker = test_worker();
+        let task = worker.pooled(0, Instant::now());
+        let size = std::mem::size_of_val(&task);
+        // 368 bytes in a debug build (776 when it was an attempt's task,
+        // with the handshake's timer in it). Tokio adds ~120 bytes and
+        // rounds the task up to 128: up to ~392 bytes, the task takes 512.
+        let limit = 384;
+        assert!(
+            size <= limit,
+            "a pooled connection's task takes {size} bytes (limit {limit})"
         );
     }
 
