@@ -453,3 +453,126 @@ fn a_run_killed_before_its_summary_still_gets_its_charts() {
         column(tmp.path(), "active")
     );
 }
+
+/// A request-mode run against the built-in server, short pool so requests
+/// queue.
+fn request_run(out: &Path, pool: &str) {
+    let mut cmd = ceiling();
+    cmd.args([
+        "run",
+        "--ui",
+        "none",
+        "--mode",
+        "request",
+        "--protocol",
+        "http",
+        "--pool",
+        pool,
+        "--rate",
+        "400",
+        "--duration",
+        "2s",
+        "--out",
+    ])
+    .arg(out);
+    let output = run_bounded(cmd, Duration::from_secs(60));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+#[test]
+fn a_request_runs_page_has_its_request_series_and_figures() {
+    let (_tmp, out) = out_dir();
+    request_run(&out, "5");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let runs = json_blocks(&html, "ceiling-run");
+    let data = &runs[0];
+    let s = summary(&out);
+    assert_eq!(data["requests"], s["requests"]);
+    assert_eq!(data["pool"], 5);
+    for name in [
+        "requests_sent_per_s",
+        "responses_per_s",
+        "request_errors_per_s",
+        "rejects_per_s",
+        "queue_depth",
+        "busy_connections",
+        "total_p99_us",
+    ] {
+        assert_eq!(
+            numbers(&data["series"][name]),
+            column(&out, name),
+            "{name} as timeseries.csv has it"
+        );
+    }
+    let metrics: Vec<&str> = data["hdr"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["metric"].as_str().unwrap())
+        .collect();
+    for metric in ["connect", "queue", "service", "total"] {
+        assert!(metrics.contains(&metric), "no {metric} distribution");
+    }
+    for chart in ["data-chart=\"requests\"", "data-chart=\"pool\""] {
+        assert!(html.contains(chart), "no {chart}");
+    }
+    let sent = s["requests"]["sent"].as_u64().unwrap();
+    assert!(sent > 0);
+    let sent_shown = format!(
+        "Requests over a pool of 5: {} sent",
+        ceiling::model::thousands(sent)
+    );
+    assert!(html.contains(&sent_shown), "verdict lacks '{sent_shown}'");
+    assert!(html.contains("<h3>Requests</h3>"), "no requests table");
+    assert!(
+        html.contains("<td>status: 2xx</td>"),
+        "no status classes in the table"
+    );
+}
+
+#[test]
+fn a_request_runs_page_draws_in_headless_chromium() {
+    let Some(chromium) = require_chromium("request report in a browser") else {
+        return;
+    };
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let short = tmp.path().join("short");
+    request_run(&short, "5");
+    let ample = tmp.path().join("ample");
+    request_run(&ample, "50");
+    let overlay = tmp.path().join("overlay.html");
+    let output = ceiling()
+        .arg("report")
+        .args([&short, &ample])
+        .arg("--out")
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    // connect and total per second, each a latency chart.
+    let kinds = [
+        "connections",
+        "rate",
+        "requests",
+        "pool",
+        "latency",
+        "latency",
+        "hdr",
+    ];
+    assert_draws(
+        &chromium,
+        &short.join("report.html"),
+        &kinds,
+        &shots,
+        "request",
+    );
+    assert_draws(&chromium, &overlay, &kinds, &shots, "request-overlay");
+    let html = std::fs::read_to_string(&overlay).unwrap();
+    assert!(
+        html.contains("<th>requests sent</th>"),
+        "no request columns"
+    );
+    assert_self_contained(&html);
+}

@@ -258,6 +258,25 @@
         { col: "attempt_rate_per_s", label: "attempts", color: "#1f77b4" },
         { col: "establish_rate_per_s", label: "established", color: "#2ca02c" }
       ], "per second", count, false);
+    } else if (kind === "requests") {
+      timeChart(el, [
+        { col: "requests_sent_per_s", label: "sent", color: "#1f77b4" },
+        { col: "responses_per_s", label: "responses", color: "#2ca02c" },
+        { col: "request_errors_per_s", label: "errors", color: "#d62728" },
+        { col: "rejects_per_s", label: "rejects", color: "#ff7f0e" }
+      ], "requests per s", count, false);
+    } else if (kind === "pool") {
+      // The pool's size as a flat line (a series of its own per run).
+      runs.forEach(function (run) {
+        if (run.pool != null && run.series.busy_connections) {
+          run.series.pool_size = run.t.map(function () { return run.pool; });
+        }
+      });
+      timeChart(el, [
+        { col: "pool_size", label: "pool", color: "#7f7f7f", dash: [6, 3] },
+        { col: "busy_connections", label: "busy", color: "#1f77b4" },
+        { col: "queue_depth", label: "queued", color: "#d62728" }
+      ], "connections / requests", count, false);
     } else if (kind === "latency") {
       var metric = el.getAttribute("data-metric");
       var stats = [];

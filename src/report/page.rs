@@ -171,6 +171,24 @@ fn nums(values: &[Option<f64>]) -> Value {
     Value::Array(values.iter().map(|v| v.map_or(Value::Null, num)).collect())
 }
 
+/// A request-mode run's own columns of timeseries.csv (its `total_p99_us`
+/// is a latency column like any other).
+const REQUEST_COLUMNS: [&str; 6] = [
+    "requests_sent_per_s",
+    "responses_per_s",
+    "request_errors_per_s",
+    "rejects_per_s",
+    "queue_depth",
+    "busy_connections",
+];
+
+/// Whether a run put requests through a pool: summary.json has a
+/// `requests` object, or (no summary) timeseries.csv its request columns.
+fn is_request_run(run: &Run) -> bool {
+    lookup(&run.summary, &["requests"]).is_some_and(Value::is_object)
+        || run.timeseries.column("requests_sent_per_s").is_some()
+}
+
 /// Columns drawn over time: counts, rates, per-kind failures and latency
 /// percentiles (by name; a column the page does not know is not sent).
 fn charted(name: &str) -> bool {
@@ -182,7 +200,8 @@ fn charted(name: &str) -> bool {
             | "target_rate_per_s"
             | "attempt_rate_per_s"
             | "establish_rate_per_s"
-    ) || name.starts_with("failed_")
+    ) || REQUEST_COLUMNS.contains(&name)
+        || name.starts_with("failed_")
         || latency_column(name).is_some()
 }
 
@@ -273,7 +292,7 @@ pub fn run_data(run: &Run) -> Value {
     for (kind, t) in first_seen(run) {
         marks.push(json!({"t": num(t), "kind": kind, "label": format!("first {kind}"), "first_limit": false}));
     }
-    json!({
+    let mut data = json!({
         "name": run.name,
         "rows": keep.len(),
         "t": nums(&series.x.iter().map(|&x| Some(x)).collect::<Vec<_>>()),
@@ -284,7 +303,20 @@ pub fn run_data(run: &Run) -> Value {
         "totals": lookup(&run.summary, &["totals"]).cloned().unwrap_or(Value::Null),
         "first_limit": first_limit,
         "hdr": run.latency.iter().map(hdr_data).collect::<Vec<_>>(),
-    })
+    });
+    // A request run's `requests` object and pool size (the pool chart's
+    // flat line); a connection run's block has neither.
+    if let Some(object) = data.as_object_mut() {
+        for (key, path) in [
+            ("requests", &["requests"][..]),
+            ("pool", &["scenario", "requests", "pool"][..]),
+        ] {
+            if let Some(v) = lookup(&run.summary, path).filter(|v| !v.is_null()) {
+                object.insert(key.into(), v.clone());
+            }
+        }
+    }
+    data
 }
 
 /// Highest x of the percentile plot: 1/(1-q) at 99.999%.
@@ -409,15 +441,22 @@ fn verdict_section(runs: &[&Run], full: bool) -> String {
     } else {
         out.push_str(
             "<table><thead><tr><th>run</th><th>first limit</th><th>at attempt</th><th>after</th>\
-             <th>held then</th><th>established</th><th>peak held</th><th>failed</th></tr></thead><tbody>\n",
+             <th>held then</th><th>established</th><th>peak held</th><th>failed</th>",
         );
+        let requests = runs.iter().any(|r| is_request_run(r));
+        if requests {
+            out.push_str(
+                "<th>requests sent</th><th>answered</th><th>rejects</th><th>total p99</th>",
+            );
+        }
+        out.push_str("</tr></thead><tbody>\n");
         for run in runs {
             let first = run.first_limit();
             let field = |k: &str| first.and_then(|f| f.get(k)).and_then(Value::as_f64);
             let _ = writeln!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-                 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>{}</tr>",
                 esc(&run.name),
                 first
                     .and_then(|f| f.get("kind"))
@@ -429,6 +468,18 @@ fn verdict_section(runs: &[&Run], full: bool) -> String {
                 count(run.num(&["totals", "established"])),
                 count(run.num(&["totals", "peak_active"])),
                 count(run.num(&["totals", "failed"])),
+                if requests {
+                    format!(
+                        "<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
+                        count(run.num(&["requests", "sent"])),
+                        count(run.num(&["requests", "responses"])),
+                        count(run.num(&["requests", "rejects"])),
+                        run.num(&["latency", "total_us", "p99"])
+                            .map_or_else(|| "–".into(), micros),
+                    )
+                } else {
+                    String::new()
+                },
             );
         }
         out.push_str("</tbody></table>\n");
@@ -498,6 +549,7 @@ fn run_verdict(run: &Run) -> String {
             );
         }
     }
+    out.push_str(&requests_verdict(run));
     if let Some(v) = extra_verdict {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(v));
     }
@@ -516,6 +568,139 @@ fn run_verdict(run: &Run) -> String {
             out,
             "<p class=\"note\">Worker process died: {}</p>",
             esc(&flat_text(death))
+        );
+    }
+    out
+}
+
+/// A request run's outcome in one line: requests sent and answered, errors,
+/// rejects and reconnects, the total latency's p99.
+fn requests_verdict(run: &Run) -> String {
+    let Some(r) = lookup(&run.summary, &["requests"]).filter(|r| r.is_object()) else {
+        return String::new();
+    };
+    let n = |k: &str| r.get(k).and_then(Value::as_f64);
+    let errors = request_errors(r);
+    let pool = run
+        .num(&["scenario", "requests", "pool"])
+        .map_or_else(String::new, |p| {
+            format!(" over a pool of {}", count(Some(p)))
+        });
+    let p99 = run
+        .num(&["latency", "total_us", "p99"])
+        .map_or_else(String::new, |p| {
+            format!(" · total latency p99 {}", micros(p))
+        });
+    let queue_p99 = run
+        .num(&["latency", "queue_us", "p99"])
+        .map_or_else(String::new, |p| format!(" (queue wait p99 {})", micros(p)));
+    format!(
+        "<div class=\"verdict requests\"><p class=\"headline\">Requests{pool}: {} sent, {} answered</p>\n\
+         <p>{} errors · {} rejected (no free connection) · {} reconnects{p99}{queue_p99}</p></div>\n",
+        count(n("sent")),
+        count(n("responses")),
+        count(Some(errors)),
+        count(n("rejects")),
+        count(n("reconnects")),
+    )
+}
+
+/// The sum of a `requests` object's errors by kind.
+fn request_errors(requests: &Value) -> f64 {
+    requests
+        .get("errors")
+        .and_then(Value::as_object)
+        .map_or(0.0, |e| e.values().filter_map(Value::as_f64).sum())
+}
+
+/// summary.json's `requests` objects as one table, a column per run:
+/// counts, errors by kind, status classes.
+fn requests_table(runs: &[&Run]) -> String {
+    let objects: Vec<Option<&Value>> = runs
+        .iter()
+        .map(|r| lookup(&r.summary, &["requests"]).filter(|v| v.is_object()))
+        .collect();
+    if objects.iter().all(Option::is_none) {
+        return String::new();
+    }
+    let mut rows: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut add = |label: String, path: Vec<&'static str>| {
+        if !rows.iter().any(|(l, _)| *l == label) {
+            rows.push((label, path));
+        }
+    };
+    for key in [
+        "scheduled",
+        "sent",
+        "responses",
+        "rejects",
+        "reconnects",
+        "queued_at_end",
+        "in_flight_at_end",
+    ] {
+        add(key.replace('_', " "), vec![key]);
+    }
+    let mut keyed: Vec<(String, &'static str, String)> = Vec::new();
+    for object in objects.iter().flatten() {
+        for (group, label) in [("errors", "errors"), ("status", "status")] {
+            for k in object
+                .get(group)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|m| m.keys())
+            {
+                let row = (
+                    format!("{label}: {}", k.replace('_', " ")),
+                    group,
+                    k.clone(),
+                );
+                if !keyed.contains(&row) {
+                    keyed.push(row);
+                }
+            }
+        }
+    }
+    let mut out = String::from("<h3>Requests</h3><table><thead><tr><th></th>");
+    for run in runs {
+        let _ = write!(out, "<th>{}</th>", esc(&run.name));
+    }
+    out.push_str("</tr></thead><tbody>\n");
+    let mut line = |label: &str, value: &dyn Fn(&Value) -> Option<f64>| {
+        let _ = write!(out, "<tr><td>{}</td>", esc(label));
+        for object in &objects {
+            let _ = write!(
+                out,
+                "<td class=\"n\">{}</td>",
+                count(object.and_then(value))
+            );
+        }
+        out.push_str("</tr>\n");
+    };
+    for (label, path) in &rows {
+        line(label, &|o: &Value| lookup(o, path).and_then(Value::as_f64));
+    }
+    for (label, group, key) in &keyed {
+        line(label, &|o: &Value| {
+            lookup(o, &[group, key.as_str()]).and_then(Value::as_f64)
+        });
+    }
+    out.push_str("</tbody></table>\n");
+    let texts: Vec<String> = runs
+        .iter()
+        .zip(&objects)
+        .flat_map(|(run, o)| {
+            o.and_then(|o| o.get("error_texts"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(move |t| format!("{}{}", prefix(runs, run), esc(&flat_text(t))))
+        })
+        .collect();
+    if !texts.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"small\">Error replies kept: {}</p>",
+            texts.join(" · ")
         );
     }
     out
@@ -654,6 +839,24 @@ fn charts_section(runs: &[&Run], ladders: &[&Ladder]) -> (String, usize) {
             "Connect rate per second: target vs achieved (attempts, established)",
             "",
         );
+        if runs.iter().any(|r| is_request_run(r)) {
+            chart(
+                &mut out,
+                &mut n,
+                "requests",
+                "",
+                "Requests per second: sent, responses, errors and rejects",
+                "",
+            );
+            chart(
+                &mut out,
+                &mut n,
+                "pool",
+                "",
+                "The pool each second: connections busy with a request, requests queued for one",
+                "The line named pool is the pool's size.",
+            );
+        }
         let mut metrics: Vec<String> = Vec::new();
         for run in runs {
             for m in run.timeseries.latency_metrics() {
@@ -762,6 +965,7 @@ fn tables_section(runs: &[&Run]) -> String {
         }
         out.push_str("</tbody></table>\n");
     }
+    out.push_str(&requests_table(runs));
     // Latency percentiles from the summary.
     let mut latency_rows = Vec::new();
     for run in runs {
