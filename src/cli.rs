@@ -485,7 +485,10 @@ pub struct CompareArgs {
     /// established, peak_active, attempted, failed, time_to_first_limit,
     /// held_at_first_limit, connect_rate, failed_<kind>,
     /// connect_p50/p90/p99/p999/max, rtt_p50/..., or any number in
-    /// summary.json's totals
+    /// summary.json's totals; of request runs also requests_sent,
+    /// responses, request_errors, request_errors_<kind>, rejects,
+    /// reconnects, status_<class>, request_rate and queue_/service_/total_
+    /// p50/.../max, e.g. 'total_p99 > 50ms', 'rejects > 0'
     #[arg(long = "fail-if", value_name = "COND")]
     pub fail_if: Vec<String>,
 }
