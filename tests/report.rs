@@ -576,3 +576,65 @@ fn a_request_runs_page_draws_in_headless_chromium() {
     );
     assert_self_contained(&html);
 }
+
+#[test]
+fn a_sweep_directory_reports_its_table_verdict_and_overlaid_steps() {
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args([
+        "sweep",
+        "--pool",
+        "2,20",
+        "--rate",
+        "300",
+        "--goal",
+        "p99<1h",
+        "--duration",
+        "1s",
+        "--out",
+    ])
+    .arg(&out);
+    let output = run_bounded(cmd, Duration::from_secs(120));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("smallest pool meeting the goal: 2"));
+    let output = ceiling().arg("report").arg(&out).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let page = out.join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<h2>Pool sweep: "), "no sweep section");
+    assert!(html.contains("smallest pool meeting the goal: 2"));
+    assert!(html.contains("One run per pool size (sweep.csv)"));
+    let names: Vec<String> = json_blocks(&html, "ceiling-run")
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["pool 2", "pool 20"]);
+    // compare takes a sweep's steps, not the sweep.
+    let output = ceiling()
+        .arg("compare")
+        .arg(&out)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("is a sweep directory: compare its steps"),
+        "{}",
+        text(&output.stderr)
+    );
+    let Some(chromium) = require_chromium("sweep report in a browser") else {
+        return;
+    };
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let kinds = [
+        "connections",
+        "rate",
+        "requests",
+        "pool",
+        "latency",
+        "latency",
+        "hdr",
+    ];
+    assert_draws(&chromium, &page, &kinds, &shots, "sweep");
+}

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::downsample::{self, Series};
-use super::read::{Distribution, Ladder, Loaded, Run, Table, latency_column, lookup};
+use super::read::{Distribution, Ladder, Loaded, Run, Sweep, Table, latency_column, lookup};
 use crate::model::{LimitKind, thousands};
 
 /// Buckets of the min/max downsampling: past twice as many rows (4,000
@@ -38,13 +38,21 @@ pub fn render(loaded: &[Loaded]) -> String {
         .flat_map(|l| match l {
             Loaded::Run(r) => vec![r],
             Loaded::Ladder(l) => l.runs.iter().collect(),
+            Loaded::Sweep(s) => s.runs.iter().collect(),
         })
         .collect();
     let ladders: Vec<&Ladder> = loaded
         .iter()
         .filter_map(|l| match l {
             Loaded::Ladder(l) => Some(l),
-            Loaded::Run(_) => None,
+            _ => None,
+        })
+        .collect();
+    let sweeps: Vec<&Sweep> = loaded
+        .iter()
+        .filter_map(|l| match l {
+            Loaded::Sweep(s) => Some(s),
+            _ => None,
         })
         .collect();
     let title = loaded
@@ -52,6 +60,7 @@ pub fn render(loaded: &[Loaded]) -> String {
         .map(|l| match l {
             Loaded::Run(r) => r.name.as_str(),
             Loaded::Ladder(l) => l.name.as_str(),
+            Loaded::Sweep(s) => s.name.as_str(),
         })
         .collect::<Vec<_>>()
         .join(" vs ");
@@ -61,12 +70,18 @@ pub fn render(loaded: &[Loaded]) -> String {
         body,
         "<header><h1>ceiling report: {}</h1>{}</header>",
         esc(&title),
-        subtitle(&runs, &ladders)
+        subtitle(&runs, &ladders, &sweeps)
     );
     for ladder in &ladders {
         body.push_str(&ladder_section(ladder));
     }
-    body.push_str(&verdict_section(&runs, ladders.is_empty()));
+    for sweep in &sweeps {
+        body.push_str(&sweep_section(sweep));
+    }
+    body.push_str(&verdict_section(
+        &runs,
+        ladders.is_empty() && sweeps.is_empty(),
+    ));
     let (charts_html, chart_count) = charts_section(&runs, &ladders);
     body.push_str(&charts_html);
     body.push_str(&tables_section(&runs));
@@ -82,6 +97,7 @@ pub fn render(loaded: &[Loaded]) -> String {
             .map(|l| match l {
                 Loaded::Run(r) => format!("<code>{}</code>", esc(&r.dir.display().to_string())),
                 Loaded::Ladder(l) => format!("<code>{}</code>", esc(&l.dir.display().to_string())),
+                Loaded::Sweep(s) => format!("<code>{}</code>", esc(&s.dir.display().to_string())),
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -356,8 +372,8 @@ fn ladder_data(ladder: &Ladder) -> Value {
     })
 }
 
-fn subtitle(runs: &[&Run], ladders: &[&Ladder]) -> String {
-    if runs.len() == 1 && ladders.is_empty() {
+fn subtitle(runs: &[&Run], ladders: &[&Ladder], sweeps: &[&Sweep]) -> String {
+    if runs.len() == 1 && ladders.is_empty() && sweeps.is_empty() {
         let run = runs[0];
         let started = lookup(&run.summary, &["started_at"])
             .and_then(Value::as_str)
@@ -383,6 +399,7 @@ fn subtitle(runs: &[&Run], ladders: &[&Ladder]) -> String {
     } else {
         let n = runs.len();
         let what = match (ladders.is_empty(), n) {
+            _ if !sweeps.is_empty() => format!("{n} pool sizes of a sweep"),
             (true, _) => format!("{n} runs"),
             (false, 1) => "1 climb of an explore ladder".to_string(),
             (false, _) => format!("{n} climbs of an explore ladder"),
@@ -703,6 +720,55 @@ fn requests_table(runs: &[&Run]) -> String {
             texts.join(" · ")
         );
     }
+    out
+}
+
+/// A sweep: its verdict (the smallest pool meeting the goal) and
+/// sweep.csv as a table, one row per pool.
+fn sweep_section(sweep: &Sweep) -> String {
+    let mut out = format!(
+        "<section class=\"sweep\"><h2>Pool sweep: {}</h2>\n",
+        esc(&sweep.name)
+    );
+    let col = |name: &str| sweep.table.header.iter().position(|h| h == name);
+    let cell = |row: &Vec<String>, name: &str| col(name).and_then(|i| row.get(i)).cloned();
+    let meeting = sweep
+        .table
+        .rows
+        .iter()
+        .filter(|r| cell(r, "meets_goal").as_deref() == Some("true"))
+        .filter_map(|r| cell(r, "pool")?.parse::<u64>().ok())
+        .min();
+    let _ = writeln!(
+        out,
+        "<div class=\"verdict {}\"><p class=\"headline\">{}</p></div>",
+        if meeting.is_some() { "ok" } else { "limit" },
+        match meeting {
+            Some(pool) => format!("smallest pool meeting the goal: {}", thousands(pool)),
+            None => "no pool met the goal".to_string(),
+        }
+    );
+    out.push_str(&table_head(
+        "One run per pool size (sweep.csv)",
+        &sweep.table.header,
+        false,
+    ));
+    for row in &sweep.table.rows {
+        let met = cell(row, "meets_goal").as_deref() == Some("true");
+        out.push_str(if met { "<tr class=\"met\">" } else { "<tr>" });
+        for value in row {
+            let _ = match value.parse::<u64>() {
+                Ok(n) => write!(out, "<td class=\"n\">{}</td>", thousands(n)),
+                Err(_) if value.parse::<f64>().is_ok() => {
+                    write!(out, "<td class=\"n\">{}</td>", esc(value))
+                }
+                Err(_) => write!(out, "<td>{}</td>", esc(value)),
+            };
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody></table>\n");
+    out.push_str("</section>\n");
     out
 }
 
