@@ -152,9 +152,11 @@ pub enum Command {
     /// UTC seconds; the first limit is the earliest by UTC, and the merged
     /// summary.json names the directory it came from. Writes a results
     /// directory as a run does (summary.json, timeseries.csv, .hgrm/.hlog,
-    /// report.html). Exit status 2 for a directory that is not a run's
-    /// results, has no .hlog files (made by an older ceiling) or other
-    /// histogram settings, or an --out that exists and is not empty.
+    /// report.html). Request runs merge with request runs: their requests,
+    /// queue/service/total histograms and request columns add. Exit status
+    /// 2 for a directory that is not a run's results, has no .hlog files
+    /// (made by an older ceiling) or other histogram settings, a request
+    /// run with a connection run, or an --out that exists and is not empty.
     Merge(MergeArgs),
     /// Print a shell completion script to stdout.
     ///
