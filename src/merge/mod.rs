@@ -957,6 +957,43 @@ mod tests {
     }
 
     #[test]
+    fn request_columns_add_rates_and_each_inputs_last_depth_of_the_second() {
+        let with = |mut r: InputRow, sent: f64, depth: u64, busy: u64| {
+            r.row.requests = Some(RequestRow {
+                sent_per_s: sent,
+                responses_per_s: sent,
+                errors_per_s: 0.0,
+                rejects_per_s: 1.0,
+                queue_depth: depth,
+                busy,
+                total: Percentiles::default(),
+            });
+            r
+        };
+        let a = [
+            with(row(100.4, 1.0, 10, 0.0, 0), 300.0, 7, 10),
+            // A short last row in the same second: the queue as it ended.
+            with(row(100.9, 0.5, 10, 0.0, 0), 150.0, 0, 2),
+        ];
+        let b = [with(row(100.7, 1.0, 5, 0.0, 0), 200.0, 4, 5)];
+        let inputs = [rows_by_second(&a), rows_by_second(&b)];
+        let merged = merged_row(&inputs, 100, true);
+        let r = merged.requests.unwrap();
+        let a_rate = (300.0 * 1.0 + 150.0 * 0.5) / 1.5;
+        assert!((r.sent_per_s - (a_rate + 200.0)).abs() < 1e-9);
+        assert!((r.rejects_per_s - 2.0).abs() < 1e-9);
+        assert_eq!((r.queue_depth, r.busy), (4, 2 + 5));
+        // A second no input has a row in: nothing queued, nothing busy.
+        let later = merged_row(&inputs, 103, true).requests.unwrap();
+        assert_eq!(
+            (later.queue_depth, later.busy, later.sent_per_s),
+            (0, 0, 0.0)
+        );
+        // Connection runs get no request figures.
+        assert!(merged_row(&inputs, 100, false).requests.is_none());
+    }
+
+    #[test]
     fn utc_is_read_as_timeseries_csv_writes_it() {
         let t = parse_utc("2026-12-06 01:02:03.456").unwrap();
         assert_eq!(
