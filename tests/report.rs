@@ -574,6 +574,14 @@ fn a_request_runs_page_draws_in_headless_chromium() {
         html.contains("<th>requests sent</th>"),
         "no request columns"
     );
+    // Schema 2 has no totals.failed: the failure events by kind count.
+    let row = &html[html.find("<tr><td>short</td>").expect("short's row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    let cells: Vec<&str> = row
+        .split("</td>")
+        .filter_map(|c| c.rsplit('>').next())
+        .collect();
+    assert_eq!(cells[7], "0", "failed, in {row}");
     assert_self_contained(&html);
 }
 
@@ -597,6 +605,9 @@ fn a_sweep_directory_reports_its_table_verdict_and_overlaid_steps() {
     let output = run_bounded(cmd, Duration::from_secs(120));
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("smallest pool meeting the goal: 2"));
+    // The sweep writes its page; `ceiling report` draws it again.
+    assert!(out.join("report.html").is_file(), "no report.html");
+    std::fs::remove_file(out.join("report.html")).unwrap();
     let output = ceiling().arg("report").arg(&out).output().unwrap();
     assert!(output.status.success(), "{}", text(&output.stderr));
     let page = out.join("report.html");

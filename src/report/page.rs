@@ -484,7 +484,7 @@ fn verdict_section(runs: &[&Run], full: bool) -> String {
                 count(field("active_at")),
                 count(run.num(&["totals", "established"])),
                 count(run.num(&["totals", "peak_active"])),
-                count(run.num(&["totals", "failed"])),
+                count(failed(run)),
                 if requests {
                     format!(
                         "<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
@@ -620,6 +620,16 @@ fn requests_verdict(run: &Run) -> String {
         count(n("rejects")),
         count(n("reconnects")),
     )
+}
+
+/// Failure events: `totals.failed` of older summaries, the sum of
+/// `failures_by_kind` of schema 2's (which has no `totals.failed`).
+fn failed(run: &Run) -> Option<f64> {
+    run.num(&["totals", "failed"]).or_else(|| {
+        lookup(&run.summary, &["failures_by_kind"])
+            .and_then(Value::as_object)
+            .map(|m| m.values().filter_map(Value::as_f64).sum())
+    })
 }
 
 /// The sum of a `requests` object's errors by kind.
