@@ -620,6 +620,10 @@ fn a_sweep_directory_reports_its_table_verdict_and_overlaid_steps() {
         .map(|r| r["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, ["pool 2", "pool 20"]);
+    let sweeps = json_blocks(&html, "ceiling-sweep");
+    assert_eq!(sweeps.len(), 1);
+    assert_eq!(numbers(&sweeps[0]["pool"]), [2.0, 20.0]);
+    assert_eq!(sweeps[0]["meets_goal"], serde_json::json!([true, true]));
     // compare takes a sweep's steps, not the sweep.
     let output = ceiling()
         .arg("compare")
@@ -639,6 +643,7 @@ fn a_sweep_directory_reports_its_table_verdict_and_overlaid_steps() {
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-shots");
     std::fs::create_dir_all(&shots).unwrap();
     let kinds = [
+        "sweep",
         "connections",
         "rate",
         "requests",

@@ -1,7 +1,8 @@
 //! The HTML page: the verdict, tables and settings as HTML written here;
 //! the charts drawn in the browser by `page.js` with uPlot from one JSON
 //! block per run (`<script type="application/json" class="ceiling-run">`)
-//! and per ladder (`class="ceiling-ladder"`), `<`, `>` and `&` escaped so
+//! and per ladder (`class="ceiling-ladder"`) and sweep
+//! (`class="ceiling-sweep"`), `<`, `>` and `&` escaped so
 //! no data can end the block.
 //!
 //! The chart containers are written here (`<div class="chart"
@@ -82,7 +83,7 @@ pub fn render(loaded: &[Loaded]) -> String {
         &runs,
         ladders.is_empty() && sweeps.is_empty(),
     ));
-    let (charts_html, chart_count) = charts_section(&runs, &ladders);
+    let (charts_html, chart_count) = charts_section(&runs, &ladders, &sweeps);
     body.push_str(&charts_html);
     body.push_str(&tables_section(&runs));
     body.push_str(&settings_section(&runs));
@@ -114,6 +115,13 @@ pub fn render(loaded: &[Loaded]) -> String {
             body,
             "<script type=\"application/json\" class=\"ceiling-ladder\">{}</script>",
             json_block(&ladder_data(ladder))
+        );
+    }
+    for sweep in &sweeps {
+        let _ = writeln!(
+            body,
+            "<script type=\"application/json\" class=\"ceiling-sweep\">{}</script>",
+            json_block(&sweep_data(sweep))
         );
     }
 
@@ -358,6 +366,35 @@ fn hdr_data(d: &Distribution) -> Value {
         y.push(if v > 0.0 { num(v) } else { Value::Null });
     }
     json!({"metric": d.metric, "x": x, "y": y, "percentiles": d.steps.iter().map(|s| num(s.0)).collect::<Vec<_>>()})
+}
+
+/// A sweep's steps for its chart: per pool, the latency percentiles and
+/// whether it met the goal, as sweep.csv has them.
+fn sweep_data(sweep: &Sweep) -> Value {
+    let col = |name: &str| sweep.table.header.iter().position(|h| h == name);
+    let column = |name: &str| -> Vec<Value> {
+        sweep
+            .table
+            .rows
+            .iter()
+            .map(|row| {
+                col(name)
+                    .and_then(|i| row.get(i))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .map_or(Value::Null, num)
+            })
+            .collect()
+    };
+    json!({
+        "name": sweep.name,
+        "pool": column("pool"),
+        "queue_p99_us": column("queue_p99_us"),
+        "total_p50_us": column("total_p50_us"),
+        "total_p99_us": column("total_p99_us"),
+        "meets_goal": sweep.table.rows.iter().map(|row| {
+            col("meets_goal").and_then(|i| row.get(i)).is_some_and(|v| v == "true")
+        }).collect::<Vec<_>>(),
+    })
 }
 
 fn ladder_data(ladder: &Ladder) -> Value {
@@ -842,7 +879,7 @@ fn chart(out: &mut String, count: &mut usize, kind: &str, attrs: &str, title: &s
 }
 
 /// The chart containers (filled by page.js) and the number of charts.
-fn charts_section(runs: &[&Run], ladders: &[&Ladder]) -> (String, usize) {
+fn charts_section(runs: &[&Run], ladders: &[&Ladder], sweeps: &[&Sweep]) -> (String, usize) {
     let mut out = String::from("<section id=\"charts\"><h2>Charts</h2>\n");
     let mut n = 0;
     for (i, ladder) in ladders.iter().enumerate() {
@@ -856,6 +893,19 @@ fn charts_section(runs: &[&Run], ladders: &[&Ladder]) -> (String, usize) {
                 ladder.name
             ),
             "",
+        );
+    }
+    for (i, sweep) in sweeps.iter().enumerate() {
+        chart(
+            &mut out,
+            &mut n,
+            "sweep",
+            &format!(" data-sweep=\"{i}\""),
+            &format!(
+                "{}: latency per pool size (queue wait p99, total p50 and p99; log scale)",
+                sweep.name
+            ),
+            "A filled dot: the pool met the goal.",
         );
     }
     let with_rows = runs.iter().any(|r| r.timeseries.rows() > 0);
