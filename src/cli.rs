@@ -152,9 +152,11 @@ pub enum Command {
     /// UTC seconds; the first limit is the earliest by UTC, and the merged
     /// summary.json names the directory it came from. Writes a results
     /// directory as a run does (summary.json, timeseries.csv, .hgrm/.hlog,
-    /// report.html). Exit status 2 for a directory that is not a run's
-    /// results, has no .hlog files (made by an older ceiling) or other
-    /// histogram settings, or an --out that exists and is not empty.
+    /// report.html). Request runs merge with request runs: their requests,
+    /// queue/service/total histograms and request columns add. Exit status
+    /// 2 for a directory that is not a run's results, has no .hlog files
+    /// (made by an older ceiling) or other histogram settings, a request
+    /// run with a connection run, or an --out that exists and is not empty.
     Merge(MergeArgs),
     /// Print a shell completion script to stdout.
     ///
@@ -485,7 +487,10 @@ pub struct CompareArgs {
     /// established, peak_active, attempted, failed, time_to_first_limit,
     /// held_at_first_limit, connect_rate, failed_<kind>,
     /// connect_p50/p90/p99/p999/max, rtt_p50/..., or any number in
-    /// summary.json's totals
+    /// summary.json's totals; of request runs also requests_sent,
+    /// responses, request_errors, request_errors_<kind>, rejects,
+    /// reconnects, status_<class>, request_rate and queue_/service_/total_
+    /// p50/.../max, e.g. 'total_p99 > 50ms', 'rejects > 0'
     #[arg(long = "fail-if", value_name = "COND")]
     pub fail_if: Vec<String>,
 }

@@ -325,3 +325,146 @@ fn coarse_hlog() -> Vec<u8> {
         .unwrap();
     out
 }
+
+/// Two request runs at once (http and redis, each against its own built-in
+/// server): the `requests` objects and the queue, service and total
+/// histograms add exactly, the request columns add per UTC second, and the
+/// merged directory holds the invariants; a request run with a connection
+/// run is refused.
+#[test]
+fn two_request_runs_merge_their_requests_and_histograms_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, m) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("merged"),
+    );
+    let request = |out: &Path, protocol: &str, pool: &str, rate: &str, duration: &str| {
+        run_cmd(
+            out,
+            &[
+                "--mode",
+                "request",
+                "--protocol",
+                protocol,
+                "--pool",
+                pool,
+                "--rate",
+                rate,
+                "--duration",
+                duration,
+            ],
+        )
+    };
+    let first = request(&a, "http", "10", "300", "2s");
+    let second = request(&b, "redis", "5", "200", "3s");
+    let first = std::thread::spawn(move || run_bounded(first, BOUND));
+    let second = run_bounded(second, BOUND);
+    let first = first.join().unwrap();
+    for out in [&first, &second] {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let (sa, sb) = (summary(&a), summary(&b));
+    let s = merged_ok(&[&a, &b], &m);
+
+    for key in [
+        "scheduled",
+        "sent",
+        "responses",
+        "rejects",
+        "reconnects",
+        "queued_at_end",
+        "in_flight_at_end",
+    ] {
+        assert_eq!(
+            count(&s, &["requests", key]),
+            count(&sa, &["requests", key]) + count(&sb, &["requests", key]),
+            "requests.{key}"
+        );
+    }
+    for group in ["errors", "status"] {
+        for (k, v) in s["requests"][group].as_object().unwrap() {
+            let expected = sa["requests"][group][k].as_u64().unwrap_or(0)
+                + sb["requests"][group][k].as_u64().unwrap_or(0);
+            assert_eq!(v.as_u64(), Some(expected), "requests.{group}.{k}");
+        }
+    }
+    assert_eq!(
+        count(&s, &["requests", "status", "2xx"]),
+        count(&sa, &["requests", "status", "2xx"])
+    );
+    assert!(count(&s, &["requests", "responses"]) > 0);
+    assert_eq!(count(&s, &["scenario", "requests", "pool"]), 15);
+    for metric in ["connect_us", "queue_us", "service_us", "total_us"] {
+        assert_eq!(
+            count(&s, &["latency", metric, "count"]),
+            count(&sa, &["latency", metric, "count"]) + count(&sb, &["latency", metric, "count"]),
+            "{metric}"
+        );
+    }
+
+    // Every histogram adds bucket by bucket, the percentiles are the sum's.
+    let merged = hlog_sums(&m);
+    let inputs = [hlog_sums(&a), hlog_sums(&b)];
+    assert_eq!(
+        merged.iter().map(|(m, _)| m.as_str()).collect::<Vec<_>>(),
+        ["connect", "queue", "service", "total"]
+    );
+    for (metric, sum) in &merged {
+        let mut expected = ceiling::stats::new_histogram();
+        for input in &inputs {
+            for (m, h) in input {
+                if m == metric {
+                    expected.add(&h.histogram).unwrap();
+                }
+            }
+        }
+        assert_eq!(sum.histogram, expected, "{metric}.hlog");
+        let p = &s["latency"][format!("{metric}_us")];
+        assert_eq!(p["p99"], expected.value_at_quantile(0.99), "{metric}: {p}");
+    }
+
+    // The time series has the request columns; in the seconds both runs
+    // ran, the requests sent per second are both runs' (300 + 200 a
+    // second, give or take the cut of the seconds).
+    let mut reader = csv::Reader::from_path(m.join("timeseries.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no {name} column"))
+    };
+    let (sent, busy, p99) = (
+        col("requests_sent_per_s"),
+        col("busy_connections"),
+        col("total_p99_us"),
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let sent: Vec<f64> = rows.iter().map(|r| r[sent].parse().unwrap()).collect();
+    assert!(
+        sent.iter().any(|&x| x > 400.0),
+        "no second with both runs' requests: {sent:?}"
+    );
+    for r in &rows {
+        assert!(
+            r[busy].parse::<u64>().unwrap() <= 15,
+            "busy above the pools"
+        );
+        r[p99].parse::<u64>().unwrap();
+    }
+
+    // A request run does not merge with a connection run.
+    let plain = tmp.path().join("plain");
+    let out = run_bounded(run_cmd(&plain, &["-c", "20", "-r", "100"]), BOUND);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let refused = tmp.path().join("mixed");
+    let output = merge(&[&a, &plain], &refused);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("merge request runs with request runs only"),
+        "{stderr}"
+    );
+    assert!(!refused.exists());
+}

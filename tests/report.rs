@@ -453,3 +453,204 @@ fn a_run_killed_before_its_summary_still_gets_its_charts() {
         column(tmp.path(), "active")
     );
 }
+
+/// A request-mode run against the built-in server, short pool so requests
+/// queue.
+fn request_run(out: &Path, pool: &str) {
+    let mut cmd = ceiling();
+    cmd.args([
+        "run",
+        "--ui",
+        "none",
+        "--mode",
+        "request",
+        "--protocol",
+        "http",
+        "--pool",
+        pool,
+        "--rate",
+        "400",
+        "--duration",
+        "2s",
+        "--out",
+    ])
+    .arg(out);
+    let output = run_bounded(cmd, Duration::from_secs(60));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+#[test]
+fn a_request_runs_page_has_its_request_series_and_figures() {
+    let (_tmp, out) = out_dir();
+    request_run(&out, "5");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let runs = json_blocks(&html, "ceiling-run");
+    let data = &runs[0];
+    let s = summary(&out);
+    assert_eq!(data["requests"], s["requests"]);
+    assert_eq!(data["pool"], 5);
+    for name in [
+        "requests_sent_per_s",
+        "responses_per_s",
+        "request_errors_per_s",
+        "rejects_per_s",
+        "queue_depth",
+        "busy_connections",
+        "total_p99_us",
+    ] {
+        assert_eq!(
+            numbers(&data["series"][name]),
+            column(&out, name),
+            "{name} as timeseries.csv has it"
+        );
+    }
+    let metrics: Vec<&str> = data["hdr"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["metric"].as_str().unwrap())
+        .collect();
+    for metric in ["connect", "queue", "service", "total"] {
+        assert!(metrics.contains(&metric), "no {metric} distribution");
+    }
+    for chart in ["data-chart=\"requests\"", "data-chart=\"pool\""] {
+        assert!(html.contains(chart), "no {chart}");
+    }
+    let sent = s["requests"]["sent"].as_u64().unwrap();
+    assert!(sent > 0);
+    let sent_shown = format!(
+        "Requests over a pool of 5: {} sent",
+        ceiling::model::thousands(sent)
+    );
+    assert!(html.contains(&sent_shown), "verdict lacks '{sent_shown}'");
+    assert!(html.contains("<h3>Requests</h3>"), "no requests table");
+    assert!(
+        html.contains("<td>status: 2xx</td>"),
+        "no status classes in the table"
+    );
+}
+
+#[test]
+fn a_request_runs_page_draws_in_headless_chromium() {
+    let Some(chromium) = require_chromium("request report in a browser") else {
+        return;
+    };
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let short = tmp.path().join("short");
+    request_run(&short, "5");
+    let ample = tmp.path().join("ample");
+    request_run(&ample, "50");
+    let overlay = tmp.path().join("overlay.html");
+    let output = ceiling()
+        .arg("report")
+        .args([&short, &ample])
+        .arg("--out")
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    // connect and total per second, each a latency chart.
+    let kinds = [
+        "connections",
+        "rate",
+        "requests",
+        "pool",
+        "latency",
+        "latency",
+        "hdr",
+    ];
+    assert_draws(
+        &chromium,
+        &short.join("report.html"),
+        &kinds,
+        &shots,
+        "request",
+    );
+    assert_draws(&chromium, &overlay, &kinds, &shots, "request-overlay");
+    let html = std::fs::read_to_string(&overlay).unwrap();
+    assert!(
+        html.contains("<th>requests sent</th>"),
+        "no request columns"
+    );
+    // Schema 2 has no totals.failed: the failure events by kind count.
+    let row = &html[html.find("<tr><td>short</td>").expect("short's row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    let cells: Vec<&str> = row
+        .split("</td>")
+        .filter_map(|c| c.rsplit('>').next())
+        .collect();
+    assert_eq!(cells[7], "0", "failed, in {row}");
+    assert_self_contained(&html);
+}
+
+#[test]
+fn a_sweep_directory_reports_its_table_verdict_and_overlaid_steps() {
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args([
+        "sweep",
+        "--pool",
+        "2,20",
+        "--rate",
+        "300",
+        "--goal",
+        "p99<1h",
+        "--duration",
+        "1s",
+        "--out",
+    ])
+    .arg(&out);
+    let output = run_bounded(cmd, Duration::from_secs(120));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("smallest pool meeting the goal: 2"));
+    // The sweep writes its page; `ceiling report` draws it again.
+    assert!(out.join("report.html").is_file(), "no report.html");
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    let output = ceiling().arg("report").arg(&out).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let page = out.join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains("<h2>Pool sweep: "), "no sweep section");
+    assert!(html.contains("smallest pool meeting the goal: 2"));
+    assert!(html.contains("One run per pool size (sweep.csv)"));
+    let names: Vec<String> = json_blocks(&html, "ceiling-run")
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["pool 2", "pool 20"]);
+    let sweeps = json_blocks(&html, "ceiling-sweep");
+    assert_eq!(sweeps.len(), 1);
+    assert_eq!(numbers(&sweeps[0]["pool"]), [2.0, 20.0]);
+    assert_eq!(sweeps[0]["meets_goal"], serde_json::json!([true, true]));
+    // compare takes a sweep's steps, not the sweep.
+    let output = ceiling()
+        .arg("compare")
+        .arg(&out)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("is a sweep directory: compare its steps"),
+        "{}",
+        text(&output.stderr)
+    );
+    let Some(chromium) = require_chromium("sweep report in a browser") else {
+        return;
+    };
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-shots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let kinds = [
+        "sweep",
+        "connections",
+        "rate",
+        "requests",
+        "pool",
+        "latency",
+        "latency",
+        "hdr",
+    ];
+    assert_draws(&chromium, &page, &kinds, &shots, "sweep");
+}

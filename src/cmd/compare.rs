@@ -32,6 +32,23 @@ pub fn compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
                     ))
                     .into());
                 }
+                read::Loaded::Sweep(sweep) => {
+                    let pool = |i: usize| {
+                        sweep
+                            .table
+                            .rows
+                            .get(i)
+                            .and_then(|r| r.first())
+                            .map_or("N".to_string(), |p| p.clone())
+                    };
+                    return Err(UsageError(format!(
+                        "'{}' is a sweep directory: compare its steps, e.g. {0}/pool-{} {0}/pool-{}",
+                        dir.display(),
+                        pool(0),
+                        pool(1)
+                    ))
+                    .into());
+                }
             };
             runs.push(run);
         }

@@ -1,5 +1,6 @@
 //! `ceiling sweep`: each pool size a request run (its own results
-//! directory under the sweep's), then `sweep.csv` and the verdict.
+//! directory under the sweep's), then `sweep.csv`, its `report.html` and the
+//! verdict.
 
 use std::process::ExitCode;
 
@@ -95,6 +96,7 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
     rows.sort_by_key(|r| r.pool);
     let table = sweep::csv(&rows).context("cannot write sweep.csv")?;
     std::fs::write(dir.join("sweep.csv"), table).context("cannot write sweep.csv")?;
+    super::report::write_beside(&dir);
     print!("{}", sweep::verdict(&rows, rate));
     println!("results: {}", dir.display());
     Ok(ExitCode::SUCCESS)

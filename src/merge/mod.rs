@@ -16,6 +16,13 @@
 //!   second's merged histogram's; `driver_cpu_cores` adds; `utc` is the
 //!   latest of the second's rows and `elapsed_s` counts from the earliest
 //!   input's start.
+//! - Request runs (`--mode request`) merge with request runs: their
+//!   `requests` objects add (counts, errors and status classes by key,
+//!   error texts kept once), their queue, service and total histograms add
+//!   from their `.hlog` files as connect's do, and their request columns
+//!   add by UTC second (rates as rates; queue depth and busy connections
+//!   as each input's last row of the second has them; total p99 from the
+//!   second's merged histogram). The pool is the pools' sum.
 //! - Figures that do not add: `peak_active` is the sum of the inputs'
 //!   peaks (at least what all held at once), each source's peak ports in
 //!   use likewise; the first limit is the earliest by UTC, its times
@@ -24,8 +31,9 @@
 //!   `host.counter_deltas` add.
 //!
 //! Inputs are refused, before anything is written, when they are not a
-//! run's results directory, lack the `.hlog` files (an older ceiling), or
-//! recorded histograms with other settings than this ceiling adds.
+//! run's results directory, lack the `.hlog` files (an older ceiling),
+//! recorded histograms with other settings than this ceiling adds, or mix
+//! request runs with connection runs.
 //! The merged directory is written by [`crate::sink::ResultsDir`] as a run's.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,13 +44,15 @@ use hdrhistogram::Histogram;
 
 use crate::classify;
 use crate::model::{
-    FailureGroup, HostReport, LimitKind, MergeReport, MergedRun, Percentiles, Safety,
-    SourceSummary, Summary, Totals, Warnings, WorkersReport,
+    FailureGroup, HostReport, LimitKind, MergeReport, MergedRun, Percentiles, RequestsSummary,
+    Safety, SourceSummary, Summary, Totals, Warnings, WorkersReport,
 };
 use crate::sink::hlog::{self, ReadInterval, ReadLog};
 use crate::sink::{Metric, ResultsDir, ResultsUnwritten};
+use crate::stats::requests::RequestDelta;
 use crate::stats::{
-    Delta, IntervalHistograms, Phase, SecondRow, Snapshot, new_histogram, percentiles,
+    Delta, IntervalHistograms, Phase, RequestIntervals, RequestRow, SecondRow, Snapshot,
+    new_histogram, percentiles,
 };
 
 /// Why the merge was refused or could not be written.
@@ -94,18 +104,40 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
             "nothing to merge: give one results directory or more".into(),
         ));
     };
+    let requests = inputs.iter().any(|i| i.summary.requests.is_some());
+    if let Some(other) = inputs
+        .iter()
+        .find(|i| i.summary.requests.is_some() != requests)
+    {
+        return Err(refuse(
+            &other.dir,
+            "it is a connection-mode run and others are request-mode runs (--mode request), or \
+             the other way round: their time series have other columns; merge request runs \
+             with request runs only",
+        ));
+    }
     // Every refusal is behind: from here on the merge only writes.
-    let mut results = ResultsDir::create(out).map_err(|e| MergeError::Create {
+    let mut results = ResultsDir::create_for(out, requests).map_err(|e| MergeError::Create {
         dir: out.to_path_buf(),
         message: e.to_string(),
     })?;
     results.set_start(start);
     let mut whole: BTreeMap<&str, Histogram<u64>> = BTreeMap::new();
     merge_seconds(&inputs, start, |second| {
+        let request_hists = second.interval.requests.as_deref().map(|r| {
+            [
+                (Metric::Queue, &r.queue_us),
+                (Metric::Service, &r.service_us),
+                (Metric::Total, &r.total_us),
+            ]
+        });
         for (metric, hist) in [
             (Metric::Connect, &second.interval.connect_us),
             (Metric::Rtt, &second.interval.rtt_us),
-        ] {
+        ]
+        .into_iter()
+        .chain(request_hists.into_iter().flatten())
+        {
             whole
                 .entry(metric.as_str())
                 .or_insert_with(new_histogram)
@@ -119,6 +151,19 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<Merged, MergeError> {
     let mut total = Delta::new(0);
     total.connect_us = whole.remove("connect").unwrap_or_else(new_histogram);
     total.rtt_us = whole.remove("rtt").unwrap_or_else(new_histogram);
+    if requests {
+        let mut r = RequestDelta::default();
+        for (metric, hist) in [
+            ("queue", &mut r.queue_us),
+            ("service", &mut r.service_us),
+            ("total", &mut r.total_us),
+        ] {
+            if let Some(h) = whole.remove(metric) {
+                *hist = h;
+            }
+        }
+        total.requests = Some(Box::new(r));
+    }
     let last = Snapshot {
         elapsed: Duration::from_secs_f64(summary.duration_s),
         phase: Phase::Done,
@@ -162,17 +207,14 @@ fn read_input(dir: &Path) -> Result<Input, MergeError> {
             ),
         )
     })?;
-    if summary.requests.is_some() {
-        return Err(refuse(
-            dir,
-            "it is a request-mode run (--mode request), and merge does not add request runs' \
-             figures yet (their queue, service and total .hlog files are there for \
-             HdrHistogram's tools)",
-        ));
-    }
     let mut metrics = vec![Metric::Connect];
     if summary.latency.get("rtt_us").is_some_and(|p| p.count > 0) {
         metrics.push(Metric::Rtt);
+    }
+    // A request run wrote its three request histograms when it had a
+    // response.
+    if summary.requests.is_some() && summary.latency.get("total_us").is_some_and(|p| p.count > 0) {
+        metrics.extend([Metric::Queue, Metric::Service, Metric::Total]);
     }
     let mut logs = Vec::new();
     for metric in metrics {
@@ -199,7 +241,7 @@ fn read_input(dir: &Path) -> Result<Input, MergeError> {
         .and_then(|(_, log)| log.start_time)
         .or_else(|| humantime::parse_rfc3339(&summary.started_at).ok())
         .ok_or_else(|| refuse(dir, "its start time cannot be read"))?;
-    let rows = read_rows(dir, start)?;
+    let rows = read_rows(dir, start, summary.requests.is_some())?;
     Ok(Input {
         dir: dir.to_path_buf(),
         summary,
@@ -235,9 +277,10 @@ fn check_settings(dir: &Path, name: &str, log: &ReadLog) -> Result<(), MergeErro
     Ok(())
 }
 
-/// `timeseries.csv` by column name, into rows (connect percentiles aside:
-/// they come from the histograms).
-fn read_rows(dir: &Path, start: SystemTime) -> Result<Vec<InputRow>, MergeError> {
+/// `timeseries.csv` by column name, into rows (connect and total
+/// percentiles aside: they come from the histograms); a request run's
+/// (`requests`) request columns too.
+fn read_rows(dir: &Path, start: SystemTime, requests: bool) -> Result<Vec<InputRow>, MergeError> {
     let path = dir.join("timeseries.csv");
     let bad = |why: String| refuse(dir, format!("timeseries.csv: {why}"));
     let mut reader = csv::Reader::from_path(&path).map_err(|e| bad(e.to_string()))?;
@@ -274,6 +317,26 @@ fn read_rows(dir: &Path, start: SystemTime) -> Result<Vec<InputRow>, MergeError>
     let syn = optional("syn_retransmit_handshakes");
     let slow = optional("port_search_slow");
     let cpu = optional("driver_cpu_cores");
+    let request_columns = if requests {
+        let [sent, responses, errors, rejects, depth, busy] = [
+            "requests_sent_per_s",
+            "responses_per_s",
+            "request_errors_per_s",
+            "rejects_per_s",
+            "queue_depth",
+            "busy_connections",
+        ];
+        Some([
+            required(sent)?,
+            required(responses)?,
+            required(errors)?,
+            required(rejects)?,
+            required(depth)?,
+            required(busy)?,
+        ])
+    } else {
+        None
+    };
 
     let mut rows = Vec::new();
     let mut previous = start;
@@ -320,7 +383,18 @@ fn read_rows(dir: &Path, start: SystemTime) -> Result<Vec<InputRow>, MergeError>
             port_search_slow: count(slow)?,
             connect: Percentiles::default(),
             driver_cpu_cores: number(cpu)?,
-            requests: None,
+            requests: match request_columns {
+                None => None,
+                Some([sent, responses, errors, rejects, depth, busy]) => Some(RequestRow {
+                    sent_per_s: number(Some(sent))?.unwrap_or(0.0),
+                    responses_per_s: number(Some(responses))?.unwrap_or(0.0),
+                    errors_per_s: number(Some(errors))?.unwrap_or(0.0),
+                    rejects_per_s: number(Some(rejects))?.unwrap_or(0.0),
+                    queue_depth: count(Some(depth))?,
+                    busy: count(Some(busy))?,
+                    total: Percentiles::default(),
+                }),
+            },
         };
         let span_s = seconds_between(previous, at).max(1e-3);
         previous = previous.max(at);
@@ -387,31 +461,43 @@ fn merge_seconds(
         }
     }
     let start_second = unix_second(start);
+    let requests = inputs.iter().any(|i| i.summary.requests.is_some());
     let rows: Vec<RowsBySecond<'_>> = inputs.iter().map(|i| rows_by_second(&i.rows)).collect();
     for (s, end) in ends {
-        let mut row = merged_row(&rows, s);
+        let mut row = merged_row(&rows, s, requests);
         row.elapsed_s = s.saturating_sub(start_second);
         row.utc = humantime::format_rfc3339_millis(end).to_string();
         let (mut connect_us, mut rtt_us) = (new_histogram(), new_histogram());
+        let mut request_hists = requests.then(|| RequestIntervals {
+            queue_us: new_histogram(),
+            service_us: new_histogram(),
+            total_us: new_histogram(),
+        });
         for (metric, input, interval) in intervals.remove(&s).unwrap_or_default() {
             let hist = interval
                 .histogram()
                 .map_err(|e| refuse(&input.dir, format!("{}.hlog: {e}", metric.as_str())))?;
-            match metric {
-                Metric::Connect => &mut connect_us,
-                // Inputs in request mode are refused (read_input).
-                _ => &mut rtt_us,
-            }
-            .add(hist)
-            .expect("checked histogram settings");
+            let into = match (metric, request_hists.as_mut()) {
+                (Metric::Connect, _) => &mut connect_us,
+                (Metric::Rtt, _) => &mut rtt_us,
+                (Metric::Queue, Some(r)) => &mut r.queue_us,
+                (Metric::Service, Some(r)) => &mut r.service_us,
+                (Metric::Total, Some(r)) => &mut r.total_us,
+                // Request inputs only with request inputs (merge).
+                (_, None) => continue,
+            };
+            into.add(hist).expect("checked histogram settings");
         }
         row.connect = percentiles(&connect_us);
+        if let (Some(request_row), Some(r)) = (row.requests.as_mut(), &request_hists) {
+            request_row.total = percentiles(&r.total_us);
+        }
         each(MergedSecond {
             interval: IntervalHistograms {
                 utc: row.utc.clone(),
                 connect_us,
                 rtt_us,
-                requests: None,
+                requests: request_hists.map(Box::new),
             },
             row,
         });
@@ -431,8 +517,11 @@ fn rows_by_second(rows: &[InputRow]) -> RowsBySecond<'_> {
 }
 
 /// The row of UTC second `s`, its figures added over the inputs (see the
-/// module's doc); `elapsed_s`, `utc` and `connect` are the caller's.
-fn merged_row(inputs: &[RowsBySecond<'_>], s: u64) -> SecondRow {
+/// module's doc); `elapsed_s`, `utc`, `connect` and the total latency are
+/// the caller's. `requests`: the inputs are request runs; their request
+/// rates add as the other rates, their queue depth and busy connections
+/// (as of a row's end) add each input's last row of the second.
+fn merged_row(inputs: &[RowsBySecond<'_>], s: u64, requests: bool) -> SecondRow {
     let mut merged = SecondRow {
         elapsed_s: 0,
         utc: String::new(),
@@ -448,7 +537,7 @@ fn merged_row(inputs: &[RowsBySecond<'_>], s: u64) -> SecondRow {
         port_search_slow: 0,
         connect: Percentiles::default(),
         driver_cpu_cores: None,
-        requests: None,
+        requests: requests.then(RequestRow::default),
     };
     for rows in inputs {
         // Its latest row as of the end of this second: the cumulative counts.
@@ -478,6 +567,22 @@ fn merged_row(inputs: &[RowsBySecond<'_>], s: u64) -> SecondRow {
             }
             merged.syn_retransmit_handshakes += r.row.syn_retransmit_handshakes;
             merged.port_search_slow += r.row.port_search_slow;
+        }
+        if let Some(sum) = merged.requests.as_mut() {
+            let rate = |f: fn(&RequestRow) -> f64| {
+                here.iter()
+                    .map(|r| r.row.requests.as_ref().map_or(0.0, f) * r.span_s)
+                    .sum::<f64>()
+                    / span
+            };
+            sum.sent_per_s += rate(|r| r.sent_per_s);
+            sum.responses_per_s += rate(|r| r.responses_per_s);
+            sum.errors_per_s += rate(|r| r.errors_per_s);
+            sum.rejects_per_s += rate(|r| r.rejects_per_s);
+            if let Some(last) = here.last().and_then(|r| r.row.requests.as_ref()) {
+                sum.queue_depth += last.queue_depth;
+                sum.busy += last.busy;
+            }
         }
         if here.iter().any(|r| r.row.driver_cpu_cores.is_some()) {
             let cores = mean(|r| r.driver_cpu_cores.unwrap_or(0.0));
@@ -652,12 +757,21 @@ fn merged_summary(
             (key.clone(), figures)
         })
         .collect();
-    let scenario = serde_json::json!({
+    let mut scenario = serde_json::json!({
         "name": names.join("+"),
         "connections": connections,
         "targets": targets,
         "merged_from": inputs.len(),
     });
+    // Request runs: the pools side by side make one of their sum.
+    if inputs.iter().any(|i| i.summary.requests.is_some()) {
+        let pool: u64 = inputs
+            .iter()
+            .filter_map(|i| i.summary.scenario["requests"]["pool"].as_u64())
+            .sum();
+        scenario["mode"] = "request".into();
+        scenario["requests"] = serde_json::json!({ "pool": pool });
+    }
     Summary {
         schema_version: inputs[0].summary.schema_version,
         ceiling_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -690,12 +804,40 @@ fn merged_summary(
         // Each input may be a fleet run; its hosts stay in its own
         // directory (merge.inputs names them).
         fleet: None,
-        requests: None,
+        requests: merged_requests(inputs),
         merge: Some(MergeReport {
             inputs: runs,
             first_limit_from,
         }),
     }
+}
+
+/// The inputs' `requests` objects added (None for connection runs): every
+/// count, errors and status classes by key; the error texts kept once each.
+fn merged_requests(inputs: &[Input]) -> Option<RequestsSummary> {
+    let mut merged: Option<RequestsSummary> = None;
+    for r in inputs.iter().filter_map(|i| i.summary.requests.as_ref()) {
+        let m = merged.get_or_insert_with(RequestsSummary::default);
+        m.scheduled += r.scheduled;
+        m.sent += r.sent;
+        m.responses += r.responses;
+        m.rejects += r.rejects;
+        m.reconnects += r.reconnects;
+        m.queued_at_end += r.queued_at_end;
+        m.in_flight_at_end += r.in_flight_at_end;
+        for (kind, n) in &r.errors {
+            *m.errors.entry(kind.clone()).or_default() += n;
+        }
+        for (class, n) in &r.status {
+            *m.status.entry(class.clone()).or_default() += n;
+        }
+        for text in &r.error_texts {
+            if !m.error_texts.contains(text) {
+                m.error_texts.push(text.clone());
+            }
+        }
+    }
+    merged
 }
 
 fn add_warnings(w: &mut Warnings, o: &Warnings) {
@@ -787,13 +929,13 @@ mod tests {
         let b = [row(101.7, 1.0, 50, 50.0, 4)];
         let inputs = [rows_by_second(&a), rows_by_second(&b)];
 
-        let first = merged_row(&inputs, 100);
+        let first = merged_row(&inputs, 100, false);
         // B has not ended a row yet: A's counts alone, A's rate alone.
         assert_eq!((first.attempted, first.active), (100, 100));
         assert_eq!(first.attempt_rate_per_s, 100.0);
         assert_eq!(first.failures_by_kind[LimitKind::Refused.index()], 1);
 
-        let second = merged_row(&inputs, 101);
+        let second = merged_row(&inputs, 101, false);
         // Cumulative: A's last row of the second plus B's.
         assert_eq!(second.attempted, 230 + 50);
         // A's two rows are averaged over their spans (100 for 1 s, 60
@@ -808,10 +950,47 @@ mod tests {
         assert_eq!(second.driver_cpu_cores, Some(1.0));
 
         // After both ended, their last rows carry on; nothing per second.
-        let later = merged_row(&inputs, 105);
+        let later = merged_row(&inputs, 105, false);
         assert_eq!(later.attempted, 280);
         assert_eq!(later.attempt_rate_per_s, 0.0);
         assert_eq!(later.driver_cpu_cores, None);
+    }
+
+    #[test]
+    fn request_columns_add_rates_and_each_inputs_last_depth_of_the_second() {
+        let with = |mut r: InputRow, sent: f64, depth: u64, busy: u64| {
+            r.row.requests = Some(RequestRow {
+                sent_per_s: sent,
+                responses_per_s: sent,
+                errors_per_s: 0.0,
+                rejects_per_s: 1.0,
+                queue_depth: depth,
+                busy,
+                total: Percentiles::default(),
+            });
+            r
+        };
+        let a = [
+            with(row(100.4, 1.0, 10, 0.0, 0), 300.0, 7, 10),
+            // A short last row in the same second: the queue as it ended.
+            with(row(100.9, 0.5, 10, 0.0, 0), 150.0, 0, 2),
+        ];
+        let b = [with(row(100.7, 1.0, 5, 0.0, 0), 200.0, 4, 5)];
+        let inputs = [rows_by_second(&a), rows_by_second(&b)];
+        let merged = merged_row(&inputs, 100, true);
+        let r = merged.requests.unwrap();
+        let a_rate = (300.0 * 1.0 + 150.0 * 0.5) / 1.5;
+        assert!((r.sent_per_s - (a_rate + 200.0)).abs() < 1e-9);
+        assert!((r.rejects_per_s - 2.0).abs() < 1e-9);
+        assert_eq!((r.queue_depth, r.busy), (4, 2 + 5));
+        // A second no input has a row in: nothing queued, nothing busy.
+        let later = merged_row(&inputs, 103, true).requests.unwrap();
+        assert_eq!(
+            (later.queue_depth, later.busy, later.sent_per_s),
+            (0, 0, 0.0)
+        );
+        // Connection runs get no request figures.
+        assert!(merged_row(&inputs, 100, false).requests.is_none());
     }
 
     #[test]

@@ -92,6 +92,40 @@ pub fn figures(run: &Run) -> Vec<(String, Unit, f64)> {
             push(&format!("failed_{kind}"), Unit::Count, n.as_f64());
         }
     }
+    // A request run's `requests` object: counts, errors by kind, status
+    // classes, and the answered rate over the run.
+    if let Some(requests) = lookup(&run.summary, &["requests"]).filter(|r| r.is_object()) {
+        let n = |k: &str| requests.get(k).and_then(Value::as_f64);
+        push("requests_sent", Unit::Count, n("sent"));
+        push("responses", Unit::Count, n("responses"));
+        let errors = requests.get("errors").and_then(Value::as_object);
+        push(
+            "request_errors",
+            Unit::Count,
+            errors.map(|e| e.values().filter_map(Value::as_f64).sum()),
+        );
+        push("rejects", Unit::Count, n("rejects"));
+        push("reconnects", Unit::Count, n("reconnects"));
+        push(
+            "request_rate",
+            Unit::PerSecond,
+            n("responses")
+                .zip(run.num(&["duration_s"]))
+                .filter(|(_, d)| *d > 0.0)
+                .map(|(r, d)| r / d),
+        );
+        for (kind, v) in errors.into_iter().flatten() {
+            push(&format!("request_errors_{kind}"), Unit::Count, v.as_f64());
+        }
+        for (class, v) in requests
+            .get("status")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            push(&format!("status_{class}"), Unit::Count, v.as_f64());
+        }
+    }
     if let Some(latency) = lookup(&run.summary, &["latency"]).and_then(Value::as_object) {
         for (metric, p) in latency {
             let metric = metric.trim_end_matches("_us");
@@ -636,7 +670,9 @@ pub struct ConditionError {
 
 const FIGURES_HELP: &str = "established, peak_active, attempted, failed, time_to_first_limit \
      (s), held_at_first_limit, connect_rate (/s), failed_<kind>, connect_p50/p90/p99/p999/max \
-     and rtt_... (µs)";
+     and rtt_... (µs); in request mode requests_sent, responses, request_errors, \
+     request_errors_<kind>, rejects, reconnects, status_<class>, request_rate (/s), \
+     queue_..., service_..., total_... (µs)";
 
 fn unknown_figure(figure: &str) -> String {
     format!(
@@ -651,8 +687,16 @@ fn unit_of(figure: &str) -> Option<Unit> {
         "established" | "peak_active" | "attempted" | "failed" | "held_at_first_limit" => {
             Some(Unit::Count)
         }
+        "requests_sent" | "responses" | "request_errors" | "rejects" | "reconnects" => {
+            Some(Unit::Count)
+        }
         "time_to_first_limit" => Some(Unit::Seconds),
-        "connect_rate" => Some(Unit::PerSecond),
+        "connect_rate" | "request_rate" => Some(Unit::PerSecond),
+        f if (f.starts_with("request_errors_") || f.starts_with("status_"))
+            && !f.ends_with('_') =>
+        {
+            Some(Unit::Count)
+        }
         f if f.starts_with("failed_") && f.len() > 7 => Some(Unit::Count),
         f => latency_column(&format!("{f}_us")).map(|_| Unit::Micros),
     }

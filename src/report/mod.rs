@@ -3,7 +3,7 @@
 //!
 //! Reads results files only (the files a user has), never a running engine,
 //! so the page for a run that just ended, for an old directory, for an
-//! explore ladder and for several runs overlaid is drawn by the same code.
+//! explore ladder, for a sweep and for several runs overlaid is drawn by the same code.
 //! The page is one file: the data as JSON blocks, the chart library
 //! (uPlot, vendored under `vendor/`) and the page's own script and style
 //! inline, behind a Content-Security-Policy that lets it fetch nothing.
@@ -18,7 +18,7 @@ pub mod read;
 
 use std::path::{Path, PathBuf};
 
-pub use read::{Ladder, Loaded, Run};
+pub use read::{Ladder, Loaded, Run, Sweep};
 
 /// Reading results or writing the page failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,8 +31,8 @@ pub enum ReportError {
     #[error("cannot read '{path}': {message}")]
     Parse { path: PathBuf, message: String },
     #[error(
-        "'{0}' is not a results directory: it has no summary.json or timeseries.csv (a run's) \
-         and no explore.json or ladder.csv (an explore's)"
+        "'{0}' is not a results directory: it has no summary.json or timeseries.csv (a run's), \
+         no explore.json or ladder.csv (an explore's) and no sweep.csv (a sweep's)"
     )]
     NotResults(PathBuf),
     #[error("cannot write '{path}': {source}")]
@@ -59,6 +59,7 @@ pub fn load_all(dirs: &[PathBuf]) -> Result<Vec<Loaded>, ReportError> {
             let dir = match item {
                 Loaded::Run(r) => &r.dir,
                 Loaded::Ladder(l) => &l.dir,
+                Loaded::Sweep(s) => &s.dir,
             };
             let parent = std::path::absolute(dir)
                 .ok()
@@ -69,6 +70,7 @@ pub fn load_all(dirs: &[PathBuf]) -> Result<Vec<Loaded>, ReportError> {
             match item {
                 Loaded::Run(r) => r.name = name,
                 Loaded::Ladder(l) => l.name = name,
+                Loaded::Sweep(s) => s.name = name,
             }
         }
     }
@@ -79,6 +81,7 @@ fn name_of(loaded: &Loaded) -> &str {
     match loaded {
         Loaded::Run(r) => &r.name,
         Loaded::Ladder(l) => &l.name,
+        Loaded::Sweep(s) => &s.name,
     }
 }
 

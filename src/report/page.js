@@ -1,5 +1,6 @@
 // ceiling report.html: draws each <div class="chart" data-chart=...> with
-// uPlot from the JSON blocks (class ceiling-run, ceiling-ladder), then sets
+// uPlot from the JSON blocks (class ceiling-run, ceiling-ladder,
+// ceiling-sweep), then sets
 // the body's data-drawn to their count. Nothing is fetched.
 (function () {
   "use strict";
@@ -11,6 +12,7 @@
   }
   var runs = blocks("ceiling-run");
   var ladders = blocks("ceiling-ladder");
+  var sweeps = blocks("ceiling-sweep");
   var several = runs.length > 1;
   var RUN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"];
   var METRIC_COLORS = ["#1f77b4", "#2ca02c", "#d62728", "#ff7f0e", "#9467bd", "#17becf", "#8c564b"];
@@ -210,6 +212,50 @@
     }, data);
   }
 
+  // A sweep: x = the step (labelled with its pool), y = latency (log).
+  function sweepChart(el, sweep) {
+    var x = sweep.pool.map(function (p, i) { return i + 1; });
+    var positive = function (col) { return col.map(function (v) { return v > 0 ? v : null; }); };
+    var met = function (u, seriesIdx, idx) { return sweep.meets_goal[idx]; };
+    function line(label, color, dash) {
+      return {
+        label: label, stroke: color, dash: dash || [], width: 1.5, spanGaps: true,
+        points: { show: true, size: 8, fill: function (u, s) { return u.series[s].stroke(); } },
+        value: function (u, v) { return micros(v); }
+      };
+    }
+    make(el, {
+      scales: { x: { time: false, range: function () { return [0.5, x.length + 0.5]; } }, y: { distr: 3 } },
+      axes: [
+        { label: "pool size", splits: function () { return x; }, values: function (u, vals) { return vals.map(function (v) { return "pool " + thousands(sweep.pool[v - 1]); }); } },
+        { label: "latency", size: 70, values: function (u, vals) { return vals.map(micros); } }
+      ],
+      series: [
+        { label: "pool", value: function (u, v) { return v == null ? "–" : thousands(sweep.pool[v - 1]) + (sweep.meets_goal[v - 1] ? " (meets the goal)" : ""); } },
+        line("queue wait p99", "#ff7f0e", [6, 3]),
+        line("total p50", "#2ca02c"),
+        line("total p99", "#d62728")
+      ],
+      hooks: {
+        draw: [function (u) {
+          // Hollow out the dots of pools that missed the goal.
+          var ctx = u.ctx, dpr = window.devicePixelRatio || 1;
+          ctx.save();
+          ctx.fillStyle = "#fff";
+          for (var s = 1; s < u.series.length; s++) {
+            u.data[s].forEach(function (v, i) {
+              if (v == null || met(u, s, i)) return;
+              ctx.beginPath();
+              ctx.arc(u.valToPos(u.data[0][i], "x", true), u.valToPos(v, "y", true), 2.5 * dpr, 0, 2 * Math.PI);
+              ctx.fill();
+            });
+          }
+          ctx.restore();
+        }]
+      }
+    }, [x, positive(sweep.queue_p99_us), positive(sweep.total_p50_us), positive(sweep.total_p99_us)]);
+  }
+
   function ladderChart(el, ladder) {
     var steps = ladder.steps;
     var x = steps.map(function (s, i) { return s.step != null ? s.step : i + 1; });
@@ -258,6 +304,25 @@
         { col: "attempt_rate_per_s", label: "attempts", color: "#1f77b4" },
         { col: "establish_rate_per_s", label: "established", color: "#2ca02c" }
       ], "per second", count, false);
+    } else if (kind === "requests") {
+      timeChart(el, [
+        { col: "requests_sent_per_s", label: "sent", color: "#1f77b4" },
+        { col: "responses_per_s", label: "responses", color: "#2ca02c" },
+        { col: "request_errors_per_s", label: "errors", color: "#d62728" },
+        { col: "rejects_per_s", label: "rejects", color: "#ff7f0e" }
+      ], "requests per s", count, false);
+    } else if (kind === "pool") {
+      // The pool's size as a flat line (a series of its own per run).
+      runs.forEach(function (run) {
+        if (run.pool != null && run.series.busy_connections) {
+          run.series.pool_size = run.t.map(function () { return run.pool; });
+        }
+      });
+      timeChart(el, [
+        { col: "pool_size", label: "pool", color: "#7f7f7f", dash: [6, 3] },
+        { col: "busy_connections", label: "busy", color: "#1f77b4" },
+        { col: "queue_depth", label: "queued", color: "#d62728" }
+      ], "connections / requests", count, false);
     } else if (kind === "latency") {
       var metric = el.getAttribute("data-metric");
       var stats = [];
@@ -284,6 +349,8 @@
       }), "failures per s", count, false);
     } else if (kind === "hdr") {
       hdrChart(el);
+    } else if (kind === "sweep") {
+      sweepChart(el, sweeps[+el.getAttribute("data-sweep")]);
     } else if (kind === "ladder") {
       ladderChart(el, ladders[+el.getAttribute("data-ladder")]);
     } else {

@@ -1,7 +1,8 @@
 //! The HTML page: the verdict, tables and settings as HTML written here;
 //! the charts drawn in the browser by `page.js` with uPlot from one JSON
 //! block per run (`<script type="application/json" class="ceiling-run">`)
-//! and per ladder (`class="ceiling-ladder"`), `<`, `>` and `&` escaped so
+//! and per ladder (`class="ceiling-ladder"`) and sweep
+//! (`class="ceiling-sweep"`), `<`, `>` and `&` escaped so
 //! no data can end the block.
 //!
 //! The chart containers are written here (`<div class="chart"
@@ -16,7 +17,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::downsample::{self, Series};
-use super::read::{Distribution, Ladder, Loaded, Run, Table, latency_column, lookup};
+use super::read::{Distribution, Ladder, Loaded, Run, Sweep, Table, latency_column, lookup};
 use crate::model::{LimitKind, thousands};
 
 /// Buckets of the min/max downsampling: past twice as many rows (4,000
@@ -38,13 +39,21 @@ pub fn render(loaded: &[Loaded]) -> String {
         .flat_map(|l| match l {
             Loaded::Run(r) => vec![r],
             Loaded::Ladder(l) => l.runs.iter().collect(),
+            Loaded::Sweep(s) => s.runs.iter().collect(),
         })
         .collect();
     let ladders: Vec<&Ladder> = loaded
         .iter()
         .filter_map(|l| match l {
             Loaded::Ladder(l) => Some(l),
-            Loaded::Run(_) => None,
+            _ => None,
+        })
+        .collect();
+    let sweeps: Vec<&Sweep> = loaded
+        .iter()
+        .filter_map(|l| match l {
+            Loaded::Sweep(s) => Some(s),
+            _ => None,
         })
         .collect();
     let title = loaded
@@ -52,6 +61,7 @@ pub fn render(loaded: &[Loaded]) -> String {
         .map(|l| match l {
             Loaded::Run(r) => r.name.as_str(),
             Loaded::Ladder(l) => l.name.as_str(),
+            Loaded::Sweep(s) => s.name.as_str(),
         })
         .collect::<Vec<_>>()
         .join(" vs ");
@@ -61,13 +71,19 @@ pub fn render(loaded: &[Loaded]) -> String {
         body,
         "<header><h1>ceiling report: {}</h1>{}</header>",
         esc(&title),
-        subtitle(&runs, &ladders)
+        subtitle(&runs, &ladders, &sweeps)
     );
     for ladder in &ladders {
         body.push_str(&ladder_section(ladder));
     }
-    body.push_str(&verdict_section(&runs, ladders.is_empty()));
-    let (charts_html, chart_count) = charts_section(&runs, &ladders);
+    for sweep in &sweeps {
+        body.push_str(&sweep_section(sweep));
+    }
+    body.push_str(&verdict_section(
+        &runs,
+        ladders.is_empty() && sweeps.is_empty(),
+    ));
+    let (charts_html, chart_count) = charts_section(&runs, &ladders, &sweeps);
     body.push_str(&charts_html);
     body.push_str(&tables_section(&runs));
     body.push_str(&settings_section(&runs));
@@ -82,6 +98,7 @@ pub fn render(loaded: &[Loaded]) -> String {
             .map(|l| match l {
                 Loaded::Run(r) => format!("<code>{}</code>", esc(&r.dir.display().to_string())),
                 Loaded::Ladder(l) => format!("<code>{}</code>", esc(&l.dir.display().to_string())),
+                Loaded::Sweep(s) => format!("<code>{}</code>", esc(&s.dir.display().to_string())),
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -98,6 +115,13 @@ pub fn render(loaded: &[Loaded]) -> String {
             body,
             "<script type=\"application/json\" class=\"ceiling-ladder\">{}</script>",
             json_block(&ladder_data(ladder))
+        );
+    }
+    for sweep in &sweeps {
+        let _ = writeln!(
+            body,
+            "<script type=\"application/json\" class=\"ceiling-sweep\">{}</script>",
+            json_block(&sweep_data(sweep))
         );
     }
 
@@ -171,6 +195,24 @@ fn nums(values: &[Option<f64>]) -> Value {
     Value::Array(values.iter().map(|v| v.map_or(Value::Null, num)).collect())
 }
 
+/// A request-mode run's own columns of timeseries.csv (its `total_p99_us`
+/// is a latency column like any other).
+const REQUEST_COLUMNS: [&str; 6] = [
+    "requests_sent_per_s",
+    "responses_per_s",
+    "request_errors_per_s",
+    "rejects_per_s",
+    "queue_depth",
+    "busy_connections",
+];
+
+/// Whether a run put requests through a pool: summary.json has a
+/// `requests` object, or (no summary) timeseries.csv its request columns.
+fn is_request_run(run: &Run) -> bool {
+    lookup(&run.summary, &["requests"]).is_some_and(Value::is_object)
+        || run.timeseries.column("requests_sent_per_s").is_some()
+}
+
 /// Columns drawn over time: counts, rates, per-kind failures and latency
 /// percentiles (by name; a column the page does not know is not sent).
 fn charted(name: &str) -> bool {
@@ -182,7 +224,8 @@ fn charted(name: &str) -> bool {
             | "target_rate_per_s"
             | "attempt_rate_per_s"
             | "establish_rate_per_s"
-    ) || name.starts_with("failed_")
+    ) || REQUEST_COLUMNS.contains(&name)
+        || name.starts_with("failed_")
         || latency_column(name).is_some()
 }
 
@@ -273,7 +316,7 @@ pub fn run_data(run: &Run) -> Value {
     for (kind, t) in first_seen(run) {
         marks.push(json!({"t": num(t), "kind": kind, "label": format!("first {kind}"), "first_limit": false}));
     }
-    json!({
+    let mut data = json!({
         "name": run.name,
         "rows": keep.len(),
         "t": nums(&series.x.iter().map(|&x| Some(x)).collect::<Vec<_>>()),
@@ -284,7 +327,20 @@ pub fn run_data(run: &Run) -> Value {
         "totals": lookup(&run.summary, &["totals"]).cloned().unwrap_or(Value::Null),
         "first_limit": first_limit,
         "hdr": run.latency.iter().map(hdr_data).collect::<Vec<_>>(),
-    })
+    });
+    // A request run's `requests` object and pool size (the pool chart's
+    // flat line); a connection run's block has neither.
+    if let Some(object) = data.as_object_mut() {
+        for (key, path) in [
+            ("requests", &["requests"][..]),
+            ("pool", &["scenario", "requests", "pool"][..]),
+        ] {
+            if let Some(v) = lookup(&run.summary, path).filter(|v| !v.is_null()) {
+                object.insert(key.into(), v.clone());
+            }
+        }
+    }
+    data
 }
 
 /// Highest x of the percentile plot: 1/(1-q) at 99.999%.
@@ -312,6 +368,35 @@ fn hdr_data(d: &Distribution) -> Value {
     json!({"metric": d.metric, "x": x, "y": y, "percentiles": d.steps.iter().map(|s| num(s.0)).collect::<Vec<_>>()})
 }
 
+/// A sweep's steps for its chart: per pool, the latency percentiles and
+/// whether it met the goal, as sweep.csv has them.
+fn sweep_data(sweep: &Sweep) -> Value {
+    let col = |name: &str| sweep.table.header.iter().position(|h| h == name);
+    let column = |name: &str| -> Vec<Value> {
+        sweep
+            .table
+            .rows
+            .iter()
+            .map(|row| {
+                col(name)
+                    .and_then(|i| row.get(i))
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .map_or(Value::Null, num)
+            })
+            .collect()
+    };
+    json!({
+        "name": sweep.name,
+        "pool": column("pool"),
+        "queue_p99_us": column("queue_p99_us"),
+        "total_p50_us": column("total_p50_us"),
+        "total_p99_us": column("total_p99_us"),
+        "meets_goal": sweep.table.rows.iter().map(|row| {
+            col("meets_goal").and_then(|i| row.get(i)).is_some_and(|v| v == "true")
+        }).collect::<Vec<_>>(),
+    })
+}
+
 fn ladder_data(ladder: &Ladder) -> Value {
     json!({
         "name": ladder.name,
@@ -324,8 +409,8 @@ fn ladder_data(ladder: &Ladder) -> Value {
     })
 }
 
-fn subtitle(runs: &[&Run], ladders: &[&Ladder]) -> String {
-    if runs.len() == 1 && ladders.is_empty() {
+fn subtitle(runs: &[&Run], ladders: &[&Ladder], sweeps: &[&Sweep]) -> String {
+    if runs.len() == 1 && ladders.is_empty() && sweeps.is_empty() {
         let run = runs[0];
         let started = lookup(&run.summary, &["started_at"])
             .and_then(Value::as_str)
@@ -351,6 +436,7 @@ fn subtitle(runs: &[&Run], ladders: &[&Ladder]) -> String {
     } else {
         let n = runs.len();
         let what = match (ladders.is_empty(), n) {
+            _ if !sweeps.is_empty() => format!("{n} pool sizes of a sweep"),
             (true, _) => format!("{n} runs"),
             (false, 1) => "1 climb of an explore ladder".to_string(),
             (false, _) => format!("{n} climbs of an explore ladder"),
@@ -409,15 +495,22 @@ fn verdict_section(runs: &[&Run], full: bool) -> String {
     } else {
         out.push_str(
             "<table><thead><tr><th>run</th><th>first limit</th><th>at attempt</th><th>after</th>\
-             <th>held then</th><th>established</th><th>peak held</th><th>failed</th></tr></thead><tbody>\n",
+             <th>held then</th><th>established</th><th>peak held</th><th>failed</th>",
         );
+        let requests = runs.iter().any(|r| is_request_run(r));
+        if requests {
+            out.push_str(
+                "<th>requests sent</th><th>answered</th><th>rejects</th><th>total p99</th>",
+            );
+        }
+        out.push_str("</tr></thead><tbody>\n");
         for run in runs {
             let first = run.first_limit();
             let field = |k: &str| first.and_then(|f| f.get(k)).and_then(Value::as_f64);
             let _ = writeln!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-                 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                 <td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>{}</tr>",
                 esc(&run.name),
                 first
                     .and_then(|f| f.get("kind"))
@@ -428,7 +521,19 @@ fn verdict_section(runs: &[&Run], full: bool) -> String {
                 count(field("active_at")),
                 count(run.num(&["totals", "established"])),
                 count(run.num(&["totals", "peak_active"])),
-                count(run.num(&["totals", "failed"])),
+                count(failed(run)),
+                if requests {
+                    format!(
+                        "<td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>",
+                        count(run.num(&["requests", "sent"])),
+                        count(run.num(&["requests", "responses"])),
+                        count(run.num(&["requests", "rejects"])),
+                        run.num(&["latency", "total_us", "p99"])
+                            .map_or_else(|| "–".into(), micros),
+                    )
+                } else {
+                    String::new()
+                },
             );
         }
         out.push_str("</tbody></table>\n");
@@ -498,6 +603,7 @@ fn run_verdict(run: &Run) -> String {
             );
         }
     }
+    out.push_str(&requests_verdict(run));
     if let Some(v) = extra_verdict {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(v));
     }
@@ -518,6 +624,198 @@ fn run_verdict(run: &Run) -> String {
             esc(&flat_text(death))
         );
     }
+    out
+}
+
+/// A request run's outcome in one line: requests sent and answered, errors,
+/// rejects and reconnects, the total latency's p99.
+fn requests_verdict(run: &Run) -> String {
+    let Some(r) = lookup(&run.summary, &["requests"]).filter(|r| r.is_object()) else {
+        return String::new();
+    };
+    let n = |k: &str| r.get(k).and_then(Value::as_f64);
+    let errors = request_errors(r);
+    let pool = run
+        .num(&["scenario", "requests", "pool"])
+        .map_or_else(String::new, |p| {
+            format!(" over a pool of {}", count(Some(p)))
+        });
+    let p99 = run
+        .num(&["latency", "total_us", "p99"])
+        .map_or_else(String::new, |p| {
+            format!(" · total latency p99 {}", micros(p))
+        });
+    let queue_p99 = run
+        .num(&["latency", "queue_us", "p99"])
+        .map_or_else(String::new, |p| format!(" (queue wait p99 {})", micros(p)));
+    format!(
+        "<div class=\"verdict requests\"><p class=\"headline\">Requests{pool}: {} sent, {} answered</p>\n\
+         <p>{} errors · {} rejected (no free connection) · {} reconnects{p99}{queue_p99}</p></div>\n",
+        count(n("sent")),
+        count(n("responses")),
+        count(Some(errors)),
+        count(n("rejects")),
+        count(n("reconnects")),
+    )
+}
+
+/// Failure events: `totals.failed` of older summaries, the sum of
+/// `failures_by_kind` of schema 2's (which has no `totals.failed`).
+fn failed(run: &Run) -> Option<f64> {
+    run.num(&["totals", "failed"]).or_else(|| {
+        lookup(&run.summary, &["failures_by_kind"])
+            .and_then(Value::as_object)
+            .map(|m| m.values().filter_map(Value::as_f64).sum())
+    })
+}
+
+/// The sum of a `requests` object's errors by kind.
+fn request_errors(requests: &Value) -> f64 {
+    requests
+        .get("errors")
+        .and_then(Value::as_object)
+        .map_or(0.0, |e| e.values().filter_map(Value::as_f64).sum())
+}
+
+/// summary.json's `requests` objects as one table, a column per run:
+/// counts, errors by kind, status classes.
+fn requests_table(runs: &[&Run]) -> String {
+    let objects: Vec<Option<&Value>> = runs
+        .iter()
+        .map(|r| lookup(&r.summary, &["requests"]).filter(|v| v.is_object()))
+        .collect();
+    if objects.iter().all(Option::is_none) {
+        return String::new();
+    }
+    let mut rows: Vec<(String, Vec<&str>)> = Vec::new();
+    let mut add = |label: String, path: Vec<&'static str>| {
+        if !rows.iter().any(|(l, _)| *l == label) {
+            rows.push((label, path));
+        }
+    };
+    for key in [
+        "scheduled",
+        "sent",
+        "responses",
+        "rejects",
+        "reconnects",
+        "queued_at_end",
+        "in_flight_at_end",
+    ] {
+        add(key.replace('_', " "), vec![key]);
+    }
+    let mut keyed: Vec<(String, &'static str, String)> = Vec::new();
+    for object in objects.iter().flatten() {
+        for (group, label) in [("errors", "errors"), ("status", "status")] {
+            for k in object
+                .get(group)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flat_map(|m| m.keys())
+            {
+                let row = (
+                    format!("{label}: {}", k.replace('_', " ")),
+                    group,
+                    k.clone(),
+                );
+                if !keyed.contains(&row) {
+                    keyed.push(row);
+                }
+            }
+        }
+    }
+    let mut out = String::from("<h3>Requests</h3><table><thead><tr><th></th>");
+    for run in runs {
+        let _ = write!(out, "<th>{}</th>", esc(&run.name));
+    }
+    out.push_str("</tr></thead><tbody>\n");
+    let mut line = |label: &str, value: &dyn Fn(&Value) -> Option<f64>| {
+        let _ = write!(out, "<tr><td>{}</td>", esc(label));
+        for object in &objects {
+            let _ = write!(
+                out,
+                "<td class=\"n\">{}</td>",
+                count(object.and_then(value))
+            );
+        }
+        out.push_str("</tr>\n");
+    };
+    for (label, path) in &rows {
+        line(label, &|o: &Value| lookup(o, path).and_then(Value::as_f64));
+    }
+    for (label, group, key) in &keyed {
+        line(label, &|o: &Value| {
+            lookup(o, &[group, key.as_str()]).and_then(Value::as_f64)
+        });
+    }
+    out.push_str("</tbody></table>\n");
+    let texts: Vec<String> = runs
+        .iter()
+        .zip(&objects)
+        .flat_map(|(run, o)| {
+            o.and_then(|o| o.get("error_texts"))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(move |t| format!("{}{}", prefix(runs, run), esc(&flat_text(t))))
+        })
+        .collect();
+    if !texts.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"small\">Error replies kept: {}</p>",
+            texts.join(" · ")
+        );
+    }
+    out
+}
+
+/// A sweep: its verdict (the smallest pool meeting the goal) and
+/// sweep.csv as a table, one row per pool.
+fn sweep_section(sweep: &Sweep) -> String {
+    let mut out = format!(
+        "<section class=\"sweep\"><h2>Pool sweep: {}</h2>\n",
+        esc(&sweep.name)
+    );
+    let col = |name: &str| sweep.table.header.iter().position(|h| h == name);
+    let cell = |row: &Vec<String>, name: &str| col(name).and_then(|i| row.get(i)).cloned();
+    let meeting = sweep
+        .table
+        .rows
+        .iter()
+        .filter(|r| cell(r, "meets_goal").as_deref() == Some("true"))
+        .filter_map(|r| cell(r, "pool")?.parse::<u64>().ok())
+        .min();
+    let _ = writeln!(
+        out,
+        "<div class=\"verdict {}\"><p class=\"headline\">{}</p></div>",
+        if meeting.is_some() { "ok" } else { "limit" },
+        match meeting {
+            Some(pool) => format!("smallest pool meeting the goal: {}", thousands(pool)),
+            None => "no pool met the goal".to_string(),
+        }
+    );
+    out.push_str(&table_head(
+        "One run per pool size (sweep.csv)",
+        &sweep.table.header,
+        false,
+    ));
+    for row in &sweep.table.rows {
+        let met = cell(row, "meets_goal").as_deref() == Some("true");
+        out.push_str(if met { "<tr class=\"met\">" } else { "<tr>" });
+        for value in row {
+            let _ = match value.parse::<u64>() {
+                Ok(n) => write!(out, "<td class=\"n\">{}</td>", thousands(n)),
+                Err(_) if value.parse::<f64>().is_ok() => {
+                    write!(out, "<td class=\"n\">{}</td>", esc(value))
+                }
+                Err(_) => write!(out, "<td>{}</td>", esc(value)),
+            };
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody></table>\n");
+    out.push_str("</section>\n");
     out
 }
 
@@ -581,7 +879,7 @@ fn chart(out: &mut String, count: &mut usize, kind: &str, attrs: &str, title: &s
 }
 
 /// The chart containers (filled by page.js) and the number of charts.
-fn charts_section(runs: &[&Run], ladders: &[&Ladder]) -> (String, usize) {
+fn charts_section(runs: &[&Run], ladders: &[&Ladder], sweeps: &[&Sweep]) -> (String, usize) {
     let mut out = String::from("<section id=\"charts\"><h2>Charts</h2>\n");
     let mut n = 0;
     for (i, ladder) in ladders.iter().enumerate() {
@@ -595,6 +893,19 @@ fn charts_section(runs: &[&Run], ladders: &[&Ladder]) -> (String, usize) {
                 ladder.name
             ),
             "",
+        );
+    }
+    for (i, sweep) in sweeps.iter().enumerate() {
+        chart(
+            &mut out,
+            &mut n,
+            "sweep",
+            &format!(" data-sweep=\"{i}\""),
+            &format!(
+                "{}: latency per pool size (queue wait p99, total p50 and p99; log scale)",
+                sweep.name
+            ),
+            "A filled dot: the pool met the goal.",
         );
     }
     let with_rows = runs.iter().any(|r| r.timeseries.rows() > 0);
@@ -654,6 +965,24 @@ fn charts_section(runs: &[&Run], ladders: &[&Ladder]) -> (String, usize) {
             "Connect rate per second: target vs achieved (attempts, established)",
             "",
         );
+        if runs.iter().any(|r| is_request_run(r)) {
+            chart(
+                &mut out,
+                &mut n,
+                "requests",
+                "",
+                "Requests per second: sent, responses, errors and rejects",
+                "",
+            );
+            chart(
+                &mut out,
+                &mut n,
+                "pool",
+                "",
+                "The pool each second: connections busy with a request, requests queued for one",
+                "The line named pool is the pool's size.",
+            );
+        }
         let mut metrics: Vec<String> = Vec::new();
         for run in runs {
             for m in run.timeseries.latency_metrics() {
@@ -762,6 +1091,7 @@ fn tables_section(runs: &[&Run]) -> String {
         }
         out.push_str("</tbody></table>\n");
     }
+    out.push_str(&requests_table(runs));
     // Latency percentiles from the summary.
     let mut latency_rows = Vec::new();
     for run in runs {

@@ -122,10 +122,22 @@ pub struct Ladder {
     pub runs: Vec<Run>,
 }
 
+/// A sweep directory (`ceiling sweep`): sweep.csv's rows and each pool's
+/// run (`pool-N/`).
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    pub name: String,
+    pub dir: PathBuf,
+    /// sweep.csv as written: one row per pool.
+    pub table: Table,
+    pub runs: Vec<Run>,
+}
+
 #[derive(Debug, Clone)]
 pub enum Loaded {
     Run(Run),
     Ladder(Ladder),
+    Sweep(Sweep),
 }
 
 /// `value[path[0]][path[1]]...`.
@@ -148,13 +160,17 @@ fn parse_error(path: &Path, message: impl ToString) -> ReportError {
 }
 
 /// Reads a results directory: an explore directory (explore.json or
-/// ladder.csv) or a run's (summary.json or timeseries.csv).
+/// ladder.csv), a sweep's (sweep.csv) or a run's (summary.json or
+/// timeseries.csv).
 pub fn load(dir: &Path) -> Result<Loaded, ReportError> {
     if !dir.is_dir() {
         return Err(ReportError::NotResults(dir.to_path_buf()));
     }
     if dir.join("explore.json").is_file() || dir.join("ladder.csv").is_file() {
         return load_ladder(dir).map(Loaded::Ladder);
+    }
+    if dir.join("sweep.csv").is_file() {
+        return load_sweep(dir).map(Loaded::Sweep);
     }
     load_run(dir).map(Loaded::Run)
 }
@@ -253,6 +269,32 @@ fn load_ladder(dir: &Path) -> Result<Ladder, ReportError> {
         dir: dir.to_path_buf(),
         explore,
         steps,
+        runs,
+    })
+}
+
+fn load_sweep(dir: &Path) -> Result<Sweep, ReportError> {
+    let table = read_table(&dir.join("sweep.csv"))?;
+    let pool_at = table.header.iter().position(|h| h == "pool");
+    let mut runs = Vec::new();
+    for row in &table.rows {
+        let Some(pool) = pool_at.and_then(|i| row.get(i)) else {
+            continue;
+        };
+        // A step stopped before it wrote anything has only its row.
+        match load_run(&dir.join(format!("pool-{pool}"))) {
+            Ok(mut run) => {
+                run.name = format!("pool {pool}");
+                runs.push(run);
+            }
+            Err(ReportError::NotResults(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Sweep {
+        name: dir_name(dir),
+        dir: dir.to_path_buf(),
+        table,
         runs,
     })
 }

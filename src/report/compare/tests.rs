@@ -310,3 +310,57 @@ fn runs_of_one_side_that_are_not_repeats_are_warned_of() {
         Some("the runs of A are not repeats of one setup: they differ in host.somaxconn")
     );
 }
+
+/// `summary` with a request run's `requests` object, total latency and
+/// length.
+fn request_summary(responses: u64, rejects: u64, total_p99: u64) -> Value {
+    let mut s = summary(50, None, 800);
+    s["duration_s"] = json!(10.0);
+    s["requests"] = json!({
+        "scheduled": responses + rejects, "sent": responses, "responses": responses,
+        "errors": {"closed": 2, "error_reply": 1, "malformed": 0},
+        "rejects": rejects, "reconnects": 3,
+        "status": {"2xx": responses, "5xx": 0},
+    });
+    s["latency"]["total_us"] =
+        json!({"p50": 900, "p90": 2000, "p99": total_p99, "p999": 9000, "max": 12000});
+    s
+}
+
+#[test]
+fn request_runs_compare_their_requests_and_gate_on_them() {
+    let a = request_summary(30_000, 0, 4_000);
+    let b = request_summary(20_000, 1_500, 60_000);
+    let c = compare(&[side("A", vec![run("a", a)]), side("B", vec![run("b", b)])]);
+    assert_eq!(row(&c, "responses").values, [Some(30000.0), Some(20000.0)]);
+    assert_eq!(row(&c, "rejects").values, [Some(0.0), Some(1500.0)]);
+    assert_eq!(row(&c, "request_errors").values, [Some(3.0), Some(3.0)]);
+    assert_eq!(row(&c, "request_errors_closed").values[1], Some(2.0));
+    assert_eq!(row(&c, "status_2xx").values[1], Some(20000.0));
+    let rate = row(&c, "request_rate");
+    assert_eq!((rate.unit, rate.values[0]), (Unit::PerSecond, Some(3000.0)));
+    assert_eq!(row(&c, "total_p99").values, [Some(4000.0), Some(60000.0)]);
+    let conds: Vec<Condition> = [
+        "total_p99 > 50ms",
+        "rejects > 0",
+        "request_rate < 0.9*A",
+        "reconnects > 3",
+    ]
+    .iter()
+    .map(|t| Condition::parse(t).unwrap())
+    .collect();
+    assert!(conds.iter().all(|c| c.known));
+    let held = check(&c, &conds).unwrap();
+    let names: Vec<&str> = held.iter().map(|h| h.condition.as_str()).collect();
+    assert_eq!(
+        names,
+        ["total_p99 > 50ms", "rejects > 0", "request_rate < 0.9*A"]
+    );
+    // Known request figures against connection runs do not hold: no error.
+    let plain = compare(&[
+        side("A", vec![run("a", summary(30000, None, 800))]),
+        side("B", vec![run("b", summary(30000, None, 800))]),
+    ]);
+    assert!(check(&plain, &conds).unwrap().is_empty());
+    assert!(Condition::parse("request_rate > 2k/s").is_ok());
+}
