@@ -46,6 +46,26 @@ fn three_worker_processes_make_exactly_the_attempts_asked() {
     assert!(last.split(',').nth(2) == Some("1001"), "{last}");
 }
 
+/// A ramp reaches the worker processes as it was given: its OVER went out
+/// as text ("1s") that the workers could not read back, so each died at
+/// once and nothing was attempted.
+#[test]
+fn a_ramp_reaches_every_worker_process() {
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(["run", "--ui", "none", "--out", out.to_str().unwrap()])
+        .args(["--target", &server.addr()])
+        .args(["--processes", "2", "--connections", "100"])
+        .args(["--ramp", "0..200/1s", "--hold", "100ms"]);
+    let output = run_bounded(cmd, Duration::from_secs(30));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let s = summary(&out);
+    assert_eq!(s["totals"]["attempted"], 100, "{s}");
+    assert_eq!(s["totals"]["established"], 100, "{s}");
+    assert_eq!(s["workers"]["deaths"], serde_json::json!([]), "{s}");
+}
+
 #[test]
 fn auto_uses_no_worker_process_when_one_process_is_enough_and_says_so() {
     let server = Server::start(&[]);

@@ -89,8 +89,7 @@ mod humantime_serde_compat {
     }
 
     pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = <String as serde::Deserialize>::deserialize(d)?;
-        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+        super::super::units::deserialize_duration(d)
     }
 }
 

@@ -72,7 +72,10 @@ impl fmt::Display for PortRange {
 pub struct RampSpec {
     pub from: f64,
     pub to: f64,
-    #[serde(serialize_with = "serialize_duration")]
+    #[serde(
+        serialize_with = "serialize_duration",
+        deserialize_with = "deserialize_duration"
+    )]
     pub over: Duration,
 }
 
@@ -124,6 +127,13 @@ pub fn format_duration(d: Duration) -> String {
 
 pub fn serialize_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_duration(*d))
+}
+
+/// The inverse of [`serialize_duration`], exactly (humantime's text keeps
+/// every nanosecond): how a ramp reaches worker processes and agents.
+pub fn deserialize_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 const DURATION_FORMS: &str = "a number with a unit: 500ms, 10s, 2m, 1h, 2d";
