@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::scenario::units::{
-    self, CloseMode, HoldMode, PortRange, RampSpec, SourceSpec, TargetSpec,
+    self, CloseMode, HoldMode, PortRange, RampSpec, SourceSpec, StepsSpec, TargetSpec,
 };
 
 /// Connection-limit stress tester and capacity explorer: opens TCP
@@ -235,9 +235,16 @@ pub struct RunArgs {
 
     /// Linear rate ramp FROM..TO/OVER, e.g. 0..20000/30s; TO holds after.
     /// FROM and TO are rates as --rate takes them (TO above 0), OVER 1ms to
-    /// 30d. Give --rate or --ramp, not both.
+    /// 30d. Give one of --rate, --ramp or --steps.
     #[arg(long, value_name = "FROM..TO/OVER", allow_hyphen_values = true, value_parser = units::parse_ramp)]
     pub ramp: Option<RampSpec>,
+
+    /// Stepped rate RATE,RATE,.../EACH, e.g. 1k,2k,4k/10s: each rate held
+    /// for EACH in turn, the last one after. 2 to 16 rates as --rate takes
+    /// them (the last above 0), EACH 1ms to 30d. Give one of --rate,
+    /// --ramp or --steps.
+    #[arg(long, value_name = "RATE,.../EACH", allow_hyphen_values = true, value_parser = units::parse_steps)]
+    pub steps: Option<StepsSpec>,
 
     /// How long each connection is held once established, then closed,
     /// 0s to 30d (e.g. 500ms, 10s, 2m; 0s closes at once); `end` holds
@@ -257,7 +264,7 @@ pub struct RunArgs {
     /// idle: hold silently; echo: send --message every --interval and time
     /// the reply; request: put requests (--protocol) at --rate through a
     /// pool of --pool connections held until --duration ends (default
-    /// 10s): --rate and --ramp are then requests per second (default 4k;
+    /// 10s): --rate, --ramp and --steps are then requests per second (default 4k;
     /// 0 is a closed loop, each connection back to back). Default idle.
     #[arg(long, value_enum)]
     pub mode: Option<units::DriverMode>,

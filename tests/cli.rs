@@ -348,9 +348,14 @@ fn lab_as_root_refuses_a_duplicate_target_at_once() {
 fn rate_and_ramp_together_get_one_message() {
     let stderr = refused_before_load(
         &["run", "--rate", "5", "--ramp", "0..5/1s"],
-        &["not both", "--rate R", "--ramp FROM..TO/OVER"],
+        &["not two", "--rate R", "--ramp FROM..TO/OVER"],
     );
     assert!(!stderr.contains("Usage:"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = refused_before_load(
+        &["run", "--rate", "5", "--steps", "1k,2k/10s"],
+        &["not two", "--steps RATE,RATE,.../EACH"],
+    );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 

@@ -50,6 +50,7 @@ fn assert_trustworthy(s: &Scenario) {
             )
         }
         Pace::Ramp(ramp) => assert!(ramp.check().is_ok() && ramp.to > 0.0, "{s:?}"),
+        Pace::Steps(steps) => assert!(steps.check().is_ok(), "{s:?}"),
     }
     match s.hold {
         HoldMode::For(d) => assert!(units::HOLD.check(d).is_ok(), "{s:?}"),
@@ -136,6 +137,7 @@ const FLAGS: &[&str] = &[
     "--connections",
     "--rate",
     "--ramp",
+    "--steps",
     "--hold",
     "--duration",
     "--connect-timeout",
@@ -160,6 +162,7 @@ const KEYS: &[&str] = &[
     "connections",
     "rate",
     "ramp",
+    "steps",
     "hold",
     "duration",
     "connect_timeout",
@@ -244,6 +247,8 @@ fn value() -> impl Strategy<Value = String> {
         3 => with_unit(),
         1 => (with_unit(), with_unit(), with_unit())
             .prop_map(|(a, b, c)| format!("{a}..{b}/{c}")),
+        1 => (prop::collection::vec(with_unit(), 0..20), with_unit())
+            .prop_map(|(rates, each)| format!("{}/{each}", rates.join(","))),
         1 => (0u8..4, any::<u16>(), any::<u16>())
             .prop_map(|(ip, a, b)| format!("127.0.0.{ip}:{a}-{b}")),
         1 => (0u8..4, any::<u16>()).prop_map(|(ip, port)| format!("127.0.0.{ip}:{port}")),

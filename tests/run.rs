@@ -89,6 +89,46 @@ fn opens_exactly_n_connections_against_serve_and_writes_every_file() {
     );
 }
 
+/// --steps: the rate the profile asks for steps second by second (the
+/// target column is the schedule's own count per second), and the count
+/// stays exact; worker processes get the steps too.
+#[test]
+fn steps_raise_the_rate_step_by_step() {
+    let server = Server::start(&[]);
+    let f = run_ok(&[
+        "--target",
+        &server.addr(),
+        "--steps",
+        "100,300,600/1s",
+        "--connections",
+        "700",
+        "--hold",
+        "100ms",
+        "--processes",
+        "2",
+    ]);
+    assert_eq!(f.summary["totals"]["attempted"], 700, "{}", f.summary);
+    assert_eq!(f.summary["totals"]["established"], 700, "{}", f.summary);
+    assert_eq!(
+        f.summary["scenario"]["pace"]["kind"], "steps",
+        "{}",
+        f.summary
+    );
+    let mut reader = csv::Reader::from_path(f.out.join("timeseries.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let target = header
+        .iter()
+        .position(|h| h == "target_rate_per_s")
+        .unwrap();
+    let rows: Vec<f64> = reader
+        .records()
+        .map(|r| r.unwrap()[target].parse().unwrap())
+        .collect();
+    // Seconds 1 and 2 asked for 100/s and 300/s (within a tick's share).
+    assert!((80.0..=120.0).contains(&rows[0]), "{rows:?}");
+    assert!((270.0..=330.0).contains(&rows[1]), "{rows:?}");
+}
+
 #[test]
 fn the_embedded_default_target_needs_no_setup() {
     let Finished {

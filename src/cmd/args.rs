@@ -44,6 +44,7 @@ pub fn merge_spec(mut file: ScenarioSpec, args: RunArgs, lab: bool) -> ScenarioS
         connections: args.connections,
         rate: args.rate,
         ramp: args.ramp,
+        steps: args.steps,
         hold: args.hold,
         duration: args.duration,
         connect_timeout: args.connect_timeout,

@@ -18,6 +18,7 @@ pub fn start_offset(pace: Pace, index: u64) -> Option<Duration> {
     let seconds = match pace {
         Pace::Unlimited => return None,
         Pace::Constant { per_s } => i / per_s,
+        Pace::Steps(steps) => steps.seconds_to(i),
         Pace::Ramp(ramp) => {
             let (a, b, t) = (ramp.from, ramp.to, ramp.over.as_secs_f64());
             // Attempts started by time x during the ramp: a·x + (b−a)·x²/(2t).
@@ -42,6 +43,7 @@ pub fn rate_at(pace: Pace, elapsed: Duration) -> f64 {
     match pace {
         Pace::Unlimited => 0.0,
         Pace::Constant { per_s } => per_s,
+        Pace::Steps(steps) => steps.rate_at(elapsed.as_secs_f64()),
         Pace::Ramp(ramp) => {
             let progress = (elapsed.as_secs_f64() / ramp.over.as_secs_f64()).min(1.0);
             ramp.from + (ramp.to - ramp.from) * progress
@@ -219,6 +221,23 @@ mod tests {
         assert_eq!(start_offset(pace, 0), Some(Duration::ZERO));
         assert_eq!(start_offset(pace, 6), Some(Duration::from_millis(1500)));
         assert_eq!(start_offset(Pace::Unlimited, 6), None);
+    }
+
+    #[test]
+    fn steps_start_each_rate_in_turn_and_the_last_holds() {
+        let steps = crate::scenario::units::parse_steps("10,0,20/1s").unwrap();
+        let pace = Pace::Steps(steps);
+        let at = |i| start_offset(pace, i).unwrap().as_secs_f64();
+        // 10 in the first second, none in the second, then 20/s.
+        assert!((at(0) - 0.0).abs() < 1e-9);
+        assert!((at(9) - 0.9).abs() < 1e-9);
+        assert!((at(10) - 2.0).abs() < 1e-9);
+        assert!((at(29) - 2.95).abs() < 1e-9);
+        assert!((at(30) - 3.0).abs() < 1e-9);
+        assert!((at(50) - 4.0).abs() < 1e-9);
+        assert_eq!(rate_at(pace, Duration::from_millis(500)), 10.0);
+        assert_eq!(rate_at(pace, Duration::from_millis(1500)), 0.0);
+        assert_eq!(rate_at(pace, Duration::from_secs(60)), 20.0);
     }
 
     #[test]

@@ -500,6 +500,7 @@ pub fn share_of(pace: Pace, share: f64) -> Pace {
             ramp.to *= share;
             Pace::Ramp(ramp)
         }
+        Pace::Steps(steps) => Pace::Steps(steps.scaled(share)),
     }
 }
 

@@ -677,6 +677,7 @@ pub fn time_to_open(pace: Pace, n: u64) -> Duration {
     let secs = match pace {
         Pace::Unlimited => n / 20_000.0,
         Pace::Constant { per_s } => n / per_s.max(1.0),
+        Pace::Steps(steps) => steps.seconds_to(n),
         Pace::Ramp(r) => {
             let over = r.over.as_secs_f64();
             let slope = (r.to - r.from) / over;

@@ -67,6 +67,7 @@ pub fn peak_connections_estimate(scenario: &Scenario) -> u64 {
         Pace::Unlimited => return scenario.connections,
         Pace::Constant { per_s } => per_s,
         Pace::Ramp(ramp) => ramp.from.max(ramp.to),
+        Pace::Steps(steps) => steps.max_rate(),
     };
     match scenario.hold {
         HoldMode::For(hold) => {

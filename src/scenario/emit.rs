@@ -45,6 +45,9 @@ pub fn to_toml(scenario: &Scenario) -> String {
                 format!("{}..{}/{}", r.from, r.to, format_duration(r.over)).into(),
             );
         }
+        Pace::Steps(steps) => {
+            t.insert("steps".into(), steps.text().into());
+        }
     }
     t.insert(
         "hold".into(),

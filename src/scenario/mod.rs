@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use units::{
     CloseMode, DriverMode, HoldMode, PortPick, PortRange, Processes, RampSpec, SourceSpec,
-    TargetName, TargetSpec,
+    StepsSpec, TargetName, TargetSpec,
 };
 
 pub use units::MAX_CONNECTIONS;
@@ -62,6 +62,8 @@ pub struct ScenarioSpec {
     pub rate: Option<f64>,
     #[serde(default, deserialize_with = "units::de::ramp")]
     pub ramp: Option<RampSpec>,
+    #[serde(default, deserialize_with = "units::de::steps")]
+    pub steps: Option<StepsSpec>,
     #[serde(default, deserialize_with = "units::de::hold")]
     pub hold: Option<HoldMode>,
     #[serde(default, deserialize_with = "units::de::run_duration")]
@@ -151,7 +153,7 @@ impl ScenarioSpec {
     pub fn overridden_by(self, over: ScenarioSpec) -> ScenarioSpec {
         // A rate given on the command line replaces a ramp from the file and
         // the other way round: they are one setting.
-        let pace_overridden = over.rate.is_some() || over.ramp.is_some();
+        let pace_overridden = over.rate.is_some() || over.ramp.is_some() || over.steps.is_some();
         ScenarioSpec {
             name: over.name.or(self.name),
             targets: pick_list(self.targets, over.targets),
@@ -167,6 +169,11 @@ impl ScenarioSpec {
                 over.ramp
             } else {
                 self.ramp
+            },
+            steps: if pace_overridden {
+                over.steps
+            } else {
+                self.steps
             },
             hold: over.hold.or(self.hold),
             duration: over.duration.or(self.duration),
@@ -240,6 +247,8 @@ pub enum Pace {
         per_s: f64,
     },
     Ramp(RampSpec),
+    /// Each rate held for a while in turn; the last one holds after.
+    Steps(StepsSpec),
 }
 
 /// A validated scenario: everything the engine needs, defaults filled in.
@@ -520,16 +529,27 @@ impl Scenario {
         units::CONNECTIONS
             .check(connections)
             .map_err(|e| invalid("connections", e))?;
-        let pace = match (spec.rate, spec.ramp) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "rate",
-                    "give either a rate or a ramp, not both: --rate R (rate = R in a file) \
-                     for a constant rate, or --ramp FROM..TO/OVER (ramp = \"FROM..TO/OVER\") \
-                     for one that changes",
-                ));
+        let paces = [
+            spec.rate.is_some(),
+            spec.ramp.is_some(),
+            spec.steps.is_some(),
+        ];
+        if paces.iter().filter(|given| **given).count() > 1 {
+            return Err(invalid(
+                "rate",
+                "give one of a rate, a ramp or steps, not two: --rate R (rate = R in a file) \
+                 for a constant rate, --ramp FROM..TO/OVER (ramp = \"FROM..TO/OVER\") for one \
+                 that climbs, or --steps RATE,RATE,.../EACH (steps = \"...\") for one that steps",
+            ));
+        }
+        let pace = match (spec.rate, spec.ramp, spec.steps) {
+            (_, _, Some(steps)) => {
+                steps
+                    .check()
+                    .map_err(|why| invalid("steps", format!("{}: {why}", steps.text())))?;
+                Pace::Steps(steps)
             }
-            (_, Some(ramp)) => {
+            (_, Some(ramp), None) => {
                 ramp.check().map_err(|why| {
                     invalid(
                         "ramp",
@@ -543,7 +563,7 @@ impl Scenario {
                 })?;
                 Pace::Ramp(ramp)
             }
-            (Some(rate), None) => {
+            (Some(rate), None, None) => {
                 units::check_rate(rate).map_err(|e| invalid("rate", format!("{rate} {e}")))?;
                 if rate == 0.0 {
                     Pace::Unlimited
@@ -551,7 +571,7 @@ impl Scenario {
                     Pace::Constant { per_s: rate }
                 }
             }
-            (None, None) => Pace::Constant {
+            (None, None, None) => Pace::Constant {
                 per_s: DEFAULT_RATE,
             },
         };
@@ -574,7 +594,7 @@ impl Scenario {
                 ));
             }
             connections = r.pool;
-            if spec.rate.is_none() && spec.ramp.is_none() {
+            if spec.rate.is_none() && spec.ramp.is_none() && spec.steps.is_none() {
                 pace = Pace::Constant {
                     per_s: request::DEFAULT_REQUEST_RATE,
                 };
@@ -994,7 +1014,12 @@ mod tests {
         assert!(
             validated("rate = 5\nramp = \"0..5/1s\"\n")
                 .unwrap_err()
-                .contains("not both")
+                .contains("not two")
+        );
+        assert!(
+            validated("ramp = \"0..5/1s\"\nsteps = \"1,2/1s\"\n")
+                .unwrap_err()
+                .contains("--steps RATE,RATE,.../EACH")
         );
         assert!(
             validated("hold = \"end\"\n")

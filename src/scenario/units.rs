@@ -79,6 +79,126 @@ pub struct RampSpec {
     pub over: Duration,
 }
 
+/// Most steps in a stepped rate.
+pub const MAX_STEPS: usize = 16;
+
+/// A stepped rate: each rate held for `each` in turn, the last one after.
+/// Copy, like every pace, so it is kept in a fixed array.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(into = "StepsWire", try_from = "StepsWire")]
+pub struct StepsSpec {
+    rates: [f64; MAX_STEPS],
+    len: usize,
+    pub each: Duration,
+}
+
+/// A [`StepsSpec`] as plain data: `{"rates": [1000.0, 2000.0], "each": "10s"}`.
+#[derive(Serialize, Deserialize)]
+struct StepsWire {
+    rates: Vec<f64>,
+    #[serde(
+        serialize_with = "serialize_duration",
+        deserialize_with = "deserialize_duration"
+    )]
+    each: Duration,
+}
+
+impl From<StepsSpec> for StepsWire {
+    fn from(s: StepsSpec) -> StepsWire {
+        StepsWire {
+            rates: s.rates().to_vec(),
+            each: s.each,
+        }
+    }
+}
+
+impl TryFrom<StepsWire> for StepsSpec {
+    type Error = String;
+    fn try_from(w: StepsWire) -> Result<StepsSpec, String> {
+        StepsSpec::new(&w.rates, w.each)
+    }
+}
+
+impl StepsSpec {
+    /// Steps of `rates`, `each` long; 2 to [`MAX_STEPS`] of them.
+    pub fn new(rates: &[f64], each: Duration) -> Result<StepsSpec, String> {
+        if !(2..=MAX_STEPS).contains(&rates.len()) {
+            return Err(format!(
+                "{} rate(s): give 2 to {MAX_STEPS} (one rate is --rate)",
+                rates.len()
+            ));
+        }
+        let mut all = [0.0; MAX_STEPS];
+        all[..rates.len()].copy_from_slice(rates);
+        Ok(StepsSpec {
+            rates: all,
+            len: rates.len(),
+            each,
+        })
+    }
+
+    pub fn rates(&self) -> &[f64] {
+        &self.rates[..self.len]
+    }
+
+    /// Every rate times `share` (a worker's part of the run's rate).
+    pub fn scaled(mut self, share: f64) -> StepsSpec {
+        for rate in &mut self.rates[..self.len] {
+            *rate *= share;
+        }
+        self
+    }
+
+    pub fn max_rate(&self) -> f64 {
+        self.rates().iter().copied().fold(0.0, f64::max)
+    }
+
+    /// Seconds from the start at which attempt `i` (0-based) is due: each
+    /// step starts `rate × EACH` attempts, the last step every one left.
+    pub fn seconds_to(&self, i: f64) -> f64 {
+        let each = self.each.as_secs_f64();
+        let mut before = 0.0;
+        let last = self.len - 1;
+        for (k, &rate) in self.rates().iter().enumerate() {
+            let in_step = rate * each;
+            if k == last || i < before + in_step {
+                return k as f64 * each + (i - before) / rate;
+            }
+            before += in_step;
+        }
+        unreachable!("the last step takes every attempt left")
+    }
+
+    /// The rate asked for `secs` after the start.
+    pub fn rate_at(&self, secs: f64) -> f64 {
+        let k = (secs / self.each.as_secs_f64()).floor().max(0.0) as usize;
+        self.rates()[k.min(self.len - 1)]
+    }
+
+    /// `Err` (saying why) unless every rate and EACH are in range and the
+    /// last rate is above 0 (or the run would never finish).
+    pub fn check(&self) -> Result<(), String> {
+        for rate in self.rates() {
+            check_rate(*rate).map_err(|e| format!("rate {rate} {e}"))?;
+        }
+        RAMP_OVER
+            .check(self.each)
+            .map_err(|e| format!("EACH {} {e}", format_duration(self.each)))?;
+        if self.rates()[self.len - 1] == 0.0 {
+            return Err(
+                "the last rate must be above 0 connects/s, or the run would never finish".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// As given: `1000,2000,4000/10s`.
+    pub fn text(&self) -> String {
+        let rates: Vec<String> = self.rates().iter().map(ToString::to_string).collect();
+        format!("{}/{}", rates.join(","), format_duration(self.each))
+    }
+}
+
 /// How long a connection is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HoldMode {
@@ -584,6 +704,23 @@ pub fn check_rate(rate: f64) -> Result<(), String> {
 
 const RAMP_FORMS: &str = "FROM..TO/OVER, e.g. 0..20000/30s or 1k..10k/1m";
 
+const STEPS_FORMS: &str = "RATE,RATE,.../EACH, e.g. 1k,2k,4k/10s (2 to 16 rates)";
+
+/// `--steps RATE,RATE,.../EACH`: each rate held for EACH in turn.
+pub fn parse_steps(text: &str) -> Result<StepsSpec, String> {
+    let bad = |why: &str| format!("'{}' is not steps ({why}): use {STEPS_FORMS}", text.trim());
+    let (rates, each) = text.split_once('/').ok_or_else(|| bad("missing /EACH"))?;
+    let rates = rates
+        .split(',')
+        .map(parse_rate)
+        .collect::<Result<Vec<f64>, String>>()
+        .map_err(|e| bad(&e))?;
+    let each = RAMP_OVER.parse(each).map_err(|e| bad(&e))?;
+    let steps = StepsSpec::new(&rates, each).map_err(|e| bad(&e))?;
+    steps.check().map_err(|why| bad(&why))?;
+    Ok(steps)
+}
+
 /// `FROM..TO/OVER`: rate rises (or falls) linearly from FROM to TO over OVER.
 pub fn parse_ramp(text: &str) -> Result<RampSpec, String> {
     let bad = |why: &str| format!("'{}' is not a ramp ({why}): use {RAMP_FORMS}", text.trim());
@@ -1021,6 +1158,7 @@ serde_parsers! {
     interval => parse_interval -> Duration;
     hold => parse_hold -> HoldMode;
     ramp => parse_ramp -> RampSpec;
+    steps => parse_steps -> StepsSpec;
     port_range => parse_port_range -> PortRange;
     processes => parse_processes -> Processes;
     size => parse_size -> u64;
@@ -1137,6 +1275,25 @@ mod tests {
         assert!(parse_count("1.5").is_err());
         assert!(parse_count("-3").is_err());
         assert!(parse_count("lots").unwrap_err().contains("10k"));
+    }
+
+    #[test]
+    fn steps_parse_round_trip_and_refuse_nonsense() {
+        let steps = parse_steps("1k,2k,4k/10s").unwrap();
+        assert_eq!(steps.rates(), [1000.0, 2000.0, 4000.0]);
+        assert_eq!(steps.each, Duration::from_secs(10));
+        assert_eq!(steps.text(), "1000,2000,4000/10s");
+        let wire = serde_json::to_string(&steps).unwrap();
+        assert_eq!(wire, r#"{"rates":[1000.0,2000.0,4000.0],"each":"10s"}"#);
+        assert_eq!(serde_json::from_str::<StepsSpec>(&wire).unwrap(), steps);
+        for bad in [
+            "1k/10s", "1k,2k", "1k,0/10s", "1k,x/10s", "1k,2k/0s", "1k,-2/1s",
+        ] {
+            let e = parse_steps(bad).unwrap_err();
+            assert!(e.contains("RATE,RATE,.../EACH"), "{bad}: {e}");
+        }
+        let many = vec!["1"; MAX_STEPS + 1].join(",") + "/1s";
+        assert!(parse_steps(&many).is_err());
     }
 
     #[test]
