@@ -16,6 +16,9 @@ use std::time::Duration;
 use tokio::io::Interest;
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 
+/// Events an owner takes from the kernel per epoll_wait().
+pub const EVENT_BATCH: usize = 256;
+
 /// What a held socket is watched for, edge-triggered: the peer's bytes,
 /// its FIN or its RST.
 pub const HELD: i32 = libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET;

@@ -56,10 +56,6 @@ impl Evidence {
         let room = EVIDENCE_BYTES.saturating_sub(kept.len());
         kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
-
-    fn printable(self) -> Option<String> {
-        self.0.map(|bytes| printable(&bytes))
-    }
 }
 
 /// Bytes as text a person can read: printable ASCII kept, \r \n \t escaped,
@@ -80,15 +76,20 @@ pub fn printable(bytes: &[u8]) -> String {
 }
 
 fn server_closed(err: Option<io::Error>, evidence: Evidence) -> HoldEnd {
-    let errno = err.as_ref().and_then(|e| e.raw_os_error());
+    server_close(err, evidence.0.as_deref().unwrap_or_default())
+}
+
+/// A server's close: a reset or an error (`err`), or its FIN (None), with
+/// what it sent before (`bytes`, kept printable).
+pub fn server_close(err: Option<io::Error>, bytes: &[u8]) -> HoldEnd {
     HoldEnd::ServerClosed {
         how: if err.is_some() {
             PeerClose::Rst
         } else {
             PeerClose::Eof
         },
-        errno,
-        bytes: evidence.printable(),
+        errno: err.and_then(|e| e.raw_os_error()),
+        bytes: (!bytes.is_empty()).then(|| printable(bytes)),
     }
 }
 
@@ -237,7 +238,7 @@ mod tests {
         let mut evidence = Evidence::default();
         evidence.keep(&[b'a'; 150]);
         evidence.keep(&[b'b'; 150]);
-        let text = evidence.printable().unwrap();
+        let text = printable(&evidence.0.unwrap());
         assert_eq!(text.len(), EVIDENCE_BYTES);
         assert!(text.ends_with('b') && text.starts_with('a'));
     }

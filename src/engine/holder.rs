@@ -23,7 +23,7 @@
 //!   each.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
@@ -32,14 +32,12 @@ use slab::Slab;
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until};
 
-use super::clock;
+use super::clock::{self, Epoch};
 use super::conn::{self, AttemptError};
-use super::hold::{EVIDENCE_BYTES, HoldEnd, printable};
+use super::due::Dues;
+use super::hold::{EVIDENCE_BYTES, HoldEnd, server_close};
 use crate::epoll::{self, EpollSet};
-use crate::model::{PeerClose, Syscall};
-
-/// Events taken from the kernel per epoll_wait().
-const EVENT_BATCH: usize = 256;
+use crate::model::Syscall;
 
 /// One connection, connecting or held.
 struct Held {
@@ -50,15 +48,6 @@ struct Held {
     since_us: u64,
     stream: std::net::TcpStream,
     connecting: bool,
-}
-
-/// A time at which something may be due for one entry.
-struct Due {
-    at_ms: u32,
-    key: u32,
-    /// Tells a stale entry (closed since and its slot reused) from the live
-    /// one.
-    index: u64,
 }
 
 /// Where the holder reports what happened to its connections.
@@ -77,12 +66,12 @@ pub trait HoldEnds {
 pub struct Holder {
     epoll: EpollSet,
     /// Times are kept relative to this.
-    epoch: Instant,
+    epoch: Epoch,
     held: RefCell<Slab<Held>>,
     /// Holds that end at a fixed time (`--hold DURATION`).
-    expiries: RefCell<VecDeque<Due>>,
+    expiries: Dues,
     /// Handshakes that give up at the connect timeout.
-    connect_deadlines: RefCell<VecDeque<Due>>,
+    connect_deadlines: Dues,
     /// What servers sent on connections they have not closed yet (rare).
     evidence: RefCell<HashMap<usize, Vec<u8>>>,
     /// Signalled when a queue gets its first entry.
@@ -95,10 +84,10 @@ impl Holder {
     pub fn new(epoch: Instant) -> io::Result<Holder> {
         Ok(Holder {
             epoll: EpollSet::new()?,
-            epoch,
+            epoch: Epoch(epoch),
             held: RefCell::new(Slab::new()),
-            expiries: RefCell::new(VecDeque::new()),
-            connect_deadlines: RefCell::new(VecDeque::new()),
+            expiries: Dues::default(),
+            connect_deadlines: Dues::default(),
             evidence: RefCell::new(HashMap::new()),
             queued: Notify::new(),
             len: Cell::new(0),
@@ -179,14 +168,8 @@ impl Holder {
         Ok(key)
     }
 
-    fn push(&self, queue: &RefCell<VecDeque<Due>>, at_ms: u32, key: usize, index: u64) {
-        let mut queue = queue.borrow_mut();
-        queue.push_back(Due {
-            at_ms,
-            key: key as u32,
-            index,
-        });
-        if queue.len() == 1 {
+    fn push(&self, queue: &Dues, at_ms: u32, key: usize, index: u64) {
+        if queue.push(at_ms, key, index) {
             self.queued.notify_one();
         }
     }
@@ -195,10 +178,9 @@ impl Holder {
     /// times out handshakes and ends holds, reporting each to `ends`. Runs
     /// until dropped.
     pub async fn run(&self, ends: &impl HoldEnds) {
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENT_BATCH];
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; epoll::EVENT_BATCH];
         loop {
-            let front = |q: &RefCell<VecDeque<Due>>| q.borrow().front().map(|d| d.at_ms);
-            let next = match (front(&self.expiries), front(&self.connect_deadlines)) {
+            let next = match (self.expiries.front(), self.connect_deadlines.front()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -207,9 +189,8 @@ impl Holder {
             let due = async {
                 match next {
                     Some(at_ms) => {
-                        let at = clock::after(self.epoch, Duration::from_millis(u64::from(at_ms)));
                         tokio::select! {
-                            () = sleep_until(at) => {}
+                            () = sleep_until(self.epoch.at_ms(at_ms)) => {}
                             () = self.queued.notified() => {}
                         }
                     }
@@ -338,21 +319,8 @@ impl Holder {
 
     fn server_closed(&self, key: usize, err: Option<io::Error>) -> (u64, HoldEnd) {
         let index = self.held.borrow()[key].index;
-        let bytes = self
-            .evidence
-            .borrow_mut()
-            .remove(&key)
-            .map(|bytes| printable(&bytes));
-        let end = HoldEnd::ServerClosed {
-            how: if err.is_some() {
-                PeerClose::Rst
-            } else {
-                PeerClose::Eof
-            },
-            errno: err.and_then(|e| e.raw_os_error()),
-            bytes,
-        };
-        (index, end)
+        let bytes = self.evidence.borrow_mut().remove(&key).unwrap_or_default();
+        (index, server_close(err, &bytes))
     }
 
     /// Times out due handshakes and ends due holds.
@@ -379,39 +347,21 @@ impl Holder {
     }
 
     /// The key of the next entry due by `now_ms` in `queue` that is still
-    /// live and (for handshakes) still connecting; stale entries are
-    /// dropped on the way.
-    fn pop_due(
-        &self,
-        queue: &RefCell<VecDeque<Due>>,
-        now_ms: u32,
-        connecting: bool,
-    ) -> Option<usize> {
-        loop {
-            let due = {
-                let mut queue = queue.borrow_mut();
-                match queue.front() {
-                    Some(front) if front.at_ms <= now_ms => queue.pop_front()?,
-                    _ => return None,
-                }
-            };
-            let key = due.key as usize;
-            let live = self
-                .held
+    /// live and (for handshakes) still connecting.
+    fn pop_due(&self, queue: &Dues, now_ms: u32, connecting: bool) -> Option<usize> {
+        queue.pop_due(now_ms, |key, index| {
+            self.held
                 .borrow()
                 .get(key)
-                .is_some_and(|held| held.index == due.index && held.connecting == connecting);
-            if live {
-                return Some(key);
-            }
-        }
+                .is_some_and(|held| held.index == index && held.connecting == connecting)
+        })
     }
 
     /// Closes every connection at once (the run is over); their closes are
     /// counted by the caller.
     pub fn close_all(&self) {
-        self.expiries.borrow_mut().clear();
-        self.connect_deadlines.borrow_mut().clear();
+        self.expiries.clear();
+        self.connect_deadlines.clear();
         self.evidence.borrow_mut().clear();
         self.held.borrow_mut().clear();
         self.len.set(0);
@@ -425,25 +375,22 @@ impl Holder {
     }
 
     fn us(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.epoch).as_micros() as u64
+        self.epoch.us(at)
     }
 
-    /// ms after the epoch, in 4 bytes (saturating after 49 days).
     fn ms(&self, at: Instant) -> u32 {
-        at.saturating_duration_since(self.epoch)
-            .as_millis()
-            .min(u128::from(u32::MAX)) as u32
+        self.epoch.ms(at)
     }
 
     fn since(&self, us: u64) -> Duration {
-        Instant::now()
-            .saturating_duration_since(clock::after(self.epoch, Duration::from_micros(us)))
+        self.epoch.since_us(us)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::PeerClose;
     use std::io::Write;
     use std::rc::Rc;
     use tokio::task::LocalSet;
@@ -520,15 +467,14 @@ mod tests {
     }
 
     /// What an idle held connection costs in userspace: its slab entry and
-    /// its expiry. The 256 B/connection budget (issue 3) is for RSS as a
-    /// whole; these are the part that grows with the count.
+    /// its expiry (16 bytes: see `due`). The 256 B/connection budget
+    /// (issue 3) is for RSS as a whole; these are the part that grows with
+    /// the count.
     #[test]
     fn a_held_connection_is_a_few_dozen_bytes() {
         // A slab slot is the entry or a free-list link, whichever is larger.
         let entry = std::mem::size_of::<Held>().max(std::mem::size_of::<usize>() * 2);
-        let expiry = std::mem::size_of::<Due>();
         assert!(entry <= 24, "slab entry {entry} B");
-        assert!(expiry <= 16, "expiry {expiry} B");
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 pub mod clock;
 pub mod conn;
+pub mod due;
 pub mod hold;
 pub mod holder;
 pub mod plan;

@@ -1,9 +1,9 @@
 //! A worker thread: one single-threaded tokio runtime running one segment of
-//! the plan. It paces attempts, runs each attempt as a small local task
-//! until the connection is established, then hands idle connections to its
-//! [`Holder`] (echo connections stay in their task), and records every
-//! outcome into its own [`Delta`] (an uncontended lock the aggregator takes
-//! once a tick).
+//! the plan. It paces attempts; an idle connection goes from connect() on
+//! into its [`Holder`], a request pool's into its [`request::Pool`] (each
+//! an epoll set of the worker's own), and an echo connection is a small
+//! local task. Every outcome is recorded into the worker's own [`Delta`]
+//! (an uncontended lock the aggregator takes once a tick).
 //!
 //! Stopping drops the worker's task set and empties its holder: every held
 //! socket is closed by its destructor (FIN, or RST when SO_LINGER 0 was set
@@ -26,7 +26,7 @@ use super::hold::{self, HoldEnd, HoldObserver};
 use super::holder::{HoldEnds, Holder};
 use super::plan::{Endpoint, Segment};
 use super::rate::Pacer;
-use super::request::{self, ConnEnd};
+use super::request::{self, PoolEnds};
 use super::{Shared, StopReason};
 use crate::classify::{self, AttemptContext};
 use crate::model::{FailureEvent, PeerClose, Syscall};
@@ -85,16 +85,24 @@ pub fn run(
     recorder: Arc<Mutex<Delta>>,
 ) {
     let local = LocalSet::new();
-    // Without an epoll set of its own (fd limit reached already), the
-    // worker holds idle connections in their tasks.
-    let holder = {
+    let (holder, pool) = {
         let _in_runtime = runtime.enter();
-        Holder::new(shared.start).ok()
+        match &shared.settings.requests {
+            Some(requests) => {
+                let host = shared.plan.targets.first().map(ToString::to_string);
+                let pool = request::Pool::new(
+                    requests,
+                    &host.unwrap_or_default(),
+                    shared.start,
+                    Arc::clone(&recorder),
+                );
+                (None, Some(pool))
+            }
+            // Without an epoll set of its own (fd limit reached already),
+            // the worker holds idle connections in their tasks.
+            None => (Holder::new(shared.start).ok(), None),
+        }
     };
-    let pool = shared.settings.requests.as_ref().map(|requests| {
-        let host = shared.plan.targets.first().map(ToString::to_string);
-        request::Pool::new(requests, &host.unwrap_or_default())
-    });
     let worker = Rc::new(Worker {
         pool,
         active_by_source: RefCell::new(vec![0; shared.plan.sources.len()]),
@@ -116,13 +124,16 @@ pub fn run(
     if let Some(holder) = &worker.holder {
         holder.close_all();
     }
+    if let Some(pool) = &worker.pool {
+        pool.close_all();
+    }
     worker.count_dropped_connections();
 }
 
 struct Worker {
     shared: Arc<Shared>,
-    /// Request mode: the queue and generator this worker's connections
-    /// serve.
+    /// Request mode: this worker's part of the pool, its queue and its
+    /// generator.
     pool: Option<request::Pool>,
     /// Idle established connections.
     holder: Option<Holder>,
@@ -170,6 +181,14 @@ impl Worker {
                 }
             });
         }
+        if self.pool.is_some() {
+            let worker = Rc::clone(&self);
+            tokio::task::spawn_local(async move {
+                if let Some(pool) = &worker.pool {
+                    pool.run(&*worker).await;
+                }
+            });
+        }
         while let Some((index, offset)) = pacer.peek() {
             let now = Instant::now();
             let state = *control.borrow_and_update();
@@ -203,19 +222,18 @@ impl Worker {
             pacer.advance();
             self.connecting.set(self.connecting.get() + 1);
             let origin = intended.min(Instant::now());
-            match &self.holder {
+            match (&self.pool, &self.holder) {
+                // A request pool's: connect() here, the handshake and the
+                // requests in the pool's epoll set; no task.
+                (Some(pool), _) => self.start_pooled(pool, index, origin),
                 // Idle: connect() here, the handshake and the hold in the
                 // holder's epoll set; no task.
-                Some(holder) if shared.settings.echo.is_none() && self.pool.is_none() => {
+                (None, Some(holder)) if shared.settings.echo.is_none() => {
                     self.start_held(holder, index, origin)
                 }
                 _ => {
                     self.live_tasks.set(self.live_tasks.get() + 1);
-                    if self.pool.is_some() {
-                        tokio::task::spawn_local(Rc::clone(&self).pooled(index, origin));
-                    } else {
-                        tokio::task::spawn_local(Rc::clone(&self).attempt(index, origin));
-                    }
+                    tokio::task::spawn_local(Rc::clone(&self).attempt(index, origin));
                 }
             }
             batch += 1;
@@ -254,7 +272,7 @@ impl Worker {
                     ready,
                     shared.run_deadline(),
                     &mut control,
-                    &self.recorder,
+                    &*self,
                 ) => {}
                 _ = &mut run_end => return,
             }
@@ -292,48 +310,6 @@ impl Worker {
         self.notify_if_done();
     }
 
-    /// A connection of the request pool: opened, serving requests until it
-    /// ends, and opened again after the server closed a kept-alive one
-    /// (the loop goes round once per reconnect). Its task lives as long as
-    /// the pool, so it holds only what serving needs: the handshake (and
-    /// its timeout's timer) is boxed, and one level of state (see tests).
-    async fn pooled(self: Rc<Self>, index: u64, mut origin: Instant) {
-        while let Some(pool) = &self.pool {
-            // Bound by a `let` of its own: a temporary in the loop's
-            // condition would keep the box (and its timer) while serving.
-            let opened = Box::pin(self.open(index, origin)).await;
-            let Some(stream) = opened else {
-                break;
-            };
-            let established_at = Instant::now();
-            let end = pool.serve(&stream, &self.recorder).await;
-            drop(stream);
-            let endpoint = self.shared.plan.endpoint(index);
-            let age = established_at.elapsed();
-            let reopen = match end {
-                ConnEnd::Closed { reopen } => {
-                    self.closed(index, &endpoint, HoldEnd::Expired, age);
-                    reopen
-                }
-                ConnEnd::ServerClosed { end, reopen } => {
-                    self.closed(index, &endpoint, end, age);
-                    reopen
-                }
-            };
-            if !reopen
-                || self.shared.control.borrow().stop.is_some()
-                || Instant::now() >= self.shared.run_deadline()
-            {
-                break;
-            }
-            self.record(|d| d.requests_mut().reconnects += 1);
-            self.connecting.set(self.connecting.get() + 1);
-            origin = Instant::now();
-        }
-        self.live_tasks.set(self.live_tasks.get() - 1);
-        self.notify_if_done();
-    }
-
     /// socket() to the handshake's end: the established connection, or
     /// None when the attempt failed (recorded either way).
     async fn open(&self, index: u64, origin: Instant) -> Option<TcpStream> {
@@ -361,6 +337,27 @@ impl Worker {
     /// An idle attempt: socket(), bind(), connect() now; its handshake and
     /// hold go on in `holder`, which reports back through [`HoldEnds`].
     fn start_held(&self, holder: &Holder, index: u64, origin: Instant) {
+        self.start_watched(index, origin, |socket, deadline, maybe_done| {
+            holder.start_connecting(socket, index, origin, deadline, maybe_done, self)
+        });
+    }
+
+    /// A pooled attempt: socket(), bind(), connect() now; its handshake and
+    /// requests go on in `pool`, which reports back through [`PoolEnds`].
+    fn start_pooled(&self, pool: &request::Pool, index: u64, origin: Instant) {
+        self.start_watched(index, origin, |socket, deadline, maybe_done| {
+            pool.start_connecting(socket, index, origin, deadline, maybe_done, self)
+        });
+    }
+
+    /// socket(), bind(), connect() now, then `watch(socket, its handshake's
+    /// deadline, whether the target is on this host)` takes it over.
+    fn start_watched(
+        &self,
+        index: u64,
+        origin: Instant,
+        watch: impl FnOnce(socket2::Socket, Instant, bool) -> std::io::Result<()>,
+    ) {
         let endpoint = self.shared.plan.endpoint(index);
         let bind = self.begin(&endpoint);
         let settings = &self.shared.settings;
@@ -370,10 +367,10 @@ impl Worker {
         let deadline = clock::after(Instant::now(), settings.connect_timeout);
         let maybe_done = self.shared.target_local[endpoint.target_index];
         let held = started.and_then(|socket| {
-            holder
-                .start_connecting(socket, index, origin, deadline, maybe_done, self)
+            watch(socket, deadline, maybe_done)
                 // epoll_ctl refused it (ENOMEM, or ENOSPC at
-                // fs.epoll.max_user_watches): counted against connect.
+                // fs.epoll.max_user_watches), or there is no epoll set:
+                // counted against connect.
                 .map_err(|e| AttemptError::from_io(Syscall::Connect, e))
         });
         if let Err(error) = held {
@@ -429,7 +426,9 @@ impl Worker {
 
     /// Attempts in flight or connections held.
     fn busy(&self) -> bool {
-        self.live_tasks.get() > 0 || self.holder.as_ref().is_some_and(|h| !h.is_empty())
+        self.live_tasks.get() > 0
+            || self.holder.as_ref().is_some_and(|h| !h.is_empty())
+            || self.pool.as_ref().is_some_and(|p| !p.is_empty())
     }
 
     fn notify_if_done(&self) {
@@ -690,6 +689,23 @@ impl HoldEnds for Worker {
     }
 }
 
+impl PoolEnds for Worker {
+    /// A kept-alive connection the server ended, or one it said it
+    /// closes: opened again (a reconnect), unless the run is over.
+    fn reopen(&self, index: u64) {
+        if self.shared.control.borrow().stop.is_some()
+            || Instant::now() >= self.shared.run_deadline()
+        {
+            return;
+        }
+        self.record(|d| d.requests_mut().reconnects += 1);
+        self.connecting.set(self.connecting.get() + 1);
+        if let Some(pool) = &self.pool {
+            self.start_pooled(pool, index, Instant::now());
+        }
+    }
+}
+
 /// What one held connection reports, with its attempt number.
 struct AttemptObserver<'a> {
     worker: &'a Worker,
@@ -777,24 +793,6 @@ mod tests {
         assert!(
             size <= limit,
             "a connection's task takes {size} bytes (limit {limit})"
-        );
-    }
-
-    /// A pooled connection's task lives for the whole run, so its future
-    /// is most of what a pooled connection costs in user space: the
-    /// handshake's timer is boxed, and serving holds no timer or buffer.
-    #[test]
-    fn a_pooled_connections_task_stays_small() {
-        let worker = test_worker();
-        let task = worker.pooled(0, Instant::now());
-        let size = std::mem::size_of_val(&task);
-        // 368 bytes in a debug build (776 when it was an attempt's task,
-        // with the handshake's timer in it). Tokio adds ~120 bytes and
-        // rounds the task up to 128: up to ~392 bytes, the task takes 512.
-        let limit = 384;
-        assert!(
-            size <= limit,
-            "a pooled connection's task takes {size} bytes (limit {limit})"
         );
     }
 

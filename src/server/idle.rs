@@ -40,9 +40,6 @@ use super::ServerStats;
 use super::accept::{AcceptBackoff, AcceptErrorKind, classify_accept_error};
 use crate::epoll::{self, Epoll};
 
-/// Events taken from the kernel per epoll_wait().
-const EVENT_BATCH: usize = 256;
-
 /// accept() calls per listener before the rest of the set gets a turn.
 const ACCEPT_BATCH: usize = 256;
 
@@ -204,7 +201,7 @@ struct Acceptor {
 impl Acceptor {
     /// Accepts and holds until the stop signal; returns the held set.
     fn run(mut self) -> IdleSet {
-        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENT_BATCH];
+        let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; epoll::EVENT_BATCH];
         loop {
             let ready = match self.epoll.wait(&mut events, self.timeout()) {
                 Ok(ready) => ready,
