@@ -324,8 +324,15 @@ impl Pool {
                         if ready.is_empty() {
                             guard.clear_ready();
                         }
+                        let full = ready.len() == epoll::EVENT_BATCH;
                         for event in ready {
                             self.on_event(event.u64 as usize, event.events as i32, ends);
+                        }
+                        if full {
+                            // More may be ready: the generator (and the
+                            // worker's other tasks) run first.
+                            drop(guard);
+                            tokio::task::yield_now().await;
                         }
                     }
                     // Polling an epoll fd does not fail; if it ever does,
@@ -567,7 +574,6 @@ impl Pool {
                 };
                 let server_closed = matches!((&conn.stream).read(&mut [0; 1]), Ok(0));
                 let answered = conn.answered;
-                conn.state = State::Idle;
                 drop(conns);
                 let end = if server_closed {
                     ConnEnd::ServerClosed {
@@ -586,7 +592,6 @@ impl Pool {
         } else {
             conn.pending.clear();
         }
-        conn.state = State::Idle;
         drop(conns);
         if response.close {
             self.end(key, ConnEnd::Closed { reopen: true }, ends);
@@ -853,6 +858,7 @@ mod tests {
     #[derive(Default)]
     struct Ends {
         established: Cell<u32>,
+        failed: RefCell<Vec<(u64, Syscall)>>,
         ended: RefCell<Vec<HoldEnd>>,
         reopened: Cell<u32>,
     }
@@ -864,7 +870,7 @@ mod tests {
         }
 
         fn connect_failed(&self, index: u64, error: AttemptError, _: Duration) {
-            panic!("attempt {index} failed: {error:?}");
+            self.failed.borrow_mut().push((index, error.syscall));
         }
 
         fn ended(&self, _: u64, end: HoldEnd, _: Duration) {
@@ -982,6 +988,69 @@ mod tests {
             other => panic!("ended {other:?}"),
         }
         assert_eq!(ends.reopened.get(), 1);
+    }
+
+    /// A listener whose accept queue is full (backlog 0, one connection
+    /// in it, never accepted): the next SYN is dropped and the handshake
+    /// hangs. Returns the listener, the connection filling it, its address.
+    fn hanging_listener() -> (socket2::Socket, std::net::TcpStream, std::net::SocketAddr) {
+        let listener =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        listener.bind(&any.into()).unwrap();
+        listener.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let filler = std::net::TcpStream::connect(addr).unwrap();
+        (listener, filler, addr)
+    }
+
+    /// A handshake gives up at its deadline, and only at its own: a
+    /// reconnect opens in the slot of a connection whose deadline is still
+    /// queued, with the same attempt index.
+    #[test]
+    fn a_reopened_handshake_times_out_at_its_own_deadline() {
+        let runtime = crate::engine::worker::runtime().unwrap();
+        let (_listener, _filler, hanging) = hanging_listener();
+        let answering = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ends = Ends::default();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async {
+            let pool = Pool::new(
+                &settings(Pace::Constant { per_s: 1.0 }),
+                "127.0.0.1:80",
+                Instant::now(),
+                recorder(),
+            );
+            let soon = Instant::now() + Duration::from_millis(200);
+            let later = soon + Duration::from_millis(400);
+            let run = pool.run(&ends);
+            tokio::pin!(run);
+            let mut until = async |t: Instant| {
+                tokio::select! {
+                    () = &mut run => unreachable!(),
+                    () = tokio::time::sleep_until(t) => {}
+                }
+            };
+            // Attempt 0 in slot 0, its deadline queued; it is established.
+            let addr = answering.local_addr().unwrap();
+            pool.start_connecting(connecting(addr), 0, Instant::now(), soon, false, &ends)
+                .unwrap();
+            until(Instant::now() + Duration::from_millis(50)).await;
+            assert_eq!(ends.established.get(), 1);
+            // It ends, and opens again in slot 0: a handshake that hangs.
+            pool.end(0, ConnEnd::Closed { reopen: false }, &ends);
+            pool.start_connecting(connecting(hanging), 0, Instant::now(), later, false, &ends)
+                .unwrap();
+            until(soon + Duration::from_millis(150)).await;
+            assert!(
+                ends.failed.borrow().is_empty(),
+                "timed out at the old deadline"
+            );
+            assert_eq!(pool.conns.borrow()[0].state, State::Connecting);
+            until(later + Duration::from_millis(150)).await;
+            assert_eq!(*ends.failed.borrow(), [(0, Syscall::Timeout)]);
+            assert!(pool.is_empty());
+        });
     }
 
     /// Every pooled connection is one slab entry for the whole run (plus
