@@ -534,6 +534,73 @@ mod tests {
         assert_send(&bound.run(async {}));
     }
 
+    /// Whether this process's socket from `local` to `peer` has
+    /// TCP_NODELAY set (found among its open fds).
+    fn nodelay_of(local: SocketAddr, peer: SocketAddr) -> Option<bool> {
+        use std::os::fd::BorrowedFd;
+        for entry in std::fs::read_dir("/proc/self/fd").ok()? {
+            let Some(fd) = entry
+                .ok()
+                .and_then(|e| e.file_name().to_str()?.parse().ok())
+            else {
+                continue;
+            };
+            // SAFETY: only borrowed for the calls below; an fd closed
+            // meanwhile fails them.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            let socket = socket2::SockRef::from(&fd);
+            let ends = (socket.local_addr(), socket.peer_addr());
+            if let (Ok(l), Ok(p)) = ends
+                && l.as_socket() == Some(local)
+                && p.as_socket() == Some(peer)
+            {
+                return socket.tcp_nodelay().ok();
+            }
+        }
+        None
+    }
+
+    /// A server that writes back answers with Nagle's algorithm off: an
+    /// echo written in chunks as it is read would otherwise keep its tail
+    /// until the client's delayed ACK (up to 40 ms of service time); a
+    /// holding server is left as the kernel made it.
+    #[test]
+    fn a_server_that_answers_turns_nagle_off_and_a_holding_one_does_not() {
+        use std::io::{Read, Write};
+        for (mode, nodelay) in [(Mode::Echo, true), (Mode::Hold, false)] {
+            let bound = bind(ServerConfig {
+                mode,
+                ..ServerConfig::default()
+            })
+            .unwrap();
+            let addr = bound.local_addrs()[0];
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let server = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(bound.run(async {
+                    let _ = stopped.await;
+                }))
+            });
+            let mut client = net::TcpStream::connect(addr).unwrap();
+            client.write_all(b"x").unwrap();
+            if mode == Mode::Echo {
+                let mut back = [0; 1];
+                client.read_exact(&mut back).unwrap();
+            } else {
+                // Accepted once the server counts it.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            let found = nodelay_of(addr, client.local_addr().unwrap());
+            drop(client);
+            stop.send(()).unwrap();
+            server.join().unwrap();
+            assert_eq!(found, Some(nodelay), "{mode:?}");
+        }
+    }
+
     #[test]
     fn peak_held_keeps_the_highest_count() {
         let stats = Arc::new(ServerStats::default());
