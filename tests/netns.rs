@@ -193,3 +193,37 @@ fn netns_backlog_overflow_without_accept() {
         "{first}"
     );
 }
+
+/// A request pool larger than the ports allow (12 in the namespace): the
+/// 12 open, the rest fail at connect() and the limit is named; every due
+/// request goes through the 12, counted exactly.
+#[test]
+fn netns_a_pool_larger_than_the_ports_is_named_and_the_rest_serve_every_request() {
+    let Some(s) = run_in_netns(
+        "netns_pool_over_the_ports",
+        EVEN_RANGE,
+        "--listen 127.0.0.1:7070 --mode http --service-time 2ms",
+        "--target 127.0.0.1:7070 --mode request --protocol http --pool 20 --rate 200 \
+         --duration 2s",
+    ) else {
+        return;
+    };
+    crate::results::validate(&s);
+    assert_eq!(s["totals"]["established"], 12, "{s}");
+    assert_eq!(s["first_limit"]["kind"], "port_exhaustion", "{s}");
+    assert_eq!(s["failures_by_kind"]["port_exhaustion"], 8, "{s}");
+    let r = &s["requests"];
+    let n = |key: &str| r[key].as_u64().unwrap();
+    // 2 s at 200/s from the moment the pool is open.
+    assert!((390..=401).contains(&n("scheduled")), "{r}");
+    assert_eq!(n("rejects"), 0, "{r}");
+    assert_eq!(n("reconnects"), 0, "{r}");
+    assert_eq!(r["errors"]["closed"], 0, "{r}");
+    assert_eq!(
+        n("responses") + n("in_flight_at_end"),
+        n("scheduled") - n("queued_at_end"),
+        "{r}"
+    );
+    assert_eq!(n("sent"), n("responses") + n("in_flight_at_end"), "{r}");
+    assert_eq!(r["status"]["2xx"], n("responses"), "{r}");
+}
