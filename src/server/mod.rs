@@ -384,7 +384,19 @@ impl Bound {
         // recv() returns None once everything that serves dropped its
         // clone of `shared`, and with it the sender.
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, done_rx.recv()).await;
-        totals
+        // A response written just before the stop was counted by its task
+        // after the write, which another thread may not have run yet when
+        // the connection counts were read: the request counts are read
+        // again now that every task is done.
+        let settled = stats.totals();
+        ServerTotals {
+            requests: settled.requests,
+            responses: settled.responses,
+            request_errors: settled.request_errors,
+            busy_rejected: settled.busy_rejected,
+            busy_closed: settled.busy_closed,
+            ..totals
+        }
     }
 }
 
