@@ -388,7 +388,7 @@ impl Holder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::model::PeerClose;
     use std::io::Write;
@@ -438,8 +438,8 @@ mod tests {
             .unwrap()
     }
 
-    /// A non-blocking connect() to `addr`, under way.
-    fn connecting(addr: std::net::SocketAddr) -> socket2::Socket {
+    /// A non-blocking connect() to `addr`, under way (or done).
+    pub(in crate::engine) fn connecting(addr: std::net::SocketAddr) -> socket2::Socket {
         let socket = socket2::Socket::new(
             socket2::Domain::IPV4,
             socket2::Type::STREAM.nonblocking(),

@@ -834,6 +834,7 @@ pub fn share_of(pace: Pace, share: f64) -> Pace {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::holder::tests::connecting;
     use crate::scenario::request::DEFAULT_QUEUE_TIMEOUT;
 
     fn settings(pace: Pace) -> RequestSettings {
@@ -882,22 +883,6 @@ mod tests {
         fn reopen(&self, _: u64) {
             self.reopened.set(self.reopened.get() + 1);
         }
-    }
-
-    /// A connect() to `addr`, under way or done.
-    fn connecting(addr: std::net::SocketAddr) -> socket2::Socket {
-        let socket = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::STREAM.nonblocking(),
-            None,
-        )
-        .unwrap();
-        match socket.connect(&addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => panic!("connect: {e}"),
-        }
-        socket
     }
 
     fn recorder() -> Arc<Mutex<Delta>> {
