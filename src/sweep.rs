@@ -1,8 +1,9 @@
 //! `ceiling sweep`: request runs over a list of pool sizes, and the smallest
 //! pool whose run meets a latency and error goal. This module parses the
-//! pool list and the goal, turns each step's summary into a `sweep.csv`
-//! row, and picks; `cmd/sweep.rs` runs the steps (each a whole run with its
-//! own results directory) and prints.
+//! pool list and the goal, checks every step before the first runs, runs
+//! the steps (each a whole run through [`runner::execute`], with its own
+//! results directory under the sweep's), turns each step's summary into a
+//! `sweep.csv` row and picks; `cmd/sweep.rs` only parses and prints.
 //!
 //! Beside the pick stands Little's law: connections busy on average =
 //! request rate × mean service time. A pool well above it that still
@@ -10,9 +11,14 @@
 //! construction.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
 use crate::model::Summary;
-use crate::scenario::units;
+use crate::runner;
+use crate::scenario::units::{self, DriverMode};
+use crate::scenario::{Pace, Scenario, ScenarioError, ScenarioSpec};
+use crate::sink::ResultsUnwritten;
+use crate::ui::Output;
 
 /// Most steps of one sweep.
 pub const MAX_STEPS: usize = 64;
@@ -322,6 +328,166 @@ pub fn verdict(rows: &[StepRow], rate: Option<f64>) -> String {
         );
     }
     out
+}
+
+/// Why a sweep was refused or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// Bad input, refused before anything is created (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// A step's scenario does not validate (exit 2).
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// A step could not run: its run's own error, with its context.
+    #[error("sweep step with pool {pool}")]
+    Step {
+        pool: u64,
+        #[source]
+        source: anyhow::Error,
+    },
+    /// A step ran, but its results files could not all be written.
+    #[error(transparent)]
+    Unwritten(#[from] ResultsUnwritten),
+    #[error("cannot write sweep.csv")]
+    Table(#[source] std::io::Error),
+}
+
+/// What a sweep tells as it goes, for its caller to print.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// A step with this pool size starts.
+    Starting(u64),
+    /// A step ended: its row.
+    Done(&'a StepRow),
+}
+
+/// A sweep whose every step has been checked; nothing created yet.
+#[derive(Debug)]
+pub struct Sweep {
+    spec: ScenarioSpec,
+    pools: Pools,
+    goal: Goal,
+    /// A constant request rate, for Little's law (None: a ramp, steps or
+    /// a closed loop).
+    rate: Option<f64>,
+    dir: PathBuf,
+}
+
+/// A sweep that ran: its rows by pool size, where they are.
+#[derive(Debug)]
+pub struct Swept {
+    pub rows: Vec<StepRow>,
+    /// The sweep's results directory: `sweep.csv` and a `pool-N/` per step.
+    pub dir: PathBuf,
+    rate: Option<f64>,
+    /// A step was stopped by Ctrl-C, SIGTERM or the dashboard's `q`: the
+    /// steps after it did not run.
+    pub interrupted: bool,
+}
+
+impl Sweep {
+    /// Checks a sweep before anything is created: request mode (the
+    /// default here), and every step's scenario (a range: its ends).
+    /// `out`: the sweep's results directory (default
+    /// `results/<UTC time>-sweep-<name>`).
+    pub fn new(
+        mut spec: ScenarioSpec,
+        pools: Pools,
+        goal: Goal,
+        out: Option<PathBuf>,
+    ) -> Result<Sweep, SweepError> {
+        match spec.mode {
+            None | Some(DriverMode::Request) => spec.mode = Some(DriverMode::Request),
+            Some(other) => {
+                let name = if other == DriverMode::Echo {
+                    "echo"
+                } else {
+                    "idle"
+                };
+                return Err(SweepError::Usage(format!(
+                    "sweep puts requests through a pool, but the mode is {name}: drop --mode \
+                     (or mode in the scenario file), or set it to request"
+                )));
+            }
+        }
+        let scenarios: Vec<Scenario> = pools
+            .bounds()
+            .into_iter()
+            .map(|pool| step_scenario(&spec, pool))
+            .collect::<Result<_, _>>()?;
+        let rate = match scenarios[0].pace {
+            Pace::Constant { per_s } => Some(per_s),
+            _ => None,
+        };
+        let dir = out.unwrap_or_else(|| {
+            runner::default_results_dir(&format!("sweep-{}", scenarios[0].name))
+        });
+        Ok(Sweep {
+            spec,
+            pools,
+            goal,
+            rate,
+            dir,
+        })
+    }
+
+    /// Runs the steps one after the other (silently: `progress` hears of
+    /// each as it starts and ends), then writes `sweep.csv`. A step
+    /// stopped by a signal is the last; the steps done so far are kept.
+    pub fn run(self, mut progress: impl FnMut(Progress<'_>)) -> Result<Swept, SweepError> {
+        let dir = self.dir;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            SweepError::Usage(format!("cannot write results to '{}': {e}", dir.display()))
+        })?;
+        let mut rows: Vec<StepRow> = Vec::new();
+        let mut done = Vec::new();
+        let mut interrupted = false;
+        while let Some(pool) = self.pools.next(&done) {
+            progress(Progress::Starting(pool));
+            let scenario = step_scenario(&self.spec, pool)?;
+            let finished = runner::execute(
+                scenario,
+                Output::Silent,
+                Some(dir.join(format!("pool-{pool}"))),
+                None,
+            )
+            .map_err(|source| SweepError::Step { pool, source })?;
+            finished.written?;
+            let row = self.goal.row(pool, &finished.summary);
+            progress(Progress::Done(&row));
+            done.push((pool, row.meets_goal));
+            rows.push(row);
+            if finished.interrupted {
+                interrupted = true;
+                break;
+            }
+        }
+        rows.sort_by_key(|r| r.pool);
+        let table = csv(&rows).map_err(|e| SweepError::Table(e.into()))?;
+        std::fs::write(dir.join("sweep.csv"), table).map_err(SweepError::Table)?;
+        Ok(Swept {
+            rows,
+            dir,
+            rate: self.rate,
+            interrupted,
+        })
+    }
+}
+
+impl Swept {
+    /// The verdict and Little's law (see [`verdict`]).
+    pub fn verdict(&self) -> String {
+        verdict(&self.rows, self.rate)
+    }
+}
+
+/// The scenario of the step with `pool` connections.
+fn step_scenario(spec: &ScenarioSpec, pool: u64) -> Result<Scenario, ScenarioError> {
+    Scenario::validate(ScenarioSpec {
+        pool: Some(pool),
+        ..spec.clone()
+    })
 }
 
 #[cfg(test)]
