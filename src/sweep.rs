@@ -12,6 +12,7 @@
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::model::Summary;
 use crate::runner;
@@ -215,8 +216,29 @@ pub struct StepRow {
     /// The first limit's kind, empty when none.
     pub first_limit: String,
     pub meets_goal: bool,
-    /// The first condition that failed, empty when the goal is met.
+    /// The first condition that failed, empty when the goal is met; for a
+    /// step stopped by a signal, that it was (see [`StepRow::interrupted`]).
     pub missed: String,
+    /// The step was stopped by Ctrl-C or SIGTERM: its figures are of the
+    /// part that ran, too short to judge (`meets_goal` false). Not a
+    /// column: `missed` says it.
+    #[serde(skip)]
+    pub interrupted: bool,
+}
+
+impl StepRow {
+    /// Marks a step stopped by a signal after `ran_s` of `planned`.
+    fn not_judged(&mut self, ran_s: f64, planned: Option<Duration>) {
+        self.interrupted = true;
+        self.meets_goal = false;
+        self.missed = match planned {
+            Some(planned) => format!(
+                "interrupted after {ran_s:.1} s of {} s",
+                tenths(planned.as_secs_f64())
+            ),
+            None => format!("interrupted after {ran_s:.1} s"),
+        };
+    }
 }
 
 impl Goal {
@@ -277,6 +299,7 @@ impl Goal {
                 .map_or(String::new(), |l| l.kind.as_str().to_string()),
             meets_goal: missed.is_none(),
             missed: missed.map_or(String::new(), |c| c.text.clone()),
+            interrupted: false,
         }
     }
 }
@@ -296,20 +319,31 @@ pub fn csv(rows: &[StepRow]) -> Result<Vec<u8>, csv::Error> {
 }
 
 /// The verdict: the smallest pool meeting the goal (or that none did),
-/// and Little's law at `rate` with the service time the steps measured.
+/// that the sweep was interrupted if it was, and Little's law at `rate`
+/// with the service time the steps measured.
 pub fn verdict(rows: &[StepRow], rate: Option<f64>) -> String {
     let mut out = String::new();
-    match rows.iter().filter(|r| r.meets_goal).min_by_key(|r| r.pool) {
+    let judged = || rows.iter().filter(|r| !r.interrupted);
+    match judged().filter(|r| r.meets_goal).min_by_key(|r| r.pool) {
         Some(row) => {
             let _ = writeln!(out, "smallest pool meeting the goal: {}", row.pool);
         }
-        None => {
-            let _ = writeln!(
-                out,
-                "no pool met the goal (largest tried: {})",
-                rows.last().map_or(0, |r| r.pool)
-            );
-        }
+        None => match judged().map(|r| r.pool).max() {
+            Some(largest) => {
+                let _ = writeln!(out, "no pool met the goal (largest tried: {largest})");
+            }
+            None => {
+                let _ = writeln!(out, "no pool met the goal (no step ran to its end)");
+            }
+        },
+    }
+    if let Some(row) = rows.iter().find(|r| r.interrupted) {
+        let _ = writeln!(
+            out,
+            "sweep interrupted during the step with pool {} ({}): its row is in sweep.csv, not \
+             judged; the steps after it did not run",
+            row.pool, row.missed
+        );
     }
     let served: Vec<&StepRow> = rows.iter().filter(|r| r.service_mean_us > 0.0).collect();
     if let Some(rate) = rate
@@ -381,8 +415,8 @@ pub struct Swept {
     /// The sweep's results directory: `sweep.csv` and a `pool-N/` per step.
     pub dir: PathBuf,
     rate: Option<f64>,
-    /// A step was stopped by Ctrl-C, SIGTERM or the dashboard's `q`: the
-    /// steps after it did not run.
+    /// A step was stopped by Ctrl-C or SIGTERM: its row is the last (not
+    /// judged), and the steps after it did not run.
     pub interrupted: bool,
 }
 
@@ -446,6 +480,7 @@ impl Sweep {
         while let Some(pool) = self.pools.next(&done) {
             progress(Progress::Starting(pool));
             let scenario = step_scenario(&self.spec, pool)?;
+            let planned = scenario.duration;
             let finished = runner::execute(
                 scenario,
                 Output::Silent,
@@ -454,7 +489,10 @@ impl Sweep {
             )
             .map_err(|source| SweepError::Step { pool, source })?;
             finished.written?;
-            let row = self.goal.row(pool, &finished.summary);
+            let mut row = self.goal.row(pool, &finished.summary);
+            if finished.interrupted {
+                row.not_judged(finished.summary.duration_s, planned);
+            }
             progress(Progress::Done(&row));
             done.push((pool, row.meets_goal));
             rows.push(row);
@@ -548,6 +586,62 @@ mod tests {
         let list = parse_pool_list("10,50").unwrap();
         assert_eq!(list.next(&[(10, false)]), Some(50));
         assert_eq!(list.next(&[(10, false), (50, true)]), None);
+    }
+
+    #[test]
+    fn an_interrupted_step_is_kept_but_not_judged() {
+        let step = |pool: u64, meets_goal: bool| StepRow {
+            pool,
+            achieved_rate_per_s: 100.0,
+            queue_p50_us: 0,
+            queue_p99_us: 0,
+            total_p50_us: 1_000,
+            total_p99_us: 2_000,
+            service_mean_us: 1_000.0,
+            scheduled: 100,
+            errors: 0,
+            rejects: 0,
+            connections: pool,
+            first_limit: String::new(),
+            meets_goal,
+            missed: String::new(),
+            interrupted: false,
+        };
+        // Stopped 0.1 s into its 3 s: a row that "meets" nothing, or all.
+        let mut stopped = step(12, true);
+        stopped.not_judged(0.1, Some(Duration::from_secs(3)));
+        assert!(!stopped.meets_goal);
+        assert_eq!(stopped.missed, "interrupted after 0.1 s of 3 s");
+        let rows = [step(2, false), stopped.clone()];
+        let text = verdict(&rows, Some(100.0));
+        assert!(
+            text.contains("no pool met the goal (largest tried: 2)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sweep interrupted during the step with pool 12 (interrupted after 0.1 s of 3 \
+                 s): its row is in sweep.csv"
+            ),
+            "{text}"
+        );
+        let text = verdict(&[step(2, true), stopped.clone()], None);
+        assert!(
+            text.starts_with("smallest pool meeting the goal: 2\n"),
+            "{text}"
+        );
+        let text = verdict(&[stopped], None);
+        assert!(text.contains("no step ran to its end"), "{text}");
+        // The row stays in sweep.csv, with what it measured.
+        let table = String::from_utf8(csv(&rows).unwrap()).unwrap();
+        assert!(
+            !table.contains("interrupted,"),
+            "no column of its own: {table}"
+        );
+        assert!(
+            table.contains(",false,interrupted after 0.1 s of 3 s\n"),
+            "{table}"
+        );
     }
 
     #[test]

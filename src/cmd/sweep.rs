@@ -1,12 +1,13 @@
 //! `ceiling sweep`: flags and scenario file → [`Sweep`] (every step
 //! checked) → its steps run → each step's line, the verdict and
-//! `report.html`.
+//! `report.html`; exit 130 when Ctrl-C or SIGTERM stopped a step.
 
 use std::process::ExitCode;
 
 use super::args;
 use crate::UsageError;
 use crate::cli::SweepArgs;
+use crate::runner;
 use crate::scenario::{self, ScenarioSpec};
 use crate::sweep::{Progress, Sweep, SweepError};
 use crate::ui::tui::micros_text;
@@ -24,7 +25,11 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<ExitCode> {
     super::report::write_beside(&swept.dir);
     print!("{}", swept.verdict());
     println!("results: {}", swept.dir.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(if swept.interrupted {
+        ExitCode::from(runner::EXIT_INTERRUPTED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn print_progress(progress: Progress<'_>) {
@@ -39,7 +44,9 @@ fn print_progress(progress: Progress<'_>) {
             micros_text(row.queue_p99_us),
             row.errors,
             row.rejects,
-            if row.meets_goal {
+            if row.interrupted {
+                format!("{}: not judged", row.missed)
+            } else if row.meets_goal {
                 "meets the goal".to_string()
             } else {
                 format!("misses {}", row.missed)
