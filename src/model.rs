@@ -394,7 +394,7 @@ pub struct Warnings {
     pub generator_bottleneck: Option<GeneratorBottleneck>,
 }
 
-/// Seconds in which attempts (in request mode, requests scheduled) ran
+/// Seconds in which attempts (in request mode, requests sent) ran
 /// below the target rate while ceiling's own processes used (nearly) all
 /// the CPU they may: the generator, not the target, set the pace, and its
 /// latency figures include its own delay.
@@ -406,7 +406,7 @@ pub struct GeneratorBottleneck {
     /// Cores they may use: the CPUs, its cgroup's quota, its worker threads.
     pub cores_available: f64,
     /// Attempts started over attempts scheduled (in request mode, requests
-    /// scheduled over requests asked), in those seconds.
+    /// sent over requests asked), in those seconds.
     pub achieved_ratio: f64,
     /// The same in words, with the remedy.
     pub message: String,

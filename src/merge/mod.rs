@@ -386,8 +386,6 @@ fn read_rows(dir: &Path, start: SystemTime, requests: bool) -> Result<Vec<InputR
             requests: match request_columns {
                 None => None,
                 Some([sent, responses, errors, rejects, depth, busy]) => Some(RequestRow {
-                    // Not in timeseries.csv: the live generator check's only.
-                    scheduled_per_s: 0.0,
                     sent_per_s: number(Some(sent))?.unwrap_or(0.0),
                     responses_per_s: number(Some(responses))?.unwrap_or(0.0),
                     errors_per_s: number(Some(errors))?.unwrap_or(0.0),
@@ -962,7 +960,6 @@ mod tests {
     fn request_columns_add_rates_and_each_inputs_last_depth_of_the_second() {
         let with = |mut r: InputRow, sent: f64, depth: u64, busy: u64| {
             r.row.requests = Some(RequestRow {
-                scheduled_per_s: sent,
                 sent_per_s: sent,
                 responses_per_s: sent,
                 errors_per_s: 0.0,

@@ -511,7 +511,7 @@ pub struct SecondRow {
     /// (comparable with `attempt_rate_per_s`, row by row). In request mode
     /// the requests asked for instead (the pool's connects are unpaced),
     /// from the pool's opening to the run's end: comparable with
-    /// [`RequestRow::scheduled_per_s`].
+    /// [`RequestRow::sent_per_s`] and `rejects_per_s`.
     pub target_rate_per_s: f64,
     /// Attempts started during the interval, per second.
     pub attempt_rate_per_s: f64,
@@ -534,9 +534,6 @@ pub struct SecondRow {
 /// Request mode's figures of one second.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RequestRow {
-    /// Requests due (open loop) or started (closed loop) during the
-    /// interval, per second: whether ceiling kept up with the rate.
-    pub scheduled_per_s: f64,
     pub sent_per_s: f64,
     pub responses_per_s: f64,
     pub errors_per_s: f64,
@@ -712,7 +709,6 @@ impl Aggregator {
                 requests: self.total.requests.as_deref().map(|total| {
                     let second = interval.requests.as_deref().cloned().unwrap_or_default();
                     RequestRow {
-                        scheduled_per_s: second.scheduled as f64 / span,
                         sent_per_s: second.sent as f64 / span,
                         responses_per_s: second.responses as f64 / span,
                         errors_per_s: second.error_count() as f64 / span,
