@@ -110,7 +110,8 @@ pub enum Command {
     /// met). Prints "smallest pool meeting the goal: N" (or that none did)
     /// and Little's law: request rate × mean service time = connections
     /// busy on average. Exit status 0 whether or not a pool met the goal;
-    /// 2 for bad input.
+    /// 130 when Ctrl-C or SIGTERM stopped a step (the steps done and the
+    /// stopped one are in sweep.csv, the verdict says so); 2 for bad input.
     #[command(mut_arg("pool", |a| a.long("run-pool").hide(true)))]
     Sweep(Box<SweepArgs>),
     /// The built-in target server: accepts and holds, echoes or closes.

@@ -23,8 +23,9 @@
 //!   ends in the bytes read, and its answer; no I/O.
 //! - [`epoll`]: an epoll set of our own under tokio, where the driver and
 //!   the server keep idle sockets without a task each.
-//! - [`sweep`]: `ceiling sweep`: pool sizes and a goal → the smallest
-//!   pool that meets it, `sweep.csv`, Little's law.
+//! - [`sweep`]: `ceiling sweep`: pool sizes and a goal → a run per step
+//!   (through [`runner`]), the smallest pool that meets it, `sweep.csv`,
+//!   Little's law.
 //! - [`explore`]: `ceiling explore`'s ladder: from the limit a climb hit,
 //!   the change the next climb makes; the ladder's table and files.
 //! - [`fleet`]: one test from many hosts: the coordinator (a run whose

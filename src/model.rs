@@ -394,9 +394,10 @@ pub struct Warnings {
     pub generator_bottleneck: Option<GeneratorBottleneck>,
 }
 
-/// Seconds in which attempts ran below the target rate while ceiling's own
-/// processes used (nearly) all the CPU they may: the generator, not the
-/// target, set the pace, and its latency figures include its own delay.
+/// Seconds in which attempts (in request mode, requests sent) ran
+/// below the target rate while ceiling's own processes used (nearly) all
+/// the CPU they may: the generator, not the target, set the pace, and its
+/// latency figures include its own delay.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GeneratorBottleneck {
     pub seconds: u64,
@@ -404,7 +405,8 @@ pub struct GeneratorBottleneck {
     pub cores_used: f64,
     /// Cores they may use: the CPUs, its cgroup's quota, its worker threads.
     pub cores_available: f64,
-    /// Attempts started over attempts scheduled, in those seconds.
+    /// Attempts started over attempts scheduled (in request mode, requests
+    /// sent over requests asked), in those seconds.
     pub achieved_ratio: f64,
     /// The same in words, with the remedy.
     pub message: String,

@@ -1,8 +1,9 @@
 //! `ceiling sweep`: request runs over a list of pool sizes, and the smallest
 //! pool whose run meets a latency and error goal. This module parses the
-//! pool list and the goal, turns each step's summary into a `sweep.csv`
-//! row, and picks; `cmd/sweep.rs` runs the steps (each a whole run with its
-//! own results directory) and prints.
+//! pool list and the goal, checks every step before the first runs, runs
+//! the steps (each a whole run through [`runner::execute`], with its own
+//! results directory under the sweep's), turns each step's summary into a
+//! `sweep.csv` row and picks; `cmd/sweep.rs` only parses and prints.
 //!
 //! Beside the pick stands Little's law: connections busy on average =
 //! request rate × mean service time. A pool well above it that still
@@ -10,9 +11,15 @@
 //! construction.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::model::Summary;
-use crate::scenario::units;
+use crate::runner;
+use crate::scenario::units::{self, DriverMode};
+use crate::scenario::{Pace, Scenario, ScenarioError, ScenarioSpec};
+use crate::sink::ResultsUnwritten;
+use crate::ui::Output;
 
 /// Most steps of one sweep.
 pub const MAX_STEPS: usize = 64;
@@ -209,8 +216,29 @@ pub struct StepRow {
     /// The first limit's kind, empty when none.
     pub first_limit: String,
     pub meets_goal: bool,
-    /// The first condition that failed, empty when the goal is met.
+    /// The first condition that failed, empty when the goal is met; for a
+    /// step stopped by a signal, that it was (see [`StepRow::interrupted`]).
     pub missed: String,
+    /// The step was stopped by Ctrl-C or SIGTERM: its figures are of the
+    /// part that ran, too short to judge (`meets_goal` false). Not a
+    /// column: `missed` says it.
+    #[serde(skip)]
+    pub interrupted: bool,
+}
+
+impl StepRow {
+    /// Marks a step stopped by a signal after `ran_s` of `planned`.
+    fn not_judged(&mut self, ran_s: f64, planned: Option<Duration>) {
+        self.interrupted = true;
+        self.meets_goal = false;
+        self.missed = match planned {
+            Some(planned) => format!(
+                "interrupted after {ran_s:.1} s of {} s",
+                tenths(planned.as_secs_f64())
+            ),
+            None => format!("interrupted after {ran_s:.1} s"),
+        };
+    }
 }
 
 impl Goal {
@@ -271,6 +299,7 @@ impl Goal {
                 .map_or(String::new(), |l| l.kind.as_str().to_string()),
             meets_goal: missed.is_none(),
             missed: missed.map_or(String::new(), |c| c.text.clone()),
+            interrupted: false,
         }
     }
 }
@@ -290,20 +319,31 @@ pub fn csv(rows: &[StepRow]) -> Result<Vec<u8>, csv::Error> {
 }
 
 /// The verdict: the smallest pool meeting the goal (or that none did),
-/// and Little's law at `rate` with the service time the steps measured.
+/// that the sweep was interrupted if it was, and Little's law at `rate`
+/// with the service time the steps measured.
 pub fn verdict(rows: &[StepRow], rate: Option<f64>) -> String {
     let mut out = String::new();
-    match rows.iter().filter(|r| r.meets_goal).min_by_key(|r| r.pool) {
+    let judged = || rows.iter().filter(|r| !r.interrupted);
+    match judged().filter(|r| r.meets_goal).min_by_key(|r| r.pool) {
         Some(row) => {
             let _ = writeln!(out, "smallest pool meeting the goal: {}", row.pool);
         }
-        None => {
-            let _ = writeln!(
-                out,
-                "no pool met the goal (largest tried: {})",
-                rows.last().map_or(0, |r| r.pool)
-            );
-        }
+        None => match judged().map(|r| r.pool).max() {
+            Some(largest) => {
+                let _ = writeln!(out, "no pool met the goal (largest tried: {largest})");
+            }
+            None => {
+                let _ = writeln!(out, "no pool met the goal (no step ran to its end)");
+            }
+        },
+    }
+    if let Some(row) = rows.iter().find(|r| r.interrupted) {
+        let _ = writeln!(
+            out,
+            "sweep interrupted during the step with pool {} ({}): its row is in sweep.csv, not \
+             judged; the steps after it did not run",
+            row.pool, row.missed
+        );
     }
     let served: Vec<&StepRow> = rows.iter().filter(|r| r.service_mean_us > 0.0).collect();
     if let Some(rate) = rate
@@ -322,6 +362,170 @@ pub fn verdict(rows: &[StepRow], rate: Option<f64>) -> String {
         );
     }
     out
+}
+
+/// Why a sweep was refused or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// Bad input, refused before anything is created (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// A step's scenario does not validate (exit 2).
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    /// A step could not run: its run's own error, with its context.
+    #[error("sweep step with pool {pool}")]
+    Step {
+        pool: u64,
+        #[source]
+        source: anyhow::Error,
+    },
+    /// A step ran, but its results files could not all be written.
+    #[error(transparent)]
+    Unwritten(#[from] ResultsUnwritten),
+    #[error("cannot write sweep.csv")]
+    Table(#[source] std::io::Error),
+}
+
+/// What a sweep tells as it goes, for its caller to print.
+#[derive(Debug, Clone, Copy)]
+pub enum Progress<'a> {
+    /// A step with this pool size starts.
+    Starting(u64),
+    /// A step ended: its row.
+    Done(&'a StepRow),
+}
+
+/// A sweep whose every step has been checked; nothing created yet.
+#[derive(Debug)]
+pub struct Sweep {
+    spec: ScenarioSpec,
+    pools: Pools,
+    goal: Goal,
+    /// A constant request rate, for Little's law (None: a ramp, steps or
+    /// a closed loop).
+    rate: Option<f64>,
+    dir: PathBuf,
+}
+
+/// A sweep that ran: its rows by pool size, where they are.
+#[derive(Debug)]
+pub struct Swept {
+    pub rows: Vec<StepRow>,
+    /// The sweep's results directory: `sweep.csv` and a `pool-N/` per step.
+    pub dir: PathBuf,
+    rate: Option<f64>,
+    /// A step was stopped by Ctrl-C or SIGTERM: its row is the last (not
+    /// judged), and the steps after it did not run.
+    pub interrupted: bool,
+}
+
+impl Sweep {
+    /// Checks a sweep before anything is created: request mode (the
+    /// default here), and every step's scenario (a range: its ends).
+    /// `out`: the sweep's results directory (default
+    /// `results/<UTC time>-sweep-<name>`).
+    pub fn new(
+        mut spec: ScenarioSpec,
+        pools: Pools,
+        goal: Goal,
+        out: Option<PathBuf>,
+    ) -> Result<Sweep, SweepError> {
+        match spec.mode {
+            None | Some(DriverMode::Request) => spec.mode = Some(DriverMode::Request),
+            Some(other) => {
+                let name = if other == DriverMode::Echo {
+                    "echo"
+                } else {
+                    "idle"
+                };
+                return Err(SweepError::Usage(format!(
+                    "sweep puts requests through a pool, but the mode is {name}: drop --mode \
+                     (or mode in the scenario file), or set it to request"
+                )));
+            }
+        }
+        let scenarios: Vec<Scenario> = pools
+            .bounds()
+            .into_iter()
+            .map(|pool| step_scenario(&spec, pool))
+            .collect::<Result<_, _>>()?;
+        let rate = match scenarios[0].pace {
+            Pace::Constant { per_s } => Some(per_s),
+            _ => None,
+        };
+        let dir = out.unwrap_or_else(|| {
+            runner::default_results_dir(&format!("sweep-{}", scenarios[0].name))
+        });
+        Ok(Sweep {
+            spec,
+            pools,
+            goal,
+            rate,
+            dir,
+        })
+    }
+
+    /// Runs the steps one after the other (silently: `progress` hears of
+    /// each as it starts and ends), then writes `sweep.csv`. A step
+    /// stopped by a signal is the last; the steps done so far are kept.
+    pub fn run(self, mut progress: impl FnMut(Progress<'_>)) -> Result<Swept, SweepError> {
+        let dir = self.dir;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            SweepError::Usage(format!("cannot write results to '{}': {e}", dir.display()))
+        })?;
+        let mut rows: Vec<StepRow> = Vec::new();
+        let mut done = Vec::new();
+        let mut interrupted = false;
+        while let Some(pool) = self.pools.next(&done) {
+            progress(Progress::Starting(pool));
+            let scenario = step_scenario(&self.spec, pool)?;
+            let planned = scenario.duration;
+            let finished = runner::execute(
+                scenario,
+                Output::Silent,
+                Some(dir.join(format!("pool-{pool}"))),
+                None,
+            )
+            .map_err(|source| SweepError::Step { pool, source })?;
+            finished.written?;
+            let mut row = self.goal.row(pool, &finished.summary);
+            if finished.interrupted {
+                row.not_judged(finished.summary.duration_s, planned);
+            }
+            progress(Progress::Done(&row));
+            done.push((pool, row.meets_goal));
+            rows.push(row);
+            if finished.interrupted {
+                interrupted = true;
+                break;
+            }
+        }
+        rows.sort_by_key(|r| r.pool);
+        let table = csv(&rows).map_err(|e| SweepError::Table(e.into()))?;
+        std::fs::write(dir.join("sweep.csv"), table).map_err(SweepError::Table)?;
+        Ok(Swept {
+            rows,
+            dir,
+            rate: self.rate,
+            interrupted,
+        })
+    }
+}
+
+impl Swept {
+    /// The verdict and Little's law (see [`verdict`]).
+    pub fn verdict(&self) -> String {
+        verdict(&self.rows, self.rate)
+    }
+}
+
+/// The scenario of the step with `pool` connections.
+fn step_scenario(spec: &ScenarioSpec, pool: u64) -> Result<Scenario, ScenarioError> {
+    Scenario::validate(ScenarioSpec {
+        pool: Some(pool),
+        ..spec.clone()
+    })
 }
 
 #[cfg(test)]
@@ -382,6 +586,62 @@ mod tests {
         let list = parse_pool_list("10,50").unwrap();
         assert_eq!(list.next(&[(10, false)]), Some(50));
         assert_eq!(list.next(&[(10, false), (50, true)]), None);
+    }
+
+    #[test]
+    fn an_interrupted_step_is_kept_but_not_judged() {
+        let step = |pool: u64, meets_goal: bool| StepRow {
+            pool,
+            achieved_rate_per_s: 100.0,
+            queue_p50_us: 0,
+            queue_p99_us: 0,
+            total_p50_us: 1_000,
+            total_p99_us: 2_000,
+            service_mean_us: 1_000.0,
+            scheduled: 100,
+            errors: 0,
+            rejects: 0,
+            connections: pool,
+            first_limit: String::new(),
+            meets_goal,
+            missed: String::new(),
+            interrupted: false,
+        };
+        // Stopped 0.1 s into its 3 s: a row that "meets" nothing, or all.
+        let mut stopped = step(12, true);
+        stopped.not_judged(0.1, Some(Duration::from_secs(3)));
+        assert!(!stopped.meets_goal);
+        assert_eq!(stopped.missed, "interrupted after 0.1 s of 3 s");
+        let rows = [step(2, false), stopped.clone()];
+        let text = verdict(&rows, Some(100.0));
+        assert!(
+            text.contains("no pool met the goal (largest tried: 2)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sweep interrupted during the step with pool 12 (interrupted after 0.1 s of 3 \
+                 s): its row is in sweep.csv"
+            ),
+            "{text}"
+        );
+        let text = verdict(&[step(2, true), stopped.clone()], None);
+        assert!(
+            text.starts_with("smallest pool meeting the goal: 2\n"),
+            "{text}"
+        );
+        let text = verdict(&[stopped], None);
+        assert!(text.contains("no step ran to its end"), "{text}");
+        // The row stays in sweep.csv, with what it measured.
+        let table = String::from_utf8(csv(&rows).unwrap()).unwrap();
+        assert!(
+            !table.contains("interrupted,"),
+            "no column of its own: {table}"
+        );
+        assert!(
+            table.contains(",false,interrupted after 0.1 s of 3 s\n"),
+            "{table}"
+        );
     }
 
     #[test]

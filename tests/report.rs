@@ -504,6 +504,18 @@ fn a_request_runs_page_has_its_request_series_and_figures() {
             "{name} as timeseries.csv has it"
         );
     }
+    // The requests asked per second, drawn with the requests (not with the
+    // pool's unpaced connects).
+    assert_eq!(
+        numbers(&data["series"]["request_target_per_s"]),
+        column(&out, "target_rate_per_s")
+    );
+    assert!(data["series"]["target_rate_per_s"].is_null());
+    let asked = numbers(&data["series"]["request_target_per_s"]);
+    assert!(
+        asked.iter().any(|r| (300.0..=420.0).contains(r)),
+        "{asked:?}"
+    );
     let metrics: Vec<&str> = data["hdr"]
         .as_array()
         .unwrap()

@@ -673,9 +673,10 @@ fn installed_nginx() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The plain progress lines of a request run give the request rate, the
-/// queue and the total p99, not the connects' rate
-/// (which is 0/s once the pool is open, against a rate of requests).
+/// The plain progress lines of a request run give the request rate of the
+/// rate asked, the queue and the total p99, not the connects' rate (which
+/// is 0/s once the pool is open, against a rate of requests); the time
+/// series' target column is the requests asked per second.
 #[test]
 fn plain_progress_in_request_mode_speaks_of_requests() {
     let server = Server::start(&["--mode", "http", "--service-time", "1ms"]);
@@ -690,14 +691,14 @@ fn plain_progress_in_request_mode_speaks_of_requests() {
         "--ui",
         "plain",
     ])
-    .args(["--pool", "10", "--rate", "200", "--duration", "2s", "--out"])
+    .args(["--pool", "10", "--rate", "200", "--duration", "3s", "--out"])
     .arg(&out)
     .args(["--target", &server.addr()]);
     let run = run_bounded(cmd, BOUND);
     assert!(run.status.success(), "{}", text(&run.stderr));
     let lines = text(&run.stderr);
     let progress: Vec<&str> = lines.lines().filter(|l| l.starts_with('[')).collect();
-    assert!(!progress.is_empty(), "{lines}");
+    assert!(progress.len() >= 2, "{lines}");
     for line in &progress {
         // No connects' "0/s" once the pool is open: the request rate.
         assert!(
@@ -706,5 +707,27 @@ fn plain_progress_in_request_mode_speaks_of_requests() {
         );
         assert!(line.contains("queued "), "{line}");
     }
+    // Of the rate asked, while it is asked (the last line may come once
+    // the run's requests are over).
+    for line in &progress[..progress.len() - 1] {
+        assert!(line.contains("/s of 200/s  "), "{line}");
+    }
     assert!(progress.iter().any(|l| l.contains("total p99 ")), "{lines}");
+    let mut reader = csv::Reader::from_path(out.join("timeseries.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (elapsed, target) = (col("elapsed_s"), col("target_rate_per_s"));
+    let rows: Vec<(u64, f64)> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[elapsed].parse().unwrap(), r[target].parse().unwrap())
+        })
+        .collect();
+    // Asked from the pool's opening (within the first tick) to the end.
+    let at = |s: u64| rows.iter().find(|r| r.0 == s).map_or(0.0, |r| r.1);
+    assert!((150.0..=210.0).contains(&at(1)), "{rows:?}");
+    assert!((190.0..=210.0).contains(&at(2)), "{rows:?}");
+    let asked: f64 = rows.iter().map(|r| r.1).sum();
+    assert!((500.0..=620.0).contains(&asked), "{rows:?}");
 }

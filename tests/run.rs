@@ -734,6 +734,83 @@ fn the_generator_says_when_it_is_the_bottleneck_needs_root() {
     );
 }
 
+/// The same in request mode: ceiling under 0.1 core, asked for 20,000
+/// requests/s over a pool of 20, stamps them on time but sends a fraction:
+/// the verdict says so in requests, not in connects (whose rate is 0 once
+/// the pool is open); at a rate within its means it says nothing.
+#[test]
+fn a_request_run_says_when_the_generator_is_the_bottleneck_needs_root() {
+    let root = unsafe { libc::geteuid() } == 0;
+    if !crate::util::require(
+        "a_request_run_says_when_the_generator_is_the_bottleneck",
+        root && std::path::Path::new("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").exists(),
+        "root and a cgroup v1 cpu controller to put ceiling under a CPU quota",
+    ) {
+        return;
+    }
+    let server = Server::start(&["--mode", "http"]);
+    let request_args = |out: &std::path::Path, rate: &str| {
+        let mut args = run_args(out);
+        args.extend(
+            [
+                "--mode",
+                "request",
+                "--protocol",
+                "http",
+                "--target",
+                &server.addr(),
+                "--pool",
+                "20",
+                "--rate",
+                rate,
+                "--duration",
+                "4s",
+            ]
+            .map(String::from),
+        );
+        args
+    };
+    let quota = CpuQuota::create(1).expect("a cpu cgroup of our own");
+    let (_tmp, out) = out_dir();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "echo $$ > {}/cgroup.procs && exec \"$CEILING\" \"$@\"",
+            quota.0.display()
+        ))
+        .arg("sh")
+        .env("CEILING", crate::util::bin())
+        .args(request_args(&out, "20k"));
+    let output = run_bounded(cmd, BOUND);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let s = summary(&out);
+    let g = &s["warnings"]["generator_bottleneck"];
+    assert!(
+        g.is_object(),
+        "no verdict under 0.1 core: {}",
+        s["warnings"]
+    );
+    assert!(g["achieved_ratio"].as_f64().unwrap() < 0.9, "{g}");
+    let message = g["message"].as_str().unwrap();
+    assert!(
+        message.contains("while it sent ") && message.contains(" requests/s of the "),
+        "{message}"
+    );
+    drop(quota);
+
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(request_args(&out, "200"));
+    let output = run_bounded(cmd, BOUND);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let s = summary(&out);
+    assert!(
+        s["warnings"]["generator_bottleneck"].is_null(),
+        "{}",
+        s["warnings"]
+    );
+}
+
 /// A target that never accepts leaves handshakes half-open, each with an
 /// fd: with a low fd limit and no cap they pile up to EMFILE, which hides
 /// the cause; `--max-in-flight` keeps them under the limit, and the

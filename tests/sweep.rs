@@ -1,6 +1,9 @@
 //! `ceiling sweep`: pool sizes through request runs against `ceiling serve`
 //! with a known service time, so which pool meets the goal is computable.
 
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::util::{Server, ceiling, out_dir, run_bounded, summary, text};
@@ -137,4 +140,90 @@ fn a_pool_range_is_searched_for_the_smallest_pool_meeting_the_goal() {
         stdout.contains(&format!("smallest pool meeting the goal: {pick}")),
         "{stdout}"
     );
+}
+
+#[test]
+fn ctrl_c_keeps_the_steps_done_in_sweep_csv_and_the_verdict() {
+    // As a terminal's Ctrl-C: SIGINT to the sweep's process group, a
+    // second into its second step (of 3 s). 10 ms a request at 300/s: a
+    // pool of 2 misses the goal; 12 would meet it, given its whole run.
+    let server = Server::start(&["--mode", "http", "--service-time", "10ms"]);
+    let (_dir, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args([
+        "sweep",
+        "--pool",
+        "2,12,20",
+        "--rate",
+        "300",
+        "--duration",
+        "3s",
+        "--goal",
+        "p99<100ms",
+        "--protocol",
+        "http",
+        "--target",
+    ])
+    .arg(server.addr())
+    .arg("--out")
+    .arg(&out)
+    .process_group(0)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let group = child.id() as i32;
+    let mut stderr = String::new();
+    let mut signalled = None;
+    // Bounded: the sweep's three steps end by themselves within seconds.
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line == "ceiling: sweep: pool 12" {
+            signalled = Some(std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                // SAFETY: kill(2) on the process group of our own child.
+                unsafe { libc::kill(-group, libc::SIGINT) }
+            }));
+        }
+        stderr.push_str(&line);
+        stderr.push('\n');
+    }
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let signalled = signalled.unwrap_or_else(|| panic!("no second step: {stderr}"));
+    assert_eq!(signalled.join().unwrap(), 0, "the signal was sent");
+    assert_eq!(status.code(), Some(130), "{stderr}\n{stdout}");
+    // The step done and the one stopped, each with its figures.
+    let mut reader = csv::Reader::from_path(out.join("sweep.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2, "{stderr}");
+    assert_eq!(&rows[0][col("pool")], "2");
+    assert_eq!(&rows[0][col("missed")], "p99<100ms");
+    assert_eq!(&rows[1][col("pool")], "12");
+    assert_eq!(&rows[1][col("meets_goal")], "false");
+    assert!(
+        rows[1][col("missed")].starts_with("interrupted after "),
+        "{:?}",
+        &rows[1]
+    );
+    assert!(rows[1][col("scheduled")].parse::<u64>().unwrap() > 0);
+    let stopped = summary(&out.join("pool-12"));
+    assert_eq!(stopped["aborted"], true);
+    assert!(!out.join("pool-20").exists(), "no step after the signal");
+    assert!(
+        stdout.contains("no pool met the goal (largest tried: 2)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sweep interrupted during the step with pool 12"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("ceiling: sweep: pool 12: "), "{stderr}");
 }

@@ -300,6 +300,9 @@ fn tui_shows_request_rate_in_flight_queue_and_the_three_latencies_in_request_mod
         // once the pool is open).
         "Requests/s",
         "holding  requests ",
+        // Of the rate asked, in the header and the chart's title.
+        "/s of 1,000/s",
+        " of 1,000 · top ",
     ] {
         assert!(screen.contains(shown), "no {shown:?}:\n{screen}");
     }

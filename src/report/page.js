@@ -306,6 +306,7 @@
       ], "per second", count, false);
     } else if (kind === "requests") {
       timeChart(el, [
+        { col: "request_target_per_s", label: "target", color: "#7f7f7f", dash: [6, 3] },
         { col: "requests_sent_per_s", label: "sent", color: "#1f77b4" },
         { col: "responses_per_s", label: "responses", color: "#2ca02c" },
         { col: "request_errors_per_s", label: "errors", color: "#d62728" },

@@ -206,6 +206,10 @@ const REQUEST_COLUMNS: [&str; 6] = [
     "busy_connections",
 ];
 
+/// A request run's `target_rate_per_s` as the page calls it: requests
+/// asked per second, drawn on the requests chart.
+const REQUEST_TARGET: &str = "request_target_per_s";
+
 /// Whether a run put requests through a pool: summary.json has a
 /// `requests` object, or (no summary) timeseries.csv its request columns.
 fn is_request_run(run: &Run) -> bool {
@@ -293,8 +297,15 @@ pub fn run_data(run: &Run) -> Value {
         BUCKETS,
     );
     let mut columns = serde_json::Map::new();
+    let requests = is_request_run(run);
     for (name, column) in names.iter().zip(&series.columns) {
-        columns.insert((*name).clone(), nums(column));
+        // A request run's target is of requests: drawn with them, not
+        // with its pool's (unpaced) connects.
+        let name = match name.as_str() {
+            "target_rate_per_s" if requests => REQUEST_TARGET.to_string(),
+            _ => (*name).clone(),
+        };
+        columns.insert(name, nums(column));
     }
     let first_limit = run.first_limit().map(|f| {
         json!({
@@ -971,7 +982,7 @@ fn charts_section(runs: &[&Run], ladders: &[&Ladder], sweeps: &[&Sweep]) -> (Str
                 &mut n,
                 "requests",
                 "",
-                "Requests per second: sent, responses, errors and rejects",
+                "Requests per second: target (asked) vs sent, responses, errors and rejects",
                 "",
             );
             chart(

@@ -508,7 +508,10 @@ pub struct SecondRow {
     /// Connects per second asked for over the interval: the rate profile's
     /// mean over it, counting 0 while paused and once every attempt has
     /// started, i.e. the attempts scheduled in the interval per second
-    /// (comparable with `attempt_rate_per_s`, row by row).
+    /// (comparable with `attempt_rate_per_s`, row by row). In request mode
+    /// the requests asked for instead (the pool's connects are unpaced),
+    /// from the pool's opening to the run's end: comparable with
+    /// [`RequestRow::sent_per_s`] and `rejects_per_s`.
     pub target_rate_per_s: f64,
     /// Attempts started during the interval, per second.
     pub attempt_rate_per_s: f64,

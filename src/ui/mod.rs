@@ -127,6 +127,9 @@ fn status(snapshot: &Snapshot, explained: Option<&FirstLimit>) -> String {
         // Request mode: the rate that matters is of requests, not connects.
         Some((_, Some(r))) => {
             line.push_str(&format!("  requests {:.0}/s", r.sent_per_s));
+            if snapshot.target_rate_per_s > 0.0 {
+                line.push_str(&format!(" of {:.0}/s", snapshot.target_rate_per_s));
+            }
             line.push_str(&format!("  queued {}  busy {}", r.queue_depth, r.busy));
             if r.total.count > 0 {
                 line.push_str(&format!("  total p99 {}", tui::micros_text(r.total.p99)));

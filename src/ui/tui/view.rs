@@ -274,7 +274,15 @@ fn header_lines(view: &View, width: usize) -> Vec<Line<'static>> {
             .as_ref()
             .and_then(|row| row.requests.as_ref())
             .map_or(0.0, |row| row.sent_per_s);
-        let requests = format!("  requests {}/s", rate_text(sent));
+        let requests = if snap.target_rate_per_s > 0.0 {
+            format!(
+                "  requests {}/s of {}/s",
+                rate_text(sent),
+                rate_text(snap.target_rate_per_s)
+            )
+        } else {
+            format!("  requests {}/s", rate_text(sent))
+        };
         let queue = format!(
             " · queued {} · in flight {}",
             thousands(r.queue_depth()),
@@ -1009,8 +1017,9 @@ fn render_active_chart(frame: &mut Frame, area: Rect, view: &View) {
     frame.render_widget(chart, area);
 }
 
-/// Connects per second, newest at the right, scaled so that the highest
-/// achieved or target rate in view fills the panel.
+/// Connects per second (requests per second in request mode), newest at
+/// the right, scaled so that the highest achieved or target rate in view
+/// fills the panel.
 fn render_rate(frame: &mut Frame, area: Rect, view: &View) {
     if area.is_empty() {
         return;
@@ -1025,7 +1034,7 @@ fn render_rate(frame: &mut Frame, area: Rect, view: &View) {
             "Requests/s",
             row.and_then(|row| row.requests.as_ref())
                 .map_or(0.0, |r| r.sent_per_s),
-            0.0,
+            view.snapshot.target_rate_per_s,
         ),
         row => (
             "Connects/s",
@@ -1042,7 +1051,7 @@ fn render_rate(frame: &mut Frame, area: Rect, view: &View) {
     };
     let top_rate = points
         .iter()
-        .map(|p| rate(p).max(if requests { 0.0 } else { p.target_rate_per_s }))
+        .map(|p| rate(p).max(p.target_rate_per_s))
         .fold(0.0, f64::max);
     let achieved = rate_text(achieved);
     let top = rate_text(top_rate);
