@@ -72,6 +72,11 @@ pub struct GeneratorWatch {
     requests: bool,
 }
 
+/// The shortest span a CPU reading is taken over: /proc counts CPU time
+/// in clock ticks (10 ms at 100 Hz), so one tick over the few ms between
+/// the baseline and the first tick read as 3.3 cores on a 2-core machine.
+const CPU_READ_MIN: Duration = Duration::from_millis(500);
+
 impl GeneratorWatch {
     pub fn new(exclude: Vec<u32>, worker_threads: usize) -> GeneratorWatch {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
@@ -92,10 +97,18 @@ impl GeneratorWatch {
         watch
     }
 
-    /// Reads the generator's CPU: the cores it used since the last read.
+    /// Reads the generator's CPU: the cores it used since the last read;
+    /// None (and the last read kept) when that was under
+    /// [`CPU_READ_MIN`] ago.
     pub fn read(&mut self) -> Option<f64> {
-        let ticks = host::tree_cpu_ticks(std::process::id(), &self.exclude)?;
         let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|(at, _)| now.duration_since(at) < CPU_READ_MIN)
+        {
+            return None;
+        }
+        let ticks = host::tree_cpu_ticks(std::process::id(), &self.exclude)?;
         let used = self.last.map(|(at, before)| {
             let wall = now.duration_since(at).as_secs_f64().max(1e-3);
             ticks.saturating_sub(before) as f64 / self.hz / wall
@@ -652,6 +665,20 @@ mod tests {
             closed.rate(Duration::from_secs(1), Phase::Holding, at(1)),
             0.0
         );
+    }
+
+    /// The first tick comes a few ms after the baseline: no reading is
+    /// taken over that (one clock tick would be cores' worth), the
+    /// baseline stays, and the next span long enough is read.
+    #[test]
+    fn a_cpu_reading_is_taken_over_half_a_second_at_least() {
+        let mut watch = GeneratorWatch::new(Vec::new(), 1);
+        let baseline = watch.last.expect("our own process reads");
+        assert_eq!(watch.read(), None);
+        assert_eq!(watch.last, Some(baseline));
+        std::thread::sleep(CPU_READ_MIN);
+        assert!(watch.read().is_some());
+        assert!(watch.last.is_some_and(|(at, _)| at > baseline.0));
     }
 
     #[test]
