@@ -66,6 +66,38 @@ fn a_ramp_reaches_every_worker_process() {
     assert_eq!(s["workers"]["deaths"], serde_json::json!([]), "{s}");
 }
 
+/// Each second's row holds what worker processes recorded in that second:
+/// they cut their reports on the run's grid, which the coordinator's ticks
+/// follow. (They were a tick late: 272 attempts in the first second of a
+/// 300/s run, and 27 in a fourth second of a 3 s one.)
+#[test]
+fn worker_processes_report_each_second_in_its_own_row() {
+    let server = Server::start(&[]);
+    let (_tmp, out) = out_dir();
+    let mut cmd = ceiling();
+    cmd.args(["run", "--ui", "none", "--out", out.to_str().unwrap()])
+        .args(["--target", &server.addr()])
+        .args(["--processes", "2", "--connections", "900", "--rate", "300"])
+        .args(["--hold", "1s"]);
+    let output = run_bounded(cmd, Duration::from_secs(30));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let mut reader = csv::Reader::from_path(out.join("timeseries.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let col = header.iter().position(|h| h == "attempted").unwrap();
+    let attempted: Vec<u64> = reader
+        .records()
+        .map(|r| r.unwrap()[col].parse().unwrap())
+        .collect();
+    // 300 due in each of the first three seconds (one more at t = 1 s
+    // exactly, which the first second may count); none after.
+    let near = |got: u64, want: u64| got.abs_diff(want) <= 10;
+    assert!(
+        near(attempted[0], 300) && near(attempted[1], 600) && attempted[2] == 900,
+        "{attempted:?}"
+    );
+    assert!(attempted[3..].iter().all(|&a| a == 900), "{attempted:?}");
+}
+
 #[test]
 fn auto_uses_no_worker_process_when_one_process_is_enough_and_says_so() {
     let server = Server::start(&[]);

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::io::AsyncBufReadExt;
-use tokio::time::Instant;
 
+use crate::engine::clock;
 use crate::engine::plan::Plan;
 use crate::engine::procs::{self, WorkerSpec};
 use crate::engine::rate::Schedule;
@@ -52,9 +52,7 @@ pub fn worker() -> anyhow::Result<ExitCode> {
             "stdin does not start with a worker spec: `ceiling worker` is started by `ceiling \
              run --processes`, not by hand",
         )?;
-        let start = Instant::now()
-            .checked_sub(spec.started_ago)
-            .unwrap_or_else(Instant::now);
+        let start = clock::instant_of_monotonic_ns(spec.start_monotonic_ns);
         let plan = Plan::new(
             spec.sources,
             spec.targets,

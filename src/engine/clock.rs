@@ -53,6 +53,33 @@ impl Epoch {
     }
 }
 
+/// The host's monotonic clock (CLOCK_MONOTONIC, the clock of [`Instant`]
+/// on Linux), in ns: one clock for every process on the host, so an
+/// instant can cross a process boundary as this number.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec; CLOCK_MONOTONIC exists on
+    // every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// `at` as [`monotonic_ns`] (this process's instants, read now).
+pub fn instant_to_monotonic_ns(at: Instant) -> u64 {
+    let ago = at.elapsed().as_nanos() as u64;
+    monotonic_ns().saturating_sub(ago)
+}
+
+/// The instant that [`monotonic_ns`] read `ns` at (in the past: now, if
+/// it is ahead).
+pub fn instant_of_monotonic_ns(ns: u64) -> Instant {
+    let ago = Duration::from_nanos(monotonic_ns().saturating_sub(ns));
+    Instant::now().checked_sub(ago).unwrap_or_else(Instant::now)
+}
+
 /// `seconds` as a duration: negative or NaN is 0, too large for a
 /// duration is `Duration::MAX`.
 pub fn secs(seconds: f64) -> Duration {
@@ -70,6 +97,20 @@ pub fn scale(d: Duration, factor: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An instant crosses to another process as a monotonic-clock
+    /// reading, and comes back as the same instant (to the µs).
+    #[test]
+    fn an_instant_survives_the_monotonic_clock() {
+        let then = Instant::now() - Duration::from_millis(250);
+        let back = instant_of_monotonic_ns(instant_to_monotonic_ns(then));
+        let diff = if back > then {
+            back - then
+        } else {
+            then - back
+        };
+        assert!(diff < Duration::from_millis(1), "{diff:?}");
+    }
 
     #[test]
     fn extreme_values_saturate_instead_of_panicking() {

@@ -59,9 +59,11 @@ pub struct WorkerSpec {
     pub threads: usize,
     pub target_local: Vec<bool>,
     pub listen_drops_at_start: Option<u64>,
-    /// How long ago the run started, when the spec was written: the worker
-    /// sets its own start that far back.
-    pub started_ago: Duration,
+    /// When the run started, on the host's monotonic clock
+    /// ([`clock::monotonic_ns`]): a worker process on this host starts its
+    /// engine at the same instant, to the µs, however long it took to
+    /// start (agents on other hosts start at the time they are sent).
+    pub start_monotonic_ns: u64,
     pub schedule: WireSchedule,
     pub stop: Option<StopReason>,
 }
@@ -379,7 +381,7 @@ impl<'a> Relay<'a> {
             threads,
             target_local: shared.target_local.clone(),
             listen_drops_at_start: shared.listen_drops_at_start,
-            started_ago: shared.start.elapsed(),
+            start_monotonic_ns: clock::instant_to_monotonic_ns(shared.start),
             schedule: control.schedule.to_wire(shared.start),
             stop: control.stop,
         }
@@ -664,8 +666,12 @@ where
     let mut controls_open = true;
     let mut stop_reported = false;
     let mut coordinator_lost = false;
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Reports are cut at whole multiples of `every` after the run's start,
+    // the grid the coordinator's ticks follow a moment later: each report
+    // lands in the interval it was recorded in, not the next one. A late
+    // tick is skipped, not shifted, to stay on the grid.
+    let mut tick = tokio::time::interval_at(clock::after(start, every), every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let silence = silence.unwrap_or(clock::NEVER);
     let mut heard = tokio::time::Instant::now();
     // What the workers recorded since the last report; emptied after each.

@@ -20,6 +20,7 @@ use crate::classify::capacity::Room;
 use crate::classify::cpu::{CpuAllowance, CpuSecond, CpuShortfall, ServerCpu, ServerCpuSeconds};
 use crate::classify::explain::Handshakes;
 use crate::classify::host;
+use crate::engine::clock;
 use crate::engine::rate::{Schedule, rate_at};
 use crate::engine::{Engine, StopReason};
 use crate::fleet::coordinator;
@@ -32,6 +33,12 @@ use crate::ui::{Live, LiveView};
 
 /// How often workers' deltas are merged and the live output refreshed.
 pub const TICK: Duration = Duration::from_millis(100);
+
+/// How long after each point of the run's TICK grid the tick loop runs:
+/// time for the reports that worker processes cut on the grid to arrive
+/// (a pipe, or a fleet's link: a host further than this lands a report
+/// in the next tick).
+const TICK_GRACE: Duration = Duration::from_millis(20);
 
 /// How often the dashboard's host panel is re-read.
 const HOST_PANEL_EVERY: Duration = Duration::from_secs(1);
@@ -442,13 +449,20 @@ pub fn drive(
         mut terminate,
     } = ticker;
     runtime.block_on(async {
-        let mut tick = tokio::time::interval(TICK);
+        // On the run's grid of TICKs, TICK_GRACE after each: a worker
+        // process (or an agent) cuts its report on the grid, and it is in
+        // by then, so each tick takes what was recorded up to its grid
+        // point from every worker, wherever it runs.
+        let mut tick = tokio::time::interval_at(
+            clock::after(engine.start_instant(), TICK + TICK_GRACE),
+            TICK,
+        );
         let mut host_at_limit: Option<HostAtLimit> = None;
         let mut first_limit: Option<FirstLimit> = None;
         let mut host_panel = HostPanel::default();
         let mut host_panel_at: Option<tokio::time::Instant> = None;
         let mut host_room_stop: Option<String> = None;
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut request_target = RequestTarget::of(run.scenario);
         loop {
             tokio::select! {
