@@ -11,7 +11,7 @@
 //!
 //! The connections live outside tokio, in the pool's own epoll set (as
 //! idle ones do in `holder`): from the handshake on, each is one slab entry
-//! of ~100 bytes (its socket, two times, its state, a buffer only while a
+//! of 88 bytes (its socket, its times, its state, a buffer only while a
 //! response spans reads) and nothing else, where a task and tokio's
 //! readiness entry would cost over 1 KB. Every event is handled where it
 //! arrives: a response read, its figures recorded and the next request
@@ -1045,6 +1045,8 @@ mod tests {
     fn a_pooled_connection_is_one_small_entry() {
         // A slab slot is the entry or a free-list link, whichever is larger.
         let entry = std::mem::size_of::<Conn>().max(std::mem::size_of::<usize>() * 2);
-        assert!(entry <= 104, "slab entry {entry} B");
+        // 88 bytes: a timer, a buffer kept inline or a field more shows
+        // here first.
+        assert!(entry <= 96, "slab entry {entry} B");
     }
 }
