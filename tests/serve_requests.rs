@@ -180,9 +180,9 @@ fn redis_cli_and_redis_benchmark_get_their_answers() {
 }
 
 #[test]
-fn curl_reuses_one_keep_alive_connection_and_honours_close() {
+fn curl_reuses_one_keep_alive_connection_honours_close_and_uploads_chunked() {
     if !require(
-        "curl_reuses_one_keep_alive_connection_and_honours_close",
+        "curl_reuses_one_keep_alive_connection_honours_close_and_uploads_chunked",
         installed("curl"),
         "curl (Debian: curl)",
     ) {
@@ -204,12 +204,40 @@ fn curl_reuses_one_keep_alive_connection_and_honours_close() {
         );
         assert!(ok, "curl ({model}): {err}");
         assert!(err.contains("< Connection: close"), "{model}: {err}");
+        // An upload of unknown length goes chunked (curl's chunks of its
+        // own size), then a request on the same connection.
+        let mut upload = tempfile::NamedTempFile::new().unwrap();
+        upload.write_all(&[b'x'; 40_000]).unwrap();
+        let data = format!("@{}", upload.path().display());
+        let (ok, out, err) = bounded(
+            "curl",
+            &[
+                "-sv",
+                "-H",
+                "Transfer-Encoding: chunked",
+                "--data-binary",
+                &data,
+                &server.url("/up"),
+                "--next",
+                &server.url("/after"),
+            ],
+        );
+        assert!(ok, "curl ({model}): {err}");
+        assert!(
+            err.contains("> Transfer-Encoding: chunked"),
+            "{model}: {err}"
+        );
+        assert_eq!(out, "ok\nok\n", "{model}: {err}");
+        assert!(
+            err.contains("Re-using existing connection"),
+            "{model}: {err}"
+        );
         let exit_line = server.stop();
         assert!(
-            exit_line.starts_with("accepted 2, "),
-            "two curl calls, two connections ({model}): {exit_line}"
+            exit_line.starts_with("accepted 3, "),
+            "three curl calls, three connections ({model}): {exit_line}"
         );
-        assert_eq!(request_counts(&exit_line), (3, 3, 0), "{model}");
+        assert_eq!(request_counts(&exit_line), (5, 5, 0), "{model}");
     }
 }
 

@@ -16,6 +16,8 @@
 
 use std::fmt::Write as _;
 
+use super::http::{Chunked, chunked_end};
+
 /// The largest response read: a larger one is malformed, and its
 /// connection is closed (responses are kept whole until complete, so this
 /// bounds a connection's buffer).
@@ -350,11 +352,13 @@ impl Exchange for Http {
         let len = if no_body {
             head_len
         } else if chunked {
-            match chunked_end(buf, head_len) {
+            match chunked_end(buf, head_len, MAX_RESPONSE) {
                 Ok(Some(end)) => end,
-                Ok(None) if buf.len() < MAX_RESPONSE => return Reply::Incomplete,
-                Ok(None) => return malformed(buf.len(), "a response over 1 MiB"),
-                Err(why) => return malformed(buf.len(), why),
+                Ok(None) => return Reply::Incomplete,
+                Err(Chunked::TooLarge) => return malformed(buf.len(), "a response over 1 MiB"),
+                Err(Chunked::BadSize) => {
+                    return malformed(buf.len(), "a chunk size that does not parse");
+                }
             }
         } else if let Some(n) = length {
             if head_len + n > MAX_RESPONSE {
@@ -383,39 +387,6 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .windows(token.len())
         .any(|w| w.eq_ignore_ascii_case(token))
-}
-
-/// Where a chunked body starting at `pos` ends (trailers included); None
-/// while incomplete.
-fn chunked_end(buf: &[u8], mut pos: usize) -> Result<Option<usize>, String> {
-    loop {
-        let size = match httparse::parse_chunk_size(&buf[pos.min(buf.len())..]) {
-            Ok(httparse::Status::Complete((used, size))) => {
-                pos += used;
-                size
-            }
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) => return Err("a chunk size that does not parse".into()),
-        };
-        if size == 0 {
-            // Trailers, if any, end with an empty line.
-            let rest = &buf[pos.min(buf.len())..];
-            if rest.starts_with(b"\r\n") {
-                return Ok(Some(pos + 2));
-            }
-            return Ok(rest
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map(|at| pos + at + 4));
-        }
-        pos = pos.saturating_add(size as usize).saturating_add(2);
-        if pos > MAX_RESPONSE {
-            return Err("a response over 1 MiB".into());
-        }
-        if buf.len() < pos {
-            return Ok(None);
-        }
-    }
 }
 
 #[cfg(test)]

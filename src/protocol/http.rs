@@ -1,11 +1,15 @@
 //! HTTP/1.1 requests, framed by httparse: the head until its blank line,
-//! then a body of `Content-Length` bytes. Any method and path get `200 OK`
-//! and a small body (no body for HEAD); the connection stays open unless the
-//! client sends `Connection: close` (or speaks HTTP/1.0 without
-//! `Connection: keep-alive`). A head that does not parse gets `400`, a head
-//! over [`MAX_HEAD`] or with more than [`MAX_HEADERS`] headers `431`, a
-//! request over [`MAX_REQUEST`] `413`, a chunked request body `501`; each
-//! of those closes the connection.
+//! then a body of `Content-Length` bytes, or a chunked one (httparse's
+//! chunk-size parser, the walk shared with the client's responses:
+//! [`chunked_end`]). Any method and path get `200 OK` and a small body (no
+//! body for HEAD); the connection stays open unless the client sends
+//! `Connection: close` (or speaks HTTP/1.0 without `Connection:
+//! keep-alive`). A head that does not parse, a chunk size that does not, or
+//! a request with both `Content-Length` and `Transfer-Encoding` (RFC 9112
+//! 6.3: which one frames it is how requests get smuggled) gets `400`, a
+//! head over [`MAX_HEAD`] or with more than [`MAX_HEADERS`] headers `431`, a
+//! request over [`MAX_REQUEST`] `413`, a transfer coding other than chunked
+//! `501`; each of those closes the connection.
 
 use super::Answer;
 
@@ -50,13 +54,25 @@ pub fn answer(buf: &[u8], out: &mut Vec<u8>) -> Answer {
         Ok(head) => head,
         Err(Refusal(code, reason, why)) => return refuse(out, code, reason, why),
     };
-    let len = head_len.saturating_add(head.content_length);
-    if len > MAX_REQUEST {
-        return refuse(out, 413, "Content Too Large", "request too large");
-    }
-    if buf.len() < len {
-        return Answer::Incomplete;
-    }
+    let len = if head.chunked {
+        match chunked_end(buf, head_len, MAX_REQUEST) {
+            Ok(Some(end)) => end,
+            Ok(None) => return Answer::Incomplete,
+            Err(Chunked::TooLarge) => {
+                return refuse(out, 413, "Content Too Large", "request too large");
+            }
+            Err(Chunked::BadSize) => return refuse(out, 400, "Bad Request", "bad chunk size"),
+        }
+    } else {
+        let len = head_len.saturating_add(head.content_length);
+        if len > MAX_REQUEST {
+            return refuse(out, 413, "Content Too Large", "request too large");
+        }
+        if buf.len() < len {
+            return Answer::Incomplete;
+        }
+        len
+    };
     out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ");
     out.extend_from_slice(BODY.len().to_string().as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -100,6 +116,55 @@ fn refuse(out: &mut Vec<u8>, code: u16, reason: &str, body: &str) -> Answer {
     Answer::Refused
 }
 
+/// Why a chunked body cannot be walked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunked {
+    /// A chunk size line that does not parse.
+    BadSize,
+    /// The body runs past the size allowed.
+    TooLarge,
+}
+
+/// Where a chunked body starting at `pos` of `buf` ends (its last chunk
+/// and trailers included), None while incomplete; `max`: where it must
+/// end by.
+pub fn chunked_end(buf: &[u8], mut pos: usize, max: usize) -> Result<Option<usize>, Chunked> {
+    loop {
+        let size = match httparse::parse_chunk_size(&buf[pos.min(buf.len())..]) {
+            Ok(httparse::Status::Complete((used, size))) => {
+                pos += used;
+                size
+            }
+            Ok(httparse::Status::Partial) if buf.len() < max => return Ok(None),
+            Ok(httparse::Status::Partial) => return Err(Chunked::TooLarge),
+            Err(_) => return Err(Chunked::BadSize),
+        };
+        if size == 0 {
+            // Trailers, if any, end with an empty line.
+            let rest = &buf[pos.min(buf.len())..];
+            let end = if rest.starts_with(b"\r\n") {
+                Some(pos + 2)
+            } else {
+                rest.windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|at| pos + at + 4)
+            };
+            return match end {
+                Some(end) if end > max => Err(Chunked::TooLarge),
+                None if buf.len() >= max => Err(Chunked::TooLarge),
+                end => Ok(end),
+            };
+        }
+        pos = pos.saturating_add(size as usize).saturating_add(2);
+        if pos > max {
+            return Err(Chunked::TooLarge);
+        }
+        if buf.len() < pos {
+            return Ok(None);
+        }
+    }
+}
+
 /// Why a parsed head is refused: status code, reason phrase, body.
 struct Refusal(u16, &'static str, &'static str);
 
@@ -107,6 +172,8 @@ struct Refusal(u16, &'static str, &'static str);
 #[derive(Debug)]
 struct Head {
     content_length: usize,
+    /// The body is chunked.
+    chunked: bool,
     /// Close after the response.
     close: bool,
     /// HTTP/1.0: keep-alive is said explicitly in the response.
@@ -120,6 +187,7 @@ impl Head {
         let http10 = request.version == Some(0);
         let mut head = Head {
             content_length: 0,
+            chunked: false,
             close: http10,
             http10,
             no_body: request.method == Some("HEAD"),
@@ -139,11 +207,18 @@ impl Head {
                 }
                 length_seen = Some(length);
             } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-                return Err(Refusal(
-                    501,
-                    "Not Implemented",
-                    "request bodies must have a Content-Length",
-                ));
+                // Only chunked, and only once: a request's last coding
+                // must be chunked (RFC 9112 6.3), and any other coding
+                // would have to be undone to find where the body ends.
+                let value = header.value.trim_ascii();
+                if !value.eq_ignore_ascii_case(b"chunked") || head.chunked {
+                    return Err(Refusal(
+                        501,
+                        "Not Implemented",
+                        "transfer codings other than chunked",
+                    ));
+                }
+                head.chunked = true;
             } else if header.name.eq_ignore_ascii_case("connection") {
                 for token in header.value.split(|&b| b == b',') {
                     let token = token.trim_ascii();
@@ -154,6 +229,13 @@ impl Head {
                     }
                 }
             }
+        }
+        if head.chunked && length_seen.is_some() {
+            return Err(Refusal(
+                400,
+                "Bad Request",
+                "both Content-Length and Transfer-Encoding",
+            ));
         }
         head.content_length = length_seen.unwrap_or(0);
         Ok(head)
@@ -296,8 +378,64 @@ mod tests {
         assert_eq!(answer, Answer::Refused);
         assert!(out.starts_with("HTTP/1.1 413 "), "{out}");
 
-        let (answer, out) = run(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        let mut big = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        while big.len() <= MAX_REQUEST {
+            big.extend_from_slice(b"400\r\n");
+            big.extend_from_slice(&[b'x'; 0x400]);
+            big.extend_from_slice(b"\r\n");
+        }
+        let (answer, out) = run(&big);
         assert_eq!(answer, Answer::Refused);
-        assert!(out.starts_with("HTTP/1.1 501 "), "{out}");
+        assert!(out.starts_with("HTTP/1.1 413 "), "{out}");
+    }
+
+    /// A chunked body (sizes in hex, extensions, trailers) is framed by its
+    /// chunks: every proper prefix is incomplete, the whole is one request,
+    /// and what follows it is the next.
+    #[test]
+    fn a_chunked_body_is_part_of_the_request() {
+        let request: &[u8] = b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n\
+            4\r\nWiki\r\nA;ext=1\r\n0123456789\r\n0\r\nX-Sum: 14\r\n\r\n";
+        for cut in 0..request.len() {
+            assert_eq!(run(&request[..cut]).0, Answer::Incomplete, "cut at {cut}");
+        }
+        let mut two = request.to_vec();
+        two.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let (answer, out) = run(&two);
+        assert_eq!(
+            answer,
+            Answer::Answered {
+                len: request.len(),
+                close: false
+            }
+        );
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        // No trailers: the last chunk and an empty line.
+        let plain = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n";
+        assert_eq!(
+            run(plain).0,
+            Answer::Answered {
+                len: plain.len(),
+                close: false
+            }
+        );
+    }
+
+    /// Framing that cannot be trusted is refused and the connection closed.
+    #[test]
+    fn ambiguous_or_unknown_framing_is_refused() {
+        for (request, code) in [
+            (&b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"[..], "400"),
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "400",
+            ),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "501"),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", "501"),
+        ] {
+            let (answer, out) = run(request);
+            assert_eq!(answer, Answer::Refused, "{}", String::from_utf8_lossy(request));
+            assert!(out.starts_with(&format!("HTTP/1.1 {code} ")), "{out}");
+        }
     }
 }
