@@ -587,6 +587,11 @@ pub struct FleetHost {
     pub clock_offset_ms: f64,
     /// The shortest ping round trip, the one the offset is from.
     pub rtt_ms: f64,
+    /// What it measured itself: `connect_us`, and `total_us` in request
+    /// mode (the run's `latency` holds every host's at once); absent when
+    /// it measured nothing.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub latency: BTreeMap<String, Percentiles>,
 }
 
 /// A host's first limit, short.

@@ -92,7 +92,7 @@ fn hosts_csv(out: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
         ["index", "name", "address", "segment"],
         "{header:?}"
     );
-    assert_eq!(header.last().unwrap(), "start_offset_ms", "{header:?}");
+    assert_eq!(header.last().unwrap(), "total_p99_us", "{header:?}");
     reader
         .records()
         .map(|r| {
@@ -129,6 +129,27 @@ fn assert_hosts_add_up(out: &Path, s: &serde_json::Value) {
         assert_eq!(s["totals"][field], sum, "{field}: {s}");
         let csv_sum: u64 = rows.iter().map(|r| r[field].parse::<u64>().unwrap()).sum();
         assert_eq!(csv_sum, sum, "{field} in hosts.csv: {rows:?}");
+    }
+    // Each host's own connect latencies: one sample per connection it
+    // established, its p99 in hosts.csv; together, the run's.
+    let samples: u64 = hosts
+        .iter()
+        .map(|h| {
+            let own = h["latency"]["connect_us"]["count"].as_u64().unwrap_or(0);
+            assert_eq!(own, h["totals"]["established"].as_u64().unwrap(), "{h}");
+            own
+        })
+        .sum();
+    assert_eq!(s["latency"]["connect_us"]["count"], samples, "{s}");
+    for (row, h) in rows.iter().zip(hosts) {
+        let p99 = h["latency"]["connect_us"]["p99"]
+            .as_u64()
+            .map(|p| p.to_string());
+        assert_eq!(
+            Some(&row["connect_p99_us"]),
+            p99.as_ref().or(Some(&String::new())),
+            "{row:?}"
+        );
     }
 }
 

@@ -39,8 +39,8 @@ use super::{Engine, Settings, Shared, StopReason, clock};
 use crate::classify::{self, AttemptContext};
 use crate::model::{FailureEvent, Syscall, WorkerDeath, signal_name};
 use crate::scenario::units::PortRange;
-use crate::stats::Delta;
 use crate::stats::wire::WireDelta;
+use crate::stats::{Delta, OwnLatency};
 
 /// Bytes of a dead worker's stderr kept for its death record.
 const STDERR_TAIL: usize = 2048;
@@ -326,6 +326,8 @@ pub struct Tally {
     pub own_first_limit: Option<FailureEvent>,
     /// Its share of the plan.
     pub segment: Segment,
+    /// Its own latencies.
+    pub latency: OwnLatency,
 }
 
 /// The coordinator's side of one worker's conversation: sends the spec and
@@ -343,6 +345,8 @@ pub struct Relay<'a> {
     active: u64,
     own_peak: u64,
     own_first_limit: Option<FailureEvent>,
+    /// Its own latencies (a fleet's host has its own figures).
+    latency: OwnLatency,
     opening_done: bool,
     oom_kills_at_start: Option<u64>,
 }
@@ -359,6 +363,7 @@ impl<'a> Relay<'a> {
             active: 0,
             own_peak: 0,
             own_first_limit: None,
+            latency: OwnLatency::default(),
             opening_done: false,
             oom_kills_at_start,
         }
@@ -474,6 +479,7 @@ impl<'a> Relay<'a> {
         delta.reset();
         report.delta.merge_into(delta).map_err(|e| e.to_string())?;
         self.own_peak = self.own_peak.max(delta.peak_active).max(report.active);
+        self.latency.add(delta);
         if let Some(event) = &delta.first_limit
             && self
                 .own_first_limit
@@ -544,6 +550,7 @@ impl<'a> Relay<'a> {
             own_peak: self.own_peak,
             own_first_limit: self.own_first_limit,
             segment: self.peer.segment,
+            latency: self.latency,
         }
     }
 

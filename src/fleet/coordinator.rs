@@ -6,6 +6,7 @@
 //! After the barrier the listener stays open only to refuse: a restarted
 //! agent is told "the test already started", never let in.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -736,13 +737,14 @@ impl Fleet {
         let hosts: Vec<FleetHost> = books
             .iter()
             .map(|book| {
-                let (totals, first_limit, segment) = match &book.tally {
+                let (totals, first_limit, segment, latency) = match &book.tally {
                     Some(tally) => (
                         host_totals(tally, connections),
                         tally.own_first_limit.as_ref().map(HostLimit::from_event),
                         format!("{}+{}", tally.segment.offset, tally.segment.stride),
+                        tally.latency.percentiles(),
                     ),
-                    None => (Totals::default(), None, String::new()),
+                    None => (Totals::default(), None, String::new(), BTreeMap::new()),
                 };
                 FleetHost {
                     index: book.index,
@@ -756,6 +758,7 @@ impl Fleet {
                     start_offset_ms: book.start_offset_ms,
                     clock_offset_ms: book.clock_offset_ms,
                     rtt_ms: book.rtt_ms,
+                    latency,
                 }
             })
             .collect();
@@ -842,6 +845,7 @@ mod tests {
             start_offset_ms: None,
             clock_offset_ms: 0.0,
             rtt_ms: 0.0,
+            latency: BTreeMap::new(),
         }
     }
 

@@ -189,9 +189,14 @@ struct HostRow<'a> {
     /// "port_exhaustion EADDRNOTAVAIL at 61204 held", empty when none.
     first_limit: String,
     start_offset_ms: Option<f64>,
+    /// Its own latencies (empty when it measured none).
+    connect_p50_us: Option<u64>,
+    connect_p99_us: Option<u64>,
+    total_p50_us: Option<u64>,
+    total_p99_us: Option<u64>,
 }
 
-const HOST_HEADER: [&str; 16] = [
+const HOST_HEADER: [&str; 20] = [
     "index",
     "name",
     "address",
@@ -208,6 +213,10 @@ const HOST_HEADER: [&str; 16] = [
     "held_at_end",
     "first_limit",
     "start_offset_ms",
+    "connect_p50_us",
+    "connect_p99_us",
+    "total_p50_us",
+    "total_p99_us",
 ];
 
 impl<'a> From<&'a FleetHost> for HostRow<'a> {
@@ -234,6 +243,10 @@ impl<'a> From<&'a FleetHost> for HostRow<'a> {
                 .as_ref()
                 .map_or_else(String::new, |l| l.describe().replace(',', "")),
             start_offset_ms: h.start_offset_ms.map(|ms| round_to(ms, 1e3)),
+            connect_p50_us: h.latency.get("connect_us").map(|p| p.p50),
+            connect_p99_us: h.latency.get("connect_us").map(|p| p.p99),
+            total_p50_us: h.latency.get("total_us").map(|p| p.p50),
+            total_p99_us: h.latency.get("total_us").map(|p| p.p99),
         }
     }
 }

@@ -15,7 +15,7 @@
 //! kinds and groups count events: connect failures, server closes and
 //! connections lost with a worker alike.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 pub mod requests;
@@ -88,6 +88,51 @@ pub fn percentiles(hist: &Histogram<u64>) -> Percentiles {
         p99: hist.value_at_quantile(0.99),
         p999: hist.value_at_quantile(0.999),
         max: hist.max(),
+    }
+}
+
+/// One worker's latencies, summed over its reports: what a fleet's host
+/// measured itself (connect, and total in request mode), where the run's
+/// histograms hold every host's at once.
+#[derive(Debug, Clone)]
+pub struct OwnLatency {
+    connect_us: Histogram<u64>,
+    total_us: Option<Histogram<u64>>,
+}
+
+impl Default for OwnLatency {
+    fn default() -> Self {
+        OwnLatency {
+            connect_us: new_histogram(),
+            total_us: None,
+        }
+    }
+}
+
+impl OwnLatency {
+    /// Adds a report's latencies.
+    pub fn add(&mut self, delta: &Delta) {
+        // The same bounds on both sides: adding cannot fail.
+        let _ = self.connect_us.add(&delta.connect_us);
+        if let Some(r) = &delta.requests {
+            let _ = self
+                .total_us
+                .get_or_insert_with(new_histogram)
+                .add(&r.total_us);
+        }
+    }
+
+    /// Percentiles by metric, named as the summary's `latency`; empty
+    /// when nothing was measured.
+    pub fn percentiles(&self) -> BTreeMap<String, Percentiles> {
+        let mut out = BTreeMap::new();
+        if !self.connect_us.is_empty() {
+            out.insert("connect_us".to_string(), percentiles(&self.connect_us));
+        }
+        if let Some(total) = self.total_us.as_ref().filter(|h| !h.is_empty()) {
+            out.insert("total_us".to_string(), percentiles(total));
+        }
+        out
     }
 }
 
