@@ -306,6 +306,16 @@ fn a_host_behind_a_slow_link_starts_with_the_others() {
     // holds them together.
     let skew = s["fleet"]["start_skew_ms"].as_f64().unwrap();
     assert!(skew < 30.0, "start skew {skew} ms with a 40 ms link: {s}");
+    // All 400 were due in the first second, and they are in its row: the
+    // tick loop waits out the far host's round trip before it counts a
+    // tick (it held back the far host's last 20 before).
+    let mut reader = csv::Reader::from_path(out.join("timeseries.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let col = header.iter().position(|h| h == "attempted").unwrap();
+    let first: u64 = reader.records().next().unwrap().unwrap()[col]
+        .parse()
+        .unwrap();
+    assert_eq!(first, 400, "attempts in the first second's row");
 }
 
 #[test]

@@ -776,6 +776,15 @@ impl Fleet {
         }
     }
 
+    /// How late a host's report may come after the point of the run's
+    /// grid it was cut at: the longest round trip (one way there, and up
+    /// to as much again of error in its clock offset).
+    pub fn report_lag(&self) -> Duration {
+        let books = self.books.lock().unwrap_or_else(|e| e.into_inner());
+        let longest_ms = books.iter().map(|b| b.rtt_ms).fold(0.0, f64::max);
+        Duration::from_secs_f64(longest_ms.max(0.0) / 1e3)
+    }
+
     /// Each host's label by index: "host 3 (node-7)".
     pub fn labels(&self) -> Vec<String> {
         let books = self.books.lock().unwrap_or_else(|e| e.into_inner());

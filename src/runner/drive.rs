@@ -36,9 +36,12 @@ pub const TICK: Duration = Duration::from_millis(100);
 
 /// How long after each point of the run's TICK grid the tick loop runs:
 /// time for the reports that worker processes cut on the grid to arrive
-/// (a pipe, or a fleet's link: a host further than this lands a report
-/// in the next tick).
+/// through a pipe (a fleet adds its longest round trip).
 const TICK_GRACE: Duration = Duration::from_millis(20);
+
+/// The most a fleet's far hosts may hold the tick loop back by: the
+/// dashboard lags its data by as much.
+const TICK_GRACE_MAX: Duration = Duration::from_secs(1);
 
 /// How often the dashboard's host panel is re-read.
 const HOST_PANEL_EVERY: Duration = Duration::from_secs(1);
@@ -453,10 +456,9 @@ pub fn drive(
         // process (or an agent) cuts its report on the grid, and it is in
         // by then, so each tick takes what was recorded up to its grid
         // point from every worker, wherever it runs.
-        let mut tick = tokio::time::interval_at(
-            clock::after(engine.start_instant(), TICK + TICK_GRACE),
-            TICK,
-        );
+        let grace = (run.report_lag + TICK_GRACE).min(TICK_GRACE_MAX);
+        let mut tick =
+            tokio::time::interval_at(clock::after(engine.start_instant(), TICK + grace), TICK);
         let mut host_at_limit: Option<HostAtLimit> = None;
         let mut first_limit: Option<FirstLimit> = None;
         let mut host_panel = HostPanel::default();
@@ -473,7 +475,12 @@ pub fn drive(
             }
             let finished = engine.is_finished();
             engine.drain_into(agg);
-            let elapsed = engine.start_instant().elapsed();
+            // As of the grid point this tick is for: the reports cut there
+            // are in, the ones cut at the next are not. At the end every
+            // report is in: as of now.
+            let lag = if finished { Duration::ZERO } else { grace };
+            let elapsed = engine.start_instant().elapsed().saturating_sub(lag);
+            let utc_now = || utc_ago(lag);
             let phase = match engine.phase() {
                 _ if finished => Phase::Done,
                 // Every attempt started, but handshakes are still pending.
@@ -579,8 +586,12 @@ pub fn on_signal(engine: &Engine) {
     engine.stop(StopReason::Interrupted);
 }
 
-fn utc_now() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+/// The UTC time `ago` before now.
+fn utc_ago(ago: Duration) -> String {
+    let at = SystemTime::now()
+        .checked_sub(ago)
+        .unwrap_or_else(SystemTime::now);
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 /// The dashboard's host panel: fds, port range, sockets, listen drops.

@@ -21,7 +21,7 @@ pub use resolve::resolve_targets;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 
@@ -253,6 +253,7 @@ fn execute_with(
         },
         lab,
         hosts: fleet.as_ref().map(|f| f.labels()).unwrap_or_default(),
+        report_lag: fleet.as_ref().map(|f| f.report_lag()).unwrap_or_default(),
     };
     // The built-in server's CPU is not the generator's.
     let server_pid = embedded
@@ -458,6 +459,10 @@ struct RunInfo<'a> {
     lab: Option<&'a LabSession>,
     /// A fleet's hosts by index ("host 3 (node-7)"); empty otherwise.
     hosts: Vec<String>,
+    /// How late a report may arrive after the grid point it was cut at,
+    /// beyond a pipe's moment: a fleet's longest round trip; zero
+    /// otherwise.
+    report_lag: Duration,
 }
 
 impl RunInfo<'_> {
