@@ -452,11 +452,15 @@ pub fn drive(
         mut terminate,
     } = ticker;
     runtime.block_on(async {
-        // On the run's grid of TICKs, TICK_GRACE after each: a worker
-        // process (or an agent) cuts its report on the grid, and it is in
-        // by then, so each tick takes what was recorded up to its grid
-        // point from every worker, wherever it runs.
-        let grace = (run.report_lag + TICK_GRACE).min(TICK_GRACE_MAX);
+        // On the run's grid of TICKs: worker threads here are read at the
+        // grid point itself; worker processes (or agents) cut their
+        // reports on the grid, and the tick waits TICK_GRACE (and a
+        // fleet's round trip) for them to come in. Either way each tick
+        // takes what was recorded up to its grid point, wherever it ran.
+        let grace = match run.deaths {
+            Some(_) => (run.report_lag + TICK_GRACE).min(TICK_GRACE_MAX),
+            None => Duration::ZERO,
+        };
         let mut tick =
             tokio::time::interval_at(clock::after(engine.start_instant(), TICK + grace), TICK);
         let mut host_at_limit: Option<HostAtLimit> = None;
