@@ -318,6 +318,95 @@ fn a_host_behind_a_slow_link_starts_with_the_others() {
     assert_eq!(first, 400, "attempts in the first second's row");
 }
 
+/// Requests from a fleet: each host opens its part of the pool and puts
+/// its part of the rate through it; every request is counted once, each
+/// host's own total latency is kept, and each second's row holds the
+/// asked rate.
+#[test]
+fn a_fleet_puts_requests_through_its_hosts_pools_counted_exactly() {
+    let server = Server::start(&["--mode", "http", "--service-time", "2ms"]);
+    let (_tmp, out) = out_dir();
+    let port = free_port();
+    let coord = coordinator(
+        &out,
+        &server,
+        port,
+        2,
+        &[
+            "--mode",
+            "request",
+            "--protocol",
+            "http",
+            "--pool",
+            "20",
+            "--rate",
+            "400",
+            "--duration",
+            "3s",
+        ],
+    );
+    let agents: Vec<Child> = (0..2).map(|k| agent(port, k, 2, TOKEN)).collect();
+    let (status, output) = wait(coord, Duration::from_secs(60), "the coordinator");
+    assert!(status.success(), "{}", text(&output.stderr));
+    for (k, a) in agents.into_iter().enumerate() {
+        let (status, output) = wait(a, Duration::from_secs(10), "an agent");
+        assert!(status.success(), "agent {k}: {}", text(&output.stderr));
+    }
+    let s = summary(&out);
+    crate::results::validate(&s);
+    assert_hosts_add_up(&out, &s);
+    assert_eq!(s["totals"]["established"], 20, "{s}");
+    let r = &s["requests"];
+    let n = |key: &str| r[key].as_u64().unwrap();
+    // 3 s at 400/s from when each host's part of the pool is open.
+    assert!((1150..=1201).contains(&n("scheduled")), "{r}");
+    assert_eq!(
+        n("rejects") + r["errors"]["closed"].as_u64().unwrap(),
+        0,
+        "{r}"
+    );
+    assert_eq!(
+        n("responses") + n("in_flight_at_end"),
+        n("scheduled") - n("queued_at_end"),
+        "{r}"
+    );
+    // Each host's own total latency: its part of the responses.
+    let hosts = s["fleet"]["hosts"].as_array().unwrap();
+    let own: u64 = hosts
+        .iter()
+        .map(|h| h["latency"]["total_us"]["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        own,
+        s["latency"]["total_us"]["count"].as_u64().unwrap(),
+        "{s}"
+    );
+    assert!(
+        hosts
+            .iter()
+            .all(|h| h["latency"]["total_us"]["count"].as_u64() > Some(500)),
+        "{s}"
+    );
+    // The asked rate, second by second, is what the hosts sent.
+    let mut reader = csv::Reader::from_path(out.join("timeseries.csv")).unwrap();
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (target, sent) = (col("target_rate_per_s"), col("requests_sent_per_s"));
+    let rows: Vec<(f64, f64)> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[target].parse().unwrap(), r[sent].parse().unwrap())
+        })
+        .collect();
+    for &(asked, sent) in &rows[1..2] {
+        assert!(
+            (asked - 400.0).abs() < 8.0 && (sent - 400.0).abs() < 8.0,
+            "{rows:?}"
+        );
+    }
+}
+
 #[test]
 fn a_missing_agent_refuses_the_run_naming_it_and_nothing_starts() {
     let server = Server::start(&[]);
