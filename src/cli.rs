@@ -229,8 +229,9 @@ pub struct RunArgs {
     #[arg(long, short = 'c', value_name = "N", allow_negative_numbers = true, value_parser = units::parse_connections)]
     pub connections: Option<u64>,
 
-    /// Connects per second, 0.001 to 10m (accepts 5k); 0 means as fast as
-    /// possible. Default 4k.
+    /// Connects per second (in --mode request, requests per second), 0.001
+    /// to 10m (accepts 5k); 0 means as fast as possible (in request mode, a
+    /// closed loop). Default 4k.
     #[arg(long, short = 'r', value_name = "R", allow_negative_numbers = true, value_parser = units::parse_rate)]
     pub rate: Option<f64>,
 

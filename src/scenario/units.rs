@@ -677,8 +677,9 @@ pub const MIN_RATE: f64 = 0.001;
 /// one host can open (0 is "as fast as possible" anyway).
 pub const MAX_RATE: f64 = 10_000_000.0;
 
-const RATE_FORMS: &str = "0 (as fast as possible) or 0.001 to 10m connects per second, \
-                          e.g. 500, 5k, 2.5k";
+const RATE_FORMS: &str = "0 (as fast as possible; in request mode, a closed loop) or 0.001 \
+                          to 10m per second (connects, or requests in request mode), e.g. \
+                          500, 5k, 2.5k";
 
 /// A rate in connects per second: `500`, `5k`; `0` = unlimited; else within
 /// [`MIN_RATE`]..=[`MAX_RATE`].
