@@ -3,11 +3,14 @@
 //!
 //! - [`plan`]: (source IP, source port, target) of each attempt; segments.
 //! - [`rate`]: when each attempt is meant to start; the pacer.
-//! - [`clock`]: deadlines and scaled durations that saturate, never panic.
+//! - [`clock`]: deadlines and scaled durations that saturate, never panic;
+//!   small times after an epoch; instants across processes.
+//! - [`due`]: deadlines of many connections as FIFO queues, no timer each.
 //! - [`conn`]: socket(), bind(), connect(), the handshake wait, TCP_INFO.
 //! - [`hold`]: idle or echo holding with read interest, in a task.
 //! - [`holder`]: idle connections held outside tokio, one epoll set a worker.
-//! - [`request`]: request mode: a worker's pool, its queue and generator.
+//! - [`request`]: request mode: a worker's pool (its own epoll set, as the
+//!   holder's), its queue and generator.
 //! - [`worker`]: one thread, one runtime, one segment, one stats delta.
 //! - [`procs`]: worker *processes* (past the per-process fd limit): a relay
 //!   thread per child process stands where a worker thread would, so the
