@@ -326,8 +326,8 @@ pub struct Tally {
     pub own_first_limit: Option<FailureEvent>,
     /// Its share of the plan.
     pub segment: Segment,
-    /// Its own latencies.
-    pub latency: OwnLatency,
+    /// Its own latencies, when they were kept ([`Relay::keeping_own_latency`]).
+    pub latency: Option<OwnLatency>,
 }
 
 /// The coordinator's side of one worker's conversation: sends the spec and
@@ -345,8 +345,9 @@ pub struct Relay<'a> {
     active: u64,
     own_peak: u64,
     own_first_limit: Option<FailureEvent>,
-    /// Its own latencies (a fleet's host has its own figures).
-    latency: OwnLatency,
+    /// Its own latencies, kept for a fleet's host (its own figures); a
+    /// local worker process's would go unread.
+    latency: Option<OwnLatency>,
     opening_done: bool,
     oom_kills_at_start: Option<u64>,
 }
@@ -363,10 +364,16 @@ impl<'a> Relay<'a> {
             active: 0,
             own_peak: 0,
             own_first_limit: None,
-            latency: OwnLatency::default(),
+            latency: None,
             opening_done: false,
             oom_kills_at_start,
         }
+    }
+
+    /// Keeps the worker's own latencies apart too (a fleet's host).
+    pub fn keeping_own_latency(mut self) -> Relay<'a> {
+        self.latency = Some(OwnLatency::default());
+        self
     }
 
     /// The spec of this relay's worker: its segment, the run's plan and
@@ -479,7 +486,9 @@ impl<'a> Relay<'a> {
         delta.reset();
         report.delta.merge_into(delta).map_err(|e| e.to_string())?;
         self.own_peak = self.own_peak.max(delta.peak_active).max(report.active);
-        self.latency.add(delta);
+        if let Some(latency) = &mut self.latency {
+            latency.add(delta);
+        }
         if let Some(event) = &delta.first_limit
             && self
                 .own_first_limit

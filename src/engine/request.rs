@@ -215,11 +215,7 @@ impl Pool {
         self.closed_loop
     }
 
-    /// Connections connecting or open now.
-    pub fn len(&self) -> usize {
-        self.conns.borrow().len()
-    }
-
+    /// Whether no connection is connecting or open.
     pub fn is_empty(&self) -> bool {
         self.conns.borrow().is_empty()
     }

@@ -27,6 +27,7 @@ use crate::engine::{Engine, Launch, Settings, WorkerBody};
 use crate::model::{
     FirstLimit, FleetHost, FleetReport, HostLimit, ResolvedTarget, Totals, WorkerDeath,
 };
+use crate::stats::OwnLatency;
 
 /// What a coordinator is asked for.
 #[derive(Debug, Clone)]
@@ -280,7 +281,7 @@ impl Coordinator {
                         memory: None,
                         deaths: &deaths,
                     };
-                    let relay = Relay::new(&shared, peer, recorder);
+                    let relay = Relay::new(&shared, peer, recorder).keeping_own_latency();
                     let go = Go {
                         threads,
                         start_ns,
@@ -742,7 +743,11 @@ impl Fleet {
                         host_totals(tally, connections),
                         tally.own_first_limit.as_ref().map(HostLimit::from_event),
                         format!("{}+{}", tally.segment.offset, tally.segment.stride),
-                        tally.latency.percentiles(),
+                        tally
+                            .latency
+                            .as_ref()
+                            .map(OwnLatency::percentiles)
+                            .unwrap_or_default(),
                     ),
                     None => (Totals::default(), None, String::new(), BTreeMap::new()),
                 };
