@@ -7,7 +7,10 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{Server, assert_results_complete, ceiling, out_dir, run_bounded, summary, text};
+use crate::util::{
+    Server, assert_results_complete, ceiling, out_dir, run_bounded, summary, text,
+    timeseries_column,
+};
 
 const TOKEN: &str = "fleet-test-token";
 
@@ -81,6 +84,23 @@ fn wait(mut child: Child, bound: Duration, what: &str) -> (ExitStatus, Output) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits for the coordinator, then for each agent, every one of them
+/// successful; the coordinator's output and the agents'.
+fn wait_fleet(coord: Child, agents: Vec<Child>) -> (Output, Vec<Output>) {
+    let (status, output) = wait(coord, Duration::from_secs(60), "the coordinator");
+    assert!(status.success(), "{}", text(&output.stderr));
+    let agents = agents
+        .into_iter()
+        .enumerate()
+        .map(|(k, a)| {
+            let (status, output) = wait(a, Duration::from_secs(10), "an agent");
+            assert!(status.success(), "agent {k}: {}", text(&output.stderr));
+            output
+        })
+        .collect();
+    (output, agents)
 }
 
 /// hosts.csv as (header, rows), each row by column name.
@@ -174,12 +194,9 @@ fn three_agents_make_exactly_the_attempts_asked_and_the_hosts_add_up() {
         .spawn()
         .unwrap();
     agents.push(named);
-    let (status, output) = wait(coord, Duration::from_secs(60), "the coordinator");
-    assert!(status.success(), "{}", text(&output.stderr));
-    for (k, a) in agents.into_iter().enumerate() {
-        let (status, output) = wait(a, Duration::from_secs(10), "an agent");
-        assert!(status.success(), "agent {k}: {}", text(&output.stderr));
-        let stdout = text(&output.stdout);
+    let (output, agents) = wait_fleet(coord, agents);
+    for (k, agent) in agents.iter().enumerate() {
+        let stdout = text(&agent.stdout);
         assert!(
             stdout.contains(&format!("host {k} of 3: attempted ")),
             "{stdout}"
@@ -288,12 +305,7 @@ fn a_host_behind_a_slow_link_starts_with_the_others() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
-    let (status, output) = wait(coord, Duration::from_secs(60), "the coordinator");
-    assert!(status.success(), "{}", text(&output.stderr));
-    for (k, a) in [near, far].into_iter().enumerate() {
-        let (status, output) = wait(a, Duration::from_secs(10), "an agent");
-        assert!(status.success(), "agent {k}: {}", text(&output.stderr));
-    }
+    wait_fleet(coord, vec![near, far]);
     let s = summary(&out);
     assert_eq!(s["totals"]["attempted"], 400, "{s}");
     let rtt = s["fleet"]["hosts"][1]["rtt_ms"].as_f64().unwrap();
@@ -309,13 +321,8 @@ fn a_host_behind_a_slow_link_starts_with_the_others() {
     // All 400 were due in the first second, and they are in its row: the
     // tick loop waits out the far host's round trip before it counts a
     // tick (it held back the far host's last 20 before).
-    let mut reader = csv::Reader::from_path(out.join("timeseries.csv")).unwrap();
-    let header = reader.headers().unwrap().clone();
-    let col = header.iter().position(|h| h == "attempted").unwrap();
-    let first: u64 = reader.records().next().unwrap().unwrap()[col]
-        .parse()
-        .unwrap();
-    assert_eq!(first, 400, "attempts in the first second's row");
+    let attempted = timeseries_column(&out, "attempted");
+    assert_eq!(attempted[0], 400.0, "attempts by second: {attempted:?}");
 }
 
 /// Requests from a fleet: each host opens its part of the pool and puts
@@ -346,12 +353,7 @@ fn a_fleet_puts_requests_through_its_hosts_pools_counted_exactly() {
         ],
     );
     let agents: Vec<Child> = (0..2).map(|k| agent(port, k, 2, TOKEN)).collect();
-    let (status, output) = wait(coord, Duration::from_secs(60), "the coordinator");
-    assert!(status.success(), "{}", text(&output.stderr));
-    for (k, a) in agents.into_iter().enumerate() {
-        let (status, output) = wait(a, Duration::from_secs(10), "an agent");
-        assert!(status.success(), "agent {k}: {}", text(&output.stderr));
-    }
+    wait_fleet(coord, agents);
     let s = summary(&out);
     crate::results::validate(&s);
     assert_hosts_add_up(&out, &s);
@@ -388,16 +390,9 @@ fn a_fleet_puts_requests_through_its_hosts_pools_counted_exactly() {
         "{s}"
     );
     // The asked rate, second by second, is what the hosts sent.
-    let mut reader = csv::Reader::from_path(out.join("timeseries.csv")).unwrap();
-    let header = reader.headers().unwrap().clone();
-    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
-    let (target, sent) = (col("target_rate_per_s"), col("requests_sent_per_s"));
-    let rows: Vec<(f64, f64)> = reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            (r[target].parse().unwrap(), r[sent].parse().unwrap())
-        })
+    let rows: Vec<(f64, f64)> = timeseries_column(&out, "target_rate_per_s")
+        .into_iter()
+        .zip(timeseries_column(&out, "requests_sent_per_s"))
         .collect();
     for &(asked, sent) in &rows[1..2] {
         assert!(

@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::util::{Server, ceiling, installed, out_dir, require, run_bounded, summary, text};
+use crate::util::{
+    Server, ceiling, installed, out_dir, require, run_bounded, summary, text, timeseries_column,
+};
 
 /// Upper bound on any run here.
 const BOUND: Duration = Duration::from_secs(60);
@@ -713,16 +715,10 @@ fn plain_progress_in_request_mode_speaks_of_requests() {
         assert!(line.contains("/s of 200/s  "), "{line}");
     }
     assert!(progress.iter().any(|l| l.contains("total p99 ")), "{lines}");
-    let mut reader = csv::Reader::from_path(out.join("timeseries.csv")).unwrap();
-    let header = reader.headers().unwrap().clone();
-    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
-    let (elapsed, target) = (col("elapsed_s"), col("target_rate_per_s"));
-    let rows: Vec<(u64, f64)> = reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            (r[elapsed].parse().unwrap(), r[target].parse().unwrap())
-        })
+    let rows: Vec<(u64, f64)> = timeseries_column(&out, "elapsed_s")
+        .into_iter()
+        .map(|s| s as u64)
+        .zip(timeseries_column(&out, "target_rate_per_s"))
         .collect();
     // Asked from the pool's opening (within the first tick) to the end.
     let at = |s: u64| rows.iter().find(|r| r.0 == s).map_or(0.0, |r| r.1);

@@ -91,6 +91,22 @@ pub fn summary(out: &Path) -> serde_json::Value {
     read_summary(out)
 }
 
+/// One column of the run's timeseries.csv, a value per row.
+pub fn timeseries_column(out: &Path, name: &str) -> Vec<f64> {
+    let path = out.join("timeseries.csv");
+    let mut reader = csv::Reader::from_path(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let header = reader.headers().unwrap().clone();
+    let col = header
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no {name} column in {}", path.display()));
+    reader
+        .records()
+        .map(|r| r.unwrap()[col].parse().unwrap())
+        .collect()
+}
+
 fn read_summary(out: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(out.join("summary.json"))
         .unwrap_or_else(|e| panic!("no summary.json in {}: {e}", out.display()));

@@ -5,7 +5,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::util::{Server, assert_results_complete, ceiling, out_dir, run_bounded, summary, text};
+use crate::util::{
+    Server, assert_results_complete, ceiling, out_dir, run_bounded, summary, text,
+    timeseries_column,
+};
 
 #[test]
 fn three_worker_processes_make_exactly_the_attempts_asked() {
@@ -81,12 +84,9 @@ fn worker_processes_report_each_second_in_its_own_row() {
         .args(["--hold", "1s"]);
     let output = run_bounded(cmd, Duration::from_secs(30));
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let mut reader = csv::Reader::from_path(out.join("timeseries.csv")).unwrap();
-    let header = reader.headers().unwrap().clone();
-    let col = header.iter().position(|h| h == "attempted").unwrap();
-    let attempted: Vec<u64> = reader
-        .records()
-        .map(|r| r.unwrap()[col].parse().unwrap())
+    let attempted: Vec<u64> = timeseries_column(&out, "attempted")
+        .into_iter()
+        .map(|a| a as u64)
         .collect();
     // 300 due in each of the first three seconds (one more at t = 1 s
     // exactly, which the first second may count); none after.
