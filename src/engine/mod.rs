@@ -399,8 +399,8 @@ impl Engine {
         }
     }
 
-    /// The connect rate asked for now.
-    pub fn target_rate(&self) -> f64 {
+    /// The connect rate asked for at `at` (0 once every attempt started).
+    pub fn target_rate(&self, at: Instant) -> f64 {
         if self.shared.opening_workers.load(Ordering::SeqCst) == 0 {
             return 0.0;
         }
@@ -408,7 +408,7 @@ impl Engine {
         if schedule.is_paused() {
             return 0.0;
         }
-        let offset = schedule.offset_at(Instant::now());
+        let offset = schedule.offset_at(at);
         rate::rate_at(self.shared.settings.pace, offset) * schedule.factor()
     }
 

@@ -343,9 +343,16 @@ impl RequestTarget {
         })
     }
 
-    /// The rate asked now: `phase` as the tick loop sees it (opening while
-    /// any connect is unresolved), `schedule` the pacers'.
-    pub fn rate(&mut self, elapsed: Duration, phase: Phase, schedule: Schedule) -> f64 {
+    /// The rate asked at `at` (`elapsed` into the run): `phase` as the
+    /// tick loop sees it (opening while any connect is unresolved),
+    /// `schedule` the pacers'.
+    pub fn rate(
+        &mut self,
+        elapsed: Duration,
+        at: tokio::time::Instant,
+        phase: Phase,
+        schedule: Schedule,
+    ) -> f64 {
         match phase {
             // A reconnect in flight later on is not the pool's opening.
             Phase::Opening if self.from.is_none() => return 0.0,
@@ -356,9 +363,7 @@ impl RequestTarget {
         if schedule.is_paused() {
             return 0.0;
         }
-        let offset = schedule
-            .offset_at(tokio::time::Instant::now())
-            .saturating_sub(from);
+        let offset = schedule.offset_at(at).saturating_sub(from);
         rate_at(self.pace, offset) * schedule.factor()
     }
 }
@@ -483,7 +488,9 @@ pub fn drive(
             // are in, the ones cut at the next are not. At the end every
             // report is in: as of now.
             let lag = if finished { Duration::ZERO } else { grace };
-            let elapsed = engine.start_instant().elapsed().saturating_sub(lag);
+            let now = tokio::time::Instant::now();
+            let grid_point = now.checked_sub(lag).unwrap_or(now);
+            let elapsed = grid_point.saturating_duration_since(engine.start_instant());
             let utc_now = || utc_ago(lag);
             let phase = match engine.phase() {
                 _ if finished => Phase::Done,
@@ -492,8 +499,8 @@ pub fn drive(
                 phase => phase,
             };
             let target = match request_target.as_mut() {
-                Some(requests) => requests.rate(elapsed, phase, engine.schedule()),
-                None => engine.target_rate(),
+                Some(requests) => requests.rate(elapsed, grid_point, phase, engine.schedule()),
+                None => engine.target_rate(grid_point),
             };
             let snapshot = agg.snapshot(elapsed, phase, target, utc_now, finished);
             // A failed write keeps the rows for the end: the run goes on.
@@ -663,26 +670,26 @@ mod tests {
         };
         let at = |secs: u64| Schedule::starting_at(now - Duration::from_secs(secs));
         // Nothing asked while the pool opens.
-        assert_eq!(target.rate(Duration::ZERO, Phase::Opening, at(0)), 0.0);
+        assert_eq!(target.rate(Duration::ZERO, now, Phase::Opening, at(0)), 0.0);
         // The pool open at 1 s: the ramp starts there, 2 s into it at 3 s.
-        let first = target.rate(Duration::from_secs(1), Phase::Holding, at(1));
+        let first = target.rate(Duration::from_secs(1), now, Phase::Holding, at(1));
         assert!(first < 0.1, "{first}");
-        let later = target.rate(Duration::from_secs(3), Phase::Holding, at(3));
+        let later = target.rate(Duration::from_secs(3), now, Phase::Holding, at(3));
         assert!((later - 50.0).abs() < 0.1, "{later}");
         // A reconnect in flight is no new opening.
-        let reconnecting = target.rate(Duration::from_secs(3), Phase::Opening, at(3));
+        let reconnecting = target.rate(Duration::from_secs(3), now, Phase::Opening, at(3));
         assert!((reconnecting - 50.0).abs() < 0.1, "{reconnecting}");
         // The dashboard's keys: twice the rate, paused; none once draining.
         let faster = at(3).rebased(now, 2.0, false);
-        let doubled = target.rate(Duration::from_secs(3), Phase::Holding, faster);
+        let doubled = target.rate(Duration::from_secs(3), now, Phase::Holding, faster);
         assert!((doubled - 100.0).abs() < 0.2, "{doubled}");
         let paused = at(3).rebased(now, 1.0, true);
         assert_eq!(
-            target.rate(Duration::from_secs(3), Phase::Holding, paused),
+            target.rate(Duration::from_secs(3), now, Phase::Holding, paused),
             0.0
         );
         assert_eq!(
-            target.rate(Duration::from_secs(3), Phase::Draining, at(3)),
+            target.rate(Duration::from_secs(3), now, Phase::Draining, at(3)),
             0.0
         );
         // A closed loop asks for no rate.
@@ -691,7 +698,7 @@ mod tests {
             from: None,
         };
         assert_eq!(
-            closed.rate(Duration::from_secs(1), Phase::Holding, at(1)),
+            closed.rate(Duration::from_secs(1), now, Phase::Holding, at(1)),
             0.0
         );
     }
